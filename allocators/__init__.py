@@ -1,0 +1,21 @@
+"""Allocator models: one module per allocator, one protocol, one registry.
+
+Importing this package registers every allocator; see `allocators.registry`.
+"""
+
+from allocators import linear, pool, stack  # noqa: F401  (registration)
+from allocators.errors import (
+    AllocatorError,
+    BadParameter,
+    InvalidAddress,
+    OutOfMemory,
+    UnsupportedOperation,
+)
+from allocators.log import AllocLog
+from allocators.protocol import Allocator, default_capacity
+from allocators.registry import create, get, names, parse_spec, register
+
+__all__ = [
+    "AllocLog", "Allocator", "AllocatorError", "BadParameter", "InvalidAddress", "OutOfMemory",
+    "UnsupportedOperation", "create", "default_capacity", "get", "names", "parse_spec", "register",
+]

@@ -1,0 +1,259 @@
+"""The one protocol every allocator implements, as a thin Python shell over kernels.
+
+An allocator is a subclass of `Allocator` living in its own module.  The module
+defines its state (a tuple of numpy arrays, built by `make_state`) and the
+kernels listed in `allocators.replay`; the class only names them:
+
+    class Pool(Allocator):
+        name = "pool"
+        summary = "fixed-size blocks carved from one region, LIFO free list"
+        alloc_block = staticmethod(alloc_block)
+        free_block = staticmethod(free_block)
+        heap_stats = staticmethod(heap_stats)
+        reset_state = staticmethod(reset_state)
+        replay_kernel = build_replay_kernel("pool", __file__, alloc_block, free_block, heap_stats)
+
+The shell validates every argument before it reaches a kernel (kernels do no
+bounds checks), turns kernel status codes into exceptions, and keeps a dict of
+live blocks so `deallocate` of an unknown address is an `InvalidAddress` error,
+never memory corruption of the model.
+
+Operations (the seed's four, plus replay):
+- `create(capacity_bytes, **params)`: an allocator over a simulated address
+  space `[0, capacity_bytes)`; nothing real is allocated.
+- `allocate(size, thread=0) -> addr`, `deallocate(addr, thread=0)`.
+- `free()`: release every block, keep the memory taken so far (reset).
+- `replay(trace) -> AllocLog`: a fresh heap, the whole trace in one kernel call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from allocators import replay as driver
+from allocators.errors import BadParameter, InvalidAddress, UnsupportedOperation, error_for
+from allocators.log import AllocLog
+from workloads.trace import MAX_REQUEST_SIZE, Trace
+
+#: Smallest address space an allocator can be created over.
+MIN_CAPACITY = 4096
+#: Largest simulated address space (2^48 bytes, as x86-64 user space).
+MAX_CAPACITY = 1 << 48
+#: Timeline samples per replay unless asked otherwise.
+DEFAULT_TIMELINE_SAMPLES = 1000
+
+
+def default_capacity(trace: Trace) -> int:
+    """An address space large enough for any allocator to replay `trace` without reuse.
+
+    Sum of every request rounded up to 16 B plus 64 B of slack per request,
+    doubled and rounded up to a power of two (at least 1 MiB).  This is address
+    space, not memory: models only touch metadata for what they use.
+    """
+    grows = trace.op != 1
+    sizes = trace.size[grows & (trace.op != 3)]
+    need = int(((sizes + 15) // 16 * 16 + 64).sum()) * 2 + (1 << 20)
+    return 1 << max(20, (need - 1).bit_length())
+
+
+class Allocator:
+    """Base class: the protocol, argument validation and status handling."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    #: Named parameter sets, e.g. {"glibc": {...}}; chosen with preset="glibc".
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Extra parameter strings the conformance suite also tests, e.g. ("policy=best",).
+    variants: ClassVar[tuple[str, ...]] = ()
+    #: Parameters and their defaults (besides capacity_bytes and max_threads).
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: Whether deallocate() of single blocks is supported at all.
+    supports_deallocate: ClassVar[bool] = True
+    #: Whether blocks may only be deallocated newest-first (a stack allocator).
+    lifo_only: ClassVar[bool] = False
+    #: Alignment every granted address honours.
+    alignment: ClassVar[int] = 16
+    counter_names: ClassVar[tuple[str, ...]] = ()
+
+    alloc_block: ClassVar[Callable]
+    free_block: ClassVar[Callable]
+    heap_stats: ClassVar[Callable]
+    reset_state: ClassVar[Callable]
+    replay_kernel: ClassVar[Callable]
+
+    def __init__(self, capacity_bytes: int, max_threads: int = 64, **params: Any) -> None:
+        if not isinstance(capacity_bytes, (int, np.integer)) or isinstance(capacity_bytes, bool):
+            raise BadParameter(f"{self.name}: capacity_bytes must be an integer, got {capacity_bytes!r}")
+        if not MIN_CAPACITY <= int(capacity_bytes) <= MAX_CAPACITY:
+            raise BadParameter(
+                f"{self.name}: capacity_bytes {capacity_bytes} outside {MIN_CAPACITY}..{MAX_CAPACITY}"
+            )
+        if not isinstance(max_threads, (int, np.integer)) or not 1 <= int(max_threads) <= 1024:
+            raise BadParameter(f"{self.name}: max_threads must be in 1..1024, got {max_threads!r}")
+        self.capacity = int(capacity_bytes)
+        self.max_threads = int(max_threads)
+        self.params = self._resolve_params(params)
+        self.check_params()
+        self.state = self.make_state()
+        self._live: dict[int, int] = {}
+
+    # ---------------------------------------------------------------- params
+    def _resolve_params(self, given: dict[str, Any]) -> dict[str, Any]:
+        given = dict(given)
+        resolved = dict(self.defaults)
+        preset = given.pop("preset", None)
+        if preset is not None:
+            if preset not in self.presets:
+                known = ", ".join(sorted(self.presets)) or "none"
+                raise BadParameter(f"{self.name}: unknown preset '{preset}' (known: {known})")
+            resolved.update(self.presets[preset])
+            resolved["preset"] = preset
+        unknown = sorted(set(given) - set(self.defaults))
+        if unknown:
+            known = ", ".join(sorted(self.defaults)) or "none"
+            raise BadParameter(f"{self.name}: unknown parameter(s) {', '.join(unknown)} (known: {known})")
+        resolved.update(given)
+        return resolved
+
+    def check_params(self) -> None:
+        """Subclasses raise BadParameter for values their kernels cannot take."""
+
+    def make_state(self) -> tuple:
+        raise NotImplementedError
+
+    @classmethod
+    def create(cls, capacity_bytes: int, **params: Any) -> Allocator:
+        return cls(capacity_bytes, **params)
+
+    @classmethod
+    def params_for_trace(cls, trace: Trace, params: dict[str, Any]) -> dict[str, Any]:
+        """Parameters to fill in from a trace when the user left them unset (e.g. a pool's block size)."""
+        return {}
+
+    # ------------------------------------------------------------- protocol
+    def allocate(self, size: int, thread: int = 0) -> int:
+        """Allocate `size` bytes for `thread`; return the block's address."""
+        size = self._check_int("size", size, 1, MAX_REQUEST_SIZE)
+        thread = self._check_int("thread", thread, 0, self.max_threads - 1)
+        addr, granted = self.alloc_block(self.state, size, thread)
+        if addr < 0:
+            raise error_for(int(addr), f"{self.name}: allocate({size}, thread={thread}) {self._state_text()}")
+        self._live[int(addr)] = int(granted)
+        return int(addr)
+
+    def deallocate(self, addr: int, thread: int = 0) -> None:
+        """Return the block at `addr` to the allocator."""
+        if not self.supports_deallocate:
+            raise UnsupportedOperation(f"{self.name}: deallocate is not supported; use free() to release everything")
+        addr = self._check_int("addr", addr, 0, self.capacity - 1)
+        thread = self._check_int("thread", thread, 0, self.max_threads - 1)
+        if addr not in self._live:
+            raise InvalidAddress(f"{self.name}: deallocate({addr}): not a live block")
+        status, _ = self.free_block(self.state, addr, thread)
+        if status < 0:
+            raise error_for(int(status), f"{self.name}: deallocate({addr}, thread={thread})")
+        del self._live[addr]
+
+    def free(self) -> None:
+        """Release every block at once; the memory taken so far stays with the allocator."""
+        self.reset_state(self.state)
+        self._live.clear()
+
+    def replay(self, trace: Trace, sample_every: int | None = None) -> AllocLog:
+        """Run `trace` on a fresh heap in one kernel call and return its AllocLog."""
+        log, _ = self.replay_timed(trace, sample_every)
+        return log
+
+    def replay_timed(self, trace: Trace, sample_every: int | None = None) -> tuple[AllocLog, float]:
+        """Like replay(), also returning the kernel's wall time in seconds (arrays prepared outside it)."""
+        if not isinstance(trace, Trace):
+            raise TypeError(f"replay() needs a Trace, got {type(trace).__name__}")
+        if len(trace) and trace.n_threads > self.max_threads:
+            raise BadParameter(
+                f"{self.name}: trace uses {trace.n_threads} threads, "
+                f"allocator was created with max_threads={self.max_threads}"
+            )
+        n_rows = len(trace)
+        if sample_every is None:
+            sample_every = max(1, n_rows // DEFAULT_TIMELINE_SAMPLES)
+        sample_every = self._check_int("sample_every", sample_every, 1, 1 << 62)
+        self.state = self.make_state()
+        self._live.clear()
+        # Every work and output array is allocated and touched here, so page faults
+        # of the harness's own buffers stay outside the timed kernel.
+        addr = np.full(n_rows, -1, np.int64)
+        granted = np.full(n_rows, 0, np.int64)
+        n_ids = max(trace.n_ids, 1)
+        obj_addr = np.full(n_ids, -1, np.int64)
+        obj_granted = np.full(n_ids, 0, np.int64)
+        obj_requested = np.full(n_ids, 0, np.int64)
+        timeline = np.full((n_rows // sample_every + 2, len(driver.TIMELINE_COLUMNS)), 0, np.int64)
+        totals = np.zeros(driver.N_TOTALS, np.int64)
+        totals[driver.T_FAILED_ROW] = -1
+        started = time.perf_counter()
+        self.replay_kernel(
+            self.state, trace.op, trace.dense_obj, trace.size, trace.thread, obj_addr, obj_granted, obj_requested,
+            sample_every, addr, granted, timeline, totals,
+        )
+        elapsed = time.perf_counter() - started
+        failed_row = int(totals[driver.T_FAILED_ROW])
+        if failed_row >= 0:
+            op_name = ("ALLOC", "FREE", "REALLOC", "ACCESS")[int(trace.op[failed_row])]
+            raise error_for(
+                int(totals[driver.T_STATUS]),
+                f"{self.name}: trace row {failed_row} ({op_name} of object {int(trace.obj[failed_row])}, "
+                f"size {int(trace.size[failed_row])}, thread {int(trace.thread[failed_row])}) {self._state_text()}",
+            )
+        log = AllocLog(
+            allocator=self.name, params=dict(self.params), capacity=self.capacity,
+            addr=addr, granted=granted, timeline=timeline[: int(totals[driver.T_SAMPLES])].copy(),
+            sample_every=int(sample_every),
+            peak_footprint=int(totals[driver.T_PEAK_FOOTPRINT]),
+            peak_live_requested=int(totals[driver.T_PEAK_LIVE_REQUESTED]),
+            peak_live_granted=int(totals[driver.T_PEAK_LIVE_GRANTED]),
+            peak_metadata_bytes=int(totals[driver.T_PEAK_METADATA]),
+            final_footprint=int(totals[driver.T_FINAL_FOOTPRINT]),
+            final_metadata_bytes=int(totals[driver.T_FINAL_METADATA]),
+            counters=self.counters(),
+        )
+        return log, elapsed
+
+    # ----------------------------------------------------------- inspection
+    def live_blocks(self) -> dict[int, int]:
+        """Address -> granted size of every block allocated through allocate() and not deallocated."""
+        return dict(self._live)
+
+    @property
+    def footprint(self) -> int:
+        """Bytes of address space the allocator has taken from its 'OS'."""
+        return int(self.heap_stats(self.state)[0])
+
+    @property
+    def metadata_bytes(self) -> int:
+        return int(self.heap_stats(self.state)[1])
+
+    def counters(self) -> dict[str, int]:
+        """Event counters; by convention state[0] holds them in `counter_names` order."""
+        if not self.counter_names:
+            return {}
+        values = self.state[0]
+        return {name: int(values[index]) for index, name in enumerate(self.counter_names)}
+
+    # -------------------------------------------------------------- helpers
+    def _check_int(self, what: str, value: Any, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise BadParameter(f"{self.name}: {what} must be an integer, got {value!r}")
+        if not low <= int(value) <= high:
+            raise BadParameter(f"{self.name}: {what} {value} outside {low}..{high}")
+        return int(value)
+
+    def _state_text(self) -> str:
+        footprint, metadata = self.heap_stats(self.state)
+        return f"[footprint {int(footprint)} B of capacity {self.capacity} B, {len(self._live)} live blocks]"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(capacity_bytes={self.capacity}, params={self.params})"

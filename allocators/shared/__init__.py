@@ -1,0 +1,1 @@
+"""Pieces shared by several allocators; each exists once (free-list stacks, alignment, ...)."""

@@ -1,0 +1,118 @@
+"""stack: a bump allocator with a header before each block and LIFO deallocation.
+
+Design.  Like `linear`, the allocator bumps one offset, `top`, through one
+region; unlike it, each block is preceded by a 16 B header recording where
+`top` stood before the block (16 B keeps user addresses 16-aligned).  Freeing
+the most recent block moves `top` back to the header: blocks die in LIFO
+order, and memory is reused at once.  Freeing any other block is an error
+(UnsupportedOperation: out-of-order deallocation), as in a real stack
+allocator.  A REALLOC of the top block grows or shrinks it in place.
+
+- allocate: O(1): header, bump, push the block on the live stack.
+- deallocate: O(1): compare with the top of the live stack, pop, move `top` back.
+- free(): `top` back to 0, live stack emptied.
+
+State: `words` (counters, then top, high_water, capacity) and `live_blocks`, an
+index stack holding the address of every live block in allocation order (the
+model of the headers' back links).  Metadata bytes = 16 per live block.
+The footprint is the high-water mark of `top`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, ST_OUT_OF_ORDER
+from allocators.protocol import Allocator
+from allocators.registry import register
+from allocators.replay import build_replay_kernel
+from allocators.shared.align import align_up
+from allocators.shared.freestack import new_stack, stack_clear, stack_count, stack_pop, stack_push, stack_top
+
+ALIGNMENT = 16
+HEADER_BYTES = 16
+
+C_ALLOCS, C_FREES, C_OUT_OF_ORDER = 0, 1, 2
+S_TOP, S_HIGH_WATER, S_CAPACITY = 3, 4, 5
+
+
+@njit(cache=True, inline="always")
+def alloc_block(state, size, thread):
+    words, live_blocks = state
+    addr = words[S_TOP] + HEADER_BYTES
+    granted = align_up(size, ALIGNMENT)
+    end = addr + granted
+    if end > words[S_CAPACITY]:
+        return ST_OUT_OF_MEMORY, 0
+    words[S_TOP] = end
+    if end > words[S_HIGH_WATER]:
+        words[S_HIGH_WATER] = end
+    stack_push(live_blocks, addr)
+    words[C_ALLOCS] += 1
+    return addr, granted
+
+
+@njit(cache=True, inline="always")
+def free_block(state, addr, thread):
+    words, live_blocks = state
+    if stack_count(live_blocks) == 0 or stack_top(live_blocks) != addr:
+        words[C_OUT_OF_ORDER] += 1
+        return ST_OUT_OF_ORDER, 0
+    stack_pop(live_blocks)
+    words[S_TOP] = addr - HEADER_BYTES
+    words[C_FREES] += 1
+    return ST_OK, 0
+
+
+@njit(cache=True, inline="always")
+def realloc_in_place(state, addr, granted, new_size, thread):
+    """The top block can change size where it stands; any other block only shrink."""
+    words, live_blocks = state
+    new_granted = align_up(new_size, ALIGNMENT)
+    if stack_count(live_blocks) > 0 and stack_top(live_blocks) == addr:
+        end = addr + new_granted
+        if end > words[S_CAPACITY]:
+            return -1, 0
+        words[S_TOP] = end
+        if end > words[S_HIGH_WATER]:
+            words[S_HIGH_WATER] = end
+        return addr, new_granted
+    if new_size <= granted:
+        return addr, granted
+    return -1, 0
+
+
+@njit(cache=True, inline="always")
+def heap_stats(state):
+    words, live_blocks = state
+    return words[S_HIGH_WATER], HEADER_BYTES * stack_count(live_blocks)
+
+
+@njit(cache=True)
+def reset_state(state):
+    words, live_blocks = state
+    stack_clear(live_blocks)
+    words[S_TOP] = 0
+
+
+@register
+class Stack(Allocator):
+    name = "stack"
+    summary = "bump pointer with a 16 B header per block; LIFO deallocate, out-of-order is an error"
+    alignment = ALIGNMENT
+    lifo_only = True
+    counter_names = ("allocs", "frees", "out_of_order_frees")
+
+    alloc_block = staticmethod(alloc_block)
+    free_block = staticmethod(free_block)
+    heap_stats = staticmethod(heap_stats)
+    reset_state = staticmethod(reset_state)
+    replay_kernel = staticmethod(
+        build_replay_kernel("stack", __file__, alloc_block, free_block, heap_stats, realloc_in_place)
+    )
+
+    def make_state(self) -> tuple:
+        words = np.zeros(6, np.int64)
+        words[S_CAPACITY] = self.capacity
+        return (words, new_stack(self.capacity // (HEADER_BYTES + ALIGNMENT)))

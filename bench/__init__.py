@@ -1,0 +1,1 @@
+"""The harness: run allocators on workloads, measure, store, compare (`python -m bench`)."""

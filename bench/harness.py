@@ -1,0 +1,97 @@
+"""One cell of measurement: one allocator replaying one trace.
+
+The harness knows nothing about particular allocators: it builds any
+registered allocator from a spec string, lets the allocator fill parameters it
+derives from the trace (`params_for_trace`), replays, and turns the AllocLog
+into a flat dict of figures.
+
+Timing.  The first replay of a process compiles the allocator's kernel (or
+loads it from numba's on-disk cache); that time is measured on a two-row trace
+and reported as `compile_s`, never mixed into throughput.  Then the trace is
+replayed `repeats` times on a fresh heap each time; throughput is rows divided
+by the median kernel time (the harness's own buffers are allocated and touched
+before the clock starts).  Every figure but the timings is deterministic.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import allocators
+from allocators import Allocator, AllocLog, default_capacity
+from allocators.errors import AllocatorError
+from workloads.trace import Trace, from_rows
+
+_WARM: set[str] = set()
+
+
+def build_for_trace(spec: str, trace: Trace, capacity: int | None = None, **overrides: Any) -> Allocator:
+    """Create the allocator a spec names, sized and parameterised for `trace`."""
+    name, params = allocators.parse_spec(spec)
+    params.update(overrides)
+    cls = allocators.get(name)
+    params.update(cls.params_for_trace(trace, params))
+    params.setdefault("max_threads", max(64, trace.n_threads))
+    return cls(capacity or default_capacity(trace), **params)
+
+
+def warm_up(spec: str) -> float:
+    """Compile (or load from cache) the allocator's replay kernel; return the seconds it took (0 if warm)."""
+    name = allocators.parse_spec(spec)[0]
+    if name in _WARM:
+        return 0.0
+    tiny = from_rows([(0, 0, 16, 0), (1, 0, 0, 0)])
+    started = time.perf_counter()
+    build_for_trace(spec, tiny).replay(tiny)
+    _WARM.add(name)
+    return time.perf_counter() - started
+
+
+def summarize(log: AllocLog, trace: Trace) -> dict[str, Any]:
+    """Deterministic figures of one replay."""
+    peak_requested = max(log.peak_live_requested, 1)
+    granted = max(log.peak_live_granted, 1)
+    return {
+        "peak_footprint": log.peak_footprint,
+        "peak_live_requested": log.peak_live_requested,
+        "peak_live_granted": log.peak_live_granted,
+        "peak_metadata_bytes": log.peak_metadata_bytes,
+        "overhead_factor": round(log.peak_footprint / peak_requested, 6),
+        "internal_fragmentation": round(1.0 - log.peak_live_requested / granted, 6),
+        "final_footprint": log.final_footprint,
+        "counters": log.counters,
+    }
+
+
+def measure(
+    spec: str, trace: Trace, repeats: int = 3, capacity: int | None = None
+) -> tuple[dict[str, Any], AllocLog | None]:
+    """Replay `trace` `repeats` times; return the cell's figures (status 'ok' or 'failed' with a reason)."""
+    row: dict[str, Any] = {"allocator": spec, "rows": len(trace)}
+    try:
+        row["compile_s"] = round(warm_up(spec), 4)
+        times = []
+        log = None
+        for _ in range(max(1, repeats)):
+            allocator = build_for_trace(spec, trace, capacity)
+            log, elapsed = allocator.replay_timed(trace)
+            times.append(elapsed)
+    except AllocatorError as error:
+        row.update(status="failed", reason=f"{type(error).__name__}: {error}")
+        return row, None
+    median = statistics.median(times)
+    row.update(
+        status="ok",
+        reason="",
+        seconds_median=median,
+        seconds_min=min(times),
+        seconds_max=max(times),
+        throughput_mops=len(trace) / median / 1e6 if median > 0 else float("inf"),
+        ns_per_op=median * 1e9 / max(len(trace), 1),
+        capacity=allocator.capacity,
+        params=dict(allocator.params),
+    )
+    row.update(summarize(log, trace))
+    return row, log

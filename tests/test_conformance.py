@@ -1,0 +1,175 @@
+"""The conformance suite, run on every registered allocator (and each of its presets and variants)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import allocators
+from allocators.conformance import check_replay, run_program
+from allocators.protocol import default_capacity
+from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, OP_REALLOC, Trace, from_rows
+
+CAPACITY = 8 << 20
+THREADS = 4
+
+
+def all_specs() -> list[str]:
+    specs = []
+    for name in allocators.names():
+        cls = allocators.get(name)
+        specs.append(name)
+        specs.extend(f"{name}:{preset}" for preset in cls.presets)
+        specs.extend(f"{name}:{variant}" for variant in cls.variants)
+    return specs
+
+
+SPECS = all_specs()
+
+sizes = st.one_of(
+    st.integers(1, 64), st.integers(1, 1100), st.integers(1, 9000), st.integers(100_000, 300_000)
+)
+steps = st.one_of(
+    st.tuples(st.just("alloc"), sizes, st.integers(0, THREADS - 1)),
+    st.tuples(st.just("free"), st.integers(0, 1000), st.integers(0, THREADS - 1)),
+    st.tuples(st.just("reset"), st.just(0), st.just(0)),
+)
+programs = st.lists(steps, min_size=1, max_size=80)
+
+
+def build(spec: str, trace: Trace | None = None) -> allocators.Allocator:
+    name, params = allocators.parse_spec(spec)
+    cls = allocators.get(name)
+    if trace is not None:
+        params.update(cls.params_for_trace(trace, params))
+    elif "block_size" in cls.defaults and params.get("block_size") is None:
+        params["block_size"] = 300_000
+    return cls(CAPACITY, max_threads=THREADS, **params)
+
+
+def test_registry_has_the_foundation_allocators():
+    assert {"linear", "pool", "stack"} <= set(allocators.names())  # TODO-LEAD: add freelist, buddy
+    for name in allocators.names():
+        cls = allocators.get(name)
+        assert cls.summary and cls.__module__.startswith("allocators.")
+        assert (cls.__doc__ or "") or (__import__(cls.__module__, fromlist=["x"]).__doc__ or "").strip()
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@given(program=programs)
+def test_per_call_invariants(spec, program):
+    run_program(build(spec), program)
+
+
+@st.composite
+def trace_programs(draw, lifo: bool):
+    """A valid trace: allocs, frees (LIFO-only if asked), reallocs and accesses."""
+    rows = []
+    live: list[tuple[int, int]] = []  # (obj, size)
+    next_id = 0
+    for _ in range(draw(st.integers(1, 120))):
+        choice = draw(st.integers(0, 9))
+        thread = draw(st.integers(0, THREADS - 1))
+        if choice < 5 or not live:
+            size = draw(sizes)
+            rows.append((OP_ALLOC, next_id, size, thread))
+            live.append((next_id, size))
+            next_id += 1
+        elif choice < 8:
+            index = len(live) - 1 if lifo else draw(st.integers(0, len(live) - 1))
+            ident, _ = live.pop(index)
+            rows.append((OP_FREE, ident, 0, thread))
+        elif choice == 8:
+            index = len(live) - 1 if lifo else draw(st.integers(0, len(live) - 1))
+            ident, _ = live[index]
+            size = draw(sizes)
+            live[index] = (ident, size)
+            rows.append((OP_REALLOC, ident, size, thread))
+        else:
+            ident, size = live[draw(st.integers(0, len(live) - 1))]
+            rows.append((OP_ACCESS, ident, draw(st.integers(0, size)), thread))
+    return from_rows(rows)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@given(data=st.data())
+def test_replay_invariants(spec, data):
+    cls = allocators.get(allocators.parse_spec(spec)[0])
+    trace = data.draw(trace_programs(lifo=cls.lifo_only))
+    allocator = build(spec, trace)
+    try:
+        log = allocator.replay(trace)
+    except allocators.OutOfMemory:
+        return
+    check_replay(allocator, trace, log)
+    assert log.peak_live_requested <= log.peak_live_granted or allocator.name == "linear"
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_replay_matches_per_call_api(spec):
+    """replay() and a Python loop over allocate/deallocate give the same addresses."""
+    rows = [(OP_ALLOC, i, 24 + 40 * (i % 7), 0) for i in range(40)]
+    rows += [(OP_FREE, i, 0, 0) for i in range(39, 19, -1)]
+    rows += [(OP_ALLOC, 100 + i, 16 + 8 * i, 0) for i in range(10)]
+    trace = from_rows(rows)
+    allocator = build(spec, trace)
+    log = allocator.replay(trace)
+    fresh = build(spec, trace)
+    by_object = {}
+    for row, (op, ident, size, thread) in enumerate(rows):
+        if op == OP_ALLOC:
+            by_object[ident] = fresh.allocate(size, thread)
+            assert by_object[ident] == log.addr[row], f"row {row}"
+        elif fresh.supports_deallocate:
+            fresh.deallocate(by_object.pop(ident), thread)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_free_resets_and_memory_is_reused(spec):
+    allocator = build(spec)
+    first = [allocator.allocate(48) for _ in range(20)]
+    footprint = allocator.footprint
+    allocator.free()
+    assert allocator.live_blocks() == {}
+    assert allocator.footprint == footprint
+    second = [allocator.allocate(48) for _ in range(20)]
+    assert allocator.footprint == footprint, "allocating the same blocks after free() took new memory"
+    assert set(first) & set(second), "free() did not make any memory reusable"
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_bad_arguments_raise_clear_errors(spec):
+    allocator = build(spec)
+    for bad_size in (0, -5, 1 << 41, 1.5, "8"):
+        with pytest.raises(allocators.BadParameter, match="size"):
+            allocator.allocate(bad_size)
+    with pytest.raises(allocators.BadParameter, match="thread"):
+        allocator.allocate(16, thread=THREADS)
+    if allocator.supports_deallocate:
+        with pytest.raises(allocators.InvalidAddress):
+            allocator.deallocate(12345 * 16)
+        with pytest.raises(allocators.BadParameter, match="addr"):
+            allocator.deallocate(-16)
+    else:
+        with pytest.raises(allocators.UnsupportedOperation):
+            allocator.deallocate(allocator.allocate(16))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_exhaustion_raises_out_of_memory(spec):
+    name, params = allocators.parse_spec(spec)
+    cls = allocators.get(name)
+    if "block_size" in cls.defaults:
+        params.setdefault("block_size", 1024)
+    allocator = cls(1 << 16, **params)
+    with pytest.raises(allocators.OutOfMemory, match="out of memory"):
+        for _ in range(10_000):
+            allocator.allocate(1000)
+
+
+def test_default_capacity_fits_a_linear_replay():
+    rows = [(OP_ALLOC, i, 1000 + i, 0) for i in range(500)]
+    trace = from_rows(rows)
+    allocator = allocators.create("linear", default_capacity(trace))
+    allocator.replay(trace)

@@ -1,0 +1,338 @@
+"""The trace: one row per allocator operation, four numpy columns.
+
+A trace is what every workload generator produces, what every importer
+produces and what every allocator replays.  It is a plain struct of arrays:
+
+| column   | dtype | meaning                                                        |
+|----------|-------|----------------------------------------------------------------|
+| `op`     | int8  | 0 ALLOC, 1 FREE, 2 REALLOC, 3 ACCESS                           |
+| `obj`    | int64 | object id; ALLOC takes an id that is not live, the others name a live one |
+| `size`   | int64 | bytes requested (ALLOC, REALLOC), bytes touched from the start (ACCESS, 0 = whole), 0 (FREE) |
+| `thread` | int32 | simulated thread performing the operation                      |
+
+plus `meta`, a JSON-able dict (generator, parameters, seed).
+
+Validation happens once, when a trace is built or loaded: `validate()` runs a
+jitted pass that keeps one state byte per object id and stops at the first bad
+row, raising `TraceError` with the row number and the reason.  Kernels that
+replay a trace afterwards trust the arrays and do no checks of their own.
+
+Object ids may be any non-negative int64 (an importer may use addresses).  For
+replay the ids are mapped to a dense range `0..n_ids-1` (`dense_obj`), so a
+kernel can keep per-object state in flat arrays.
+
+Files: `.npz` (numpy `savez_compressed` of the four columns plus `meta` as a
+JSON string) is canonical; `.csv` with header `op,obj,size,thread` and ops
+written as `alloc|free|realloc|access` is for hand-written traces.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+OP_ALLOC = 0
+OP_FREE = 1
+OP_REALLOC = 2
+OP_ACCESS = 3
+OP_NAMES = ("alloc", "free", "realloc", "access")
+
+#: Largest request a trace may carry (1 TiB); larger sizes are a TraceError.
+MAX_REQUEST_SIZE = 1 << 40
+#: Simulated threads are numbered 0 .. MAX_THREADS-1.
+MAX_THREADS = 1024
+
+COLUMNS = (("op", np.int8), ("obj", np.int64), ("size", np.int64), ("thread", np.int32))
+
+
+class TraceError(ValueError):
+    """A trace (in memory or in a file) is malformed; the message names the first bad row."""
+
+    def __init__(self, message: str, row: int | None = None) -> None:
+        super().__init__(message)
+        self.row = row
+
+
+# Error codes returned by the validation kernel.
+_E_OK = 0
+_E_OP = 1
+_E_OBJ_NEGATIVE = 2
+_E_THREAD = 3
+_E_ALLOC_LIVE = 4
+_E_SIZE_NONPOSITIVE = 5
+_E_SIZE_TOO_LARGE = 6
+_E_NOT_LIVE = 7
+_E_DOUBLE_FREE = 8
+_E_FREE_SIZE = 9
+_E_ACCESS_SIZE = 10
+
+_OBJ_NEVER = 0
+_OBJ_LIVE = 1
+_OBJ_FREED = 2
+
+
+@njit(cache=True)
+def _validate_kernel(op, obj, dense, size, thread, n_ids, max_size, max_threads):
+    """Return (first bad row or -1, error code). One state byte per object id."""
+    state = np.zeros(n_ids, np.int8)
+    current_size = np.zeros(n_ids, np.int64)
+    for row in range(op.shape[0]):
+        code = op[row]
+        if code < 0 or code > 3:
+            return row, _E_OP
+        if obj[row] < 0:
+            return row, _E_OBJ_NEGATIVE
+        if thread[row] < 0 or thread[row] >= max_threads:
+            return row, _E_THREAD
+        ident = dense[row]
+        request = size[row]
+        if code == OP_ALLOC:
+            if state[ident] == _OBJ_LIVE:
+                return row, _E_ALLOC_LIVE
+            if request <= 0:
+                return row, _E_SIZE_NONPOSITIVE
+            if request > max_size:
+                return row, _E_SIZE_TOO_LARGE
+            state[ident] = _OBJ_LIVE
+            current_size[ident] = request
+        elif code == OP_FREE:
+            if state[ident] == _OBJ_FREED:
+                return row, _E_DOUBLE_FREE
+            if state[ident] == _OBJ_NEVER:
+                return row, _E_NOT_LIVE
+            if request != 0:
+                return row, _E_FREE_SIZE
+            state[ident] = _OBJ_FREED
+        elif code == OP_REALLOC:
+            if state[ident] != _OBJ_LIVE:
+                return row, _E_NOT_LIVE
+            if request <= 0:
+                return row, _E_SIZE_NONPOSITIVE
+            if request > max_size:
+                return row, _E_SIZE_TOO_LARGE
+            current_size[ident] = request
+        else:
+            if state[ident] != _OBJ_LIVE:
+                return row, _E_NOT_LIVE
+            if request < 0 or request > current_size[ident]:
+                return row, _E_ACCESS_SIZE
+    return -1, _E_OK
+
+
+def _dense_ids(obj: np.ndarray) -> tuple[np.ndarray, int]:
+    """Map object ids to 0..n_ids-1; ids that are already small are kept as they are."""
+    if obj.size == 0:
+        return obj, 0
+    low, high = int(obj.min()), int(obj.max())
+    if low >= 0 and high < 2 * obj.size + 1024:
+        return obj, high + 1
+    uniques, inverse = np.unique(obj, return_inverse=True)
+    return inverse.astype(np.int64), int(uniques.size)
+
+
+@dataclass(eq=False)
+class Trace:
+    """Four equal-length columns and a metadata dict. Construction validates."""
+
+    op: np.ndarray
+    obj: np.ndarray
+    size: np.ndarray
+    thread: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    validate_on_init: bool = field(default=True, repr=False)
+
+    def __post_init__(self) -> None:
+        self._dense: tuple[np.ndarray, int] | None = None
+        if self.validate_on_init:
+            self.validate()
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return int(self.op.shape[0])
+
+    @property
+    def n_threads(self) -> int:
+        return int(self.thread.max()) + 1 if len(self) else 1
+
+    @property
+    def dense_obj(self) -> np.ndarray:
+        """Object ids remapped to 0..n_ids-1 (the form kernels index with)."""
+        if self._dense is None:
+            self._dense = _dense_ids(self.obj)
+        return self._dense[0]
+
+    @property
+    def n_ids(self) -> int:
+        if self._dense is None:
+            self._dense = _dense_ids(self.obj)
+        return self._dense[1]
+
+    def counts(self) -> dict[str, int]:
+        found = np.bincount(self.op, minlength=4) if len(self) else np.zeros(4, np.int64)
+        return {name: int(found[code]) for code, name in enumerate(OP_NAMES)}
+
+    def requested_bytes(self) -> int:
+        """Sum of bytes requested by ALLOC and REALLOC rows."""
+        grows = (self.op == OP_ALLOC) | (self.op == OP_REALLOC)
+        return int(self.size[grows].sum())
+
+    def max_request(self) -> int:
+        grows = (self.op == OP_ALLOC) | (self.op == OP_REALLOC)
+        return int(self.size[grows].max()) if grows.any() else 0
+
+    # -------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Check dtypes, lengths, op codes, ids, sizes and threads; raise TraceError at the first bad row."""
+        length = None
+        for name, dtype in COLUMNS:
+            column = getattr(self, name)
+            if not isinstance(column, np.ndarray):
+                raise TraceError(f"column '{name}' is {type(column).__name__}, expected a numpy array")
+            if column.dtype != dtype:
+                raise TraceError(f"column '{name}' has dtype {column.dtype}, expected {np.dtype(dtype).name}")
+            if column.ndim != 1:
+                raise TraceError(f"column '{name}' has {column.ndim} dimensions, expected 1")
+            if length is None:
+                length = column.shape[0]
+            elif column.shape[0] != length:
+                raise TraceError(f"column '{name}' has {column.shape[0]} rows, column 'op' has {length}")
+        for name, _ in COLUMNS:
+            if not getattr(self, name).flags.c_contiguous:
+                setattr(self, name, np.ascontiguousarray(getattr(self, name)))
+        if not isinstance(self.meta, dict):
+            raise TraceError("meta must be a dict")
+        if length == 0:
+            return
+        dense, n_ids = _dense_ids(self.obj)  # also handles negative ids, which the kernel reports
+        row, code = _validate_kernel(
+            self.op, self.obj, dense, self.size, self.thread, n_ids, MAX_REQUEST_SIZE, MAX_THREADS
+        )
+        if row >= 0:
+            raise TraceError(self._describe(int(row), int(code)), row=int(row))
+        self._dense = (dense, n_ids)
+
+    def _describe(self, row: int, code: int) -> str:
+        op = int(self.op[row])
+        op_name = OP_NAMES[op].upper() if 0 <= op < 4 else str(op)
+        ident, request, thread = int(self.obj[row]), int(self.size[row]), int(self.thread[row])
+        reasons = {
+            _E_OP: f"unknown op code {op} (expected 0 alloc, 1 free, 2 realloc, 3 access)",
+            _E_OBJ_NEGATIVE: f"negative object id {ident}",
+            _E_THREAD: f"thread {thread} outside 0..{MAX_THREADS - 1}",
+            _E_ALLOC_LIVE: f"ALLOC reuses object id {ident} while it is still live",
+            _E_SIZE_NONPOSITIVE: f"{op_name} of object {ident} with size {request} (must be > 0)",
+            _E_SIZE_TOO_LARGE: f"{op_name} of object {ident} with size {request} above the maximum {MAX_REQUEST_SIZE}",
+            _E_NOT_LIVE: f"{op_name} of object {ident}, which is not live",
+            _E_DOUBLE_FREE: f"double free of object {ident}",
+            _E_FREE_SIZE: f"FREE of object {ident} with size {request} (must be 0)",
+            _E_ACCESS_SIZE: f"ACCESS of object {ident} touches {request} bytes, outside 0..object size",
+        }
+        return f"row {row}: {reasons.get(code, f'error code {code}')}"
+
+    # --------------------------------------------------------------------- I/O
+    def save(self, path: str | Path) -> None:
+        """Write `.npz` (canonical) or `.csv`, chosen by the file suffix."""
+        path = Path(path)
+        if path.suffix == ".csv":
+            save_csv(self, path)
+        elif path.suffix == ".npz":
+            np.savez_compressed(
+                path, op=self.op, obj=self.obj, size=self.size, thread=self.thread,
+                meta=np.array(json.dumps(self.meta, sort_keys=True)),
+            )
+        else:
+            raise TraceError(f"{path}: unknown trace suffix '{path.suffix}' (use .npz or .csv)")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        """Read and validate a `.npz` or `.csv` trace; any problem is a TraceError naming the file."""
+        path = Path(path)
+        if not path.exists():
+            raise TraceError(f"{path}: no such file")
+        if path.suffix == ".csv":
+            return load_csv(path)
+        if path.suffix != ".npz":
+            raise TraceError(f"{path}: unknown trace suffix '{path.suffix}' (use .npz or .csv)")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                missing = [name for name, _ in COLUMNS if name not in archive.files]
+                if missing:
+                    raise TraceError(f"{path}: missing column(s) {', '.join(missing)}")
+                columns = {name: archive[name] for name, _ in COLUMNS}
+                meta = json.loads(str(archive["meta"])) if "meta" in archive.files else {}
+        except TraceError:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
+            raise TraceError(f"{path}: truncated or corrupt npz file ({error})") from None
+        try:
+            return cls(**columns, meta=meta)
+        except TraceError as error:
+            raise TraceError(f"{path}: {error}") from None
+
+
+def from_rows(rows: list[tuple[int, int, int, int]], meta: dict[str, Any] | None = None) -> Trace:
+    """Build a validated trace from (op, obj, size, thread) tuples (tests, small examples)."""
+    table = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    return Trace(
+        op=table[:, 0].astype(np.int8), obj=table[:, 1].copy(), size=table[:, 2].copy(),
+        thread=table[:, 3].astype(np.int32), meta=dict(meta or {}),
+    )
+
+
+def save_csv(trace: Trace, path: Path) -> None:
+    with open(path, "w") as out:
+        out.write("op,obj,size,thread\n")
+        for op, ident, request, thread in zip(
+            trace.op.tolist(), trace.obj.tolist(), trace.size.tolist(), trace.thread.tolist(), strict=True
+        ):
+            out.write(f"{OP_NAMES[op]},{ident},{request},{thread}\n")
+
+
+def load_csv(path: Path) -> Trace:
+    names = {name: code for code, name in enumerate(OP_NAMES)}
+    ops: list[int] = []
+    line_of_row: list[int] = []
+    objs: list[int] = []
+    sizes: list[int] = []
+    threads: list[int] = []
+    with open(path) as source:
+        header = source.readline().strip().replace(" ", "")
+        if header != "op,obj,size,thread":
+            raise TraceError(f"{path}: line 1: expected header 'op,obj,size,thread', got '{header}'")
+        for line_number, line in enumerate(source, start=2):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            fields = [part.strip() for part in line.split(",")]
+            if len(fields) != 4:
+                raise TraceError(f"{path}: line {line_number}: expected 4 fields, got {len(fields)}")
+            op_text = fields[0].lower()
+            if op_text not in names:
+                raise TraceError(f"{path}: line {line_number}: unknown op '{fields[0]}' (alloc|free|realloc|access)")
+            try:
+                numbers = [int(part) for part in fields[1:]]
+            except ValueError:
+                raise TraceError(f"{path}: line {line_number}: obj, size and thread must be integers") from None
+            if not (-(1 << 63) <= numbers[0] < (1 << 63)) or not (-(1 << 63) <= numbers[1] < (1 << 63)):
+                raise TraceError(f"{path}: line {line_number}: value out of int64 range")
+            if not (-(1 << 31) <= numbers[2] < (1 << 31)):
+                raise TraceError(f"{path}: line {line_number}: thread out of int32 range")
+            line_of_row.append(line_number)
+            ops.append(names[op_text])
+            objs.append(numbers[0])
+            sizes.append(numbers[1])
+            threads.append(numbers[2])
+    try:
+        return Trace(
+            op=np.array(ops, np.int8), obj=np.array(objs, np.int64), size=np.array(sizes, np.int64),
+            thread=np.array(threads, np.int32), meta={"source": str(path)},
+        )
+    except TraceError as error:
+        line = f" (line {line_of_row[error.row]})" if error.row is not None else ""
+        raise TraceError(f"{path}: {error}{line}", row=error.row) from None
