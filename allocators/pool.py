@@ -10,8 +10,10 @@ LIFO free list and is the first one handed out again (hot reuse).
 - deallocate: push the block's index; O(1).
 - free(): empty the free list and the bump index; the region stays taken.
 
-State: `words` (counters, then block_size, n_blocks, carved, high_water) and
-`free_blocks`, an index stack with one slot per block (allocators.shared.freestack).
+State: `words` (counters, then block_size, n_blocks, carved, high_water and
+the free-list length) and `free_blocks`, a stack of free block addresses with
+one slot per block (allocators.shared.freestack; addresses, not indices, to
+spare a division).
 A real pool threads its free list through the free blocks themselves, so the
 modelled metadata is just the list head and the bump index (16 B).
 The footprint is the high-water mark of carved blocks.
@@ -34,14 +36,14 @@ from allocators.protocol import Allocator
 from allocators.registry import register
 from allocators.replay import build_replay_kernel
 from allocators.shared.align import align_up
-from allocators.shared.freestack import new_stack, stack_clear, stack_count, stack_pop, stack_push
+from allocators.shared.freestack import new_items, pop, push
 from workloads.trace import Trace
 
 ALIGNMENT = 16
 POOL_METADATA_BYTES = 16
 
 C_ALLOCS, C_FREES, C_CARVED_TOTAL = 0, 1, 2
-S_BLOCK_SIZE, S_N_BLOCKS, S_CARVED, S_HIGH_WATER = 3, 4, 5, 6
+S_BLOCK_SIZE, S_N_BLOCKS, S_CARVED, S_HIGH_WATER, S_FREE_COUNT = 3, 4, 5, 6, 7
 
 
 @njit(cache=True, inline="always")
@@ -50,24 +52,24 @@ def alloc_block(state, size, thread):
     block_size = words[S_BLOCK_SIZE]
     if size > block_size:
         return ST_TOO_LARGE, 0
-    if stack_count(free_blocks) > 0:
-        index = stack_pop(free_blocks)
-    else:
-        index = words[S_CARVED]
-        if index >= words[S_N_BLOCKS]:
-            return ST_OUT_OF_MEMORY, 0
-        words[S_CARVED] = index + 1
-        words[C_CARVED_TOTAL] += 1
-        if index + 1 > words[S_HIGH_WATER]:
-            words[S_HIGH_WATER] = index + 1
     words[C_ALLOCS] += 1
+    if words[S_FREE_COUNT] > 0:
+        return pop(words, S_FREE_COUNT, free_blocks), block_size
+    index = words[S_CARVED]
+    if index >= words[S_N_BLOCKS]:
+        words[C_ALLOCS] -= 1
+        return ST_OUT_OF_MEMORY, 0
+    words[S_CARVED] = index + 1
+    words[C_CARVED_TOTAL] += 1
+    if index + 1 > words[S_HIGH_WATER]:
+        words[S_HIGH_WATER] = index + 1
     return index * block_size, block_size
 
 
 @njit(cache=True, inline="always")
 def free_block(state, addr, thread):
     words, free_blocks = state
-    stack_push(free_blocks, addr // words[S_BLOCK_SIZE])
+    push(words, S_FREE_COUNT, free_blocks, addr)
     words[C_FREES] += 1
     return ST_OK, words[S_BLOCK_SIZE]
 
@@ -80,8 +82,8 @@ def heap_stats(state):
 
 @njit(cache=True)
 def reset_state(state):
-    words, free_blocks = state
-    stack_clear(free_blocks)
+    words = state[0]
+    words[S_FREE_COUNT] = 0
     words[S_CARVED] = 0
 
 
@@ -108,6 +110,13 @@ class Pool(Allocator):
             return {"block_size": max(ALIGNMENT, align_up(trace.max_request(), ALIGNMENT))}
         return {}
 
+    @classmethod
+    def capacity_for_trace(cls, trace: Trace, params: dict[str, Any]) -> int:
+        """Room for every object live at the peak in a block of the largest request, twice over."""
+        block_size = params.get("block_size") or cls.FALLBACK_BLOCK_SIZE
+        need = 2 * max(trace.peak_live_objects(), 1) * align_up(int(block_size), ALIGNMENT)
+        return max(super().capacity_for_trace(trace, params), 1 << max(20, (need - 1).bit_length()))
+
     def check_params(self) -> None:
         block_size = self.params["block_size"]
         if block_size is None:
@@ -122,7 +131,7 @@ class Pool(Allocator):
     def make_state(self) -> tuple:
         block_size = self.params["block_size"]
         n_blocks = self.capacity // block_size
-        words = np.zeros(7, np.int64)
+        words = np.zeros(8, np.int64)
         words[S_BLOCK_SIZE] = block_size
         words[S_N_BLOCKS] = n_blocks
-        return (words, new_stack(n_blocks))
+        return (words, new_items(n_blocks))

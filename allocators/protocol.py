@@ -134,6 +134,11 @@ class Allocator:
         """Parameters to fill in from a trace when the user left them unset (e.g. a pool's block size)."""
         return {}
 
+    @classmethod
+    def capacity_for_trace(cls, trace: Trace, params: dict[str, Any]) -> int:
+        """Address space to replay `trace` in when the user gives none (see `default_capacity`)."""
+        return default_capacity(trace)
+
     # ------------------------------------------------------------- protocol
     def allocate(self, size: int, thread: int = 0) -> int:
         """Allocate `size` bytes for `thread`; return the block's address."""
@@ -170,6 +175,14 @@ class Allocator:
 
     def replay_timed(self, trace: Trace, sample_every: int | None = None) -> tuple[AllocLog, float]:
         """Like replay(), also returning the kernel's wall time in seconds (arrays prepared outside it)."""
+        job = self.prepare_replay(trace, sample_every)
+        started = time.perf_counter()
+        job.run()
+        elapsed = time.perf_counter() - started
+        return job.finish(), elapsed
+
+    def prepare_replay(self, trace: Trace, sample_every: int | None = None) -> ReplayJob:
+        """Validate, reset to a fresh heap and allocate every buffer of a replay; `run()` is then only the kernel."""
         if not isinstance(trace, Trace):
             raise TypeError(f"replay() needs a Trace, got {type(trace).__name__}")
         if len(trace) and trace.n_threads > self.max_threads:
@@ -177,50 +190,12 @@ class Allocator:
                 f"{self.name}: trace uses {trace.n_threads} threads, "
                 f"allocator was created with max_threads={self.max_threads}"
             )
-        n_rows = len(trace)
         if sample_every is None:
-            sample_every = max(1, n_rows // DEFAULT_TIMELINE_SAMPLES)
+            sample_every = max(1, len(trace) // DEFAULT_TIMELINE_SAMPLES)
         sample_every = self._check_int("sample_every", sample_every, 1, 1 << 62)
         self.state = self.make_state()
         self._live.clear()
-        # Every work and output array is allocated and touched here, so page faults
-        # of the harness's own buffers stay outside the timed kernel.
-        addr = np.full(n_rows, -1, np.int64)
-        granted = np.full(n_rows, 0, np.int64)
-        n_ids = max(trace.n_ids, 1)
-        obj_addr = np.full(n_ids, -1, np.int64)
-        obj_granted = np.full(n_ids, 0, np.int64)
-        obj_requested = np.full(n_ids, 0, np.int64)
-        timeline = np.full((n_rows // sample_every + 2, len(driver.TIMELINE_COLUMNS)), 0, np.int64)
-        totals = np.zeros(driver.N_TOTALS, np.int64)
-        totals[driver.T_FAILED_ROW] = -1
-        started = time.perf_counter()
-        self.replay_kernel(
-            self.state, trace.op, trace.dense_obj, trace.size, trace.thread, obj_addr, obj_granted, obj_requested,
-            sample_every, addr, granted, timeline, totals,
-        )
-        elapsed = time.perf_counter() - started
-        failed_row = int(totals[driver.T_FAILED_ROW])
-        if failed_row >= 0:
-            op_name = ("ALLOC", "FREE", "REALLOC", "ACCESS")[int(trace.op[failed_row])]
-            raise error_for(
-                int(totals[driver.T_STATUS]),
-                f"{self.name}: trace row {failed_row} ({op_name} of object {int(trace.obj[failed_row])}, "
-                f"size {int(trace.size[failed_row])}, thread {int(trace.thread[failed_row])}) {self._state_text()}",
-            )
-        log = AllocLog(
-            allocator=self.name, params=dict(self.params), capacity=self.capacity,
-            addr=addr, granted=granted, timeline=timeline[: int(totals[driver.T_SAMPLES])].copy(),
-            sample_every=int(sample_every),
-            peak_footprint=int(totals[driver.T_PEAK_FOOTPRINT]),
-            peak_live_requested=int(totals[driver.T_PEAK_LIVE_REQUESTED]),
-            peak_live_granted=int(totals[driver.T_PEAK_LIVE_GRANTED]),
-            peak_metadata_bytes=int(totals[driver.T_PEAK_METADATA]),
-            final_footprint=int(totals[driver.T_FINAL_FOOTPRINT]),
-            final_metadata_bytes=int(totals[driver.T_FINAL_METADATA]),
-            counters=self.counters(),
-        )
-        return log, elapsed
+        return ReplayJob(self, trace, sample_every)
 
     # ----------------------------------------------------------- inspection
     def live_blocks(self) -> dict[int, int]:
@@ -240,7 +215,7 @@ class Allocator:
         """Event counters; by convention state[0] holds them in `counter_names` order."""
         if not self.counter_names:
             return {}
-        values = self.state[0]
+        values = self.state if isinstance(self.state, np.ndarray) else self.state[0]
         return {name: int(values[index]) for index, name in enumerate(self.counter_names)}
 
     # -------------------------------------------------------------- helpers
@@ -257,3 +232,59 @@ class Allocator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(capacity_bytes={self.capacity}, params={self.params})"
+
+
+class ReplayJob:
+    """The buffers of one replay, allocated and touched before the clock starts.
+
+    Page faults of the harness's own arrays (per-row log, per-object maps,
+    timeline) are thus kept out of the timed kernel; the allocator's own
+    metadata arrays are touched by the kernel, as they would be in a real one.
+    """
+
+    def __init__(self, allocator: Allocator, trace: Trace, sample_every: int) -> None:
+        n_rows, n_ids = len(trace), max(trace.n_ids, 1)
+        self.allocator = allocator
+        self.trace = trace
+        self.sample_every = sample_every
+        self.addr = np.full(n_rows, -1, np.int64)
+        self.granted = np.full(n_rows, 0, np.int64)
+        self.objects = np.full(n_ids * driver.OBJECT_COLUMNS, 0, np.int64)
+        self.timeline = np.full((n_rows // sample_every + 2, len(driver.TIMELINE_COLUMNS)), 0, np.int64)
+        self.totals = np.zeros(driver.N_TOTALS, np.int64)
+        self.totals[driver.T_FAILED_ROW] = -1
+        self.dense_obj = trace.dense_obj
+
+    def run(self) -> None:
+        """The timed part: one kernel call over the whole trace."""
+        trace = self.trace
+        self.allocator.replay_kernel(
+            self.allocator.state, trace.op, self.dense_obj, trace.size, trace.thread,
+            self.objects, self.sample_every,
+            self.addr, self.granted, self.timeline, self.totals,
+        )
+
+    def finish(self) -> AllocLog:
+        """Turn a failure into its exception, or the buffers into an AllocLog."""
+        allocator, trace, totals = self.allocator, self.trace, self.totals
+        failed_row = int(totals[driver.T_FAILED_ROW])
+        if failed_row >= 0:
+            op_name = ("ALLOC", "FREE", "REALLOC", "ACCESS")[int(trace.op[failed_row])]
+            raise error_for(
+                int(totals[driver.T_STATUS]),
+                f"{allocator.name}: trace row {failed_row} ({op_name} of object {int(trace.obj[failed_row])}, "
+                f"size {int(trace.size[failed_row])}, thread {int(trace.thread[failed_row])}) "
+                f"{allocator._state_text()}",
+            )
+        return AllocLog(
+            allocator=allocator.name, params=dict(allocator.params), capacity=allocator.capacity,
+            addr=self.addr, granted=self.granted, timeline=self.timeline[: int(totals[driver.T_SAMPLES])].copy(),
+            sample_every=int(self.sample_every),
+            peak_footprint=int(totals[driver.T_PEAK_FOOTPRINT]),
+            peak_live_requested=int(totals[driver.T_PEAK_LIVE_REQUESTED]),
+            peak_live_granted=int(totals[driver.T_PEAK_LIVE_GRANTED]),
+            peak_metadata_bytes=int(totals[driver.T_PEAK_METADATA]),
+            final_footprint=int(totals[driver.T_FINAL_FOOTPRINT]),
+            final_metadata_bytes=int(totals[driver.T_FINAL_METADATA]),
+            counters=allocator.counters(),
+        )

@@ -8,14 +8,18 @@ order, and memory is reused at once.  Freeing any other block is an error
 (UnsupportedOperation: out-of-order deallocation), as in a real stack
 allocator.  A REALLOC of the top block grows or shrinks it in place.
 
-- allocate: O(1): header, bump, push the block on the live stack.
-- deallocate: O(1): compare with the top of the live stack, pop, move `top` back.
-- free(): `top` back to 0, live stack emptied.
+- allocate: O(1): header, bump, push the previous newest block on the stack
+  of back links.
+- deallocate: O(1): compare with the newest block, pop its back link, move
+  `top` back.
+- free(): `top` back to 0, back links dropped.
 
-State: `words` (counters, then top, high_water, capacity) and `live_blocks`, an
-index stack holding the address of every live block in allocation order (the
-model of the headers' back links).  Metadata bytes = 16 per live block.
-The footprint is the high-water mark of `top`.
+State: `words` (counters, then top, high_water, capacity, `newest`, the address
+of the newest live block or -1, and the number of back links) and
+`older_blocks`, the back links: for each live block, the block that was newest
+before it (what the header's link would hold).  Keeping `newest` in `words`
+makes the LIFO check one load from a fixed slot.  Metadata bytes = 16 per live
+block.  The footprint is the high-water mark of `top`.
 """
 
 from __future__ import annotations
@@ -28,18 +32,18 @@ from allocators.protocol import Allocator
 from allocators.registry import register
 from allocators.replay import build_replay_kernel
 from allocators.shared.align import align_up
-from allocators.shared.freestack import new_stack, stack_clear, stack_count, stack_pop, stack_push, stack_top
+from allocators.shared.freestack import new_items, pop, push
 
 ALIGNMENT = 16
 HEADER_BYTES = 16
 
 C_ALLOCS, C_FREES, C_OUT_OF_ORDER = 0, 1, 2
-S_TOP, S_HIGH_WATER, S_CAPACITY = 3, 4, 5
+S_TOP, S_HIGH_WATER, S_CAPACITY, S_NEWEST, S_OLDER_COUNT = 3, 4, 5, 6, 7
 
 
 @njit(cache=True, inline="always")
 def alloc_block(state, size, thread):
-    words, live_blocks = state
+    words, older_blocks = state
     addr = words[S_TOP] + HEADER_BYTES
     granted = align_up(size, ALIGNMENT)
     end = addr + granted
@@ -48,18 +52,19 @@ def alloc_block(state, size, thread):
     words[S_TOP] = end
     if end > words[S_HIGH_WATER]:
         words[S_HIGH_WATER] = end
-    stack_push(live_blocks, addr)
+    push(words, S_OLDER_COUNT, older_blocks, words[S_NEWEST])
+    words[S_NEWEST] = addr
     words[C_ALLOCS] += 1
     return addr, granted
 
 
 @njit(cache=True, inline="always")
 def free_block(state, addr, thread):
-    words, live_blocks = state
-    if stack_count(live_blocks) == 0 or stack_top(live_blocks) != addr:
+    words, older_blocks = state
+    if words[S_NEWEST] != addr:
         words[C_OUT_OF_ORDER] += 1
         return ST_OUT_OF_ORDER, 0
-    stack_pop(live_blocks)
+    words[S_NEWEST] = pop(words, S_OLDER_COUNT, older_blocks)
     words[S_TOP] = addr - HEADER_BYTES
     words[C_FREES] += 1
     return ST_OK, 0
@@ -68,9 +73,9 @@ def free_block(state, addr, thread):
 @njit(cache=True, inline="always")
 def realloc_in_place(state, addr, granted, new_size, thread):
     """The top block can change size where it stands; any other block only shrink."""
-    words, live_blocks = state
+    words, older_blocks = state
     new_granted = align_up(new_size, ALIGNMENT)
-    if stack_count(live_blocks) > 0 and stack_top(live_blocks) == addr:
+    if words[S_NEWEST] == addr:
         end = addr + new_granted
         if end > words[S_CAPACITY]:
             return -1, 0
@@ -85,15 +90,16 @@ def realloc_in_place(state, addr, granted, new_size, thread):
 
 @njit(cache=True, inline="always")
 def heap_stats(state):
-    words, live_blocks = state
-    return words[S_HIGH_WATER], HEADER_BYTES * stack_count(live_blocks)
+    words, older_blocks = state
+    return words[S_HIGH_WATER], HEADER_BYTES * words[S_OLDER_COUNT]  # one back link per live block
 
 
 @njit(cache=True)
 def reset_state(state):
-    words, live_blocks = state
-    stack_clear(live_blocks)
+    words = state[0]
+    words[S_OLDER_COUNT] = 0
     words[S_TOP] = 0
+    words[S_NEWEST] = -1
 
 
 @register
@@ -113,6 +119,7 @@ class Stack(Allocator):
     )
 
     def make_state(self) -> tuple:
-        words = np.zeros(6, np.int64)
+        words = np.zeros(8, np.int64)
         words[S_CAPACITY] = self.capacity
-        return (words, new_stack(self.capacity // (HEADER_BYTES + ALIGNMENT)))
+        words[S_NEWEST] = -1
+        return (words, new_items(self.capacity // (HEADER_BYTES + ALIGNMENT)))

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 import allocators
-from allocators import Allocator, AllocLog, default_capacity
+from allocators import Allocator, AllocLog
 from allocators.errors import AllocatorError
 from workloads.trace import Trace, from_rows
 
@@ -34,7 +34,7 @@ def build_for_trace(spec: str, trace: Trace, capacity: int | None = None, **over
     cls = allocators.get(name)
     params.update(cls.params_for_trace(trace, params))
     params.setdefault("max_threads", max(64, trace.n_threads))
-    return cls(capacity or default_capacity(trace), **params)
+    return cls(capacity or cls.capacity_for_trace(trace, params), **params)
 
 
 def warm_up(spec: str) -> float:

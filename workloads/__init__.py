@@ -1,5 +1,42 @@
-"""Workloads: the trace format and the generators that produce traces."""
+"""Workloads: the trace format and the generators that produce traces.
 
+- `trace`: the Trace struct of arrays, validation, files.
+- `sizes`, `lifetimes`, `threads`, `access`: the parts a generator composes.
+- `generator.generate`: sizes x lifetimes x threads x access -> Trace.
+- `catalog`: named workloads for the CLI and the sweep (`catalog.make("lognormal:threads=4")`).
+"""
+
+from workloads import jitcache  # noqa: F401,I001  (first: points numba's cache before any kernel is defined)
+from workloads import catalog
+from workloads.access import Access
+from workloads.catalog import benchmark_trace
+from workloads.generator import generate
+from workloads.lifetimes import (
+    LIFETIME_MODELS,
+    ExponentialLifetimes,
+    Fifo,
+    LifetimeModel,
+    Lifo,
+    LongLived,
+    Phased,
+    RandomFrees,
+    Schedule,
+)
+from workloads.sizes import (
+    DEFAULT_MAX_SIZE,
+    SIZE_DISTRIBUTIONS,
+    Adversarial,
+    Bimodal,
+    Empirical,
+    Exponential,
+    Fixed,
+    LogNormal,
+    Pareto,
+    SizeDistribution,
+    Uniform,
+    load_histogram,
+)
+from workloads.threads import THREAD_MODELS, Independent, ProducerConsumer, ThreadModel
 from workloads.trace import (
     MAX_REQUEST_SIZE,
     MAX_THREADS,
@@ -13,6 +50,10 @@ from workloads.trace import (
 )
 
 __all__ = [
-    "MAX_REQUEST_SIZE", "MAX_THREADS", "OP_ACCESS", "OP_ALLOC", "OP_FREE", "OP_REALLOC",
-    "Trace", "TraceError", "from_rows",
+    "DEFAULT_MAX_SIZE", "LIFETIME_MODELS", "MAX_REQUEST_SIZE", "MAX_THREADS", "OP_ACCESS", "OP_ALLOC", "OP_FREE",
+    "OP_REALLOC", "SIZE_DISTRIBUTIONS", "THREAD_MODELS", "Access", "Adversarial", "Bimodal", "Empirical",
+    "Exponential", "ExponentialLifetimes", "Fifo", "Fixed", "Independent", "Lifo", "LifetimeModel", "LogNormal",
+    "LongLived", "Pareto", "Phased", "ProducerConsumer", "RandomFrees", "Schedule", "SizeDistribution",
+    "ThreadModel", "Trace", "TraceError", "Uniform", "benchmark_trace", "catalog", "from_rows", "generate",
+    "load_histogram",
 ]

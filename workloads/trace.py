@@ -182,6 +182,13 @@ class Trace:
         grows = (self.op == OP_ALLOC) | (self.op == OP_REALLOC)
         return int(self.size[grows].sum())
 
+    def peak_live_objects(self) -> int:
+        """Largest number of objects live at once."""
+        if not len(self):
+            return 0
+        change = (self.op == OP_ALLOC).astype(np.int64) - (self.op == OP_FREE).astype(np.int64)
+        return int(np.cumsum(change).max())
+
     def max_request(self) -> int:
         grows = (self.op == OP_ALLOC) | (self.op == OP_REALLOC)
         return int(self.size[grows].max()) if grows.any() else 0

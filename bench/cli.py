@@ -1,0 +1,236 @@
+"""`python -m bench`: the lab's command line.
+
+Exit codes: 0 success; 1 the allocator failed on the workload (out of memory,
+unsupported operation); 2 bad input (unknown name, bad parameter, malformed
+trace, missing file), always as one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import allocators
+from allocators.errors import AllocatorError, BadParameter
+from bench import harness
+from bench.table import format_bytes
+from workloads import catalog
+from workloads.trace import OP_ALLOC, OP_REALLOC, Trace, TraceError
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit 2 with one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# ---------------------------------------------------------------- commands
+def cmd_list(args: argparse.Namespace) -> int:
+    show_all = not (args.allocators or args.workloads)
+    if args.allocators or show_all:
+        print("allocators:")
+        for name in allocators.names():
+            cls = allocators.get(name)
+            presets = f"  [presets: {', '.join(cls.presets)}]" if cls.presets else ""
+            print(f"  {name:<12} {cls.summary}{presets}")
+    if args.workloads or show_all:
+        print("workloads:")
+        for name in catalog.names():
+            print(f"  {name:<18} {catalog.describe(name)}")
+    return 0
+
+
+def _report(trace: Trace, spec: str, args: argparse.Namespace, source: str) -> int:
+    row, log = harness.measure(spec, trace, repeats=args.repeats, capacity=args.capacity)
+    row["trace"] = source
+    if row["status"] != "ok":
+        if args.json:
+            print(json.dumps(row, default=str))
+        print(f"bench: {spec} failed on {source}: {row['reason']}", file=sys.stderr)
+        return 1
+    if getattr(args, "log", None):
+        log.save(args.log)
+    if args.json:
+        print(json.dumps(row, sort_keys=True, default=str))
+        return 0
+    lines = [
+        ("allocator", spec),
+        ("trace", f"{source} ({len(trace):,} rows, {trace.n_threads} thread(s))"),
+        ("throughput",
+         f"{row['throughput_mops']:.2f} Mops/s  ({row['ns_per_op']:.1f} ns/op, median of {args.repeats})"),
+        ("compile/load", f"{row['compile_s']:.3f} s (not included above)"),
+        ("peak footprint", format_bytes(row["peak_footprint"])),
+        ("peak live requested", format_bytes(row["peak_live_requested"])),
+        ("peak live granted", format_bytes(row["peak_live_granted"])),
+        ("peak metadata", format_bytes(row["peak_metadata_bytes"])),
+        ("overhead factor", f"{row['overhead_factor']:.3f}  (peak footprint / peak live requested)"),
+        ("internal fragmentation", f"{100 * row['internal_fragmentation']:.2f} %  (at peak live granted)"),
+    ]
+    lines += [(f"counter {name}", f"{value:,}") for name, value in row["counters"].items()]
+    if getattr(args, "log", None):
+        lines.append(("log", str(args.log)))
+    width = max(len(key) for key, _ in lines)
+    for key, value in lines:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    trace = catalog.make(args.workload, n_ops=args.ops, seed=args.seed)
+    return _report(trace, args.allocator, args, f"{args.workload} seed {args.seed}")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    trace = Trace.load(args.trace)
+    return _report(trace, args.allocator, args, str(args.trace))
+
+
+def cmd_trace_gen(args: argparse.Namespace) -> int:
+    trace = catalog.make(args.workload, n_ops=args.ops, seed=args.seed)
+    if args.output.suffix not in (".npz", ".csv"):
+        raise UsageError(f"output {args.output} must end in .npz or .csv")
+    trace.save(args.output)
+    print(f"wrote {args.output}: {len(trace):,} rows ({args.workload}, seed {args.seed})")
+    return 0
+
+
+def cmd_trace_info(args: argparse.Namespace) -> int:
+    trace = Trace.load(args.trace)
+    grows = (trace.op == OP_ALLOC) | (trace.op == OP_REALLOC)
+    sizes = trace.size[grows]
+    info: dict[str, Any] = {
+        "file": str(args.trace),
+        "rows": len(trace),
+        "ops": trace.counts(),
+        "objects": trace.n_ids,
+        "threads": trace.n_threads,
+        "requested_bytes": int(sizes.sum()),
+        "size_min": int(sizes.min()) if sizes.size else 0,
+        "size_median": float(np.median(sizes)) if sizes.size else 0,
+        "size_max": int(sizes.max()) if sizes.size else 0,
+        "meta": trace.meta,
+    }
+    if args.json:
+        print(json.dumps(info, sort_keys=True))
+    else:
+        for key, value in info.items():
+            print(f"{key:<16} {value}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bench import sweep
+
+    return sweep.run(args)
+
+
+# ------------------------------------------------------------------ parser
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed '{text}' is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("seed must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m bench", description="allocator lab: model allocators, replay workloads, measure.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+
+    listing = commands.add_parser("list", help="list allocators and workloads")
+    listing.add_argument("--allocators", action="store_true", help="only allocators")
+    listing.add_argument("--workloads", action="store_true", help="only workloads")
+    listing.set_defaults(func=cmd_list)
+
+    def measured(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--allocator", "-a", required=True, metavar="SPEC",
+                         help="allocator spec: NAME, NAME:PRESET or NAME:key=value,... (see `list`)")
+        sub.add_argument("--repeats", type=_positive, default=3, help="timed replays; the median counts (default 3)")
+        sub.add_argument("--capacity", type=_positive, default=None,
+                         help="address space in bytes (default: sized from the trace)")
+        sub.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    run = commands.add_parser("run", help="one allocator on one generated workload; print its figures")
+    measured(run)
+    run.add_argument("--workload", "-w", default="lognormal", metavar="SPEC",
+                     help="workload: NAME or NAME:key=value,... (default lognormal)")
+    run.add_argument("--ops", type=_positive, default=200_000, help="trace rows (default 200000)")
+    run.add_argument("--seed", type=_seed, default=0, help="generator seed (default 0)")
+    run.set_defaults(func=cmd_run)
+
+    replay = commands.add_parser("replay", help="replay a trace file through one allocator")
+    measured(replay)
+    replay.add_argument("--trace", "-t", required=True, type=Path, help="trace file (.npz or .csv)")
+    replay.add_argument("--log", type=Path, default=None, metavar="OUT.npz",
+                        help="save the AllocLog (int64 arrays addr, granted, timeline + meta)")
+    replay.set_defaults(func=cmd_replay)
+
+    trace = commands.add_parser("trace", help="generate or inspect trace files")
+    trace_commands = trace.add_subparsers(dest="trace_command", metavar="SUBCOMMAND", parser_class=Parser)
+    trace_commands.required = True
+    gen = trace_commands.add_parser("gen", help="generate a workload trace into a file")
+    gen.add_argument("--workload", "-w", default="lognormal", metavar="SPEC", help="workload spec (default lognormal)")
+    gen.add_argument("--ops", type=_positive, default=200_000, help="trace rows (default 200000)")
+    gen.add_argument("--seed", type=_seed, default=0, help="generator seed (default 0)")
+    gen.add_argument("--output", "-o", type=Path, required=True, help="output file (.npz or .csv)")
+    gen.set_defaults(func=cmd_trace_gen)
+    info = trace_commands.add_parser("info", help="validate a trace file and summarise it")
+    info.add_argument("trace", type=Path, help="trace file (.npz or .csv)")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_trace_info)
+
+    sweep = commands.add_parser("sweep", help="allocators x workloads x seeds; print a table, store results")
+    sweep.add_argument("--allocators", "-a", default=None, metavar="SPECS",
+                       help="semicolon-separated allocator specs (default: every registered allocator and preset)")
+    sweep.add_argument("--workloads", "-w", default=None, metavar="SPECS",
+                       help="semicolon-separated workload specs (default: a representative set)")
+    sweep.add_argument("--ops", type=_positive, default=200_000, help="rows per trace (default 200000)")
+    sweep.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    sweep.add_argument("--repeats", type=_positive, default=3, help="timed replays per cell (default 3)")
+    sweep.add_argument("--quick", action="store_true", help="small traces, one repeat: seconds, not minutes")
+    sweep.add_argument("--out", type=Path, default=Path("reports/latest"),
+                       help="results directory (default reports/latest)")
+    sweep.add_argument("--json", action="store_true", help="print the result rows as JSON")
+    sweep.set_defaults(func=cmd_sweep)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # --help (0) or a usage error (2, message already printed)
+        return int(exit_request.code or 0)
+    try:
+        return args.func(args)
+    except (TraceError, BadParameter, UsageError, ValueError, KeyError, FileNotFoundError, IsADirectoryError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"bench: error: {message}", file=sys.stderr)
+        return 2
+    except AllocatorError as error:
+        print(f"bench: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130

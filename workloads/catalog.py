@@ -1,0 +1,320 @@
+"""Named workloads for the CLI: `names()`, `describe(name)`, `make(spec, n_ops, seed)`.
+
+A workload is a flat dict of parameters: the component names (`sizes`,
+`lifetime`, `threading`, and `base` for `lifetime=longlived`), the fields of
+the chosen components (e.g. `mu`, `sigma`, `live`, `threads`) and the generic
+keys below.  A *spec* is a name or `name:key=value,key=value`, e.g.
+`lognormal:threads=4,lifetime=fifo` or `pareto:alpha=1.5,max_size=64KiB`.
+
+- Keys that select components are applied first; then only the fields of the
+  selected components and the generic keys are valid.  Parameters of the
+  named workload that no longer apply (e.g. `mu` after `sizes=uniform`) are
+  dropped; a key given in the spec that does not apply raises ValueError
+  naming the key and listing the valid ones.
+- Values: integers accept `_`, `0x` and the binary units K/KiB, M/MiB, G/GiB;
+  booleans true/false/yes/no/on/off/1/0; lists (`values`, `weights` of the
+  empirical distribution) are `/`-separated, e.g. `values=16/32/64`;
+  `histogram=PATH` (empirical only) loads `size,weight` rows from a CSV.
+
+Generic keys:
+
+| key | meaning |
+|---|---|
+| `touch` | ACCESS row after every ALLOC (whole object) |
+| `scan_every`, `scan_count`, `scan_bytes` | every `scan_every` rows, ACCESS rows for up to `scan_count` live |
+| | objects, `scan_bytes` each (0 = whole object) |
+| `realloc` | share of REALLOC rows (grow a random live object x1.5..2) |
+| `drain` | free every live object at the end (default true) |
+
+Every catalog trace caps requests at 1 MiB (`max_size`) unless the spec says
+otherwise, so every allocator model can replay it; the default size is
+`DEFAULT_N_OPS` rows.
+"""
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from workloads.access import Access
+from workloads.generator import generate
+from workloads.lifetimes import LIFETIME_MODELS, LongLived
+from workloads.sizes import SIZE_DISTRIBUTIONS, load_histogram
+from workloads.threads import THREAD_MODELS
+from workloads.trace import Trace
+
+DEFAULT_N_OPS = 200_000
+
+#: Keys every workload accepts, with their types and defaults.
+GENERIC_KEYS: dict[str, tuple[type, Any]] = {
+    "sizes": (str, "lognormal"),
+    "lifetime": (str, "random"),
+    "threading": (str, "independent"),
+    "touch": (bool, False),
+    "scan_every": (int, 0),
+    "scan_count": (int, 0),
+    "scan_bytes": (int, 0),
+    "realloc": (float, 0.0),
+    "drain": (bool, True),
+}
+SELECTOR_KEYS = ("sizes", "lifetime", "base", "threading")
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    description: str
+    params: dict[str, Any]
+
+
+_LOGNORMAL = {"sizes": "lognormal", "mu": 4.0, "sigma": 1.0}
+_RANDOM_10K = {"lifetime": "random", "live": 10_000}
+
+_WORKLOADS = [
+    Workload("fixed", "fixed 64 B requests, random frees, ~10k live", {"sizes": "fixed", "size": 64, **_RANDOM_10K}),
+    Workload("uniform", "uniform 8..1000 B requests, random frees, ~10k live",
+             {"sizes": "uniform", "lo": 8, "hi": 1000, **_RANDOM_10K}),
+    Workload("lognormal", "THE benchmark: log-normal sizes (mu=4, sigma=1: median ~55 B), random frees, ~10k live",
+             {**_LOGNORMAL, **_RANDOM_10K}),
+    Workload("pareto", "power-law sizes from 16 B (alpha=1.2, capped at 1 MiB), random frees, ~10k live",
+             {"sizes": "pareto", "alpha": 1.2, "minimum": 16, **_RANDOM_10K}),
+    Workload("bimodal", "90 % ~32 B and 10 % ~4 KiB requests, random frees, ~10k live",
+             {"sizes": "bimodal", "small": 32, "large": 4096, "large_fraction": 0.1, "spread": 0.1, **_RANDOM_10K}),
+    Workload("exponential", "exponential sizes (mean 256 B), random frees, ~10k live",
+             {"sizes": "exponential", "mean": 256.0, **_RANDOM_10K}),
+    Workload("adversarial", "sizes one byte above size-class boundaries (2^k+1, 16j+1), random frees",
+             {"sizes": "adversarial", **_RANDOM_10K}),
+    Workload("empirical", "sizes from a small-object histogram (16 B..64 KiB), random frees, ~10k live",
+             {"sizes": "empirical", **_RANDOM_10K}),
+    Workload("lifo", "log-normal sizes, stack (LIFO) frees, ~1000 live",
+             {**_LOGNORMAL, "lifetime": "lifo", "live": 1000}),
+    Workload("fifo", "log-normal sizes, queue (FIFO) frees, ~1000 live",
+             {**_LOGNORMAL, "lifetime": "fifo", "live": 1000}),
+    Workload("explifetime", "log-normal sizes, exponential lifetimes (mean 2000 rows, ~1000 live)",
+             {**_LOGNORMAL, "lifetime": "exponential", "mean_lifetime": 2000.0}),
+    Workload("phased", "log-normal sizes, batches of 1000 allocated then freed all at once",
+             {**_LOGNORMAL, "lifetime": "phased", "batch": 1000, "order": "fifo"}),
+    Workload("longlived", "log-normal sizes, 5 % of objects live to the end, the rest random frees (~10k live)",
+             {**_LOGNORMAL, "lifetime": "longlived", "long_fraction": 0.05, "base": "random", "live": 10_000}),
+    Workload("producer-consumer", "log-normal sizes, 2 producers allocate, 2 consumers free (FIFO hand-off, remote)",
+             {**_LOGNORMAL, "lifetime": "fifo", "live": 1000, "threading": "producer-consumer", "producers": 2,
+              "consumers": 2}),
+    Workload("threads4", "log-normal sizes, 4 independent threads, random frees (~2500 live each)",
+             {**_LOGNORMAL, "lifetime": "random", "live": 2500, "threads": 4}),
+    Workload("scan", "log-normal sizes, random frees, touch on allocation, 256-object scan every 1000 rows",
+             {**_LOGNORMAL, **_RANDOM_10K, "touch": True, "scan_every": 1000, "scan_count": 256}),
+    Workload("realloc", "log-normal sizes, random frees, 10 % REALLOC rows growing a live object x1.5..2",
+             {**_LOGNORMAL, **_RANDOM_10K, "realloc": 0.1}),
+    # After mimalloc-bench (shared/reference/production-allocators.md section 5); shapes, not the programs.
+    Workload("larson", "after mimalloc-bench larson: uniform 8..1000 B, random replacement, 2 threads x 5000 live",
+             {"sizes": "uniform", "lo": 8, "hi": 1000, "lifetime": "random", "live": 5000, "threads": 2}),
+    Workload("xmalloc", "after xmalloc-test: 64 B objects in batches of 4096, producers allocate, consumers free",
+             {"sizes": "fixed", "size": 64, "lifetime": "phased", "batch": 4096, "order": "fifo",
+              "threading": "producer-consumer", "producers": 2, "consumers": 2}),
+    Workload("glibc-simple", "after glibc bench-malloc-simple: 16/32/64 B, batches of 400, half FIFO half LIFO",
+             {"sizes": "empirical", "values": (16, 32, 64), "weights": (1.0, 1.0, 1.0), "lifetime": "phased",
+              "batch": 400, "order": "halves", "touch": True}),
+    Workload("glibc-thread", "after glibc bench-malloc-thread: 4..32768 B inverse-square, 2 threads x 1024 live",
+             {"sizes": "pareto", "alpha": 1.0, "minimum": 4, "max_size": 32768, "lifetime": "random", "live": 1024,
+              "threads": 2, "touch": True}),
+]
+CATALOG: dict[str, Workload] = {workload.name: workload for workload in _WORKLOADS}
+
+
+def names() -> list[str]:
+    """Workload names in catalog order."""
+    return list(CATALOG)
+
+
+def _workload(name: str) -> Workload:
+    try:
+        return CATALOG[name]
+    except KeyError:
+        raise ValueError(f"unknown workload '{name}' (known: {', '.join(CATALOG)})") from None
+
+
+def describe(name: str) -> str:
+    """One line about a workload (a spec's parameters after ':' are ignored)."""
+    return _workload(name.partition(":")[0].strip()).description
+
+
+# --------------------------------------------------------------------------- spec parsing
+_UNITS = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _parse_int(text: str) -> int:
+    lowered = text.strip().lower().replace("_", "")
+    for suffix, factor in _UNITS.items():
+        if lowered.endswith(suffix) and lowered[: -len(suffix)].isdigit():
+            return int(lowered[: -len(suffix)]) * factor
+    return int(lowered, 0)
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(text)
+
+
+def _convert(key: str, kind: Any, text: str) -> Any:
+    """Parse the spec text of `key` as `kind` (int, float, bool, str, tuple[int|float, ...])."""
+    described = {int: "an integer", float: "a number", bool: "true or false"}
+    try:
+        if kind is bool:
+            return _parse_bool(text)
+        if kind is int:
+            return _parse_int(text)
+        if kind is float:
+            return float(text)
+        if typing.get_origin(kind) is tuple:
+            item_kind = typing.get_args(kind)[0]
+            return tuple(_convert(key, item_kind, part) for part in text.split("/") if part.strip())
+        return text.strip()
+    except ValueError:
+        raise ValueError(f"key '{key}': expected {described.get(kind, 'a value')}, got '{text}'") from None
+
+
+def _parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("empty workload spec")
+    name, _, rest = spec.partition(":")
+    name = name.strip()
+    _workload(name)
+    given: dict[str, str] = {}
+    for item in (part.strip() for part in rest.split(",")):
+        if not item:
+            continue
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise ValueError(f"workload spec '{spec}': '{item}' is not key=value")
+        if key in given:
+            raise ValueError(f"workload spec '{spec}': key '{key}' given twice")
+        given[key] = value.strip()
+    return name, given
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    return {item.name: item.type for item in dataclasses.fields(cls)}
+
+
+def _pick(registry: dict[str, type], kind: str, key: str, merged: dict[str, Any]) -> type:
+    chosen = merged.get(key, GENERIC_KEYS[key][1] if key in GENERIC_KEYS else "random")
+    if chosen not in registry:
+        raise ValueError(f"key '{key}': unknown {kind} '{chosen}' (known: {', '.join(registry)})")
+    return registry[chosen]
+
+
+@dataclass
+class _Resolved:
+    name: str
+    params: dict[str, Any]  # flat, every parameter in force (defaults included), JSON-able
+    components: dict[str, Any]
+
+
+def _resolve(spec: str) -> _Resolved:
+    name, given = _parse_spec(spec)
+    merged: dict[str, Any] = dict(CATALOG[name].params)
+    for key in SELECTOR_KEYS:
+        if key in given:
+            merged[key] = given[key]
+    try:
+        sizes_cls = _pick(SIZE_DISTRIBUTIONS, "size distribution", "sizes", merged)
+        lifetime_cls = _pick(LIFETIME_MODELS, "lifetime model", "lifetime", merged)
+        base_cls = _pick(LIFETIME_MODELS, "lifetime model", "base", merged) if lifetime_cls is LongLived else None
+        if base_cls is LongLived:
+            raise ValueError("key 'base': the base of longlived cannot be longlived")
+        thread_cls = _pick(THREAD_MODELS, "threading", "threading", merged)
+    except ValueError as error:
+        raise ValueError(f"workload spec '{spec}': {error}") from None
+
+    valid: dict[str, Any] = {key: kind for key, (kind, _) in GENERIC_KEYS.items()}
+    sizes_fields = _fields(sizes_cls)
+    lifetime_fields = {key: kind for key, kind in _fields(lifetime_cls).items() if key != "base"}
+    base_fields = _fields(base_cls) if base_cls is not None else {}
+    thread_fields = _fields(thread_cls)
+    for group in (sizes_fields, lifetime_fields, base_fields, thread_fields):
+        valid.update(group)
+    if base_cls is not None:
+        valid["base"] = str
+    if sizes_cls.name == "empirical":
+        valid["histogram"] = str
+    unknown = [key for key in given if key not in valid]
+    if unknown:
+        raise ValueError(
+            f"workload spec '{spec}': unknown key '{unknown[0]}' for sizes={sizes_cls.name}, "
+            f"lifetime={lifetime_cls.name}{f' (base={base_cls.name})' if base_cls else ''}, "
+            f"threading={thread_cls.name}; valid keys: {', '.join(sorted(valid))}")
+    try:
+        for key, text in given.items():
+            merged[key] = _convert(key, valid[key], text)
+    except ValueError as error:
+        raise ValueError(f"workload spec '{spec}': {error}") from None
+
+    params = {key: merged.get(key, default) for key, (_, default) in GENERIC_KEYS.items()}
+    for group in (sizes_fields, lifetime_fields, base_fields, thread_fields):
+        params.update({key: merged[key] for key in group if key in merged})
+    if base_cls is not None:
+        params["base"] = base_cls.name
+    if "histogram" in merged and sizes_cls.name == "empirical":
+        params["histogram"] = merged["histogram"]
+
+    def build(cls: type, fields: dict[str, Any]) -> Any:
+        return cls(**{key: params[key] for key in fields if key in params})
+
+    try:
+        if "histogram" in params:
+            sizes = load_histogram(params["histogram"], max_size=params.get("max_size", sizes_cls().max_size))
+        else:
+            sizes = build(sizes_cls, sizes_fields)
+        if base_cls is not None:
+            lifetime = lifetime_cls(**{key: params[key] for key in lifetime_fields if key in params},
+                                    base=build(base_cls, base_fields))
+        else:
+            lifetime = build(lifetime_cls, lifetime_fields)
+        threads = build(thread_cls, thread_fields)
+        access = Access(touch=params["touch"], scan_every=params["scan_every"], scan_count=params["scan_count"],
+                        scan_bytes=params["scan_bytes"])
+        if not 0.0 <= params["realloc"] < 1.0:
+            raise ValueError(f"realloc must be in [0, 1) (got {params['realloc']})")
+    except (ValueError, TypeError, OSError) as error:
+        raise ValueError(f"workload spec '{spec}': {error}") from None
+    components = {"sizes": sizes, "lifetime": lifetime, "threads": threads, "access": access}
+    # Report every parameter in force, defaults included, as the components hold them.
+    resolved = {key: params[key] for key in GENERIC_KEYS}
+    resolved["threading"] = threads.name
+    for part in (sizes, lifetime, threads):
+        described = part.params()
+        described.pop("name")
+        nested_base = described.pop("base", None)
+        resolved.update(described)
+        if nested_base is not None:
+            resolved["base"] = nested_base.pop("name")
+            resolved.update(nested_base)
+    if "histogram" in params:
+        resolved["histogram"] = params["histogram"]
+    return _Resolved(name, resolved, components)
+
+
+def parameters(spec: str) -> dict[str, Any]:
+    """Every flat parameter in force for a spec (what `make` uses, defaults included), JSON-able."""
+    return dict(_resolve(spec).params)
+
+
+def make(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Trace:
+    """Generate the trace of a workload spec (`name` or `name:key=value,...`); bad specs raise ValueError."""
+    resolved = _resolve(spec)
+    parts = resolved.components
+    return generate(sizes=parts["sizes"], lifetime=parts["lifetime"], threads=parts["threads"], n_ops=n_ops,
+                    seed=seed, access=parts["access"], realloc_fraction=resolved.params["realloc"],
+                    drain=resolved.params["drain"],
+                    extra_meta={"workload": resolved.name, "spec": spec, "params": resolved.params})
+
+
+def benchmark_trace(n_ops: int = 1_000_000, seed: int = 0) -> Trace:
+    """The allocator throughput benchmark trace: log-normal sizes, random lifetimes (the `lognormal` workload)."""
+    return make("lognormal", n_ops=n_ops, seed=seed)
+
