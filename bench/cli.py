@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,14 @@ def cmd_trace_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sizeclasses(args: argparse.Namespace) -> int:
+    from bench.sizeclasses import render_csv
+
+    options = {"table": args.table} if args.table else {}
+    sys.stdout.write(render_csv(args.model, **options))
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bench import sweep
 
@@ -200,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_trace_info)
 
+    sizes = commands.add_parser("sizeclasses", help="print a model's size-class table as CSV")
+    sizes.add_argument("model", choices=("go", "tcmalloc"), help="go (generated like Go's mksizeclasses) or tcmalloc")
+    sizes.add_argument("--table", choices=("default", "legacy"), default=None,
+                       help="tcmalloc table (default: the current google/tcmalloc default)")
+    sizes.set_defaults(func=cmd_sizeclasses)
+
     sweep = commands.add_parser("sweep", help="allocators x workloads x seeds; print a table, store results")
     sweep.add_argument("--allocators", "-a", default=None, metavar="SPECS",
                        help="semicolon-separated allocator specs (default: every registered allocator and preset)")
@@ -234,3 +249,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `python -m bench list | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -21,7 +21,7 @@ from typing import Any
 
 import allocators
 from allocators import Allocator, AllocLog
-from allocators.errors import AllocatorError
+from allocators.errors import AllocatorError, BadParameter
 from workloads.trace import Trace, from_rows
 
 _WARM: set[str] = set()
@@ -78,6 +78,8 @@ def measure(
             allocator = build_for_trace(spec, trace, capacity)
             log, elapsed = allocator.replay_timed(trace)
             times.append(elapsed)
+    except BadParameter:
+        raise  # bad input, not an allocator failure
     except AllocatorError as error:
         row.update(status="failed", reason=f"{type(error).__name__}: {error}")
         return row, None

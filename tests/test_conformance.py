@@ -49,7 +49,7 @@ def build(spec: str, trace: Trace | None = None) -> allocators.Allocator:
 
 
 def test_registry_has_the_foundation_allocators():
-    assert {"linear", "pool", "stack", "buddy"} <= set(allocators.names())
+    assert {"linear", "pool", "stack", "freelist", "buddy"} <= set(allocators.names())
     for name in allocators.names():
         cls = allocators.get(name)
         assert cls.summary and cls.__module__.startswith("allocators.")

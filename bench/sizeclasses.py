@@ -1,0 +1,57 @@
+"""Size-class tables as CSV text (`python -m bench sizeclasses MODEL [--table ...]`).
+
+`render_csv("go")` reproduces the table in the comment of Go's generated
+`sizeclasses.go` (shared/reference/go_sizeclasses.csv, byte for byte):
+class,bytes_obj,bytes_span,objects,tail_waste,max_waste_pct,min_align.
+
+`render_csv("tcmalloc", table="default"|"legacy")` lists a TCMalloc table:
+class,size,pages,span_bytes,objects,num_to_move,max_waste_pct, where max waste
+is the same worst case as Go's column (every object one byte above the previous
+class, plus the span's tail), not TCMalloc's own "fixed" overhead comment.
+Rows are classes 1..N (the class-0 sentinel is left out), each line ends in "\\n".
+"""
+
+from __future__ import annotations
+
+from allocators.shared import go_sizeclasses, tcmalloc_sizeclasses
+from allocators.shared.sizeclasses import SizeClassTable
+
+MODELS = ("go", "tcmalloc")
+GO_HEADER = "class,bytes_obj,bytes_span,objects,tail_waste,max_waste_pct,min_align"
+TCMALLOC_HEADER = "class,size,pages,span_bytes,objects,num_to_move,max_waste_pct"
+
+
+def _go_rows(table: SizeClassTable) -> list[str]:
+    return [
+        f"{cls},{table.size[cls]},{table.span_bytes[cls]},{table.objects[cls]},{table.tail_waste[cls]},"
+        f"{table.max_waste_pct[cls]:.2f},{table.min_align[cls]}"
+        for cls in range(1, len(table.size))
+    ]
+
+
+def _tcmalloc_rows(table: SizeClassTable) -> list[str]:
+    return [
+        f"{cls},{table.size[cls]},{table.pages[cls]},{table.span_bytes[cls]},{table.objects[cls]},"
+        f"{table.num_to_move[cls]},{table.max_waste_pct[cls]:.2f}"
+        for cls in range(1, len(table.size))
+    ]
+
+
+def render_csv(model: str, **options: str) -> str:
+    """CSV text of `model`'s size classes ('go'; 'tcmalloc' with table='default'|'legacy').
+
+    Raises ValueError for an unknown model, table or option.
+    """
+    if model == "go":
+        if options:
+            raise ValueError(f"the go size-class table takes no options (got {', '.join(sorted(options))})")
+        lines = [GO_HEADER, *_go_rows(go_sizeclasses.GO_TABLE)]
+    elif model == "tcmalloc":
+        unknown = set(options) - {"table"}
+        if unknown:
+            raise ValueError(f"unknown tcmalloc option(s) {', '.join(sorted(unknown))}; the only one is table")
+        table = tcmalloc_sizeclasses.get_table(options.get("table", "default"))
+        lines = [TCMALLOC_HEADER, *_tcmalloc_rows(table)]
+    else:
+        raise ValueError(f"unknown size-class model {model!r}; choose from {', '.join(MODELS)}")
+    return "\n".join(lines) + "\n"
