@@ -21,6 +21,7 @@ import pytest
 
 import allocators
 from bench.harness import build_for_trace, warm_up
+from tests.benchmarks.conftest import record
 from workloads import catalog
 
 N_OPS = int(os.environ.get("ALLOCLAB_BENCH_OPS", 1_000_000))
@@ -54,3 +55,4 @@ def test_replay_throughput(benchmark, traces, spec):
         median = benchmark.stats.stats.median
         benchmark.extra_info["rows"] = len(trace)
         benchmark.extra_info["mops"] = round(len(trace) / median / 1e6, 2)
+        record(spec, len(trace), median, benchmark.stats.stats.min)
