@@ -162,6 +162,12 @@ def _seed(text: str) -> int:
     return value
 
 
+def sweep_presets() -> dict:
+    from bench.sweep import PRESETS
+
+    return PRESETS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m bench", description="allocator lab: model allocators, replay workloads, measure.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -215,17 +221,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tcmalloc table (default: the current google/tcmalloc default)")
     sizes.set_defaults(func=cmd_sizeclasses)
 
-    sweep = commands.add_parser("sweep", help="allocators x workloads x seeds; print a table, store results")
+    sweep = commands.add_parser(
+        "sweep", help="allocators x workloads x seeds; print tables, store results",
+        description="Measure every allocator on every workload. Presets: "
+        + "; ".join(f"{name}: {preset.description}" for name, preset in sweep_presets().items()),
+    )
+    sweep.add_argument("--preset", default="default", help="grid preset (default 'default'; see above)")
+    sweep.add_argument("--quick", action="store_true", help="the 'quick' preset: seconds, not minutes")
     sweep.add_argument("--allocators", "-a", default=None, metavar="SPECS",
                        help="semicolon-separated allocator specs (default: every registered allocator and preset)")
     sweep.add_argument("--workloads", "-w", default=None, metavar="SPECS",
-                       help="semicolon-separated workload specs (default: a representative set)")
-    sweep.add_argument("--ops", type=_positive, default=200_000, help="rows per trace (default 200000)")
+                       help="semicolon-separated workload specs; FAMILY:PARAM=V1/V2/... sweeps a parameter")
+    sweep.add_argument("--ops", type=_positive, default=None, help="rows per trace (default: the preset's)")
     sweep.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    sweep.add_argument("--repeats", type=_positive, default=3, help="timed replays per cell (default 3)")
-    sweep.add_argument("--quick", action="store_true", help="small traces, one repeat: seconds, not minutes")
+    sweep.add_argument("--repeats", type=_positive, default=None, help="timed replays per cell (default: preset's)")
+    sweep.add_argument("--jobs", "-j", type=_positive, default=1, help="worker processes (default 1)")
+    sweep.add_argument("--resume", action="store_true", help="keep the cells already stored in --out")
     sweep.add_argument("--out", type=Path, default=Path("reports/latest"),
                        help="results directory (default reports/latest)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument("--json", action="store_true", help="print the result rows as JSON")
     sweep.set_defaults(func=cmd_sweep)
     return parser

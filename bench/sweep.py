@@ -1,39 +1,114 @@
-"""`python -m bench sweep`: allocators x workloads x seeds, one measured cell each.
+"""`python -m bench sweep`: allocators x workload families x parameter values x seeds.
 
-Each cell generates its trace (same spec + seed -> same trace), replays it
-through one allocator with `bench.harness.measure`, and becomes one tidy row.
-A failing cell (out of memory, unsupported operation order) is recorded with
-its reason and the sweep goes on.  The rows go to `OUT/results.csv` and
-`OUT/results.json` (with run metadata: package versions, git revision,
-machine, seeds), each written atomically; two tables (throughput, peak
-footprint) are printed.
+The grid.  A *preset* names the allocators, the workloads and the trace size;
+`--allocators`, `--workloads`, `--ops`, `--seeds` override it.  A workload
+entry is a catalog spec (`fifo`, `lognormal:threads=4`) or a *family sweep*
+`FAMILY:PARAM=V1/V2/...` (`lognormal:sigma=0.5/1/1.5/2`), which expands into
+one workload per value and records `family`, `param` and `param_value` in each
+row, so plots can draw a figure against the parameter.
+
+Cells.  One cell = one allocator spec x one workload spec x one seed.  Its
+trace is generated from the spec and the seed (same seed, same trace), replayed
+`repeats` times (`bench.harness.measure`), and becomes one tidy row (see
+README "Sweep results").  A failing cell (out of memory, unsupported operation
+order) is recorded with its reason and the sweep goes on.
+
+Storage and resume.  Each finished cell is written atomically to
+`OUT/cells/<key>.json`, where the key hashes the cell and every setting that
+changes its figures (ops, repeats, versions of the code are not in it: use a
+fresh OUT after changing code).  `results.json` and `results.csv` are rebuilt
+atomically after every cell.  A killed sweep loses no finished cell, and
+`--resume` skips the cells already stored, so the completed results have the
+same non-timing figures as an uninterrupted run.
+
+Parallelism.  `--jobs N` runs cells in N worker processes (each compiles or
+loads the kernels once).  Non-timing figures do not depend on N; timings do,
+since workers share the machine's cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import hashlib
+import io
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 import allocators
 from bench import harness
 from bench.table import format_bytes, render
 from workloads import catalog
 
-DEFAULT_WORKLOADS = ("lognormal", "fixed", "pareto", "lifo", "fifo", "phased", "producer-consumer")
-QUICK_OPS = 20_000
 
-CSV_COLUMNS = (
-    "allocator", "workload", "seed", "rows", "status", "reason", "throughput_mops", "ns_per_op",
-    "seconds_median", "seconds_min", "seconds_max", "compile_s", "peak_footprint", "peak_live_requested",
-    "peak_live_granted", "peak_metadata_bytes", "overhead_factor", "internal_fragmentation", "final_footprint",
-)
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    workloads: tuple[str, ...]
+    ops: int
+    repeats: int
+    allocators: tuple[str, ...] = ()  # empty: every registered allocator and preset
+
+
+PRESETS: dict[str, Preset] = {
+    "default": Preset(
+        "every allocator x 12 workloads (log-normal sigma swept), 100k rows, 3 repeats",
+        ("lognormal:sigma=0.5/1/1.5/2", "fixed", "pareto", "bimodal", "lifo", "fifo", "phased",
+         "producer-consumer", "threads4"),
+        ops=100_000, repeats=3,
+    ),
+    "quick": Preset(
+        "every allocator x 5 workloads, 10k rows, 1 repeat: seconds",
+        ("lognormal:sigma=0.5/1.5", "fixed", "lifo", "producer-consumer"),
+        ops=10_000, repeats=1,
+    ),
+}
+
+CSV_SKIP = ("counters", "params")
+
+
+@dataclass(frozen=True)
+class Cell:
+    allocator: str
+    workload: str
+    seed: int
+    family: str
+    param: str | None = None
+    param_value: float | None = None
+
+    def key(self, ops: int, repeats: int) -> str:
+        text = json.dumps([self.allocator, self.workload, self.seed, ops, repeats])
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Plan:
+    preset: str
+    allocators: list[str]
+    workloads: list[tuple[str, str, str | None, float | None]]  # spec, family, param, value
+    seeds: list[int]
+    ops: int
+    repeats: int
+    cells: list[Cell] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.cells = [
+            Cell(spec, workload, seed, family, param, value)
+            for seed in self.seeds
+            for workload, family, param, value in self.workloads
+            for spec in self.allocators
+        ]
 
 
 def default_allocators() -> list[str]:
@@ -44,7 +119,79 @@ def default_allocators() -> list[str]:
     return specs
 
 
-def run_metadata(args: argparse.Namespace, seeds: list[int]) -> dict[str, Any]:
+def expand_workload(entry: str) -> list[tuple[str, str, str | None, float | None]]:
+    """'lognormal:sigma=0.5/1' -> [('lognormal:sigma=0.5', 'lognormal', 'sigma', 0.5), ...]."""
+    family, _, rest = entry.partition(":")
+    items = [item.strip() for item in rest.split(",") if item.strip()]
+    swept = [item for item in items if "=" in item and "/" in item.partition("=")[2]]
+    if len(swept) > 1:
+        raise ValueError(f"workload '{entry}': sweep one parameter at a time")
+    if not swept:
+        return [(entry, family, None, None)]
+    key, _, values = swept[0].partition("=")
+    fixed = [item for item in items if item is not swept[0]]
+    expanded = []
+    for text in values.split("/"):
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"workload '{entry}': swept value '{text}' of {key} is not a number") from None
+        spec = f"{family}:" + ",".join(fixed + [f"{key}={text}"])
+        expanded.append((spec, family, key, value))
+    return expanded
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown preset '{args.preset}' (known: {', '.join(PRESETS)})")
+    preset = PRESETS[args.preset]
+    if args.quick:
+        preset = PRESETS["quick"]
+    specs = [spec.strip() for spec in (args.allocators or "").split(";") if spec.strip()]
+    specs = specs or list(preset.allocators) or default_allocators()
+    entries = [spec.strip() for spec in (args.workloads or "").split(";") if spec.strip()] or list(preset.workloads)
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
+    if not seeds or min(seeds) < 0:
+        raise ValueError("--seeds needs at least one seed >= 0")
+    for spec in specs:  # fail fast on a typo, before any work
+        allocators.parse_spec(spec)
+    workloads = [expanded for entry in entries for expanded in expand_workload(entry)]
+    for workload, *_ in workloads:
+        catalog.make(workload, n_ops=64, seed=0)
+    return Plan(
+        preset="quick" if args.quick else args.preset, allocators=specs, workloads=workloads, seeds=seeds,
+        ops=args.ops or preset.ops, repeats=args.repeats or preset.repeats,
+    )
+
+
+# ------------------------------------------------------------------ running
+@lru_cache(maxsize=4)
+def _trace(workload: str, ops: int, seed: int):
+    return catalog.make(workload, n_ops=ops, seed=seed)
+
+
+def run_cell(cell: Cell, ops: int, repeats: int) -> dict[str, Any]:
+    """Measure one cell; never raises for an allocator failure (the row says why)."""
+    trace = _trace(cell.workload, ops, cell.seed)
+    row, _ = harness.measure(cell.allocator, trace, repeats=repeats)
+    row.pop("params", None)
+    row.update(
+        allocator=cell.allocator, allocator_name=allocators.parse_spec(cell.allocator)[0],
+        workload=cell.workload, family=cell.family, param=cell.param, param_value=cell.param_value, seed=cell.seed,
+    )
+    return row
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def run_metadata(plan: Plan) -> dict[str, Any]:
     import matplotlib
     import numba
     import numpy
@@ -58,10 +205,14 @@ def run_metadata(args: argparse.Namespace, seeds: list[int]) -> dict[str, Any]:
         revision = None
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": " ".join(sys.argv),
-        "seeds": seeds,
-        "ops": args.ops,
-        "repeats": args.repeats,
+        "command": "python -m bench " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("bench") else
+        " ".join(sys.argv),
+        "preset": plan.preset,
+        "allocators": plan.allocators,
+        "workloads": [workload for workload, *_ in plan.workloads],
+        "seeds": plan.seeds,
+        "ops": plan.ops,
+        "repeats": plan.repeats,
         "git_revision": revision,
         "versions": {
             "python": platform.python_version(), "numpy": numpy.__version__,
@@ -72,42 +223,40 @@ def run_metadata(args: argparse.Namespace, seeds: list[int]) -> dict[str, Any]:
     }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def write_results(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """results.json (rows + meta) and results.csv (flat rows), each replaced atomically."""
     out.mkdir(parents=True, exist_ok=True)
-    document = json.dumps({"meta": meta, "rows": rows}, indent=1, sort_keys=True, default=str)
-    _atomic_write(out / "results.json", document)
-    lines = [",".join(CSV_COLUMNS)]
+    _atomic_write(out / "results.json", json.dumps({"meta": meta, "rows": rows}, indent=1, sort_keys=True,
+                                                    default=str))
+    columns: list[str] = []
     for row in rows:
-        values = []
-        for column in CSV_COLUMNS:
-            value = row.get(column, "")
-            text = f"{value:.6g}" if isinstance(value, float) else str(value)
-            values.append('"' + text.replace('"', "'") + '"' if "," in text or '"' in text else text)
-        lines.append(",".join(values))
-    _atomic_write(out / "results.csv", "\n".join(lines) + "\n")
+        columns.extend(key for key in row if key not in columns and key not in CSV_SKIP)
+    leading = ["allocator", "workload", "seed", "status", "reason"]
+    columns = leading + [column for column in columns if column not in leading]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
+    _atomic_write(out / "results.csv", buffer.getvalue())
 
 
 def _short_reason(reason: str) -> str:
-    if "out of memory" in reason:
-        return "OOM"
-    if "out of LIFO order" in reason:
-        return "not LIFO"
-    if "larger than the largest block" in reason:
-        return "too large"
+    for words, short in (("out of memory", "OOM"), ("out of LIFO order", "not LIFO"),
+                         ("larger than the largest block", "too large")):
+        if words in reason:
+            return short
     return "failed"
 
 
 def tables(rows: list[dict[str, Any]], specs: list[str], workloads: list[str]) -> str:
-    cells = {(row["allocator"], row["workload"]): row for row in rows if row["seed"] == rows[0]["seed"]}
+    if not rows:
+        return "(no cells)"
+    seed = rows[0]["seed"]
+    cells = {(row["allocator"], row["workload"]): row for row in rows if row["seed"] == seed}
 
     def grid(value) -> list[list[str]]:
-        grid_rows = []
+        lines = []
         for spec in specs:
             line = [spec]
             for workload in workloads:
@@ -116,59 +265,75 @@ def tables(rows: list[dict[str, Any]], specs: list[str], workloads: list[str]) -
                     line.append("-")
                 else:
                     line.append(value(row) if row["status"] == "ok" else _short_reason(row["reason"]))
-            grid_rows.append(line)
-        return grid_rows
+            lines.append(line)
+        return lines
 
-    seed_note = f" (seed {rows[0]['seed']})" if rows else ""
-    speed = render(["Mops/s" + seed_note] + workloads, grid(lambda row: f"{row['throughput_mops']:.1f}"))
-    footprint = render(["peak footprint"] + workloads, grid(lambda row: format_bytes(row["peak_footprint"])))
-    overhead = render(["overhead factor"] + workloads, grid(lambda row: f"{row['overhead_factor']:.2f}"))
+    short = [workload.replace(":", " ") for workload in workloads]
+    speed = render([f"Mops/s (seed {seed})"] + short, grid(lambda row: f"{row['throughput_mops']:.1f}"))
+    footprint = render(["peak footprint"] + short, grid(lambda row: format_bytes(row["peak_footprint"])))
+    overhead = render(["overhead factor"] + short, grid(lambda row: f"{row['overhead_factor']:.2f}"))
     return "\n\n".join((speed, footprint, overhead))
 
 
-def run(args: argparse.Namespace) -> int:
-    specs = [spec.strip() for spec in (args.allocators or "").split(";") if spec.strip()] or default_allocators()
-    workloads = [spec.strip() for spec in (args.workloads or "").split(";") if spec.strip()] or list(DEFAULT_WORKLOADS)
+def _load_stored(path: Path) -> dict[str, Any] | None:
     try:
-        seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
-    except ValueError:
-        raise ValueError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
-    if not seeds or min(seeds) < 0:
-        raise ValueError("--seeds needs at least one seed >= 0")
-    if args.quick:
-        args.ops = min(args.ops, QUICK_OPS)
-        args.repeats = 1
-    for spec in specs:  # fail fast on a typo, before any work
-        allocators.parse_spec(spec)
-    for workload in workloads:
-        catalog.make(workload, n_ops=64, seed=0)
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # a cell file that cannot be read is measured again
 
-    total = len(specs) * len(workloads) * len(seeds)
-    rows: list[dict[str, Any]] = []
-    meta = run_metadata(args, seeds)
-    started = time.perf_counter()
-    done = 0
-    for seed in seeds:
-        for workload in workloads:
-            trace = catalog.make(workload, n_ops=args.ops, seed=seed)
-            for spec in specs:
-                row, _ = harness.measure(spec, trace, repeats=args.repeats)
-                row.update(workload=workload, seed=seed)
-                row.pop("params", None)
-                rows.append(row)
-                done += 1
-                elapsed = time.perf_counter() - started
-                eta = elapsed / done * (total - done)
-                if row["status"] == "ok":
-                    outcome = f"{row['throughput_mops']:.1f} Mops/s"
-                else:
-                    outcome = _short_reason(row["reason"])
-                print(f"[{done}/{total}] {spec} x {workload} seed {seed}: {outcome}"
-                      f"  (elapsed {elapsed:.0f} s, eta {eta:.0f} s)", file=sys.stderr, flush=True)
-                write_results(args.out, rows, meta)
+
+def run(args: argparse.Namespace) -> int:
+    plan = make_plan(args)
+    out: Path = args.out
+    cells_dir = out / "cells"
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    meta = run_metadata(plan)
+    keys = {cell: cell.key(plan.ops, plan.repeats) for cell in plan.cells}
+    done: dict[Cell, dict[str, Any]] = {}
+    if args.resume:
+        for cell, key in keys.items():
+            stored = _load_stored(cells_dir / f"{key}.json")
+            if stored is not None:
+                done[cell] = stored
+    else:
+        for stale in cells_dir.glob("*.json"):
+            stale.unlink()
+    todo = [cell for cell in plan.cells if cell not in done]
+
+    def ordered_rows() -> list[dict[str, Any]]:
+        return [done[cell] for cell in plan.cells if cell in done]
+
+    def finish(cell: Cell, row: dict[str, Any], bar: tqdm) -> None:
+        _atomic_write(cells_dir / f"{keys[cell]}.json", json.dumps(row, sort_keys=True, default=str))
+        done[cell] = row
+        write_results(out, ordered_rows(), meta)
+        outcome = f"{row['throughput_mops']:.1f} Mops/s" if row["status"] == "ok" else _short_reason(row["reason"])
+        bar.set_postfix_str(f"{cell.allocator} x {cell.workload}: {outcome}", refresh=False)
+        bar.update()
+
+    print(f"sweep: {len(plan.cells)} cells ({len(plan.allocators)} allocators x {len(plan.workloads)} workloads x "
+          f"{len(plan.seeds)} seeds), {plan.ops:,} rows, {plan.repeats} repeats"
+          + (f"; {len(done)} already stored" if done else "") + f" -> {out}", file=sys.stderr)
+    bar = tqdm(total=len(plan.cells), initial=len(done), unit="cell", file=sys.stderr, dynamic_ncols=True,
+               disable=args.no_progress)
+    try:
+        if args.jobs <= 1 or len(todo) <= 1:
+            for cell in todo:
+                finish(cell, run_cell(cell, plan.ops, plan.repeats), bar)
+        else:
+            with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+                futures = {pool.submit(run_cell, cell, plan.ops, plan.repeats): cell for cell in todo}
+                for future in as_completed(futures):
+                    finish(futures[future], future.result(), bar)
+    finally:
+        bar.close()
+    rows = ordered_rows()
+    write_results(out, rows, meta)
     if args.json:
         print(json.dumps(rows, sort_keys=True, default=str))
     else:
-        print(tables(rows, specs, workloads))
-        print(f"\nresults: {args.out / 'results.csv'}, {args.out / 'results.json'}")
+        print(tables(rows, plan.allocators, [workload for workload, *_ in plan.workloads]))
+        failed = sum(row["status"] != "ok" for row in rows)
+        print(f"\n{len(rows)} cells ({failed} failed: reasons in results.json); "
+              f"results: {out / 'results.csv'}, {out / 'results.json'}")
     return 0
