@@ -239,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="keep the cells already stored in --out")
     sweep.add_argument("--out", type=Path, default=Path("reports/latest"),
                        help="results directory (default reports/latest)")
+    sweep.add_argument("--heapmap", default=None, metavar="ALLOCATOR@WORKLOAD",
+                       help="cell drawn as a heap map (default: freelist:glibc on the first workload)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument("--json", action="store_true", help="print the result rows as JSON")
     sweep.set_defaults(func=cmd_sweep)

@@ -282,6 +282,35 @@ def _load_stored(path: Path) -> dict[str, Any] | None:
         return None  # a cell file that cannot be read is measured again
 
 
+def choose_heapmap_cell(plan: Plan, rows: list[dict[str, Any]], wanted: str | None) -> dict[str, Any] | None:
+    """The cell drawn as a heap map: `ALLOCATOR@WORKLOAD` if given, else freelist:glibc (or the first
+    allocator) on the first workload and seed; only a cell that replayed successfully."""
+    ok = {(row["allocator"], row["workload"], row["seed"]) for row in rows if row["status"] == "ok"}
+    if wanted:
+        allocator, _, workload = wanted.partition("@")
+        candidates = [(allocator, workload or plan.workloads[0][0], plan.seeds[0])]
+    else:
+        preferred = [spec for spec in plan.allocators if spec == "freelist:glibc"] + plan.allocators
+        candidates = [(spec, workload, plan.seeds[0]) for workload, *_ in plan.workloads for spec in preferred]
+    for allocator, workload, seed in candidates:
+        if (allocator, workload, seed) in ok:
+            return {"allocator": allocator, "workload": workload, "seed": seed}
+    return None
+
+
+def save_heapmap(out: Path, plan: Plan, rows: list[dict[str, Any]], wanted: str | None) -> dict[str, Any] | None:
+    from bench import heapmap
+
+    cell = choose_heapmap_cell(plan, rows, wanted)
+    if cell is None:
+        (out / "heapmap.npz").unlink(missing_ok=True)
+        return None
+    trace = _trace(cell["workload"], plan.ops, cell["seed"])
+    log = harness.build_for_trace(cell["allocator"], trace).replay(trace)
+    heapmap.save(out / "heapmap.npz", trace, log, cell)
+    return cell
+
+
 def run(args: argparse.Namespace) -> int:
     plan = make_plan(args)
     out: Path = args.out
@@ -328,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     rows = ordered_rows()
+    meta["heapmap_cell"] = save_heapmap(out, plan, rows, args.heapmap)
     write_results(out, rows, meta)
     if args.json:
         print(json.dumps(rows, sort_keys=True, default=str))
