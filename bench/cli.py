@@ -135,6 +135,18 @@ def cmd_sizeclasses(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from bench.plots import draw_all
+    from bench.report import write_index
+
+    if not (args.directory / "results.json").exists():
+        raise UsageError(f"{args.directory}: no results.json (run `python -m bench sweep --out {args.directory}`)")
+    paths = draw_all(args.directory)
+    index = write_index(args.directory)
+    print(f"{len(paths)} plots in {args.directory / 'plots'}; open {index}")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bench import sweep
 
@@ -221,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tcmalloc table (default: the current google/tcmalloc default)")
     sizes.set_defaults(func=cmd_sizeclasses)
 
+    plot = commands.add_parser("plot", help="redraw the plots and index.html of a results directory")
+    plot.add_argument("directory", type=Path, help="a sweep's --out directory (holding results.json)")
+    plot.set_defaults(func=cmd_plot)
+
     sweep = commands.add_parser(
         "sweep", help="allocators x workloads x seeds; print tables, store results",
         description="Measure every allocator on every workload. Presets: "
@@ -242,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--heapmap", default=None, metavar="ALLOCATOR@WORKLOAD",
                        help="cell drawn as a heap map (default: freelist:glibc on the first workload)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument("--no-plots", action="store_true", help="skip the plots and index.html")
     sweep.add_argument("--json", action="store_true", help="print the result rows as JSON")
     sweep.set_defaults(func=cmd_sweep)
     return parser

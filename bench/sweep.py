@@ -359,6 +359,12 @@ def run(args: argparse.Namespace) -> int:
     rows = ordered_rows()
     meta["heapmap_cell"] = save_heapmap(out, plan, rows, args.heapmap)
     write_results(out, rows, meta)
+    if not args.no_plots:
+        from bench.plots import draw_all
+        from bench.report import write_index
+
+        draw_all(out)
+        index = write_index(out)
     if args.json:
         print(json.dumps(rows, sort_keys=True, default=str))
     else:
@@ -366,4 +372,6 @@ def run(args: argparse.Namespace) -> int:
         failed = sum(row["status"] != "ok" for row in rows)
         print(f"\n{len(rows)} cells ({failed} failed: reasons in results.json); "
               f"results: {out / 'results.csv'}, {out / 'results.json'}")
+        if not args.no_plots:
+            print(f"report: {index}")
     return 0
