@@ -39,13 +39,12 @@ def build_for_trace(spec: str, trace: Trace, capacity: int | None = None, **over
 
 def warm_up(spec: str) -> float:
     """Compile (or load from cache) the allocator's replay kernel; return the seconds it took (0 if warm)."""
-    name = allocators.parse_spec(spec)[0]
-    if name in _WARM:
+    if spec in _WARM:  # by spec: objpool compiles one kernel per inner allocator
         return 0.0
     tiny = from_rows([(0, 0, 16, 0), (1, 0, 0, 0)])
     started = time.perf_counter()
     build_for_trace(spec, tiny).replay(tiny)
-    _WARM.add(name)
+    _WARM.add(spec)
     return time.perf_counter() - started
 
 

@@ -1,0 +1,906 @@
+"""go: the Go runtime's memory allocator (mcache -> mcentral -> mheap), with explicit frees or a paced mark-sweep GC.
+
+Design (golang/go src/runtime/malloc.go, mcache.go, mcentral.go, mheap.go,
+mgcsweep.go, mgcpacer.go; the numbers in shared/reference/go-allocator.md).
+The main allocator works in runs of 8 KiB pages.  Small requests are rounded
+up to one of Go's 67 size classes (class 0 = large objects) and carved from
+*spans*: runs of pages that hold objects of one size, with one allocation bit
+per object.  Each trace thread is a P, with its own *mcache*.
+
+Allocating a small object (size <= 32760 B; 32768 B before Go 1.22):
+
+1. The *span class* is `sizeclass << 1 | noscan`: Go's size -> class lookup
+   (`size_to_class8` up to 1016 B, `size_to_class128` above; allocators.shared
+   .go_sizeclasses), of `size + 8` for a pointerful object > 512 B in Go 1.22+
+   (the 8 B malloc header sits at the start of the slot; the object's address
+   is slot + 8 and it is granted elemsize - 8).
+2. The mcache holds one span per span class (136 slots).  If it has a free
+   slot, take the *lowest free index* (Go's nextFreeFast: count trailing
+   zeros of allocCache, the complement of the allocation bits from
+   freeindex on).  Here that is allocators.shared.spanbitmap's
+   `bitmap_take_lowest` (a search from the lowest word that may hold a free
+   bit + one cttz).  No lock.  Granted = the class size.
+3. Otherwise *refill*: the full span goes back to its mcentral
+   (`uncacheSpan`: onto the *full* list, or *partial* if it has free slots)
+   and `cacheSpan` takes the first span of the mcentral's partial list (a
+   FIFO spanSet: push at the back, pop the front), or else *grows* the
+   mcentral: a new span of the class's page count from the mheap, all slots
+   free (`nelems` from go_sizeclasses.objects_per_span for the Go version
+   and scan/noscan: Go 1.22+ reserves heap bits in pointerful spans <= 512 B,
+   Go 1.26+ 128 B of inline mark bits).
+4. The mheap is the shared page heap (allocators.shared.pageheap) with Go's
+   policy: address-ordered *first fit* (Go's page allocator: bitmap + radix
+   tree of free-run summaries, which finds the lowest fitting run), growth by
+   `alignUp(npages, 512)` pages = 4 MiB multiples, address space reserved in
+   64 MiB arenas (reported in the page heap's reserved_pages only).  Free runs
+   coalesce; pages are never returned to the OS (no scavenger), so the
+   footprint (mapped pages) only grows.
+
+The tiny allocator (mallocgcTiny): a pointer-free request < 16 B is packed
+into the mcache's current 16 B *tiny block* (span class 5: class 2, noscan).
+The offset is aligned to 8, 4 or 2 when the size is a multiple of 8, 4 or 2;
+if the object fits (offset + size <= 16) it goes there.  Otherwise a new 16 B
+slot is taken (step 2) and the object is put at its start; the mcache switches
+to the new block only if it has more room left than the old one
+(`size < tinyoffset or tiny == 0`).  A tiny object is *granted its own size*
+(it shares the 16 B block with others); its address is aligned only by the rule
+above (1 B for odd sizes).  The block is one object to the allocator: it is
+freed only when all its objects are dead.  Here a per-block count
+(`tiny_counts`, int8 per 16 B of address space) holds the live objects of the
+block plus one while it is the mcache's current block ("pinned").  A FREE of a
+tiny object decrements it; at zero the block is freed as a 16 B object.
+
+Large objects (> 32760 B): ceil(size / 8 KiB) pages straight from the mheap
+(span class 0 or 1), page aligned, granted the whole pages.
+
+Pointers.  Traces carry no type information, so `noscan` says which objects
+are pointer-free: "all" (default: every object noscan, so no malloc headers and
+tiny packing for < 16 B), "none" (every object has pointers: no tiny packing,
+8 B header above 512 B in Go 1.22+, scan span layouts), or "small" (requests
+< 16 B are pointer-free, larger ones have pointers).  `tiny=false` turns the
+tiny allocator off (< 16 B noscan requests then use the 8 B/16 B classes).
+
+Frees (`free_mode`):
+
+- "explicit" (default): a FREE releases the slot at once: its allocation bit
+  is cleared (the object index is (offset * divMagic) >> 32, Go's 32-bit
+  reciprocal), so the slot is the lowest free index again.  A span that is
+  not in an mcache moves from full to partial when it gets its first free
+  slot, and goes back to the mheap *immediately* when its last object is
+  freed.  A span held by an mcache stays there, even when empty, until the
+  mcache lets go of it (a refill, when it is full).  Large objects go back to
+  the mheap at once.  Go has no explicit free; this mode is the allocator's
+  structure without the collector.  (In Go a slot below a cached span's
+  freeindex becomes free only by a sweep; here "lowest free index" includes
+  slots freed since the span was cached.)  heap_live (reported through
+  peak_heap_live) then counts allocated slots, the free slots of cached spans
+  and large pages, without Go's tail-waste term (which only a cycle would
+  correct), so it stays exact.
+- "gc": a FREE only makes the object garbage (Go programs drop references; the
+  trace says when).  The collector is *stop-the-world* with eager sweeping:
+  - Marking.  Reachability is known from the trace: an object is live from its
+    ALLOC row to its FREE row.  So the mark bits (Go's gcmarkBits) are kept
+    current as the trace runs: set when a slot is allocated ("allocate
+    black"), cleared by the FREE (a tiny block's when its count reaches zero;
+    a large span has one live flag).  A cycle then finds them complete.
+  - Trigger (mgcpacer.go).  `heap_live` is Go's heapLive: bytes marked by the
+    last cycle (slot sizes, a tiny block counts 16 B) + for every span cached
+    into an mcache since then, all of its unallocated bytes (npages*8192 -
+    allocCount*elemsize: free slots and tail, Go's deliberate over-estimate in
+    mcache.refill) + the pages of every large object allocated since.  Frees
+    do not lower it.  The goal is `heap_marked * (1 + GOGC/100)`, at least
+    `heapMinimum = 4 MiB * GOGC/100` (no stacks or globals in a trace).  The
+    check runs where Go's does, on every span refill and large allocation, but
+    *before* the allocation: a cycle runs when the allocation would take
+    heap_live past the goal.  (Go starts its concurrent mark at a trigger
+    below the goal so that the heap peaks near the goal; stop-the-world
+    collecting just before the goal is the same target.)
+  - A cycle: every mcache is flushed (releaseAll: cached spans back to their
+    mcentral, the tiny block unpinned), then *every* span is swept:
+    allocBits := gcmarkBits, free index back to 0, allocCount = live
+    objects; a span with no live object goes back to the mheap at once, a full
+    one onto its class's full list, the rest onto partial.  Large objects
+    without a live flag die here.  Then heap_live = heap_marked = the marked
+    bytes and the goal is recomputed.  So a dead slot is reusable only after
+    a cycle, and then lowest index first.  Sweeping is eager (Go sweeps lazily
+    and in the background, with the same outcome before the next cycle).
+  - The capacity is the machine's memory: when the mheap cannot serve a
+    request, one emergency cycle runs and the request is retried before it
+    fails with out of memory (what GOMEMLIMIT = capacity would do).
+  - `gogc` = GOGC (default 100); `gogc=off` (or -1) never collects.
+  In explicit mode `gogc` is ignored.
+
+Counters: allocs, frees (FREE rows), tiny_allocs (requests served by the tiny
+allocator), tiny_blocks (16 B blocks it took), large_allocs, large_frees (given
+back to the mheap, in gc mode at sweep), mcache_refills, mcentral_cache_span /
+mcentral_uncache_span (lock-free spanSet operations since Go 1.16: no lock),
+mheap_alloc_spans / mheap_free_spans (each takes mheap.lock; Go serves < 16
+page requests from a per-P page cache and takes the lock only to refill it,
+which is not modelled), spans_allocated (small spans made by mcentral.grow),
+spans_swept, spans_freed (small spans given back to the mheap), gc_cycles,
+gc_emergency_cycles, objects_marked (live objects found by the cycles, summed),
+sweep_freed_objects, peak_heap_live (bytes), then the page heap's counters.
+
+footprint = the mheap's mapped pages * 8 KiB.  metadata_bytes = an mspan (160
+B) per span in use (free page runs have none in Go: the page allocator's bitmap
+covers them) + 9 B per mapped page (the 8 B span pointer of heapArena.spans
+and about a byte of per-page bitmaps) + allocBits and gcmarkBits of every span
+in use (Go's gcBits: ceil(nelems / 64) * 8 B each) + 1192 B per mcache in use
+(136 span pointers, tiny state, stack cache) + the 136 mcentrals (192 B each
+with padding).  All kept as running sums, so heap_stats is O(1).
+
+State: `words` (counters; the page heap's region; scalars: small-size limit,
+tiny limit, noscan rule, header threshold, free mode, heap_live, goal, ...;
+then the 136 mcentrals' partial/full list heads, allocators.shared.central),
+`class8`/`class128` (Go's lookup tables), `classes` (per span class: object
+size, pages, nelems, divMagic, tail bytes, GC-bitmap bytes, span bytes),
+`mcache` (per thread: 136 span ids, tiny block, tiny offset, in-use flag),
+`tiny_counts`, then the page heap's `spans`, `pagemap`, `run_heads`,
+`run_bits`, `run_tree` and the span bitmaps `bits` (allocation and mark
+regions).  Span record fields used: SP_START, SP_NPAGES, SP_STATE, SP_CLASS (the
+span class), SP_OBJ_SIZE, SP_NOBJ, SP_NFREE, the bitmap offsets, SP_SCAN,
+SP_LIST (NO_SPAN for a small span: it is in an mcache), SP_USER0 (a large
+object's live flag), SP_USER2 (divMagic).
+
+Costs.  Allocation hit: one lookup, one bitmap word search, O(1) (a span's
+search skips at most its 16 bitmap words).  Refill: O(1) list work, plus for
+a new span O(log pages) in the page heap and O(pages + bitmap words) to set
+it up.  Free: a page-map lookup, a multiply for the index, O(1); a span given
+back costs a page-heap free, O(log pages).  A GC cycle: O(threads * 136) to
+flush the mcaches + O(bitmap words) per span in use + a page-heap free per
+dead span.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, BadParameter
+from allocators.protocol import Allocator, default_capacity
+from allocators.registry import register
+from allocators.replay import build_replay_kernel
+from allocators.shared.central import (
+    CL_FULL,
+    CL_PARTIAL,
+    CL_STRIDE,
+    LIST_FULL,
+    LIST_PARTIAL,
+    central_pop_partial,
+    central_push_span,
+    central_slots,
+    central_unlink,
+    init_central,
+    reset_central,
+)
+from allocators.shared.go_sizeclasses import (
+    DIV_MAGIC,
+    GO_TABLE,
+    MALLOC_HEADER_SIZE,
+    MIN_SIZE_FOR_MALLOC_HEADER,
+    NUM_SIZE_CLASSES,
+    PAGE_SHIFT,
+    SIZE_TO_CLASS8,
+    SIZE_TO_CLASS128,
+    TINY_SIZE,
+    TINY_SIZE_CLASS,
+    go_size_to_class,
+    objects_per_span_array,
+    parse_version,
+    small_size_limit,
+)
+from allocators.shared.pageheap import (
+    PH_COUNTER_NAMES,
+    PH_FREE_RUNS,
+    PH_HEAP_PAGES,
+    PH_METADATA,
+    PH_RECORDS,
+    PH_SLOTS,
+    POLICY_FIRST_FIT,
+    init_pageheap,
+    new_pageheap_arrays,
+    pageheap_alloc,
+    pageheap_free,
+    pageheap_reset,
+)
+from allocators.shared.spanbitmap import bitmap_init, bitmap_mark, bitmap_release, bitmap_take_lowest, popcount64
+from allocators.shared.spans import (
+    NO_SPAN,
+    SP_ALLOC_BITS,
+    SP_CLASS,
+    SP_LIST,
+    SP_MARK_BITS,
+    SP_NEXT,
+    SP_NFREE,
+    SP_NOBJ,
+    SP_NPAGES,
+    SP_OBJ_SIZE,
+    SP_SCAN,
+    SP_START,
+    SP_STATE,
+    SP_USER0,
+    SP_USER2,
+    SPAN_LARGE,
+    SPAN_SHIFT,
+    SPAN_SMALL,
+    SR_TOP,
+    new_span_bits,
+    pagemap_set_range,
+)
+from workloads.trace import Trace
+
+PAGE_SIZE = 1 << PAGE_SHIFT
+N_SPAN_CLASSES = NUM_SIZE_CLASSES << 1  # 136
+TINY_SPAN_CLASS = (TINY_SIZE_CLASS << 1) | 1  # 5: class 2 (16 B), noscan
+TINY_SHIFT = 4  # 16 B blocks
+GROW_PAGES = 512  # mheap.grow: alignUp(npages, 512) pages = 4 MiB
+ARENA_PAGES = 8192  # 64 MiB heap arenas (linux/amd64)
+DEFAULT_HEAP_MINIMUM = 4 << 20  # mgcpacer.go defaultHeapMinimum
+BITMAP_WORDS = 16  # 1024 objects (class 1) per span at most
+LATEST_VERSION = "1.27"
+ALIGNMENT = 8  # every class size is a multiple of 8 and spans start on pages: MinHeapAlign
+
+#: Metadata model (bytes).
+MSPAN_BYTES = 160
+PAGE_META_BYTES = 9
+MCACHE_BYTES = 1192
+MCENTRAL_BYTES = 192
+
+NOSCAN_RULES = ("all", "none", "small")
+NOSCAN_ALL, NOSCAN_NONE, NOSCAN_SMALL = 0, 1, 2
+FREE_MODES = ("explicit", "gc")
+NO_BLOCK = -1
+
+# ----------------------------------------------------------- words layout
+OWN_COUNTERS = (
+    "allocs", "frees", "tiny_allocs", "tiny_blocks", "large_allocs", "large_frees",
+    "mcache_refills", "mcentral_cache_span", "mcentral_uncache_span", "mheap_alloc_spans", "mheap_free_spans",
+    "spans_allocated", "spans_swept", "spans_freed", "gc_cycles", "gc_emergency_cycles",
+    "objects_marked", "sweep_freed_objects", "peak_heap_live",
+)
+(
+    C_ALLOCS, C_FREES, C_TINY_ALLOCS, C_TINY_BLOCKS, C_LARGE_ALLOCS, C_LARGE_FREES,
+    C_REFILLS, C_CACHE_SPAN, C_UNCACHE_SPAN, C_MHEAP_ALLOCS, C_MHEAP_FREES,
+    C_SPANS_ALLOCATED, C_SPANS_SWEPT, C_SPANS_FREED, C_GC_CYCLES, C_GC_EMERGENCY,
+    C_OBJECTS_MARKED, C_SWEEP_FREED, C_PEAK_HEAP_LIVE,
+) = range(len(OWN_COUNTERS))
+PH = len(OWN_COUNTERS)  # the page heap's region: its counters extend ours
+S_BASE = PH + PH_SLOTS
+S_SMALL_LIMIT = S_BASE + 0  # largest small request (32760, or 32768 before Go 1.22)
+S_TINY_LIMIT = S_BASE + 1  # noscan requests below this use the tiny allocator (16, or 0 when off)
+S_NOSCAN_RULE = S_BASE + 2
+S_HEADER_MIN = S_BASE + 3  # pointerful requests above this get the 8 B malloc header (512; huge before 1.22)
+S_GC_MODE = S_BASE + 4  # 1: free_mode=gc
+S_GC_ON = S_BASE + 5  # 1: gc mode and GOGC not off
+S_GOGC = S_BASE + 6
+S_HEAP_MINIMUM = S_BASE + 7
+S_HEAP_LIVE = S_BASE + 8
+S_HEAP_MARKED = S_BASE + 9
+S_HEAP_GOAL = S_BASE + 10
+S_METADATA = S_BASE + 11  # GC bitmaps + mcaches + mcentrals (the page heap keeps its own)
+S_STATIC_METADATA = S_BASE + 12
+S_THREADS_SEEN = S_BASE + 13  # 1 + the highest thread whose mcache is in use
+CB = S_BASE + 16  # the mcentrals' lists: central_slots(136) words
+N_WORDS = CB + central_slots(N_SPAN_CLASSES)
+
+# classes[] columns, per span class
+K_SIZE, K_PAGES, K_NELEMS, K_MAGIC, K_TAIL, K_GCBITS, K_SPAN_BYTES = 0, 1, 2, 3, 4, 5, 6
+K_STRIDE = 8
+
+# mcache[] layout, per thread
+MC_TINY = N_SPAN_CLASSES  # address of the current tiny block, NO_BLOCK if none
+MC_TINY_OFFSET = MC_TINY + 1
+MC_ACTIVE = MC_TINY + 2
+MC_STRIDE = 144
+
+# state tuple indices
+I_WORDS, I_CLASS8, I_CLASS128, I_CLASSES, I_MCACHE, I_TINY = 0, 1, 2, 3, 4, 5
+I_SPANS, I_PAGEMAP, I_RUN_HEADS, I_RUN_BITS, I_RUN_TREE, I_BITS = 6, 7, 8, 9, 10, 11
+
+
+# ------------------------------------------------------------------ helpers
+@njit(cache=True, inline="always")
+def _phantom(nobj):
+    """Bits of the last bitmap word at and above nobj (0 when nobj is a multiple of 64)."""
+    rest = nobj & 63
+    if rest == 0:
+        return np.int64(0)
+    return np.int64(-1) << rest
+
+
+@njit(cache=True, inline="always")
+def _heap_live_add(words, delta):
+    live = words[S_HEAP_LIVE] + delta
+    words[S_HEAP_LIVE] = live
+    if live > words[C_PEAK_HEAP_LIVE]:
+        words[C_PEAK_HEAP_LIVE] = live
+
+
+@njit(cache=True)
+def _release_small_span(state, s):
+    """Give a small span (on no list) back to the mheap."""
+    words, classes = state[I_WORDS], state[I_CLASSES]
+    spans, pagemap, run_heads, run_bits, run_tree = (
+        state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE]
+    )
+    spc = spans[(s << SPAN_SHIFT) + SP_CLASS]
+    words[S_METADATA] -= classes[spc * K_STRIDE + K_GCBITS]
+    pageheap_free(words, PH, spans, pagemap, run_heads, run_bits, run_tree, s)
+    words[C_MHEAP_FREES] += 1
+    words[C_SPANS_FREED] += 1
+
+
+@njit(cache=True)
+def _release_large_span(state, s):
+    words, spans = state[I_WORDS], state[I_SPANS]
+    pagemap, run_heads, run_bits, run_tree = state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE]
+    words[S_METADATA] -= 16  # allocBits + gcmarkBits of one object
+    pageheap_free(words, PH, spans, pagemap, run_heads, run_bits, run_tree, s)
+    words[C_MHEAP_FREES] += 1
+    words[C_LARGE_FREES] += 1
+
+
+@njit(cache=True)
+def _explicit_span_transition(state, s):
+    """An uncached span just got a free slot (explicit mode): full -> partial, or empty -> the mheap."""
+    words, spans = state[I_WORDS], state[I_SPANS]
+    base = s << SPAN_SHIFT
+    nfree = spans[base + SP_NFREE]
+    if nfree == spans[base + SP_NOBJ]:
+        central_unlink(words, CB, spans, s)
+        _release_small_span(state, s)
+    elif nfree == 1:
+        central_unlink(words, CB, spans, s)
+        central_push_span(words, CB, spans[base + SP_CLASS], spans, s, LIST_PARTIAL, True)
+
+
+@njit(cache=True)
+def _free_slot(state, s, addr):
+    """Free the object slot at `addr` of small span `s` (slow-path copy of free_block's, for tiny blocks)."""
+    words, spans, bits = state[I_WORDS], state[I_SPANS], state[I_BITS]
+    base = s << SPAN_SHIFT
+    index = ((addr - (spans[base + SP_START] << PAGE_SHIFT)) * spans[base + SP_USER2]) >> 32
+    if words[S_GC_MODE] != 0:
+        bits[spans[base + SP_MARK_BITS] + (index >> 6)] &= ~(np.int64(1) << (index & 63))
+    else:
+        bitmap_release(spans, bits, s, index)
+        spans[base + SP_NFREE] += 1
+        if spans[base + SP_LIST] != NO_SPAN:  # not in an mcache
+            words[S_HEAP_LIVE] -= spans[base + SP_OBJ_SIZE]
+            _explicit_span_transition(state, s)
+
+
+@njit(cache=True)
+def _tiny_unpin(state, block):
+    """The mcache lets go of its tiny block: drop its pin; free the block if no object lives in it."""
+    tiny_counts, pagemap = state[I_TINY], state[I_PAGEMAP]
+    left = tiny_counts[block >> TINY_SHIFT] - 1
+    tiny_counts[block >> TINY_SHIFT] = left
+    if left == 0:
+        _free_slot(state, pagemap[block >> PAGE_SHIFT], block)
+
+
+# ---------------------------------------------------------- mcentral / mheap
+@njit(cache=True)
+def _uncache_span(state, s):
+    """mcentral.uncacheSpan: a span leaves an mcache for its class's full or partial list (or the mheap)."""
+    words, spans = state[I_WORDS], state[I_SPANS]
+    base = s << SPAN_SHIFT
+    words[C_UNCACHE_SPAN] += 1
+    nfree = spans[base + SP_NFREE]
+    spc = spans[base + SP_CLASS]
+    if nfree == 0:
+        central_push_span(words, CB, spc, spans, s, LIST_FULL, True)
+    elif nfree == spans[base + SP_NOBJ] and words[S_GC_MODE] == 0:
+        _release_small_span(state, s)  # explicit mode: an empty span goes back at once
+    else:
+        central_push_span(words, CB, spc, spans, s, LIST_PARTIAL, True)
+
+
+@njit(cache=True)
+def _cache_span(state, spc):
+    """mcentral.cacheSpan: the first partial span of the class, else a new span from the mheap (NO_SPAN: none)."""
+    words, classes = state[I_WORDS], state[I_CLASSES]
+    spans, pagemap, run_heads, run_bits, run_tree, bits = (
+        state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE], state[I_BITS]
+    )
+    words[C_CACHE_SPAN] += 1
+    s = central_pop_partial(words, CB, spc, spans)
+    if s != NO_SPAN:
+        return s
+    row = spc * K_STRIDE
+    s = pageheap_alloc(words, PH, spans, pagemap, run_heads, run_bits, run_tree, classes[row + K_PAGES])
+    if s == NO_SPAN:
+        return s
+    words[C_MHEAP_ALLOCS] += 1
+    words[C_SPANS_ALLOCATED] += 1
+    words[S_METADATA] += classes[row + K_GCBITS]
+    base = s << SPAN_SHIFT
+    nobj = classes[row + K_NELEMS]
+    spans[base + SP_STATE] = SPAN_SMALL
+    spans[base + SP_CLASS] = spc
+    spans[base + SP_OBJ_SIZE] = classes[row + K_SIZE]
+    spans[base + SP_NOBJ] = nobj
+    spans[base + SP_NFREE] = nobj
+    spans[base + SP_LIST] = NO_SPAN
+    spans[base + SP_USER2] = classes[row + K_MAGIC]
+    pagemap_set_range(pagemap, s, spans[base + SP_START], spans[base + SP_NPAGES])
+    bitmap_init(spans, bits, s, nobj)
+    return s
+
+
+@njit(cache=True)
+def _activate_mcache(state, thread):
+    words, mcache = state[I_WORDS], state[I_MCACHE]
+    mcache[thread * MC_STRIDE + MC_ACTIVE] = 1
+    words[S_METADATA] += MCACHE_BYTES
+    if thread + 1 > words[S_THREADS_SEEN]:
+        words[S_THREADS_SEEN] = thread + 1
+
+
+@njit(cache=True)
+def _collect_if_over_goal(state, need):
+    """GC trigger (gc mode): run a cycle first if allocating `need` more bytes would pass the heap goal."""
+    words = state[I_WORDS]
+    if words[S_GC_ON] != 0 and words[S_HEAP_LIVE] + need > words[S_HEAP_GOAL]:
+        gc_cycle(state)
+
+
+@njit(cache=True)
+def refill(state, thread, spc):
+    """mcache.refill: swap the mcache's full span for one with a free slot; NO_SPAN when memory is exhausted."""
+    words, classes, mcache, spans = state[I_WORDS], state[I_CLASSES], state[I_MCACHE], state[I_SPANS]
+    mc = thread * MC_STRIDE
+    if mcache[mc + MC_ACTIVE] == 0:
+        _activate_mcache(state, thread)
+    words[C_REFILLS] += 1
+    old = mcache[mc + spc]
+    if old != NO_SPAN:
+        mcache[mc + spc] = NO_SPAN
+        _uncache_span(state, old)
+    row = spc * K_STRIDE
+    size = classes[row + K_SIZE]
+    tail = classes[row + K_TAIL] * words[S_GC_MODE]  # Go counts the tail too; see the docstring
+    if words[S_GC_ON] != 0:
+        head = words[CB + spc * CL_STRIDE + CL_PARTIAL]
+        need = classes[row + K_SPAN_BYTES]
+        if head != NO_SPAN:
+            need = spans[(head << SPAN_SHIFT) + SP_NFREE] * size + tail
+        _collect_if_over_goal(state, need)
+    s = _cache_span(state, spc)
+    if s == NO_SPAN and words[S_GC_ON] != 0:
+        words[C_GC_EMERGENCY] += 1
+        gc_cycle(state)
+        s = _cache_span(state, spc)
+    if s == NO_SPAN:
+        return s
+    mcache[mc + spc] = s
+    _heap_live_add(words, spans[(s << SPAN_SHIFT) + SP_NFREE] * size + tail)
+    return s
+
+
+@njit(cache=True)
+def alloc_large(state, size, noscan, thread):
+    """mcache.allocLarge: ceil(size / 8 KiB) pages straight from the mheap."""
+    words, mcache, spans = state[I_WORDS], state[I_MCACHE], state[I_SPANS]
+    pagemap, run_heads, run_bits, run_tree = state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE]
+    if mcache[thread * MC_STRIDE + MC_ACTIVE] == 0:
+        _activate_mcache(state, thread)
+    npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
+    nbytes = npages << PAGE_SHIFT
+    _collect_if_over_goal(state, nbytes)
+    s = pageheap_alloc(words, PH, spans, pagemap, run_heads, run_bits, run_tree, npages)
+    if s == NO_SPAN and words[S_GC_ON] != 0:
+        words[C_GC_EMERGENCY] += 1
+        gc_cycle(state)
+        s = pageheap_alloc(words, PH, spans, pagemap, run_heads, run_bits, run_tree, npages)
+    if s == NO_SPAN:
+        return np.int64(ST_OUT_OF_MEMORY), np.int64(0)
+    base = s << SPAN_SHIFT
+    spans[base + SP_CLASS] = noscan  # span class 0 (scan) or 1 (noscan)
+    spans[base + SP_OBJ_SIZE] = nbytes
+    spans[base + SP_NOBJ] = 1
+    spans[base + SP_NFREE] = 0
+    spans[base + SP_USER0] = 1  # live
+    if words[S_GC_MODE] != 0:  # Go puts large spans on their mcentral's full list for the sweeper
+        central_push_span(words, CB, noscan, spans, s, LIST_FULL, True)
+    words[S_METADATA] += 16
+    words[C_MHEAP_ALLOCS] += 1
+    words[C_LARGE_ALLOCS] += 1
+    words[C_ALLOCS] += 1
+    _heap_live_add(words, nbytes)
+    return spans[base + SP_START] << PAGE_SHIFT, nbytes
+
+
+@njit(cache=True)
+def free_large(state, s):
+    words, spans = state[I_WORDS], state[I_SPANS]
+    base = s << SPAN_SHIFT
+    if words[S_GC_MODE] != 0:
+        spans[base + SP_USER0] = 0  # garbage: the next sweep frees it
+    else:
+        words[S_HEAP_LIVE] -= spans[base + SP_OBJ_SIZE]
+        _release_large_span(state, s)
+
+
+@njit(cache=True)
+def tiny_new_block(state, thread, block, size):
+    """A tiny request got a fresh 16 B block (object at its start); maybe make it the mcache's tiny block."""
+    words, mcache, tiny_counts = state[I_WORDS], state[I_MCACHE], state[I_TINY]
+    mc = thread * MC_STRIDE
+    tiny_counts[block >> TINY_SHIFT] = 1
+    words[C_TINY_BLOCKS] += 1
+    old = mcache[mc + MC_TINY]
+    if old == NO_BLOCK or size < mcache[mc + MC_TINY_OFFSET]:
+        tiny_counts[block >> TINY_SHIFT] = 2  # the object + the mcache's pin
+        mcache[mc + MC_TINY] = block
+        mcache[mc + MC_TINY_OFFSET] = size
+        if old != NO_BLOCK:
+            _tiny_unpin(state, old)
+
+
+# ------------------------------------------------------------------ the GC
+@njit(cache=True)
+def _sweep_bits(spans, bits, s, nobj):
+    """allocBits := gcmarkBits (the marks stay: they are the live set), freeindex = 0; returns live objects."""
+    base = s << SPAN_SHIFT
+    alloc = spans[base + SP_ALLOC_BITS]
+    mark = spans[base + SP_MARK_BITS]
+    n_words = (nobj + 63) >> 6
+    live = 0
+    for w in range(n_words):
+        m = bits[mark + w]
+        bits[alloc + w] = m
+        live += popcount64(m)
+    bits[alloc + n_words - 1] |= _phantom(nobj)
+    spans[base + SP_SCAN] = 0
+    return live
+
+
+@njit(cache=True)
+def _sweep_span(state, s):
+    """Sweep one span (on no list); put it back on its class's list or give it to the mheap. Returns bytes marked."""
+    words, spans, bits = state[I_WORDS], state[I_SPANS], state[I_BITS]
+    base = s << SPAN_SHIFT
+    spc = spans[base + SP_CLASS]
+    words[C_SPANS_SWEPT] += 1
+    if spans[base + SP_STATE] == SPAN_LARGE:
+        if spans[base + SP_USER0] != 0:
+            central_push_span(words, CB, spc, spans, s, LIST_FULL, True)
+            words[C_OBJECTS_MARKED] += 1
+            return spans[base + SP_OBJ_SIZE]
+        words[C_SWEEP_FREED] += 1
+        _release_large_span(state, s)
+        return 0
+    nobj = spans[base + SP_NOBJ]
+    before = nobj - spans[base + SP_NFREE]
+    live = _sweep_bits(spans, bits, s, nobj)
+    spans[base + SP_NFREE] = nobj - live
+    words[C_OBJECTS_MARKED] += live
+    words[C_SWEEP_FREED] += before - live
+    if live == 0:
+        _release_small_span(state, s)
+    elif live == nobj:
+        central_push_span(words, CB, spc, spans, s, LIST_FULL, True)
+    else:
+        central_push_span(words, CB, spc, spans, s, LIST_PARTIAL, True)
+    return live * spans[base + SP_OBJ_SIZE]
+
+
+@njit(cache=True)
+def gc_cycle(state):
+    """One stop-the-world cycle: flush every mcache, sweep every span, reset heap_live and the goal."""
+    words, mcache, spans = state[I_WORDS], state[I_MCACHE], state[I_SPANS]
+    for thread in range(words[S_THREADS_SEEN]):  # mcache.releaseAll on every P
+        mc = thread * MC_STRIDE
+        if mcache[mc + MC_ACTIVE] == 0:
+            continue
+        for spc in range(N_SPAN_CLASSES):
+            s = mcache[mc + spc]
+            if s != NO_SPAN:
+                mcache[mc + spc] = NO_SPAN
+                _uncache_span(state, s)
+        block = mcache[mc + MC_TINY]
+        mcache[mc + MC_TINY] = NO_BLOCK
+        mcache[mc + MC_TINY_OFFSET] = 0
+        if block != NO_BLOCK:
+            _tiny_unpin(state, block)
+    marked = 0
+    for spc in range(N_SPAN_CLASSES):
+        block = CB + spc * CL_STRIDE
+        partial = words[block + CL_PARTIAL]
+        full = words[block + CL_FULL]
+        words[block + CL_PARTIAL] = NO_SPAN
+        words[block + CL_PARTIAL + 1] = NO_SPAN
+        words[block + CL_FULL] = NO_SPAN
+        words[block + CL_FULL + 1] = NO_SPAN
+        for chain in range(2):
+            s = partial if chain == 0 else full
+            while s != NO_SPAN:
+                after = spans[(s << SPAN_SHIFT) + SP_NEXT]
+                spans[(s << SPAN_SHIFT) + SP_LIST] = NO_SPAN
+                marked += _sweep_span(state, s)
+                s = after
+    goal = marked + marked * words[S_GOGC] // 100
+    if goal < words[S_HEAP_MINIMUM]:
+        goal = words[S_HEAP_MINIMUM]
+    words[S_HEAP_MARKED] = marked
+    words[S_HEAP_LIVE] = marked
+    words[S_HEAP_GOAL] = goal
+    words[C_GC_CYCLES] += 1
+
+
+# ------------------------------------------------------------------ kernels
+@njit(cache=True, inline="always")
+def alloc_block(state, size, thread):
+    words, class8, class128, mcache, tiny_counts, spans, bits = (
+        state[I_WORDS], state[I_CLASS8], state[I_CLASS128], state[I_MCACHE], state[I_TINY], state[I_SPANS],
+        state[I_BITS],
+    )
+    rule = words[S_NOSCAN_RULE]
+    noscan = np.int64(1)
+    if rule == NOSCAN_NONE or (rule == NOSCAN_SMALL and size >= TINY_SIZE):
+        noscan = np.int64(0)
+    if size > words[S_SMALL_LIMIT]:
+        return alloc_large(state, size, noscan, thread)
+    mc = thread * MC_STRIDE
+    tiny = noscan == 1 and size < words[S_TINY_LIMIT]
+    header = np.int64(0)
+    if tiny:
+        block = mcache[mc + MC_TINY]
+        offset = mcache[mc + MC_TINY_OFFSET]
+        if size & 7 == 0:
+            offset = (offset + 7) & -8
+        elif size & 3 == 0:
+            offset = (offset + 3) & -4
+        elif size & 1 == 0:
+            offset = (offset + 1) & -2
+        if block != NO_BLOCK and offset + size <= TINY_SIZE:
+            mcache[mc + MC_TINY_OFFSET] = offset + size
+            tiny_counts[block >> TINY_SHIFT] += 1
+            words[C_TINY_ALLOCS] += 1
+            words[C_ALLOCS] += 1
+            return block + offset, size
+        spc = np.int64(TINY_SPAN_CLASS)
+    else:
+        if noscan == 0 and size > words[S_HEADER_MIN]:
+            header = np.int64(MALLOC_HEADER_SIZE)
+        spc = (go_size_to_class(size + header, class8, class128) << 1) | noscan
+    s = mcache[mc + spc]
+    if s == NO_SPAN or spans[(s << SPAN_SHIFT) + SP_NFREE] == 0:
+        s = refill(state, thread, spc)
+        if s == NO_SPAN:
+            return np.int64(ST_OUT_OF_MEMORY), np.int64(0)
+    base = s << SPAN_SHIFT
+    index = bitmap_take_lowest(spans, bits, s)
+    spans[base + SP_NFREE] -= 1
+    if words[S_GC_MODE] != 0:
+        bitmap_mark(spans, bits, s, index)
+    elemsize = spans[base + SP_OBJ_SIZE]
+    addr = (spans[base + SP_START] << PAGE_SHIFT) + index * elemsize
+    words[C_ALLOCS] += 1
+    if tiny:
+        words[C_TINY_ALLOCS] += 1
+        tiny_new_block(state, thread, addr, size)
+        return addr, size
+    return addr + header, elemsize - header
+
+
+@njit(cache=True, inline="always")
+def free_block(state, addr, thread):
+    words, tiny_counts, spans, pagemap, bits = (
+        state[I_WORDS], state[I_TINY], state[I_SPANS], state[I_PAGEMAP], state[I_BITS]
+    )
+    words[C_FREES] += 1
+    s = pagemap[addr >> PAGE_SHIFT]
+    base = s << SPAN_SHIFT
+    if spans[base + SP_STATE] != SPAN_SMALL:
+        free_large(state, s)
+        return np.int64(ST_OK), np.int64(0)
+    size = spans[base + SP_OBJ_SIZE]
+    if size == TINY_SIZE and words[S_TINY_LIMIT] != 0 and tiny_counts[addr >> TINY_SHIFT] != 0:
+        left = tiny_counts[addr >> TINY_SHIFT] - 1
+        tiny_counts[addr >> TINY_SHIFT] = left
+        if left == 0:
+            _free_slot(state, s, addr & -TINY_SIZE)
+        return np.int64(ST_OK), np.int64(0)
+    index = ((addr - (spans[base + SP_START] << PAGE_SHIFT)) * spans[base + SP_USER2]) >> 32
+    if words[S_GC_MODE] != 0:
+        bits[spans[base + SP_MARK_BITS] + (index >> 6)] &= ~(np.int64(1) << (index & 63))
+    else:
+        bitmap_release(spans, bits, s, index)
+        nfree = spans[base + SP_NFREE] + 1
+        spans[base + SP_NFREE] = nfree
+        if spans[base + SP_LIST] != NO_SPAN:  # not in an mcache
+            words[S_HEAP_LIVE] -= size
+            if nfree == 1 or nfree == spans[base + SP_NOBJ]:
+                _explicit_span_transition(state, s)
+    return np.int64(ST_OK), size
+
+
+@njit(cache=True, inline="always")
+def heap_stats(state):
+    words = state[0]
+    return (
+        words[PH + PH_HEAP_PAGES] << PAGE_SHIFT,
+        words[PH + PH_METADATA] - words[PH + PH_FREE_RUNS] * MSPAN_BYTES + words[S_METADATA],
+    )
+
+
+@njit(cache=True)
+def _clear_tiny_counts(state):
+    """Zero the tiny-block counts of every live 16 B noscan span (before the heap forgets its spans)."""
+    words, tiny_counts, spans = state[I_WORDS], state[I_TINY], state[I_SPANS]
+    for s in range(words[PH + PH_RECORDS + SR_TOP]):
+        base = s << SPAN_SHIFT
+        if spans[base + SP_STATE] == SPAN_SMALL and spans[base + SP_CLASS] == TINY_SPAN_CLASS:
+            first = spans[base + SP_START] << (PAGE_SHIFT - TINY_SHIFT)
+            for block in range(first, first + (spans[base + SP_NPAGES] << (PAGE_SHIFT - TINY_SHIFT))):
+                tiny_counts[block] = 0
+
+
+@njit(cache=True)
+def reset_state(state):
+    """Every block free: mcaches and mcentrals empty, the heap one free run (footprint kept), GC state fresh."""
+    words, mcache = state[I_WORDS], state[I_MCACHE]
+    spans, pagemap, run_heads, run_bits, run_tree = (
+        state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE]
+    )
+    if words[S_TINY_LIMIT] > 0:
+        _clear_tiny_counts(state)
+    for thread in range(words[S_THREADS_SEEN]):
+        mc = thread * MC_STRIDE
+        for spc in range(N_SPAN_CLASSES):
+            mcache[mc + spc] = NO_SPAN
+        mcache[mc + MC_TINY] = NO_BLOCK
+        mcache[mc + MC_TINY_OFFSET] = 0
+        mcache[mc + MC_ACTIVE] = 0
+    words[S_THREADS_SEEN] = 0
+    reset_central(words, CB, N_SPAN_CLASSES)
+    pageheap_reset(words, PH, spans, pagemap, run_heads, run_bits, run_tree)
+    words[S_METADATA] = words[S_STATIC_METADATA]
+    words[S_HEAP_LIVE] = 0
+    words[S_HEAP_MARKED] = 0
+    words[S_HEAP_GOAL] = words[S_HEAP_MINIMUM]
+
+
+# ---------------------------------------------------------------- the shell
+def _parse_gogc(value: Any) -> int:
+    """GOGC: an integer >= 0, or off (-1, False, 'off')."""
+    if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+        return -1
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < -1:
+        raise BadParameter(f"go: gogc must be an integer >= 0 or 'off' (-1), got {value!r}")
+    return int(value)
+
+
+def _parse_version(value: Any) -> str:
+    """'1.22', 'go1.22', '1.22.3' or a number such as 1.22 (from a spec string) -> '1.22'."""
+    if isinstance(value, float):
+        value = f"{value:.2f}"
+    try:
+        major, minor = parse_version(str(value))
+    except ValueError as error:
+        raise BadParameter(f"go: go_version: {error}") from None
+    return f"{major}.{minor}"
+
+
+@register
+class Go(Allocator):
+    name = "go"
+    summary = (
+        "Go runtime allocator: 68 size classes, per-thread mcache spans (lowest free index first), mcentral "
+        "partial/full spans, first-fit 8 KiB-page mheap growing by 4 MiB; tiny allocator; explicit frees or "
+        "GOGC-paced stop-the-world mark-sweep (free_mode=gc)"
+    )
+    alignment = ALIGNMENT  # per instance: 1 when the tiny allocator packs odd-sized objects
+    defaults = {"free_mode": "explicit", "gogc": 100, "noscan": "all", "tiny": True, "go_version": LATEST_VERSION}
+    presets = {"gc": {"free_mode": "gc"}}
+    variants = ("noscan=none", "free_mode=gc,noscan=small", "tiny=false,go_version=1.21")
+    counter_names = OWN_COUNTERS + PH_COUNTER_NAMES
+
+    alloc_block = staticmethod(alloc_block)
+    free_block = staticmethod(free_block)
+    heap_stats = staticmethod(heap_stats)
+    reset_state = staticmethod(reset_state)
+    replay_kernel = staticmethod(build_replay_kernel("go", __file__, alloc_block, free_block, heap_stats))
+
+    #: Replays get at least one heap arena of address space, so the mheap grows by whole 4 MiB steps as in Go.
+    MIN_REPLAY_CAPACITY = ARENA_PAGES << PAGE_SHIFT
+
+    @classmethod
+    def capacity_for_trace(cls, trace: Trace, params: dict[str, Any]) -> int:
+        return max(default_capacity(trace), cls.MIN_REPLAY_CAPACITY)
+
+    def check_params(self) -> None:
+        p = self.params
+        if p["free_mode"] not in FREE_MODES:
+            raise BadParameter(f"go: free_mode must be one of {', '.join(FREE_MODES)}, got {p['free_mode']!r}")
+        if p["noscan"] not in NOSCAN_RULES:
+            raise BadParameter(f"go: noscan must be one of {', '.join(NOSCAN_RULES)}, got {p['noscan']!r}")
+        if not isinstance(p["tiny"], (bool, np.bool_)):
+            raise BadParameter(f"go: tiny must be true or false, got {p['tiny']!r}")
+        p["tiny"] = bool(p["tiny"])
+        p["gogc"] = _parse_gogc(p["gogc"])
+        p["go_version"] = _parse_version(p["go_version"])
+        if self.capacity < PAGE_SIZE:
+            raise BadParameter(f"go: capacity_bytes {self.capacity} is smaller than one {PAGE_SIZE} B page")
+        # Tiny objects of odd size sit at any byte of their block; everything else is 8-aligned.
+        self.alignment = 1 if p["tiny"] and p["noscan"] != "none" else ALIGNMENT
+
+    def make_state(self) -> tuple:
+        p = self.params
+        version = p["go_version"]
+        header_era = parse_version(version) >= (1, 22)
+        capacity_pages = self.capacity >> PAGE_SHIFT
+        words = np.zeros(N_WORDS, np.int64)
+        init_pageheap(
+            words, PH, page_shift=PAGE_SHIFT, capacity_pages=capacity_pages, grow_pages=GROW_PAGES,
+            arena_pages=ARENA_PAGES, policy=POLICY_FIRST_FIT, span_bytes=MSPAN_BYTES,
+            pagemap_entry_bytes=PAGE_META_BYTES, bitmap_words=BITMAP_WORDS,
+        )
+        init_central(words, CB, N_SPAN_CLASSES)
+        gc_mode = p["free_mode"] == "gc"
+        gogc = p["gogc"]
+        heap_minimum = DEFAULT_HEAP_MINIMUM * max(gogc, 0) // 100
+        words[S_SMALL_LIMIT] = small_size_limit(version)
+        words[S_TINY_LIMIT] = TINY_SIZE if p["tiny"] else 0
+        words[S_NOSCAN_RULE] = NOSCAN_RULES.index(p["noscan"])
+        words[S_HEADER_MIN] = MIN_SIZE_FOR_MALLOC_HEADER if header_era else 1 << 62
+        words[S_GC_MODE] = int(gc_mode)
+        words[S_GC_ON] = int(gc_mode and gogc >= 0)
+        words[S_GOGC] = max(gogc, 0)
+        words[S_HEAP_MINIMUM] = heap_minimum
+        words[S_HEAP_GOAL] = heap_minimum
+        static = N_SPAN_CLASSES * MCENTRAL_BYTES
+        words[S_STATIC_METADATA] = static
+        words[S_METADATA] = static
+        classes = np.zeros(N_SPAN_CLASSES * K_STRIDE, np.int64)
+        for noscan in (0, 1):
+            nelems = objects_per_span_array(version, scan=not noscan)
+            for cls in range(1, NUM_SIZE_CLASSES):
+                row = ((cls << 1) | noscan) * K_STRIDE
+                size, pages, n = int(GO_TABLE.size[cls]), int(GO_TABLE.pages[cls]), int(nelems[cls])
+                classes[row + K_SIZE] = size
+                classes[row + K_PAGES] = pages
+                classes[row + K_NELEMS] = n
+                classes[row + K_MAGIC] = int(DIV_MAGIC[cls])
+                classes[row + K_TAIL] = pages * PAGE_SIZE - n * size
+                classes[row + K_GCBITS] = 2 * ((n + 63) // 64) * 8
+                classes[row + K_SPAN_BYTES] = pages * PAGE_SIZE
+        mcache = np.full(self.max_threads * MC_STRIDE, NO_SPAN, np.int64)
+        mcache[MC_TINY_OFFSET::MC_STRIDE] = 0
+        mcache[MC_ACTIVE::MC_STRIDE] = 0
+        try:
+            tiny_counts = np.zeros((self.capacity >> TINY_SHIFT) if p["tiny"] else 1, np.int8)
+            spans, pagemap, run_heads, run_bits, run_tree = new_pageheap_arrays(
+                capacity_pages, POLICY_FIRST_FIT, BITMAP_WORDS
+            )
+            bits = new_span_bits(capacity_pages + 1, BITMAP_WORDS)
+        except (MemoryError, ValueError):
+            raise BadParameter(
+                f"go: capacity_bytes {self.capacity} too large for this model's page- and block-indexed tables"
+            ) from None
+        return (
+            words, SIZE_TO_CLASS8, SIZE_TO_CLASS128, classes, mcache, tiny_counts,
+            spans, pagemap, run_heads, run_bits, run_tree, bits,
+        )
+
+    # ------------------------------------------------------------ inspection
+    @property
+    def heap_live(self) -> int:
+        """Go's heapLive (the GC trigger's measure), bytes."""
+        return int(self.state[0][S_HEAP_LIVE])
+
+    @property
+    def heap_goal(self) -> int:
+        """The current GOGC heap goal, bytes (gc mode)."""
+        return int(self.state[0][S_HEAP_GOAL])
+
+    def collect(self) -> None:
+        """Run one GC cycle now (gc mode only; like runtime.GC())."""
+        if self.params["free_mode"] != "gc":
+            raise BadParameter("go: collect() needs free_mode=gc")
+        gc_cycle(self.state)
