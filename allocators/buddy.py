@@ -284,6 +284,7 @@ class Buddy(Allocator):
     defaults = {"min_block": DEFAULT_MIN_BLOCK, "max_block": None, "growth": "double"}
     variants = ("growth=top", "min_block=16")
     counter_names = ("allocs", "frees", "splits", "merges", "os_grows")
+    shared_counters = ("allocs", "frees")  # one set of free lists for all threads
 
     alloc_block = staticmethod(alloc_block)
     free_block = staticmethod(free_block)

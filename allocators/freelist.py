@@ -1237,6 +1237,15 @@ class Freelist(Allocator):
     summary = "malloc-style boundary-tag chunks: first/next/best fit, split, coalesce, top chunk; glibc preset"
     alignment = ALIGNMENT
     counter_names = COUNTER_NAMES
+    #: One arena: every malloc/free that the per-thread tcache does not absorb takes the arena lock.
+    shared_counters = ("arena_lock_ops",)
+
+    def counters(self) -> dict[str, int]:
+        found = super().counters()
+        found["arena_lock_ops"] = (
+            found["allocs"] + found["frees"] - found["tcache_hits"] - found["tcache_puts"]
+        )
+        return found
     defaults = {
         "policy": "first", "order": "address", "bins": "none",
         "granularity": 16, "min_chunk": 32, "header": 8,

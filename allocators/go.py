@@ -800,6 +800,8 @@ class Go(Allocator):
     presets = {"gc": {"free_mode": "gc"}}
     variants = ("noscan=none", "free_mode=gc,noscan=small", "tiny=false,go_version=1.21")
     counter_names = OWN_COUNTERS + PH_COUNTER_NAMES
+    #: mcentral and mheap operations take locks; mcache allocation and tiny packing do not.
+    shared_counters = ("mcentral_cache_span", "mcentral_uncache_span", "mheap_alloc_spans", "mheap_free_spans")
 
     alloc_block = staticmethod(alloc_block)
     free_block = staticmethod(free_block)

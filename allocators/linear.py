@@ -73,6 +73,7 @@ class Linear(Allocator):
     supports_deallocate = False
     alignment = ALIGNMENT
     counter_names = ("allocs", "frees_ignored", "resets")
+    shared_counters = ("allocs",)  # every bump moves the one shared pointer
 
     alloc_block = staticmethod(alloc_block)
     free_block = staticmethod(free_block)

@@ -364,6 +364,9 @@ class ObjPool(Allocator):
     counter_names = (
         "hits_private", "hits_shared", "hits_victim", "misses", "puts", "overflows", "clears", "bypasses",
     )
+    #: Private slots are per thread; the shared and victim lists and the inner allocator's shared
+    #: structures are not (pushes onto the shared list are not counted apart from `puts`).
+    shared_counters = ("hits_shared", "hits_victim", "overflows", "inner_shared_ops")
 
     def check_params(self) -> None:
         params = self.params
@@ -440,6 +443,8 @@ class ObjPool(Allocator):
         found = super().counters()
         inner_words = self.state[-1][0]
         found.update({f"inner_{name}": int(inner_words[i]) for i, name in enumerate(self.inner.counter_names)})
+        inner_counters = self.inner.counters()  # the inner's own derived counters too
+        found["inner_shared_ops"] = sum(inner_counters[name] for name in (self.inner.shared_counters or ()))
         return found
 
     @classmethod

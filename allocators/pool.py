@@ -94,6 +94,7 @@ class Pool(Allocator):
     alignment = ALIGNMENT
     defaults = {"block_size": None}
     counter_names = ("allocs", "frees", "blocks_carved")
+    shared_counters = ("allocs", "frees")  # one free list for all threads
 
     alloc_block = staticmethod(alloc_block)
     free_block = staticmethod(free_block)

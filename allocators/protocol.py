@@ -78,6 +78,10 @@ class Allocator:
     #: Alignment every granted address honours.
     alignment: ClassVar[int] = 16
     counter_names: ClassVar[tuple[str, ...]] = ()
+    #: Counters that count operations on a structure shared by all threads, i.e. what would take a
+    #: lock (or a contended atomic) in a real allocator; their sum per 1000 trace rows is the metric
+    #: `shared_ops_per_kop`.  None: not declared (the metric is NaN).
+    shared_counters: ClassVar[tuple[str, ...] | None] = None
 
     alloc_block: ClassVar[Callable]
     free_block: ClassVar[Callable]

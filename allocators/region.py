@@ -308,6 +308,8 @@ class Region(Allocator):
     defaults = {"chunk_size": DEFAULT_CHUNK_SIZE}
     variants = ("chunk_size=64KiB",)
     counter_names = ("allocs", "frees", "chunks_taken", "chunks_released", "chunk_reuses", "large_allocs")
+    #: Bumping inside a thread's own chunk is private; taking, releasing and reusing chunks is shared.
+    shared_counters = ("chunks_taken", "chunks_released", "chunk_reuses")
 
     alloc_block = staticmethod(alloc_block)
     free_block = staticmethod(free_block)

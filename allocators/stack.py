@@ -109,6 +109,7 @@ class Stack(Allocator):
     alignment = ALIGNMENT
     lifo_only = True
     counter_names = ("allocs", "frees", "out_of_order_frees")
+    shared_counters = ("allocs", "frees")
 
     alloc_block = staticmethod(alloc_block)
     free_block = staticmethod(free_block)

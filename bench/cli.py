@@ -35,7 +35,7 @@ class Parser(argparse.ArgumentParser):
 
 # ---------------------------------------------------------------- commands
 def cmd_list(args: argparse.Namespace) -> int:
-    show_all = not (args.allocators or args.workloads)
+    show_all = not (args.allocators or args.workloads or args.metrics)
     if args.allocators or show_all:
         print("allocators:")
         for name in allocators.names():
@@ -46,6 +46,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("workloads:")
         for name in catalog.names():
             print(f"  {name:<18} {catalog.describe(name)}")
+    if args.metrics or show_all:
+        from bench.metrics import describe_metrics
+
+        print("metrics:")
+        for line in describe_metrics():
+            print(f"  {line}")
     return 0
 
 
@@ -62,26 +68,46 @@ def _report(trace: Trace, spec: str, args: argparse.Namespace, source: str) -> i
     if args.json:
         print(json.dumps(row, sort_keys=True, default=str))
         return 0
-    lines = [
+    from bench.metrics import METRICS
+
+    lines: list[tuple[str, str]] = [
         ("allocator", spec),
         ("trace", f"{source} ({len(trace):,} rows, {trace.n_threads} thread(s))"),
+        ("", "speed"),
         ("throughput",
-         f"{row['throughput_mops']:.2f} Mops/s  ({row['ns_per_op']:.1f} ns/op, median of {args.repeats})"),
+         f"{row['throughput_mops']:.2f} Mops/s  ({row['ns_per_op']:.1f} ns/op, median of {args.repeats}; "
+         f"min..max {len(trace) / row['seconds_max'] / 1e6:.1f}..{len(trace) / row['seconds_min'] / 1e6:.1f})"),
         ("compile/load", f"{row['compile_s']:.3f} s (not included above)"),
         ("peak footprint", format_bytes(row["peak_footprint"])),
         ("peak live requested", format_bytes(row["peak_live_requested"])),
         ("peak live granted", format_bytes(row["peak_live_granted"])),
-        ("peak metadata", format_bytes(row["peak_metadata_bytes"])),
-        ("overhead factor", f"{row['overhead_factor']:.3f}  (peak footprint / peak live requested)"),
-        ("internal fragmentation", f"{100 * row['internal_fragmentation']:.2f} %  (at peak live granted)"),
     ]
-    lines += [(f"counter {name}", f"{value:,}") for name, value in row["counters"].items()]
+    group = None
+    for name, info in METRICS.items():
+        if info.group != group:
+            group = info.group
+            lines.append(("", group))
+        lines.append((name, _format_metric(row[name], info.unit)))
+    lines.append(("", "counters"))
+    lines += [(name, f"{value:,}") for name, value in row["counters"].items()]
     if getattr(args, "log", None):
         lines.append(("log", str(args.log)))
     width = max(len(key) for key, _ in lines)
     for key, value in lines:
-        print(f"{key:<{width}}  {value}")
+        print(f"{key:<{width}}  {value}" if key else f"-- {value}")
     return 0
+
+
+def _format_metric(value: float, unit: str) -> str:
+    if isinstance(value, float) and value != value:
+        return "n/a (not declared by this allocator)"
+    if unit == "ratio":
+        return f"{100 * value:.2f} %"
+    if unit == "bytes":
+        return format_bytes(value)
+    if isinstance(value, int):
+        return f"{value:,} {unit}"
+    return f"{value:.3f} {unit}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -188,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list allocators and workloads")
     listing.add_argument("--allocators", action="store_true", help="only allocators")
     listing.add_argument("--workloads", action="store_true", help="only workloads")
+    listing.add_argument("--metrics", action="store_true", help="only metrics, with their one-line definitions")
     listing.set_defaults(func=cmd_list)
 
     def measured(sub: argparse.ArgumentParser) -> None:

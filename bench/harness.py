@@ -49,19 +49,18 @@ def warm_up(spec: str) -> float:
 
 
 def summarize(log: AllocLog, trace: Trace) -> dict[str, Any]:
-    """Deterministic figures of one replay."""
-    peak_requested = max(log.peak_live_requested, 1)
-    granted = max(log.peak_live_granted, 1)
-    return {
+    """Deterministic figures of one replay: the log's exact peaks and every metric of `bench.metrics`."""
+    from bench.metrics import compute_metrics
+
+    figures: dict[str, Any] = {
         "peak_footprint": log.peak_footprint,
         "peak_live_requested": log.peak_live_requested,
         "peak_live_granted": log.peak_live_granted,
-        "peak_metadata_bytes": log.peak_metadata_bytes,
-        "overhead_factor": round(log.peak_footprint / peak_requested, 6),
-        "internal_fragmentation": round(1.0 - log.peak_live_requested / granted, 6),
         "final_footprint": log.final_footprint,
-        "counters": log.counters,
     }
+    figures.update(compute_metrics(trace, log))
+    figures["counters"] = log.counters
+    return figures
 
 
 def measure(

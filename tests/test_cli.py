@@ -26,7 +26,8 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 def test_list_shows_allocators_and_workloads(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0
-    for name in ("linear", "pool", "stack", "freelist", "buddy", "lognormal"):
+    for name in ("linear", "pool", "stack", "freelist", "buddy", "go", "region", "objpool", "lognormal",
+                 "l1_miss_rate", "shared_ops_per_kop"):
         assert name in out
 
 
@@ -34,7 +35,10 @@ def test_run_prints_figures_and_json(capsys):
     code, out, _ = run_cli(capsys, "run", "--allocator", "freelist", "--workload", "lognormal", "--ops", "5000",
                            "--repeats", "1")
     assert code == 0
-    assert "Mops/s" in out and "overhead factor" in out
+    assert "Mops/s" in out and "overhead_factor" in out
+    from bench.metrics import METRICS
+
+    assert all(name in out for name in METRICS), "run prints every metric"
     code, out, _ = run_cli(capsys, "run", "-a", "pool", "-w", "fixed", "--ops", "3000", "--repeats", "1", "--json")
     row = json.loads(out)
     assert code == 0 and row["status"] == "ok" and row["rows"] > 0 and row["peak_footprint"] > 0

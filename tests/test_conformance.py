@@ -173,3 +173,17 @@ def test_default_capacity_fits_a_linear_replay():
     trace = from_rows(rows)
     allocator = allocators.create("linear", default_capacity(trace))
     allocator.replay(trace)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_shared_counters_are_declared(spec):
+    """Every allocator says which of its counters are shared-structure (locked) operations."""
+    from bench.metrics import compute_metrics
+
+    rows = [(OP_ALLOC, i, 40 + i, 0) for i in range(30)] + [(OP_FREE, i, 0, 0) for i in range(29, -1, -1)]
+    trace = from_rows(rows)
+    allocator = build(spec, trace)
+    log = allocator.replay(trace)
+    assert allocator.shared_counters is not None
+    assert set(allocator.shared_counters) <= set(log.counters)
+    assert compute_metrics(trace, log)["shared_ops_per_kop"] >= 0

@@ -1,0 +1,144 @@
+"""Waste: memory an allocator takes beyond what the program asked for.
+
+Three kinds (Wilson et al. 1995, Johnstone & Wilson 1998):
+
+- internal fragmentation: a granted block larger than its request
+  (size classes, alignment, minimum block size);
+- external fragmentation: address space the allocator holds (its footprint)
+  that no live block occupies (holes between blocks, free lists, caches);
+- metadata: bytes the allocator spends on its own headers and tables (as the
+  model reports them; whether they lie inside the footprint is the model's
+  choice, see each allocator's docstring).
+
+Live requested and live granted bytes are recomputed exactly, row by row, by a
+jitted pass over the trace and the log's `granted` column (the same accounting
+as the replay driver: a FREE removes the object's block, an ALLOC or REALLOC
+replaces it).  The footprint per row is not in the log, only in its timeline
+(sampled every `log.sample_every` rows, 1000 samples by default), so external
+fragmentation is measured at the timeline's resolution; replay with
+`sample_every=1` to make it exact.
+
+Definitions (one line each in the METRICS registry):
+
+- internal_fragmentation = 1 - live_requested / live_granted at the first row
+  where live granted bytes reach their maximum (0 when nothing was granted).
+- internal_fragmentation_mean = 1 - sum over rows of live_requested / sum over
+  rows of live_granted (every trace row, after its operation: time-weighted).
+- external_fragmentation = 1 - L / P, where P is the largest footprint of the
+  timeline and L the largest live granted among the samples whose footprint
+  is P: the share of the peak footprint that no live block occupied even at the
+  fullest moment the heap had that size; 0 when P is 0.  (Not the first sample
+  at P: a model that takes its footprint up front, as `go` reserves an arena
+  at row 0, would be measured on an empty heap.  For a heap that grows on
+  demand the two differ little.)
+- external_fragmentation_mean = 1 - sum of live_granted / sum of footprint over
+  the timeline samples.
+- overhead_factor = peak footprint / peak live requested bytes (Johnstone &
+  Wilson's measure; the two peaks may be at different rows; exact, from the log).
+- peak_metadata_bytes = the largest metadata_bytes the model reported after any row.
+- metadata_ratio = peak_metadata_bytes / peak live requested bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from allocators.log import AllocLog
+from allocators.replay import TIMELINE_COLUMNS
+from bench.metrics.cachesim import loop_kernel
+from workloads.trace import OP_ACCESS, OP_FREE, Trace
+
+_FOOTPRINT = TIMELINE_COLUMNS.index("footprint")
+_LIVE_GRANTED = TIMELINE_COLUMNS.index("live_granted")
+
+#: (name, unit, one-line definition) of every metric this module computes.
+DOCS = (
+    ("internal_fragmentation", "ratio",
+     "1 - live requested / live granted bytes at the first row where live granted bytes peak"),
+    ("internal_fragmentation_mean", "ratio",
+     "1 - (sum over rows of live requested) / (sum over rows of live granted): time-weighted"),
+    ("external_fragmentation", "ratio",
+     "1 - (largest live granted among timeline samples at the peak footprint) / peak footprint"),
+    ("external_fragmentation_mean", "ratio",
+     "1 - (sum of live granted) / (sum of footprint) over the timeline samples"),
+    ("overhead_factor", "factor",
+     "peak footprint / peak live requested bytes (Johnstone & Wilson; peaks may be at different rows)"),
+    ("peak_metadata_bytes", "bytes", "largest metadata_bytes the allocator model reported after any row"),
+    ("metadata_ratio", "ratio", "peak metadata bytes / peak live requested bytes"),
+)
+
+
+@loop_kernel
+def _live_bytes_pass(op, obj, size, granted, object_requested, object_granted, sums, at_peak):
+    """Live requested/granted after every row: their sums (float64, in row order) and the values where granted peaks.
+
+    at_peak = [row, live_requested, live_granted] at the first row where live granted is largest.
+    """
+    live_requested = 0
+    live_granted = 0
+    peak_granted = -1
+    sum_requested = 0.0
+    sum_granted = 0.0
+    for row in range(op.shape[0]):
+        code = op[row]
+        if code != OP_ACCESS:
+            ident = obj[row]
+            live_requested -= object_requested[ident]
+            live_granted -= object_granted[ident]
+            if code == OP_FREE:
+                object_requested[ident] = 0
+                object_granted[ident] = 0
+            else:
+                object_requested[ident] = size[row]
+                object_granted[ident] = granted[row]
+                live_requested += size[row]
+                live_granted += granted[row]
+        if live_granted > peak_granted:
+            peak_granted = live_granted
+            at_peak[0] = row
+            at_peak[1] = live_requested
+            at_peak[2] = live_granted
+        sum_requested += live_requested
+        sum_granted += live_granted
+    sums[0] = sum_requested
+    sums[1] = sum_granted
+
+
+def live_bytes(trace: Trace, log: AllocLog) -> tuple[np.ndarray, np.ndarray]:
+    """(sums, at_peak) of the live-bytes pass: sums = [sum live requested, sum live granted] over rows (float64),
+    at_peak = [row, live requested, live granted] at the first row where live granted peaks (int64)."""
+    n_ids = max(trace.n_ids, 1)
+    sums = np.zeros(2, np.float64)
+    at_peak = np.zeros(3, np.int64)
+    if len(trace):
+        _live_bytes_pass(
+            trace.op, trace.dense_obj, trace.size, log.granted,
+            np.zeros(n_ids, np.int64), np.zeros(n_ids, np.int64), sums, at_peak,
+        )
+    return sums, at_peak
+
+
+def compute(trace: Trace, log: AllocLog) -> dict[str, float | int]:
+    """Every waste metric of one replay."""
+    sums, at_peak = live_bytes(trace, log)
+    timeline = log.timeline
+    external = external_mean = 0.0
+    if timeline.shape[0]:
+        footprint = timeline[:, _FOOTPRINT]
+        live = timeline[:, _LIVE_GRANTED]
+        largest = int(footprint.max())
+        if largest > 0:
+            external = 1.0 - float(live[footprint == largest].max()) / float(largest)
+        total = float(footprint.sum(dtype=np.float64))
+        if total > 0:
+            external_mean = 1.0 - float(live.sum(dtype=np.float64)) / total
+    peak_requested = max(int(log.peak_live_requested), 1)
+    return {
+        "internal_fragmentation": 1.0 - float(at_peak[1]) / float(at_peak[2]) if at_peak[2] > 0 else 0.0,
+        "internal_fragmentation_mean": 1.0 - float(sums[0]) / float(sums[1]) if sums[1] > 0 else 0.0,
+        "external_fragmentation": external,
+        "external_fragmentation_mean": external_mean,
+        "overhead_factor": log.peak_footprint / peak_requested,
+        "peak_metadata_bytes": int(log.peak_metadata_bytes),
+        "metadata_ratio": log.peak_metadata_bytes / peak_requested,
+    }
