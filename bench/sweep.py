@@ -63,10 +63,10 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "default": Preset(
-        "every allocator x 12 workloads (log-normal sigma swept), 100k rows, 3 repeats",
-        ("lognormal:sigma=0.5/1/1.5/2", "fixed", "pareto", "bimodal", "lifo", "fifo", "phased",
-         "producer-consumer", "threads4"),
-        ops=100_000, repeats=3,
+        "every allocator x 19 workloads (log-normal sigma and Pareto alpha swept), 200k rows, 3 repeats",
+        ("lognormal:sigma=0.5/1/1.5/2", "pareto:alpha=1.1/1.5/2/3", "fixed", "bimodal", "adversarial", "lifo",
+         "fifo", "phased", "explifetime", "producer-consumer", "threads4", "scan", "realloc"),
+        ops=200_000, repeats=3,
     ),
     "quick": Preset(
         "every allocator x 5 workloads, 10k rows, 1 repeat: seconds",

@@ -8,9 +8,9 @@ would leave stale machine code in the cache, and a run with
 with) bounds checks.  Both would give silently wrong or slow figures.
 
 So before any of the lab's kernels is defined, `configure()` points numba's
-cache at a directory named by a fingerprint of: every `.py` file of the
-`allocators`, `workloads` and `bench` packages, the numba and Python versions, and the
-bounds-check setting.  Any change there means a fresh directory; the eight
+cache at a directory named by a fingerprint of: every `.py` file that holds
+kernels or constants compiled into them, the numba and Python versions, and the
+bounds-check setting (`KERNEL_SOURCES`).  Any change there means a fresh directory; the eight
 most recently used fingerprints are kept, older ones are deleted.
 
 The root is `$ALLOCLAB_CACHE_DIR`, else `$NUMBA_CACHE_DIR/allocator-lab`, else
@@ -35,11 +35,22 @@ def _fingerprint() -> str:
     digest = hashlib.sha256()
     digest.update(f"{numba.__version__}|{sys.version}|{os.environ.get('NUMBA_BOUNDSCHECK', '')}".encode())
     root = Path(__file__).resolve().parent.parent
-    for package in ("allocators", "workloads", "bench"):
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
+    for path in sorted(kernel_sources(root)):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+#: Where the lab's kernels and every constant they compile in live (the CLI, sweep and plots do not count).
+KERNEL_SOURCES = ("allocators", "workloads", "bench/metrics", "bench/heapmap.py", "bench/calibrate.py")
+
+
+def kernel_sources(root: Path) -> list[Path]:
+    found: list[Path] = []
+    for entry in KERNEL_SOURCES:
+        path = root / entry
+        found.extend(path.rglob("*.py") if path.is_dir() else [path] if path.exists() else [])
+    return found
 
 
 def _cache_root() -> Path:
