@@ -260,6 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tcmalloc table (default: the current google/tcmalloc default)")
     sizes.set_defaults(func=cmd_sizeclasses)
 
+    from bench import compare
+
+    comparing = commands.add_parser(
+        "compare", help="regression gate: compare two sweep results (exit 1 when a gate fails)",
+        description="Match the cells of two results.json files. Deterministic figures must be identical; "
+        "speed, normalised by each run's calibration kernel, may not be slower than --threshold times the base.",
+    )
+    compare.add_arguments(comparing)
+    comparing.set_defaults(func=compare.run)
+
     plot = commands.add_parser("plot", help="redraw the plots and index.html of a results directory")
     plot.add_argument("directory", type=Path, help="a sweep's --out directory (holding results.json)")
     plot.set_defaults(func=cmd_plot)

@@ -21,6 +21,11 @@ atomically after every cell.  A killed sweep loses no finished cell, and
 `--resume` skips the cells already stored, so the completed results have the
 same non-timing figures as an uninterrupted run.
 
+Calibration.  A fixed calibration kernel (`bench.calibrate`) is timed at the
+start and at the end of the sweep and stored in `meta["calibration"]`, so
+`bench compare` can normalise cell times by the machine's speed.  With
+`--resume`, stored cells keep the timings they were measured with.
+
 Parallelism.  `--jobs N` runs cells in N worker processes (each compiles or
 loads the kernels once).  Non-timing figures do not depend on N; timings do,
 since workers share the machine's cores.
@@ -47,7 +52,7 @@ from typing import Any
 from tqdm import tqdm
 
 import allocators
-from bench import harness
+from bench import calibrate, harness
 from bench.table import format_bytes, render
 from workloads import catalog
 
@@ -67,6 +72,11 @@ PRESETS: dict[str, Preset] = {
         ("lognormal:sigma=0.5/1/1.5/2", "pareto:alpha=1.1/1.5/2/3", "fixed", "bimodal", "adversarial", "lifo",
          "fifo", "phased", "explifetime", "producer-consumer", "threads4", "scan", "realloc"),
         ops=200_000, repeats=3,
+    ),
+    "ci": Preset(
+        "the CI regression preset: every allocator x 6 workloads, 20k rows, 5 repeats (a few seconds)",
+        ("lognormal:sigma=0.5/1.5", "pareto", "fifo", "phased", "producer-consumer"),
+        ops=20_000, repeats=5,
     ),
     "quick": Preset(
         "every allocator x 5 workloads, 10k rows, 1 repeat: seconds",
@@ -317,6 +327,7 @@ def run(args: argparse.Namespace) -> int:
     cells_dir = out / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
     meta = run_metadata(plan)
+    meta["calibration"] = calibrate.combine(calibrate.calibrate())  # before any cell: a killed sweep keeps it
     keys = {cell: cell.key(plan.ops, plan.repeats) for cell in plan.cells}
     done: dict[Cell, dict[str, Any]] = {}
     if args.resume:
@@ -357,6 +368,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     rows = ordered_rows()
+    meta["calibration"] = calibrate.combine(meta["calibration"]["start"], calibrate.calibrate())
     meta["heapmap_cell"] = save_heapmap(out, plan, rows, args.heapmap)
     write_results(out, rows, meta)
     if not args.no_plots:
