@@ -1,0 +1,586 @@
+"""tcmalloc: the classic thread-caching malloc (per-thread caches, transfer cache, central lists, page heap).
+
+Design (gperftools tcmalloc / google/tcmalloc in per-thread mode; facts in
+shared/reference/production-allocators.md section 1).  Three tiers:
+
+1. Front end: a *thread cache* per trace thread, one LIFO free list per size
+   class, linked through the free objects (allocators.shared.threadcache).
+   allocate(size <= 256 KiB): the size class is one table lookup
+   (allocators.shared.tcmalloc_sizeclasses: the current google/tcmalloc
+   default table, 49 classes for 8 KiB pages and 8-byte alignment, or
+   `table=legacy`, 85 classes); a non-empty list pops its newest object (a
+   *hit*, no lock).  An empty list is a *miss*: fetch min(max_length,
+   num_to_move) objects from the middle end in one lock-taking call
+   (central_fetches), hand out one, keep the rest, and grow the list's
+   max_length by *slow start* (+1 per miss up to num_to_move, then
+   +num_to_move, at most 8192).  deallocate pushes the object on the freeing
+   thread's list for its class, whoever allocated it (remote frees land in
+   the freeing thread's cache).  If the list is then longer than max_length,
+   min(length, num_to_move) objects go back to the middle end
+   (central_releases) and max_length is adjusted (slow start below
+   num_to_move; above it, more than 3 overages shrink it by num_to_move).
+   If the thread's cached bytes reach its budget `max_size`, the thread
+   *scavenges*: every list gives back half of its low-water mark since the
+   last scavenge, and the budget grows by 64 KiB (kStealAmount) from the
+   unclaimed part of `thread_cache_bytes` (32 MiB overall by default) or, once
+   that is gone, from another thread above 512 KiB (round robin, at most 10
+   tries).  A thread's cache is created on its first operation with a budget
+   of 64 KiB (or 512 KiB when nothing is left to claim).
+2. Middle end, per size class: a *transfer cache* of whole batches in front
+   (allocators.shared.transfercache: at most min(64, 1 MiB / batch bytes)
+   batches; a fetch or release of exactly num_to_move objects is served there
+   when it can: transfer_hits / transfer_inserts), then the *central free
+   list* (allocators.shared.central): the class's spans with free objects.  A
+   fetch takes objects one by one from the first partial span, lowest free
+   index first (per-span bitmap, allocators.shared.spanbitmap), building the
+   batch as gperftools does (each object pushed in front of the chain, so the
+   thread gets them in descending address order); when no span has a free
+   object a new span of the class's page count is carved from the page heap
+   (spans_allocated) and the batch may come back short (the remaining objects
+   are only taken from spans that already exist, as RemoveRange does).  A
+   released object is found in its span through the page map and its bit
+   cleared; a span whose objects are all free goes straight back to the page
+   heap (spans_released).
+3. Back end: the *page heap* (allocators.shared.pageheap, best fit, 8 KiB
+   pages): exact-length free lists with a bitset over lengths, split and
+   coalesce, growth by what is needed rounded up to `grow_bytes` (1 MiB,
+   gperftools' kMinSystemAlloc), address space reserved in 1 GiB units.
+   Requests above 256 KiB (kMaxSize) are *large*: ceil(size / 8 KiB) pages
+   straight from the page heap, given back on free (large_allocs,
+   large_frees).  Nothing is returned to the OS: the footprint (mapped heap)
+   only grows.
+
+Parameters: `table` ("default" | "legacy"; preset `legacy`),
+`thread_cache_bytes` (the overall thread-cache budget, 32 MiB;
+kDefaultOverallThreadCacheSize), `transfer_cache` (true; false models
+gperftools' small-but-slow build without one), `grow_bytes` (1 MiB, a
+multiple of the 8 KiB page).
+
+Granted size: the class size for small objects, whole pages for large ones.
+Alignment: 8 B (the align8 tables: every class size is a multiple of 8 and
+spans start on page boundaries); large objects are page aligned.
+realloc: in place while the new size is between half the granted size and
+the granted size (tcmalloc's do_realloc shrink rule), otherwise allocate,
+copy, free.  (tcmalloc grows a moved block to at least 1.25x its old size;
+the replay driver allocates the requested size, so that rule is not modelled.)
+
+Costs.  Hit: one lookup, one pop or push, O(1).  Miss / overflow: O(batch)
+plus, when spans are touched, O(1) per object (bitmap, one division for the
+object index) and a page-heap operation, O(log pages), per span carved or
+freed.  Scavenge: O(classes + objects released).
+
+Metadata model (metadata_bytes): span records (48 B each, gperftools' Span)
+for every live span, free runs included, + 8 B of page map per mapped page
+(the radix tree's leaves) + per thread cache created 64 B + 24 B per class
+(a FreeList: head pointer and four 32-bit counts) + the static middle end, per
+class 64 B of central list plus 64 slots x 16 B of transfer cache, + the size
+class lookup (1 B per slot).  Free-list links live inside free objects and
+cost nothing; the span bitmaps stand in for the span's in-object free list and
+are not counted.
+
+State (a tuple of arrays): `words` (counters; the page-heap region whose
+counters follow ours; scalars; central list heads per class; transfer-cache
+counts per class), `class_index` (int16 size -> class), `classes` (per
+class: size, pages, num_to_move, objects, 4 int64 each), `lists` (thread
+caches: per (thread, class) list records; each thread's class-0 record holds
+its totals), `links`
+(one int64 per 8 B of capacity, np.empty), `slots` (transfer-cache batches),
+then the page heap's `spans`, `pagemap`, `run_heads`, `run_bits`, `run_tree`
+and the span bitmaps `bits`.  The per-page and per-granule arrays are sized
+from the capacity and only touched where the heap is used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, BadParameter
+from allocators.protocol import Allocator
+from allocators.registry import register
+from allocators.replay import build_replay_kernel
+from allocators.shared.central import (
+    central_add_span,
+    central_return_object,
+    central_slots,
+    central_take_object,
+    init_central,
+    reset_central,
+)
+from allocators.shared.pageheap import (
+    PH_COUNTER_NAMES,
+    PH_HEAP_PAGES,
+    PH_METADATA,
+    PH_SLOTS,
+    POLICY_BEST_FIT,
+    init_pageheap,
+    new_pageheap_arrays,
+    pageheap_alloc,
+    pageheap_free,
+    pageheap_reset,
+)
+from allocators.shared.spanbitmap import bitmap_words_for
+from allocators.shared.spans import NO_SPAN, SP_CLASS, SP_NPAGES, SP_START, SPAN_SHIFT, new_span_bits
+from allocators.shared.tcmalloc_sizeclasses import ALIGNMENT, MAX_SIZE, PAGE_SHIFT, TABLES, tcmalloc_size_to_class
+from allocators.shared.threadcache import (
+    END,
+    LINK_SHIFT,
+    LIST_SHIFT,
+    LIST_STRIDE,
+    TL_LENGTH,
+    TL_MAX_LENGTH,
+    TT_ACTIVE,
+    TT_MAX_SIZE,
+    TT_SIZE,
+    fetch_grow_max_length,
+    list_pop,
+    list_pop_chain,
+    list_push,
+    list_push_chain,
+    new_links,
+    new_lists,
+    reset_lists,
+    scavenge_amount,
+    thread_record,
+    too_long_adjust,
+)
+from allocators.shared.transfercache import (
+    init_transfer,
+    new_transfer_slots,
+    reset_transfer,
+    transfer_insert,
+    transfer_remove,
+    transfer_slots,
+)
+
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+#: gperftools common.h (8 KiB pages).
+STEAL_AMOUNT = 64 << 10  # kStealAmount
+MIN_THREAD_CACHE_SIZE = 2 * MAX_SIZE  # kMinThreadCacheSize = 512 KiB
+DEFAULT_OVERALL_THREAD_CACHE = 32 << 20  # kDefaultOverallThreadCacheSize = 8 x 4 MiB
+STEAL_TRIES = 10
+DEFAULT_GROW_BYTES = 1 << 20  # kMinSystemAlloc
+RESERVE_BYTES = 1 << 30  # kMinMmapAlloc
+
+#: Metadata model (bytes).
+SPAN_BYTES = 48
+PAGEMAP_ENTRY_BYTES = 8
+THREAD_CACHE_HEADER_BYTES = 64
+FREE_LIST_BYTES = 24
+CENTRAL_LIST_BYTES = 64
+TRANSFER_ENTRY_BYTES = 16
+TRANSFER_ENTRIES = 64
+
+# ----------------------------------------------------------- words layout
+C_ALLOCS, C_FREES, C_TC_HITS, C_TC_MISSES = 0, 1, 2, 3
+C_CENTRAL_FETCHES, C_CENTRAL_RELEASES, C_TRANSFER_HITS, C_TRANSFER_INSERTS = 4, 5, 6, 7
+C_SPANS_ALLOCATED, C_SPANS_RELEASED, C_LARGE_ALLOCS, C_LARGE_FREES = 8, 9, 10, 11
+C_LIST_OVERFLOWS, C_SCAVENGES, C_REALLOCS_IN_PLACE = 12, 13, 14
+OWN_COUNTERS = (
+    "allocs", "frees", "thread_cache_hits", "thread_cache_misses",
+    "central_fetches", "central_releases", "transfer_hits", "transfer_inserts",
+    "spans_allocated", "spans_released", "large_allocs", "large_frees",
+    "list_overflows", "scavenges", "reallocs_in_place",
+)
+PH = len(OWN_COUNTERS)  # the page heap's region: its counters extend ours
+S_BASE = PH + PH_SLOTS
+S_N_CLASSES = S_BASE + 0
+S_N_THREADS = S_BASE + 1
+S_METADATA = S_BASE + 2  # thread caches + static middle end (the page heap keeps its own)
+S_STATIC_METADATA = S_BASE + 3
+S_UNCLAIMED = S_BASE + 4  # unclaimed thread-cache budget (may go negative, as in gperftools)
+S_NEXT_STEAL = S_BASE + 5
+S_OVERALL = S_BASE + 6
+S_THREADS_ACTIVE = S_BASE + 7
+S_THREAD_BYTES = S_BASE + 8  # metadata of one thread cache
+S_XB = S_BASE + 9  # where the transfer-cache counts start (after the central lists)
+CB = S_BASE + 16  # central lists: central_slots(n_classes) words
+
+
+def transfer_base(n_classes: int) -> int:
+    return CB + central_slots(n_classes)
+
+
+def n_words(n_classes: int) -> int:
+    return transfer_base(n_classes) + transfer_slots(n_classes)
+
+
+# classes[] columns
+K_SIZE, K_PAGES, K_BATCH, K_NOBJ = 0, 1, 2, 3
+K_STRIDE = 4
+
+
+# --------------------------------------------------------------- slow paths
+@njit(cache=True)
+def _activate_thread(state, thread):
+    """Create the thread's cache: a 64 KiB budget from the unclaimed space, or the 512 KiB minimum."""
+    words, lists = state[0], state[3]
+    trec = thread_record(thread, words[S_N_CLASSES])
+    lists[trec + TT_ACTIVE] = 1
+    _increase_cache_limit(state, thread)
+    if lists[trec + TT_MAX_SIZE] == 0:
+        lists[trec + TT_MAX_SIZE] = MIN_THREAD_CACHE_SIZE
+        words[S_UNCLAIMED] -= MIN_THREAD_CACHE_SIZE
+    words[S_THREADS_ACTIVE] += 1
+    words[S_METADATA] += words[S_THREAD_BYTES]
+
+
+@njit(cache=True)
+def _increase_cache_limit(state, thread):
+    """gperftools IncreaseCacheLimitLocked: claim 64 KiB, or steal it from another thread."""
+    words, lists = state[0], state[3]
+    n_classes = words[S_N_CLASSES]
+    n_threads = words[S_N_THREADS]
+    mine = thread_record(thread, n_classes)
+    if words[S_UNCLAIMED] > 0:
+        words[S_UNCLAIMED] -= STEAL_AMOUNT
+        lists[mine + TT_MAX_SIZE] += STEAL_AMOUNT
+        return
+    for _ in range(STEAL_TRIES):
+        victim = words[S_NEXT_STEAL]
+        words[S_NEXT_STEAL] = victim + 1 if victim + 1 < n_threads else 0
+        other = thread_record(victim, n_classes)
+        if victim == thread or lists[other + TT_ACTIVE] == 0 or lists[other + TT_MAX_SIZE] <= MIN_THREAD_CACHE_SIZE:
+            continue
+        lists[other + TT_MAX_SIZE] -= STEAL_AMOUNT
+        lists[mine + TT_MAX_SIZE] += STEAL_AMOUNT
+        return
+
+
+@njit(cache=True)
+def _release_to_spans(state, first, n):
+    """Give a chain of n objects back to their spans; wholly free spans go back to the page heap."""
+    words, links, spans, pagemap = state[0], state[4], state[6], state[7]
+    run_heads, run_bits, run_tree, bits = state[8], state[9], state[10], state[11]
+    addr = first
+    for _ in range(n):
+        after = links[addr >> LINK_SHIFT]
+        s = pagemap[addr >> PAGE_SHIFT]
+        if central_return_object(words, CB, spans, bits, s, addr, PAGE_SHIFT):
+            pageheap_free(words, PH, spans, pagemap, run_heads, run_bits, run_tree, s)
+            words[C_SPANS_RELEASED] += 1
+        addr = after
+
+
+@njit(cache=True)
+def _insert_range(state, cls, first, last, n):
+    """CentralFreeList::InsertRange: park a full batch in the transfer cache, else back to the spans."""
+    words, classes, slots = state[0], state[2], state[5]
+    words[C_CENTRAL_RELEASES] += 1
+    xb = words[S_XB]
+    if n == classes[cls * K_STRIDE + K_BATCH] and transfer_insert(words, xb, slots, cls, first, last):
+        words[C_TRANSFER_INSERTS] += 1
+        return
+    _release_to_spans(state, first, n)
+
+
+@njit(cache=True)
+def _release_from_list(state, rec, cls, n):
+    """ThreadCache::ReleaseToCentralCache: move n objects of a list to the middle end, a batch at a time."""
+    classes, lists, links = state[2], state[3], state[4]
+    length = lists[rec + TL_LENGTH]
+    if n > length:
+        n = length
+    if n <= 0:
+        return 0
+    batch = classes[cls * K_STRIDE + K_BATCH]
+    left = n
+    while left > batch:
+        first, last = list_pop_chain(lists, links, rec, batch)
+        _insert_range(state, cls, first, last, batch)
+        left -= batch
+    first, last = list_pop_chain(lists, links, rec, left)
+    _insert_range(state, cls, first, last, left)
+    return n
+
+
+@njit(cache=True)
+def _fetch(state, cls, want):
+    """CentralFreeList::RemoveRange: up to `want` objects as a chain (first, last, count); count 0 = no memory."""
+    words, classes, links, slots = state[0], state[2], state[4], state[5]
+    spans, pagemap, run_heads, run_bits, run_tree, bits = state[6], state[7], state[8], state[9], state[10], state[11]
+    words[C_CENTRAL_FETCHES] += 1
+    base = cls * K_STRIDE
+    batch = classes[base + K_BATCH]
+    if want == batch:
+        first, last = transfer_remove(words, words[S_XB], slots, cls)
+        if first >= 0:
+            words[C_TRANSFER_HITS] += 1
+            return first, last, batch
+    first = -1
+    last = -1
+    count = 0
+    while count < want:  # one call site of the inlined take: it is big
+        addr = central_take_object(words, CB, cls, spans, bits, PAGE_SHIFT)
+        if addr < 0:
+            if count > 0:  # the rest of a batch only comes from spans that already exist
+                break
+            # Populate: a new span for the class
+            s = pageheap_alloc(words, PH, spans, pagemap, run_heads, run_bits, run_tree, classes[base + K_PAGES])
+            if s == NO_SPAN:
+                break
+            central_add_span(words, CB, cls, spans, bits, pagemap, s, classes[base + K_SIZE], classes[base + K_NOBJ])
+            words[C_SPANS_ALLOCATED] += 1
+            continue
+        if count == 0:
+            links[addr >> LINK_SHIFT] = END
+            last = addr
+        else:
+            links[addr >> LINK_SHIFT] = first  # pushed in front, as SLL_Push
+        first = addr
+        count += 1
+    return first, last, count
+
+
+@njit(cache=True)
+def alloc_miss(state, cls, thread):
+    """ThreadCache::FetchFromCentralCache for an empty list: one object out, the rest of the batch kept."""
+    words, classes, lists, links = state[0], state[2], state[3], state[4]
+    n_classes = words[S_N_CLASSES]
+    trec = thread_record(thread, n_classes)
+    if lists[trec + TT_ACTIVE] == 0:
+        _activate_thread(state, thread)
+    rec = (thread * n_classes + cls) * LIST_STRIDE
+    batch = classes[cls * K_STRIDE + K_BATCH]
+    want = lists[rec + TL_MAX_LENGTH]
+    if want > batch:
+        want = batch
+    first, last, count = _fetch(state, cls, want)
+    fetch_grow_max_length(lists, rec, batch)
+    if count == 0:
+        return np.int64(ST_OUT_OF_MEMORY), np.int64(0)
+    size = classes[cls * K_STRIDE + K_SIZE]
+    if count > 1:
+        list_push_chain(lists, links, rec, links[first >> LINK_SHIFT], last, count - 1)
+        lists[trec + TT_SIZE] += size * (count - 1)
+    words[C_TC_MISSES] += 1
+    words[C_ALLOCS] += 1
+    return first, size
+
+
+@njit(cache=True)
+def _scavenge(state, thread):
+    """ThreadCache::Scavenge: each list gives back half its low-water mark; then the budget grows."""
+    words, classes, lists = state[0], state[2], state[3]
+    n_classes = words[S_N_CLASSES]
+    trec = thread_record(thread, n_classes)
+    for cls in range(1, n_classes):
+        rec = (thread * n_classes + cls) * LIST_STRIDE
+        drop = scavenge_amount(lists, rec, classes[cls * K_STRIDE + K_BATCH])
+        if drop > 0:
+            released = _release_from_list(state, rec, cls, drop)
+            lists[trec + TT_SIZE] -= released * classes[cls * K_STRIDE + K_SIZE]
+    words[C_SCAVENGES] += 1
+    _increase_cache_limit(state, thread)
+
+
+@njit(cache=True)
+def free_overflow(state, cls, thread):
+    """The slow half of ThreadCache::Deallocate: list too long and/or thread cache over budget."""
+    words, classes, lists = state[0], state[2], state[3]
+    n_classes = words[S_N_CLASSES]
+    trec = thread_record(thread, n_classes)
+    if lists[trec + TT_ACTIVE] == 0:
+        _activate_thread(state, thread)
+    rec = (thread * n_classes + cls) * LIST_STRIDE
+    if lists[rec + TL_LENGTH] > lists[rec + TL_MAX_LENGTH]:
+        batch = classes[cls * K_STRIDE + K_BATCH]
+        released = _release_from_list(state, rec, cls, batch)
+        lists[trec + TT_SIZE] -= released * classes[cls * K_STRIDE + K_SIZE]
+        too_long_adjust(lists, rec, batch)
+        words[C_LIST_OVERFLOWS] += 1
+    if lists[trec + TT_SIZE] >= lists[trec + TT_MAX_SIZE]:
+        _scavenge(state, thread)
+
+
+@njit(cache=True)
+def alloc_large(state, size):
+    """A request above kMaxSize: whole pages straight from the page heap."""
+    words, spans, pagemap, run_heads, run_bits, run_tree = state[0], state[6], state[7], state[8], state[9], state[10]
+    npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
+    s = pageheap_alloc(words, PH, spans, pagemap, run_heads, run_bits, run_tree, npages)
+    if s == NO_SPAN:
+        return np.int64(ST_OUT_OF_MEMORY), np.int64(0)
+    words[C_LARGE_ALLOCS] += 1
+    words[C_ALLOCS] += 1
+    return spans[(s << SPAN_SHIFT) + SP_START] << PAGE_SHIFT, npages << PAGE_SHIFT
+
+
+@njit(cache=True)
+def free_large(state, s):
+    words, spans, pagemap, run_heads, run_bits, run_tree = state[0], state[6], state[7], state[8], state[9], state[10]
+    granted = spans[(s << SPAN_SHIFT) + SP_NPAGES] << PAGE_SHIFT
+    pageheap_free(words, PH, spans, pagemap, run_heads, run_bits, run_tree, s)
+    words[C_LARGE_FREES] += 1
+    words[C_FREES] += 1
+    return np.int64(ST_OK), granted
+
+
+# ------------------------------------------------------------------ kernels
+@njit(cache=True, inline="always")
+def alloc_block(state, size, thread):
+    words, class_index, classes, lists, links = state[0], state[1], state[2], state[3], state[4]
+    if size > MAX_SIZE:
+        return alloc_large(state, size)
+    cls = tcmalloc_size_to_class(size, class_index)
+    trec = thread_record(thread, words[S_N_CLASSES])
+    rec = trec + (cls << LIST_SHIFT)
+    if lists[rec + TL_LENGTH] == 0:
+        return alloc_miss(state, cls, thread)
+    granted = classes[cls * K_STRIDE + K_SIZE]
+    addr = list_pop(lists, links, rec)
+    lists[trec + TT_SIZE] -= granted
+    words[C_TC_HITS] += 1
+    words[C_ALLOCS] += 1
+    return addr, granted
+
+
+@njit(cache=True, inline="always")
+def free_block(state, addr, thread):
+    words, classes, lists, links, spans, pagemap = state[0], state[2], state[3], state[4], state[6], state[7]
+    s = pagemap[addr >> PAGE_SHIFT]
+    cls = spans[(s << SPAN_SHIFT) + SP_CLASS]
+    if cls == 0:
+        return free_large(state, s)
+    granted = classes[cls * K_STRIDE + K_SIZE]
+    trec = thread_record(thread, words[S_N_CLASSES])
+    rec = trec + (cls << LIST_SHIFT)
+    length = list_push(lists, links, rec, addr)
+    cached = lists[trec + TT_SIZE] + granted
+    lists[trec + TT_SIZE] = cached
+    words[C_FREES] += 1
+    if length > lists[rec + TL_MAX_LENGTH] or cached >= lists[trec + TT_MAX_SIZE]:
+        free_overflow(state, cls, thread)
+    return np.int64(ST_OK), granted
+
+
+@njit(cache=True, inline="always")
+def heap_stats(state):
+    words = state[0]
+    return words[PH + PH_HEAP_PAGES] << PAGE_SHIFT, words[PH + PH_METADATA] + words[S_METADATA]
+
+
+@njit(cache=True, inline="always")
+def realloc_in_place(state, addr, granted, new_size, thread):
+    """do_realloc: keep the block while granted / 2 <= new_size <= granted."""
+    if new_size <= granted and new_size >= granted >> 1:
+        state[0][C_REALLOCS_IN_PLACE] += 1
+        return addr, granted
+    return np.int64(-1), np.int64(0)
+
+
+@njit(cache=True)
+def reset_state(state):
+    """Every block free: thread caches gone, middle end empty, the heap one free run (footprint kept)."""
+    words, lists = state[0], state[3]
+    spans, pagemap, run_heads, run_bits, run_tree = state[6], state[7], state[8], state[9], state[10]
+    n_classes = words[S_N_CLASSES]
+    reset_lists(lists, words[S_N_THREADS], n_classes)
+    reset_transfer(words, words[S_XB], n_classes)
+    reset_central(words, CB, n_classes)
+    pageheap_reset(words, PH, spans, pagemap, run_heads, run_bits, run_tree)
+    words[S_UNCLAIMED] = words[S_OVERALL]
+    words[S_NEXT_STEAL] = 0
+    words[S_THREADS_ACTIVE] = 0
+    words[S_METADATA] = words[S_STATIC_METADATA]
+
+
+# ---------------------------------------------------------------- the shell
+@register
+class TCMalloc(Allocator):
+    name = "tcmalloc"
+    summary = (
+        "thread-caching malloc: per-thread size-class free lists with slow start, transfer cache + central "
+        "lists of spans, best-fit page heap; > 256 KiB straight from the page heap"
+    )
+    alignment = ALIGNMENT
+    defaults = {
+        "table": "default",
+        "thread_cache_bytes": DEFAULT_OVERALL_THREAD_CACHE,
+        "transfer_cache": True,
+        "grow_bytes": DEFAULT_GROW_BYTES,
+    }
+    presets = {"legacy": {"table": "legacy"}}
+    variants = ("transfer_cache=false", "thread_cache_bytes=0", "grow_bytes=8KiB")
+    counter_names = OWN_COUNTERS + PH_COUNTER_NAMES
+    #: Lock-taking operations: each fetch from / release to the middle end takes the class's central-list
+    #: lock (the transfer cache sits behind it), each page-heap allocation or free the page-heap lock.
+    #: Thread-cache hits and frees that fit in the thread cache take none.
+    shared_counters = ("central_fetches", "central_releases", "page_heap_allocs", "page_heap_frees")
+
+    alloc_block = staticmethod(alloc_block)
+    free_block = staticmethod(free_block)
+    heap_stats = staticmethod(heap_stats)
+    reset_state = staticmethod(reset_state)
+    realloc_in_place = staticmethod(realloc_in_place)
+    replay_kernel = staticmethod(
+        build_replay_kernel("tcmalloc", __file__, alloc_block, free_block, heap_stats, realloc_in_place)
+    )
+
+    def check_params(self) -> None:
+        p = self.params
+        if p["table"] not in TABLES:
+            raise BadParameter(f"tcmalloc: table must be one of {', '.join(TABLES)}, got {p['table']!r}")
+        overall = p["thread_cache_bytes"]
+        if isinstance(overall, bool) or not isinstance(overall, (int, np.integer)) or overall < 0:
+            raise BadParameter(f"tcmalloc: thread_cache_bytes must be an integer >= 0, got {overall!r}")
+        if not isinstance(p["transfer_cache"], (bool, np.bool_)):
+            raise BadParameter(f"tcmalloc: transfer_cache must be true or false, got {p['transfer_cache']!r}")
+        grow = p["grow_bytes"]
+        if isinstance(grow, bool) or not isinstance(grow, (int, np.integer)) or grow < PAGE_SIZE or grow % PAGE_SIZE:
+            raise BadParameter(f"tcmalloc: grow_bytes must be a positive multiple of {PAGE_SIZE}, got {grow!r}")
+        if self.capacity < PAGE_SIZE:
+            raise BadParameter(f"tcmalloc: capacity_bytes {self.capacity} is smaller than one {PAGE_SIZE} B page")
+        p["thread_cache_bytes"] = int(overall)
+        p["grow_bytes"] = int(grow)
+        p["transfer_cache"] = bool(p["transfer_cache"])
+
+    def make_state(self) -> tuple:
+        p = self.params
+        table = TABLES[p["table"]]
+        n_classes = len(table.size)  # class 0 (the sentinel) included: indices are class numbers
+        capacity_pages = self.capacity >> PAGE_SHIFT
+        bitmap_words = bitmap_words_for(int(table.objects.max()))
+        words = np.zeros(n_words(n_classes), np.int64)
+        init_pageheap(
+            words, PH, page_shift=PAGE_SHIFT, capacity_pages=capacity_pages, grow_pages=p["grow_bytes"] >> PAGE_SHIFT,
+            arena_pages=RESERVE_BYTES >> PAGE_SHIFT, policy=POLICY_BEST_FIT, span_bytes=SPAN_BYTES,
+            pagemap_entry_bytes=PAGEMAP_ENTRY_BYTES, bitmap_words=bitmap_words,
+        )
+        init_central(words, CB, n_classes)
+        moves = table.num_to_move if p["transfer_cache"] else np.zeros_like(table.num_to_move)
+        init_transfer(words, transfer_base(n_classes), table.size, moves)
+        real_classes = n_classes - 1
+        static = (
+            real_classes * (CENTRAL_LIST_BYTES + TRANSFER_ENTRIES * TRANSFER_ENTRY_BYTES) + len(table.class_index)
+        )
+        words[S_N_CLASSES] = n_classes
+        words[S_XB] = transfer_base(n_classes)
+        words[S_N_THREADS] = self.max_threads
+        words[S_STATIC_METADATA] = static
+        words[S_METADATA] = static
+        words[S_OVERALL] = p["thread_cache_bytes"]
+        words[S_UNCLAIMED] = p["thread_cache_bytes"]
+        words[S_THREAD_BYTES] = THREAD_CACHE_HEADER_BYTES + real_classes * FREE_LIST_BYTES
+        classes = np.zeros(n_classes * K_STRIDE, np.int64)
+        classes[K_SIZE::K_STRIDE] = table.size
+        classes[K_PAGES::K_STRIDE] = table.pages
+        classes[K_BATCH::K_STRIDE] = table.num_to_move
+        classes[K_NOBJ::K_STRIDE] = table.objects
+        try:
+            links = new_links(self.capacity)
+            spans, pagemap, run_heads, run_bits, run_tree = new_pageheap_arrays(
+                capacity_pages, POLICY_BEST_FIT, bitmap_words
+            )
+            bits = new_span_bits(capacity_pages + 1, bitmap_words)
+        except (MemoryError, ValueError):
+            raise BadParameter(
+                f"tcmalloc: capacity_bytes {self.capacity} too large for this model's address-indexed tables"
+            ) from None
+        lists = new_lists(self.max_threads, n_classes)
+        slots = new_transfer_slots(n_classes)
+        return (
+            words, table.class_index, classes, lists, links, slots,
+            spans, pagemap, run_heads, run_bits, run_tree, bits,
+        )
