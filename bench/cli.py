@@ -161,6 +161,12 @@ def cmd_sizeclasses(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_perf(args: argparse.Namespace) -> int:
+    from bench import perf
+
+    return perf.run(args)
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from bench.plots import draw_all
     from bench.report import write_index
@@ -269,6 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_arguments(comparing)
     comparing.set_defaults(func=compare.run)
+
+    perf = commands.add_parser("perf", help="the README's performance table, measured on this machine")
+    perf.add_argument("--allocators", "-a", default=None, metavar="SPECS",
+                      help="semicolon-separated allocator specs (default: every registered allocator and preset)")
+    perf.add_argument("--ops", type=_positive, default=1_000_000, help="benchmark trace rows (default 1000000)")
+    perf.add_argument("--repeats", type=_positive, default=7, help="kernel runs; the median counts (default 7)")
+    perf.add_argument("--no-compile", action="store_true", help="skip the cold-compile measurement")
+    perf.set_defaults(func=cmd_perf)
 
     plot = commands.add_parser("plot", help="redraw the plots and index.html of a results directory")
     plot.add_argument("directory", type=Path, help="a sweep's --out directory (holding results.json)")

@@ -136,3 +136,9 @@ def test_sizeclasses_go_matches_reference(capsys):
     assert out == reference
     code, out, _ = run_cli(capsys, "sizeclasses", "tcmalloc", "--table", "legacy")
     assert code == 0 and len(out.strip().splitlines()) == 86
+
+
+def test_perf_table(capsys):
+    code, out, _ = run_cli(capsys, "perf", "-a", "linear;stack", "--ops", "3000", "--repeats", "1", "--no-compile")
+    assert code == 0
+    assert "linear" in out and "stack" in out and "lifo" in out and "trace B/row" in out
