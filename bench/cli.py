@@ -129,6 +129,32 @@ def cmd_trace_gen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace_import(args: argparse.Namespace) -> int:
+    from workloads.importers import import_trace
+
+    if args.output.suffix not in (".npz", ".csv"):
+        raise UsageError(f"output {args.output} must end in .npz or .csv")
+    trace, report = import_trace(args.input, args.format)
+    trace.save(args.output)
+    print(report.summary())
+    print(f"wrote {args.output}: {len(trace):,} rows")
+    return 0
+
+
+def cmd_trace_record(args: argparse.Namespace) -> int:
+    from workloads.record import record
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("no command to record (usage: trace record -o OUT.npz -- CMD ARGS...)")
+    report = record(command, args.output, tool=args.tool, capture_output=False)
+    print(report.summary())
+    print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_trace_info(args: argparse.Namespace) -> int:
     trace = Trace.load(args.trace)
     grows = (trace.op == OP_ALLOC) | (trace.op == OP_REALLOC)
@@ -255,6 +281,27 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=_seed, default=0, help="generator seed (default 0)")
     gen.add_argument("--output", "-o", type=Path, required=True, help="output file (.npz or .csv)")
     gen.set_defaults(func=cmd_trace_gen)
+    importing = trace_commands.add_parser(
+        "import", help="convert a real program's allocation log into a trace",
+        description="Formats: valgrind (--trace-malloc=yes log), heaptrack (raw .zst/.gz from heaptrack --raw), "
+        "cmu (malloc-lab .rep), android (memory_replay dump). Addresses become object ids; frees of unknown "
+        "pointers are counted in the report, never silently dropped.",
+    )
+    importing.add_argument("input", type=Path, help="log file to import")
+    importing.add_argument("--format", "-f", default="auto",
+                           choices=("auto", "valgrind", "heaptrack", "cmu", "android"), help="input format")
+    importing.add_argument("--output", "-o", type=Path, required=True, help="output trace (.npz or .csv)")
+    importing.set_defaults(func=cmd_trace_import)
+    recording = trace_commands.add_parser(
+        "record", help="run an unmodified program and record its allocations as a trace",
+        description="Runs CMD under heaptrack (raw mode; Debian package heaptrack) when installed, else under "
+        "valgrind --trace-malloc=yes (package valgrind). Python programs need PYTHONMALLOC=malloc.",
+    )
+    recording.add_argument("--output", "-o", type=Path, required=True, help="output trace (.npz or .csv)")
+    recording.add_argument("--tool", choices=("auto", "heaptrack", "valgrind"), default="auto",
+                           help="recorder (default: heaptrack if installed, else valgrind)")
+    recording.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    recording.set_defaults(func=cmd_trace_record)
     info = trace_commands.add_parser("info", help="validate a trace file and summarise it")
     info.add_argument("trace", type=Path, help="trace file (.npz or .csv)")
     info.add_argument("--json", action="store_true", help="print JSON")

@@ -142,3 +142,17 @@ def test_perf_table(capsys):
     code, out, _ = run_cli(capsys, "perf", "-a", "linear;stack", "--ops", "3000", "--repeats", "1", "--no-compile")
     assert code == 0
     assert "linear" in out and "stack" in out and "lifo" in out and "trace B/row" in out
+
+
+def test_trace_import_and_record(capsys, tmp_path):
+    rep = tmp_path / "t.rep"
+    rep.write_text("1000\n2\n5\n1\na 0 100\na 1 20\nr 0 300\nf 1\nf 0\n")
+    out_path = tmp_path / "t.npz"
+    code, out, _ = run_cli(capsys, "trace", "import", str(rep), "--format", "cmu", "-o", str(out_path))
+    assert code == 0 and Trace.load(out_path).counts() == {"alloc": 2, "free": 2, "realloc": 1, "access": 0}
+    code, _, err = run_cli(capsys, "trace", "record", "-o", str(tmp_path / "x.npz"))
+    assert code == 2 and "no command" in err
+    bad = tmp_path / "bad.rep"
+    bad.write_text("1000\n2\n1\n1\nq 0 100\n")
+    code, _, err = run_cli(capsys, "trace", "import", str(bad), "--format", "cmu", "-o", str(out_path))
+    assert code == 2 and "line 5" in err
