@@ -187,6 +187,30 @@ def cmd_sizeclasses(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_real(args: argparse.Namespace) -> int:
+    from bench.real import RealAllocatorMissing, RealOutOfMemory, RealReplayFailed, replay_real, summary_lines
+
+    trace = Trace.load(args.trace)
+    try:
+        result = replay_real(trace, args.allocator, repeats=args.repeats, touch=args.touch)
+    except RealAllocatorMissing as error:
+        raise UsageError(str(error)) from None
+    except (RealOutOfMemory, RealReplayFailed) as error:
+        print(f"bench: {args.allocator} failed on {args.trace}: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, sort_keys=True, default=str) if args.json else "\n".join(summary_lines(result)))
+    return 0
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    from bench import fidelity
+
+    for path in args.traces:
+        if not path.exists():
+            raise UsageError(f"{path}: no such file")
+    return fidelity.run(args)
+
+
 def cmd_perf(args: argparse.Namespace) -> int:
     from bench import perf
 
@@ -323,6 +347,32 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_arguments(comparing)
     comparing.set_defaults(func=compare.run)
 
+    real = commands.add_parser(
+        "real", help="replay a trace through the machine's real malloc (glibc, jemalloc, tcmalloc, mimalloc)",
+        description="Replays in a child process with the Debian library preloaded (libjemalloc2, "
+        "libtcmalloc-minimal4, libmimalloc2.0; glibc is the default), driving malloc/realloc/free from a jitted "
+        "loop. Reports throughput, peak RSS growth, the allocator's own statistics and the overhead factor.",
+    )
+    real.add_argument("--trace", "-t", required=True, type=Path, help="trace file (.npz or .csv)")
+    real.add_argument("--allocator", "-a", choices=("glibc", "jemalloc", "tcmalloc", "mimalloc"), default="glibc",
+                      help="real allocator (default glibc)")
+    real.add_argument("--repeats", type=_positive, default=3, help="timed replays; the median counts (default 3)")
+    real.add_argument("--touch", choices=("page", "first", "none"), default="page",
+                      help="bytes written into each new block: one per 4 KiB page (default), the first, none")
+    real.add_argument("--json", action="store_true", help="print one JSON object")
+    real.set_defaults(func=cmd_real)
+
+    fidelity = commands.add_parser(
+        "fidelity", help="models beside the real allocators they model, on the same traces",
+        description="For each trace: real glibc vs freelist:glibc and real tcmalloc vs the tcmalloc model "
+        "(peak footprint, overhead factor, relative error), and the go/tcmalloc models' replay time over real "
+        "glibc's.",
+    )
+    fidelity.add_argument("traces", nargs="+", type=Path, help="trace files (.npz or .csv), e.g. from trace record")
+    fidelity.add_argument("--repeats", type=_positive, default=3, help="timed replays per run (default 3)")
+    fidelity.add_argument("--out", type=Path, default=None, help="also write fidelity.json and fidelity.png here")
+    fidelity.set_defaults(func=cmd_fidelity)
+
     perf = commands.add_parser("perf", help="the README's performance table, measured on this machine")
     perf.add_argument("--allocators", "-a", default=None, metavar="SPECS",
                       help="semicolon-separated allocator specs (default: every registered allocator and preset)")
@@ -351,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--repeats", type=_positive, default=None, help="timed replays per cell (default: preset's)")
     sweep.add_argument("--jobs", "-j", type=_positive, default=1, help="worker processes (default 1)")
     sweep.add_argument("--resume", action="store_true", help="keep the cells already stored in --out")
+    sweep.add_argument("--real", action="store_true",
+                       help="add the machine's real allocators (glibc, and jemalloc/tcmalloc/mimalloc when installed) "
+                       "as cells real:NAME, with the figures measurable for them (speed, footprint, overhead)")
     sweep.add_argument("--out", type=Path, default=Path("reports/latest"),
                        help="results directory (default reports/latest)")
     sweep.add_argument("--heapmap", default=None, metavar="ALLOCATOR@WORKLOAD",

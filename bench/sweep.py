@@ -86,6 +86,8 @@ PRESETS: dict[str, Preset] = {
 }
 
 CSV_SKIP = ("counters", "params")
+#: Real allocators in a sweep (`--real`) are named `real:glibc`, `real:jemalloc`, ...
+REAL_PREFIX = "real:"
 
 
 @dataclass(frozen=True)
@@ -166,8 +168,14 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise ValueError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
     if not seeds or min(seeds) < 0:
         raise ValueError("--seeds needs at least one seed >= 0")
+    if getattr(args, "real", False):
+        from bench.real import available
+
+        found = available()
+        specs = specs + [f"{REAL_PREFIX}{name}" for name in found]  # every installed one (glibc: always)
     for spec in specs:  # fail fast on a typo, before any work
-        allocators.parse_spec(spec)
+        if not spec.startswith(REAL_PREFIX):
+            allocators.parse_spec(spec)
     workloads = [expanded for entry in entries for expanded in expand_workload(entry)]
     for workload, *_ in workloads:
         catalog.make(workload, n_ops=64, seed=0)
@@ -183,13 +191,39 @@ def _trace(workload: str, ops: int, seed: int):
     return catalog.make(workload, n_ops=ops, seed=seed)
 
 
+def measure_real(name: str, trace, repeats: int) -> dict[str, Any]:
+    """A real allocator's cell: the figures that can be measured for it (speed, footprint, overhead)."""
+    from bench.real import RealOutOfMemory, RealReplayFailed, replay_real
+
+    row: dict[str, Any] = {"allocator": f"{REAL_PREFIX}{name}", "rows": len(trace)}
+    try:
+        real = replay_real(trace, name, repeats=repeats)
+    except (RealOutOfMemory, RealReplayFailed) as error:
+        row.update(status="failed", reason=f"{type(error).__name__}: {error}")
+        return row
+    row.update(
+        status="ok", reason="", throughput_mops=real["throughput_mops"], ns_per_op=real["ns_per_op"],
+        seconds_median=real["seconds_median"], seconds_min=real["seconds_min"], seconds_max=real["seconds_max"],
+        compile_s=real["compile_s"], peak_footprint=real["peak_heap_bytes"],
+        peak_live_requested=real["peak_live_requested"], peak_live_granted=real["peak_live_granted"],
+        overhead_factor=real["overhead_factor"], internal_fragmentation=real["internal_fragmentation"],
+        counters={}, real_measure=real["peak_heap_measure"],
+    )
+    return row
+
+
 def run_cell(cell: Cell, ops: int, repeats: int) -> dict[str, Any]:
     """Measure one cell; never raises for an allocator failure (the row says why)."""
     trace = _trace(cell.workload, ops, cell.seed)
-    row, _ = harness.measure(cell.allocator, trace, repeats=repeats)
+    if cell.allocator.startswith(REAL_PREFIX):
+        row = measure_real(cell.allocator[len(REAL_PREFIX):], trace, repeats)
+        name = cell.allocator
+    else:
+        row, _ = harness.measure(cell.allocator, trace, repeats=repeats)
+        name = allocators.parse_spec(cell.allocator)[0]
     row.pop("params", None)
     row.update(
-        allocator=cell.allocator, allocator_name=allocators.parse_spec(cell.allocator)[0],
+        allocator=cell.allocator, allocator_name=name,
         workload=cell.workload, family=cell.family, param=cell.param, param_value=cell.param_value, seed=cell.seed,
     )
     return row
@@ -300,7 +334,8 @@ def choose_heapmap_cell(plan: Plan, rows: list[dict[str, Any]], wanted: str | No
         allocator, _, workload = wanted.partition("@")
         candidates = [(allocator, workload or plan.workloads[0][0], plan.seeds[0])]
     else:
-        preferred = [spec for spec in plan.allocators if spec == "freelist:glibc"] + plan.allocators
+        models = [spec for spec in plan.allocators if not spec.startswith(REAL_PREFIX)]
+        preferred = [spec for spec in models if spec == "freelist:glibc"] + models
         candidates = [(spec, workload, plan.seeds[0]) for workload, *_ in plan.workloads for spec in preferred]
     for allocator, workload, seed in candidates:
         if (allocator, workload, seed) in ok:

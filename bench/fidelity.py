@@ -1,0 +1,137 @@
+"""`python -m bench fidelity TRACE...`: each model beside the real allocator it models, on the same traces.
+
+Pairs: real glibc <-> `freelist:glibc`, real tcmalloc (gperftools' libtcmalloc_minimal)
+<-> `tcmalloc`.  For every trace and pair it replays the trace through the real
+allocator in a child process (`bench.real.replay_real`) and through the model
+(`bench.harness.measure`), and reports peak footprint and overhead factor side
+by side with the model's relative error:
+
+    error = (model peak footprint - real peak heap growth) / real peak heap growth
+
+The real figure is the allocator's own measure of heap taken from the OS during
+the replay (glibc: mallinfo2 arena + hblkhd growth; tcmalloc: heap_size -
+unmapped growth; see `bench.real`).  It is only meaningful when the trace's live
+data is large next to what the host process had already freed into the heap
+(roughly >= a few MiB): below that, memory freed by Python before the loop
+covers part of the replay and the real figure comes out low.
+
+Speed against reality: the replay time of the `go` and `tcmalloc` models over
+real glibc's replay time on the same trace, measured in the same run
+(ratio <= 1.0: the model replays at least as fast as the real allocator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import harness
+from bench.table import format_bytes, render
+from workloads.trace import Trace
+
+PAIRS = (("glibc", "freelist:glibc"), ("tcmalloc", "tcmalloc"))
+SPEED_MODELS = ("go", "tcmalloc")
+
+
+def measure_trace(path: Path, repeats: int) -> dict[str, Any]:
+    from bench.real import RealAllocatorMissing, replay_real
+
+    trace = Trace.load(path)
+    result: dict[str, Any] = {"trace": str(path), "rows": len(trace), "pairs": [], "speed": []}
+    real_runs: dict[str, dict[str, Any]] = {}
+    for real_name, model_spec in PAIRS:
+        try:
+            real = real_runs[real_name] = replay_real(trace, real_name, repeats=repeats)
+        except RealAllocatorMissing as error:
+            result["pairs"].append({"real": real_name, "model": model_spec, "status": f"skipped: {error}"})
+            continue
+        model, _ = harness.measure(model_spec, trace, repeats=repeats)
+        entry: dict[str, Any] = {"real": real_name, "model": model_spec, "status": model["status"],
+                                 "peak_live_requested": real["peak_live_requested"],
+                                 "real_peak_heap": real["peak_heap_bytes"], "real_measure": real["peak_heap_measure"],
+                                 "real_overhead_factor": real["overhead_factor"],
+                                 "real_seconds": real["seconds_median"]}
+        if model["status"] == "ok":
+            entry.update(model_peak_footprint=model["peak_footprint"], model_overhead_factor=model["overhead_factor"],
+                         model_seconds=model["seconds_median"])
+            if real["peak_heap_bytes"] > 0:
+                entry["relative_error"] = (model["peak_footprint"] - real["peak_heap_bytes"]) / real["peak_heap_bytes"]
+        else:
+            entry["reason"] = model["reason"]
+        result["pairs"].append(entry)
+    if "glibc" in real_runs:
+        glibc_seconds = real_runs["glibc"]["seconds_median"]
+        for spec in SPEED_MODELS:
+            model, _ = harness.measure(spec, trace, repeats=repeats)
+            if model["status"] == "ok":
+                result["speed"].append({"model": spec, "model_seconds": model["seconds_median"],
+                                        "glibc_seconds": glibc_seconds,
+                                        "ratio": model["seconds_median"] / glibc_seconds})
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    results = []
+    for path in args.traces:
+        print(f"fidelity: {path} ...", file=sys.stderr, flush=True)
+        results.append(measure_trace(path, args.repeats))
+    lines, speed_lines = [], []
+    for result in results:
+        name = Path(result["trace"]).name
+        for pair in result["pairs"]:
+            if "relative_error" not in pair:
+                lines.append([name, f"{pair['real']} / {pair['model']}", "-", "-", "-", "-", "-",
+                              pair.get("reason") or pair["status"]])
+                continue
+            lines.append([
+                name, f"{pair['real']} / {pair['model']}", format_bytes(pair["peak_live_requested"]),
+                format_bytes(pair["real_peak_heap"]), format_bytes(pair["model_peak_footprint"]),
+                f"{pair['real_overhead_factor']:.3f} / {pair['model_overhead_factor']:.3f}",
+                f"{100 * pair['relative_error']:+.1f} %", pair["real_measure"].split(" (")[0],
+            ])
+        for entry in result["speed"]:
+            speed_lines.append([name, entry["model"], f"{entry['model_seconds'] * 1e3:.2f}",
+                                f"{entry['glibc_seconds'] * 1e3:.2f}", f"{entry['ratio']:.2f}"])
+    print(render(["trace", "real / model", "peak live", "real peak heap", "model peak", "overhead real / model",
+                  "error", "real measure"], lines, [False, False] + [True] * 5 + [False]))
+    if speed_lines:
+        print()
+        print(render(["trace", "model", "model ms", "real glibc ms", "model / glibc time"], speed_lines))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "fidelity.json").write_text(json.dumps(results, indent=1, default=str))
+        draw(results, args.out / "fidelity.png")
+        print(f"\nwrote {args.out / 'fidelity.json'}, {args.out / 'fidelity.png'}")
+    return 0
+
+
+def draw(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, real, model = [], [], []
+    for result in results:
+        for pair in result["pairs"]:
+            if "relative_error" in pair:
+                labels.append(f"{Path(result['trace']).stem}\n{pair['model']}")
+                real.append(pair["real_peak_heap"] / 2**20)
+                model.append(pair["model_peak_footprint"] / 2**20)
+    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(labels)), 4.5))
+    positions = range(len(labels))
+    axis.bar([p - 0.2 for p in positions], real, width=0.4, label="real allocator (peak heap growth)")
+    axis.bar([p + 0.2 for p in positions], model, width=0.4, label="model (peak footprint)")
+    for position, (real_value, model_value) in enumerate(zip(real, model, strict=True)):
+        error = (model_value - real_value) / real_value if real_value else float("nan")
+        axis.annotate(f"{100 * error:+.0f} %", (position + 0.2, model_value), ha="center", va="bottom", fontsize=8)
+    axis.set_xticks(list(positions), labels, fontsize=8)
+    axis.set_ylabel("MiB")
+    axis.set_title("Model fidelity: peak footprint, model vs the real allocator on the same trace")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,695 @@
+"""Replay a trace through the machine's real malloc: glibc, jemalloc, tcmalloc or mimalloc.
+
+The models in `allocators/` simulate an allocator over an address space; this
+module runs the same trace through a real C allocator, to put the models'
+figures next to real ones.
+
+Isolation.  `replay_real(trace, allocator)` never calls a real allocator in the
+calling process.  It writes the trace's columns to a temporary `.npz` and runs
+`python -m bench.real --child IN OUT` in a child process, with `LD_PRELOAD`
+naming the allocator's shared library (glibc: no preload, the default malloc).
+The child writes a JSON result; a malloc that returns NULL is reported as
+out of memory at row N (`RealReplayFailed`), and a child that dies (signal,
+kernel OOM killer) is reported with its exit status and the tail of its stderr.
+The parent is never affected.
+
+In the child.  `ctypes.CDLL(None)` looks up malloc, free, realloc and
+malloc_usable_size in the process's global symbol scope, where a preloaded
+library comes first; `dladdr` confirms that `malloc` really lives in the
+library asked for.  The function addresses are passed as plain integers to a
+numba kernel, which calls them through small LLVM intrinsics (`inttoptr` +
+an indirect call), so no Python runs per operation and the compiled kernel
+holds no process-specific address (it can be cached on disk).
+
+What each row does:
+- ALLOC: `malloc(size)`; REALLOC: `realloc(ptr, size)`; FREE: `free(ptr)`.
+- ACCESS: writes one byte in every 64 B line of the named range (size bytes from
+  the start, 0 = the whole object).
+- `touch` (an option) decides what an ALLOC/REALLOC writes into its new block, so
+  that RSS reflects use: "page" (default) one byte in every 4 KiB page plus the
+  last byte, "first" only the first byte, "none" nothing (RSS then shows only
+  what the allocator itself writes: headers, free-list links).
+
+Simulated threads are ignored: every row runs on the child's one OS thread
+(a real multi-threaded replay would need per-thread OS threads and ordering).
+
+Timing.  The kernel is compiled (or loaded from cache) and warmed on a
+two-row trace first.  Each repeat zeroes the pointer table (outside the clock),
+times the kernel alone over the whole trace, then frees whatever the trace left
+live (outside the clock) so the next repeat starts with no live blocks.  A real
+allocator keeps state between repeats: memory it kept (glibc's top chunk and
+bins, jemalloc's dirty pages until decay, tcmalloc's page heap and thread
+caches, mimalloc's segments) is reused, so the first repeat pays page faults the
+others may not.  The per-repeat times are all reported; throughput uses the
+median.
+
+Footprint.  Three views, all taken in the child:
+- RSS: `/proc/self/status` VmHWM.  Before the first repeat the child resets the
+  high-water mark to the current RSS (`echo 5 > /proc/self/clear_refs`), so
+  `rss_growth_bytes` = VmHWM after the repeats - VmRSS before them: the resident
+  memory the replay added (allocator memory + touched blocks; the trace arrays
+  and the pointer table already exist before).  If the reset is not permitted,
+  the growth is a lower bound (`hwm_reset` false).  `peak_rss_bytes` is the
+  whole child's VmHWM (Python, numpy and numba included).
+- The allocator's own statistics (see `allocator_stats`): glibc `mallinfo2()`,
+  jemalloc `mallctl("stats.*")` after `epoch`, tcmalloc
+  `MallocExtension_GetNumericProperty`, mimalloc `mi_process_info`.  They are
+  snapshotted before the repeats ("baseline"), during one extra untimed pass at
+  the row where the trace's live requested bytes peak ("at_peak_live"), at the
+  end of the trace ("end") and after freeing everything ("after_free").
+  `peak_heap_bytes` = max(at_peak_live, end) - baseline of the heap measure named
+  in `peak_heap_measure` (bytes the allocator holds from the OS).  When that
+  counter did not grow at all (mimalloc commits memory in large steps, and what
+  it committed before the loop can cover a small replay), RSS growth is used
+  instead and `peak_heap_measure` says so.
+- The extra pass also calls `malloc_usable_size` after every ALLOC/REALLOC:
+  live granted bytes, their peak, and internal fragmentation at that peak
+  (1 - live requested / live granted).  `overhead_factor` = peak_heap_bytes /
+  peak live requested (the trace's exact figure); `rss_overhead_factor` uses the
+  RSS growth instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from allocators.errors import OutOfMemory
+from workloads import jitcache  # noqa: F401  (points numba's cache before the kernels below are defined)
+
+ALLOCATORS = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
+#: Shared library file names per allocator (first found wins) and the Debian package shipping them.
+LIBRARIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "jemalloc": (("libjemalloc.so.2", "libjemalloc.so"), "libjemalloc2"),
+    "tcmalloc": (("libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libtcmalloc_minimal.so"), "libtcmalloc-minimal4"),
+    "mimalloc": (("libmimalloc.so.2", "libmimalloc.so.2.0", "libmimalloc.so"), "libmimalloc2.0"),
+}
+LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+TOUCH_MODES = {"none": 0, "first": 1, "page": 2}
+PAGE = 4096
+LINE = 64
+
+_OP_ALLOC, _OP_FREE, _OP_REALLOC = 0, 1, 2
+_EXIT_OOM = 3
+
+
+class RealAllocatorMissing(ValueError):
+    """The shared library of a real allocator is not installed (the message names the Debian package)."""
+
+
+class RealReplayFailed(RuntimeError):
+    """The child process failed for another reason than out of memory (crash, signal, timeout)."""
+
+
+class RealOutOfMemory(OutOfMemory):
+    """malloc/realloc returned NULL in the child; `row` is the trace row."""
+
+    def __init__(self, message: str, row: int) -> None:
+        super().__init__(message)
+        self.row = row
+
+
+# ---------------------------------------------------------------- calls through raw function addresses
+_I64 = ir.IntType(64)
+
+
+@intrinsic
+def _call_1(typingctx, function, arg):
+    """int64 function(int64): malloc(size), malloc_usable_size(ptr)."""
+    def codegen(context, builder, signature, args):
+        pointer = builder.inttoptr(args[0], ir.FunctionType(_I64, [_I64]).as_pointer())
+        return builder.call(pointer, [args[1]])
+    return types.int64(types.int64, types.int64), codegen
+
+
+@intrinsic
+def _call_2(typingctx, function, first, second):
+    """int64 function(int64, int64): realloc(ptr, size)."""
+    def codegen(context, builder, signature, args):
+        pointer = builder.inttoptr(args[0], ir.FunctionType(_I64, [_I64, _I64]).as_pointer())
+        return builder.call(pointer, [args[1], args[2]])
+    return types.int64(types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def _call_void(typingctx, function, arg):
+    """void function(int64): free(ptr)."""
+    def codegen(context, builder, signature, args):
+        pointer = builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), [_I64]).as_pointer())
+        builder.call(pointer, [args[1]])
+        return context.get_dummy_value()
+    return types.none(types.int64, types.int64), codegen
+
+
+@intrinsic
+def _poke(typingctx, address, value):
+    """Store one byte at a raw address."""
+    def codegen(context, builder, signature, args):
+        pointer = builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+        builder.store(builder.trunc(args[1], ir.IntType(8)), pointer)
+        return context.get_dummy_value()
+    return types.none(types.int64, types.int64), codegen
+
+
+# ---------------------------------------------------------------- kernels
+@njit(cache=True, inline="always")
+def _touch_block(pointer, size, touch):
+    if touch == 2:
+        for offset in range(0, size, 4096):
+            _poke(pointer + offset, 1)
+        _poke(pointer + size - 1, 1)
+    elif touch == 1:
+        _poke(pointer, 1)
+
+
+@njit(cache=True)
+def replay_kernel(op, obj, size, start, stop, pointers, current, functions, touch, granted, totals):
+    """Run rows [start, stop) through the real allocator; return the row where malloc failed, or -1.
+
+    pointers[obj] is the object's block (0 when not live), current[obj] its requested size.
+    functions = [malloc, free, realloc, malloc_usable_size] addresses.  With `granted` true, also
+    keeps totals = [live requested, live granted, peak live granted, live requested at that peak] and
+    per-object granted sizes in current[n_ids + obj].
+    """
+    malloc_fn = functions[0]
+    free_fn = functions[1]
+    realloc_fn = functions[2]
+    usable_fn = functions[3]
+    n_ids = pointers.shape[0]
+    for row in range(start, stop):
+        code = op[row]
+        ident = obj[row]
+        if code == _OP_ALLOC:
+            request = size[row]
+            pointer = _call_1(malloc_fn, request)
+            if pointer == 0:
+                return row
+            pointers[ident] = pointer
+            current[ident] = request
+            _touch_block(pointer, request, touch)
+            if granted:
+                got = _call_1(usable_fn, pointer)
+                current[n_ids + ident] = got
+                totals[0] += request
+                totals[1] += got
+        elif code == _OP_FREE:
+            _call_void(free_fn, pointers[ident])
+            pointers[ident] = 0
+            if granted:
+                totals[0] -= current[ident]
+                totals[1] -= current[n_ids + ident]
+        elif code == _OP_REALLOC:
+            request = size[row]
+            pointer = _call_2(realloc_fn, pointers[ident], request)
+            if pointer == 0:
+                return row
+            if granted:
+                got = _call_1(usable_fn, pointer)
+                totals[0] += request - current[ident]
+                totals[1] += got - current[n_ids + ident]
+                current[n_ids + ident] = got
+            pointers[ident] = pointer
+            current[ident] = request
+            _touch_block(pointer, request, touch)
+        else:
+            pointer = pointers[ident]
+            length = size[row]
+            if length == 0:
+                length = current[ident]
+            for offset in range(0, length, 64):
+                _poke(pointer + offset, 2)
+        if granted and totals[1] > totals[2]:
+            totals[2] = totals[1]
+            totals[3] = totals[0]
+    return -1
+
+
+@njit(cache=True)
+def free_all(pointers, free_fn):
+    """free() every block still live; return how many there were."""
+    count = 0
+    for ident in range(pointers.shape[0]):
+        if pointers[ident] != 0:
+            _call_void(free_fn, pointers[ident])
+            pointers[ident] = 0
+            count += 1
+    return count
+
+
+@njit(cache=True)
+def peak_live_requested(op, obj, size, n_ids):
+    """(peak live requested bytes, first row after which it is reached; -1 for an empty trace)."""
+    current = np.zeros(n_ids, np.int64)
+    live = 0
+    peak = 0
+    peak_row = -1
+    for row in range(op.shape[0]):
+        code = op[row]
+        ident = obj[row]
+        if code == _OP_ALLOC or code == _OP_REALLOC:
+            live += size[row] - current[ident]
+            current[ident] = size[row]
+        elif code == _OP_FREE:
+            live -= current[ident]
+            current[ident] = 0
+        if live > peak:
+            peak = live
+            peak_row = row
+    return peak, peak_row
+
+
+# ---------------------------------------------------------------- library lookup (parent)
+def library_path(allocator: str) -> str | None:
+    """The shared library to preload for `allocator` (None for glibc); RealAllocatorMissing if not installed."""
+    if allocator == "glibc":
+        return None
+    if allocator not in LIBRARIES:
+        raise ValueError(f"unknown real allocator '{allocator}' (known: {', '.join(ALLOCATORS)})")
+    names, package = LIBRARIES[allocator]
+    for directory in LIBRARY_DIRS:
+        for name in names:
+            candidate = Path(directory) / name
+            if candidate.exists():
+                return str(candidate)
+    raise RealAllocatorMissing(
+        f"real allocator '{allocator}': shared library not found ({' or '.join(names)} in "
+        f"{', '.join(LIBRARY_DIRS)}); install the Debian package: apt-get install -y {package}"
+    )
+
+
+def available() -> dict[str, str | None]:
+    """Allocators whose library is installed: name -> library path (None for glibc)."""
+    found: dict[str, str | None] = {}
+    for name in ALLOCATORS:
+        try:
+            found[name] = library_path(name)
+        except RealAllocatorMissing:
+            pass
+    return found
+
+
+# ---------------------------------------------------------------- parent API
+def _mem_total() -> int | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def replay_real(
+    trace: Any,
+    allocator: str = "glibc",
+    repeats: int = 3,
+    touch: str = "page",
+    memory_limit_bytes: int | str | None = "auto",
+    timeout: float | None = 1800.0,
+) -> dict[str, Any]:
+    """Replay `trace` through a real allocator in a child process; return its figures (module docstring).
+
+    memory_limit_bytes: the child caps its address space (RLIMIT_AS) at what it has mapped when the
+    loop starts plus this many bytes, so an oversized trace fails with malloc returning NULL
+    (RealOutOfMemory at row N) rather than swapping or waking the kernel's OOM killer (jemalloc, for
+    one, grants a 1 TiB malloc under Linux overcommit and the page touches then get the child
+    killed).  "auto" (default): the machine's MemTotal.  None: no cap.
+    timeout: seconds before the child is killed (RealReplayFailed).
+    """
+    if not hasattr(trace, "dense_obj") or not hasattr(trace, "op"):
+        raise TypeError(f"replay_real() needs a Trace, got {type(trace).__name__}")
+    if memory_limit_bytes == "auto":
+        memory_limit_bytes = _mem_total()
+    if memory_limit_bytes is not None and (not isinstance(memory_limit_bytes, int) or memory_limit_bytes <= 0):
+        raise ValueError(f"memory_limit_bytes must be a positive integer, 'auto' or None, got {memory_limit_bytes!r}")
+    if touch not in TOUCH_MODES:
+        raise ValueError(f"touch must be one of {', '.join(TOUCH_MODES)}, got {touch!r}")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    library = library_path(allocator)
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if library:
+        env["LD_PRELOAD"] = library
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with tempfile.TemporaryDirectory(prefix="alloclab-real-") as scratch:
+        source = Path(scratch) / "trace.npz"
+        target = Path(scratch) / "result.json"
+        np.savez(
+            source, op=trace.op, obj=trace.dense_obj, size=trace.size,
+            n_ids=np.array(trace.n_ids), n_threads=np.array(trace.n_threads),
+        )
+        command = [
+            sys.executable, "-m", "bench.real", "--child", str(source), str(target),
+            "--allocator", allocator, "--repeats", str(repeats), "--touch", touch,
+        ]
+        if memory_limit_bytes is not None:
+            command += ["--memory-limit", str(int(memory_limit_bytes))]
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=root)
+        except subprocess.TimeoutExpired:
+            raise RealReplayFailed(f"real {allocator}: child replay did not finish within {timeout} s") from None
+        result = json.loads(target.read_text()) if target.exists() else None
+    if result is not None and result.get("error") == "out_of_memory":
+        row = int(result["row"])
+        raise RealOutOfMemory(
+            f"real {allocator}: out of memory at row {row} "
+            f"({result['op']} of {result['size']} bytes: {result['function']} returned NULL)", row
+        )
+    if done.returncode != 0 or result is None:
+        tail = "\n".join(done.stderr.strip().splitlines()[-6:])
+        status = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
+        raise RealReplayFailed(f"real {allocator}: child replay failed ({status}): {tail}")
+    result["library"] = library
+    return result
+
+
+# ---------------------------------------------------------------- child side
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"
+    )]
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def _address(process: ctypes.CDLL, name: str) -> int:
+    return ctypes.cast(getattr(process, name), ctypes.c_void_p).value or 0
+
+
+def _defining_library(address: int) -> str:
+    info = _DlInfo()
+    libdl = ctypes.CDLL("libc.so.6")
+    libdl.dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+    if libdl.dladdr(ctypes.c_void_p(address), ctypes.byref(info)) and info.dli_fname:
+        return os.path.realpath(info.dli_fname.decode())
+    return "?"
+
+
+class _Stats:
+    """Reads the allocator's own statistics; `measure` names the heap figure used for peak_heap_bytes."""
+
+    def __init__(self, allocator: str, process: ctypes.CDLL) -> None:
+        self.allocator = allocator
+        self.process = process
+        self.version: str | None = None
+        self.measure = "none"
+        self.available = True
+        try:
+            self._setup()
+        except AttributeError:
+            self.available = False
+
+    def _setup(self) -> None:
+        process = self.process
+        if self.allocator == "glibc":
+            process.mallinfo2.restype = _MallInfo2
+            process.gnu_get_libc_version.restype = ctypes.c_char_p
+            self.version = "glibc " + process.gnu_get_libc_version().decode()
+            self.measure = "mallinfo2 arena + hblkhd (sbrk/mmap heap + mmapped chunks)"
+        elif self.allocator == "jemalloc":
+            process.mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
+                                        ctypes.c_void_p, ctypes.c_size_t]
+            text = ctypes.c_char_p()
+            length = ctypes.c_size_t(ctypes.sizeof(text))
+            if process.mallctl(b"version", ctypes.byref(text), ctypes.byref(length), None, 0) == 0:
+                self.version = "jemalloc " + text.value.decode()
+            self.measure = "mallctl stats.mapped (bytes in extents jemalloc has mapped and not returned)"
+        elif self.allocator == "tcmalloc":
+            process.MallocExtension_GetNumericProperty.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t)]
+            process.tc_version.restype = ctypes.c_char_p
+            process.tc_version.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+            self.version = process.tc_version(None, None, None).decode()
+            self.measure = "generic.heap_size - tcmalloc.pageheap_unmapped_bytes (page heap mapped from the OS)"
+        elif self.allocator == "mimalloc":
+            process.mi_process_info.argtypes = [ctypes.POINTER(ctypes.c_size_t)] * 8
+            number = process.mi_version()
+            self.version = f"mimalloc {number // 100}.{number // 10 % 10}.{number % 10}"
+            self.measure = "mi_process_info current_commit (memory mimalloc has committed)"
+
+    def read(self) -> dict[str, int]:
+        if not self.available:
+            return {}
+        process = self.process
+        if self.allocator == "glibc":
+            info = process.mallinfo2()
+            figures = {name: int(getattr(info, name)) for name, _ in _MallInfo2._fields_}
+            figures["heap"] = figures["arena"] + figures["hblkhd"]
+            return figures
+        if self.allocator == "jemalloc":
+            epoch = ctypes.c_uint64(1)
+            process.mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.sizeof(epoch))
+            figures = {}
+            for name in ("allocated", "active", "metadata", "resident", "mapped", "retained"):
+                value = ctypes.c_size_t(0)
+                length = ctypes.c_size_t(ctypes.sizeof(value))
+                if process.mallctl(f"stats.{name}".encode(), ctypes.byref(value), ctypes.byref(length), None, 0) == 0:
+                    figures[name] = int(value.value)
+            if "mapped" in figures:
+                figures["heap"] = figures["mapped"]
+            return figures
+        if self.allocator == "tcmalloc":
+            figures = {}
+            for name in ("generic.current_allocated_bytes", "generic.heap_size", "tcmalloc.pageheap_free_bytes",
+                         "tcmalloc.pageheap_unmapped_bytes", "tcmalloc.central_cache_free_bytes",
+                         "tcmalloc.transfer_cache_free_bytes", "tcmalloc.thread_cache_free_bytes"):
+                value = ctypes.c_size_t(0)
+                if process.MallocExtension_GetNumericProperty(name.encode(), ctypes.byref(value)):
+                    figures[name] = int(value.value)
+            if "generic.heap_size" in figures:
+                figures["heap"] = figures["generic.heap_size"] - figures.get("tcmalloc.pageheap_unmapped_bytes", 0)
+            return figures
+        values = [ctypes.c_size_t(0) for _ in range(8)]
+        process.mi_process_info(*[ctypes.byref(value) for value in values])
+        names = ("elapsed_msecs", "user_msecs", "system_msecs", "current_rss", "peak_rss", "current_commit",
+                 "peak_commit", "page_faults")
+        figures = {name: int(value.value) for name, value in zip(names, values, strict=True)}
+        figures["heap"] = figures["current_commit"]
+        return figures
+
+
+def _proc_status() -> dict[str, int]:
+    found = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "VmSize"):
+                found[key] = int(rest.split()[0]) * 1024
+    return found
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _child(source: str, target: str, allocator: str, repeats: int, touch_name: str, limit: int | None) -> int:
+    import resource
+
+    with np.load(source) as archive:
+        op, obj, size = archive["op"], archive["obj"].astype(np.int64), archive["size"].astype(np.int64)
+        n_ids, n_threads = int(archive["n_ids"]), int(archive["n_threads"])
+    process = ctypes.CDLL(None)
+    functions = np.array([_address(process, name) for name in ("malloc", "free", "realloc", "malloc_usable_size")],
+                         np.int64)
+    malloc_from = _defining_library(int(functions[0]))
+    expected = os.environ.get("LD_PRELOAD")
+    if expected and malloc_from != os.path.realpath(expected):
+        print(f"malloc resolves to {malloc_from}, not the preloaded {expected}", file=sys.stderr)
+        return 2
+    touch = TOUCH_MODES[touch_name]
+    stats = _Stats(allocator, process)
+
+    # Compile (or load) and warm up on a two-row trace.
+    started = time.perf_counter()
+    tiny_pointers = np.zeros(1, np.int64)
+    tiny_current = np.zeros(2, np.int64)
+    tiny_totals = np.zeros(4, np.int64)
+    tiny = (np.array([0, 1], np.int8), np.zeros(2, np.int64), np.array([16, 0], np.int64))
+    for granted in (False, True):
+        replay_kernel(*tiny, 0, 2, tiny_pointers, tiny_current, functions, touch, granted, tiny_totals)
+    free_all(tiny_pointers, functions[1])
+    peak_live, peak_row = peak_live_requested(op, obj, size, n_ids)
+    compile_s = time.perf_counter() - started
+
+    rows = len(op)
+    pointers = np.zeros(n_ids, np.int64)
+    current = np.zeros(2 * n_ids, np.int64)
+    totals = np.zeros(4, np.int64)
+    pointers[:] = 1  # fault in the tables' pages now (np.zeros memory is untouched), so RSS growth is the heap's
+    current[:] = 1
+    pointers[:] = 0
+    current[:] = 0
+    if limit is not None:
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        cap = _proc_status()["VmSize"] + limit
+        resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+
+    def fail(row: int) -> int:
+        name = ("alloc", "free", "realloc", "access")[int(op[row])]
+        target_path.write_text(json.dumps({
+            "error": "out_of_memory", "row": int(row), "op": name, "size": int(size[row]),
+            "function": "malloc" if name == "alloc" else "realloc",
+        }))
+        free_all(pointers, functions[1])
+        return _EXIT_OOM
+
+    target_path = Path(target)
+    baseline = stats.read()
+    hwm_reset = _reset_hwm()
+    rss_before = _proc_status()["VmRSS"]
+    seconds = []
+    for _ in range(repeats):
+        pointers[:] = 0
+        begin = time.perf_counter()
+        failed = replay_kernel(op, obj, size, 0, rows, pointers, current, functions, touch, False, totals)
+        seconds.append(time.perf_counter() - begin)
+        if failed >= 0:
+            return fail(failed)
+        free_all(pointers, functions[1])
+    after = _proc_status()
+
+    # One untimed pass with malloc_usable_size, pausing at the peak of live requested bytes.
+    pointers[:] = 0
+    snapshots: dict[str, dict[str, int]] = {"baseline": baseline}
+    split = peak_row + 1
+    for start, stop, label in ((0, split, "at_peak_live"), (split, rows, "end")):
+        failed = replay_kernel(op, obj, size, start, stop, pointers, current, functions, touch, True, totals)
+        if failed >= 0:
+            return fail(failed)
+        snapshots[label] = stats.read()
+    left_live = free_all(pointers, functions[1])
+    snapshots["after_free"] = stats.read()
+
+    median = statistics.median(seconds)
+    result: dict[str, Any] = {
+        "allocator": allocator,
+        "version": stats.version,
+        "malloc_from": malloc_from,
+        "rows": rows,
+        "threads_in_trace": n_threads,
+        "repeats": repeats,
+        "touch": touch_name,
+        "seconds": seconds,
+        "seconds_median": median,
+        "seconds_min": min(seconds),
+        "seconds_max": max(seconds),
+        "throughput_mops": rows / median / 1e6 if median > 0 else float("inf"),
+        "ns_per_op": median * 1e9 / rows if rows else 0.0,
+        "compile_s": compile_s,
+        "peak_rss_bytes": after["VmHWM"],
+        "rss_before_bytes": rss_before,
+        "rss_growth_bytes": max(0, after["VmHWM"] - rss_before),
+        "hwm_reset": hwm_reset,
+        "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_live_requested": int(peak_live),
+        "peak_live_granted": int(totals[2]),
+        "internal_fragmentation": 1.0 - totals[3] / totals[2] if totals[2] else 0.0,
+        "live_at_end": int(left_live),
+        "allocator_stats": snapshots,
+        "peak_heap_measure": stats.measure,
+    }
+    result["peak_heap_bytes"] = None
+    if stats.available and "heap" in baseline:
+        peak_heap = max(snapshots["at_peak_live"]["heap"], snapshots["end"]["heap"]) - baseline["heap"]
+        result["peak_heap_bytes"] = max(0, int(peak_heap))
+    if not result["peak_heap_bytes"] and peak_live and result["rss_growth_bytes"]:
+        # the allocator's counter did not move (mimalloc commits in large steps: what it had committed
+        # before the loop covered the replay) or there is none: RSS growth is the best measure left
+        result["peak_heap_bytes"] = result["rss_growth_bytes"]
+        result["peak_heap_measure"] = (
+            f"RSS growth (VmHWM - VmRSS before the loop); the allocator's own counter [{stats.measure}] "
+            "did not grow during the replay"
+        )
+    heap = result["peak_heap_bytes"]
+    result["overhead_factor"] = heap / peak_live if heap is not None and peak_live else None
+    result["rss_overhead_factor"] = result["rss_growth_bytes"] / peak_live if peak_live else None
+    target_path.write_text(json.dumps(result))
+    return 0
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """The figures of one real replay as aligned text lines (for the CLI)."""
+    def size(value: int | None) -> str:
+        return "n/a" if value is None else f"{value / (1 << 20):.2f} MiB ({value:,} B)"
+
+    factor = result["overhead_factor"]
+    rss_factor = result["rss_overhead_factor"]
+    return [
+        f"{'allocator':<24}{result['allocator']} ({result['version'] or 'version unknown'})",
+        f"{'library':<24}{result['library'] or 'libc (no preload)'}",
+        f"{'rows':<24}{result['rows']:,} ({result['threads_in_trace']} simulated thread(s), replayed on one)",
+        f"{'throughput':<24}{result['throughput_mops']:.1f} Mops/s  ({result['ns_per_op']:.1f} ns/op, "
+        f"median of {result['repeats']}; min {result['seconds_min'] * 1e3:.2f} ms, "
+        f"max {result['seconds_max'] * 1e3:.2f} ms)",
+        f"{'compile/load':<24}{result['compile_s']:.2f} s (not included above)",
+        f"{'peak live requested':<24}{size(result['peak_live_requested'])}",
+        f"{'peak live granted':<24}{size(result['peak_live_granted'])}  "
+        f"(internal fragmentation {result['internal_fragmentation'] * 100:.1f} % at that peak)",
+        f"{'peak heap growth':<24}{size(result['peak_heap_bytes'])}  [{result['peak_heap_measure']}]",
+        f"{'overhead factor':<24}{'n/a' if factor is None else f'{factor:.3f}'}"
+        "  (peak heap growth / peak live requested)",
+        f"{'RSS growth':<24}{size(result['rss_growth_bytes'])}  (touch={result['touch']}; overhead "
+        f"{'n/a' if rss_factor is None else f'{rss_factor:.3f}'}; whole-process peak RSS "
+        f"{size(result['peak_rss_bytes'])})",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.real --trace FILE --allocator NAME [--json]`; `--child` is the child side of replay_real()."""
+    parser = argparse.ArgumentParser(prog="python -m bench.real", description="replay a trace through a real malloc")
+    parser.add_argument("--child", nargs=2, metavar=("TRACE_NPZ", "RESULT_JSON"), help=argparse.SUPPRESS)
+    parser.add_argument("--trace", help="trace file (.npz or .csv)")
+    parser.add_argument("--allocator", "-a", choices=ALLOCATORS, default="glibc")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--touch", choices=tuple(TOUCH_MODES), default="page",
+                        help="what ALLOC/REALLOC write into the block: a byte per 4 KiB page (default), "
+                        "the first byte, or nothing")
+    parser.add_argument("--memory-limit", type=int, default=None, help="address-space cap for the replay, bytes")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(args.child[0], args.child[1], args.allocator, args.repeats, args.touch, args.memory_limit)
+    if not args.trace:
+        parser.error("--trace is required")
+    from workloads.trace import Trace, TraceError
+
+    try:
+        trace = Trace.load(args.trace)
+        result = replay_real(trace, args.allocator, repeats=args.repeats, touch=args.touch,
+                             memory_limit_bytes=args.memory_limit if args.memory_limit is not None else "auto")
+    except (TraceError, RealAllocatorMissing, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (RealOutOfMemory, RealReplayFailed) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else "\n".join(summary_lines(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Real allocators beside the models: `fidelity`, `real` and `sweep --real` end to end on small traces."""
+
+from __future__ import annotations
+
+import json
+
+from bench.cli import main
+from workloads import catalog
+
+
+def test_fidelity_reports_pairs_and_speed_ratio(tmp_path, capsys):
+    path = tmp_path / "t.npz"
+    catalog.make("lognormal", n_ops=20_000, seed=3).save(path)
+    assert main(["fidelity", str(path), "--repeats", "1", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "glibc / freelist:glibc" in out and "model / glibc time" in out
+    results = json.loads((tmp_path / "out" / "fidelity.json").read_text())
+    glibc = next(pair for pair in results[0]["pairs"] if pair["real"] == "glibc")
+    assert glibc["status"] == "ok" and glibc["real_peak_heap"] > 0 and glibc["model_peak_footprint"] > 0
+    assert isinstance(glibc["relative_error"], float)
+    assert {entry["model"] for entry in results[0]["speed"]} == {"go", "tcmalloc"}
+    assert (tmp_path / "out" / "fidelity.png").stat().st_size > 10_000
+
+
+def test_real_command_and_missing_trace(tmp_path, capsys):
+    path = tmp_path / "t.npz"
+    catalog.make("fifo", n_ops=5_000, seed=0).save(path)
+    assert main(["real", "--trace", str(path), "--allocator", "glibc", "--repeats", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rows"] == 5_000 and result["throughput_mops"] > 0
+    assert main(["real", "--trace", str(tmp_path / "missing.npz")]) == 2
+    assert main(["fidelity", str(tmp_path / "missing.npz")]) == 2
+
+
+def test_sweep_with_real_allocators(tmp_path, capsys):
+    code = main(["sweep", "-a", "freelist:glibc", "-w", "fifo", "--ops", "5000", "--repeats", "1", "--real",
+                 "--out", str(tmp_path), "--no-progress", "--no-plots"])
+    assert code == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    real = {row["allocator"]: row for row in rows if row["allocator"].startswith("real:")}
+    assert "real:glibc" in real
+    assert real["real:glibc"]["status"] == "ok" and real["real:glibc"]["throughput_mops"] > 0
+    assert real["real:glibc"]["overhead_factor"] >= 0
