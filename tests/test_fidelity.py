@@ -10,7 +10,7 @@ from workloads import catalog
 
 def test_fidelity_reports_pairs_and_speed_ratio(tmp_path, capsys):
     path = tmp_path / "t.npz"
-    catalog.make("lognormal", n_ops=20_000, seed=3).save(path)
+    catalog.make("lognormal:mu=9,live=3000", n_ops=20_000, seed=3).save(path)  # ~20 MiB live: a real heap
     assert main(["fidelity", str(path), "--repeats", "1", "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "glibc / freelist:glibc" in out and "model / glibc time" in out
