@@ -219,7 +219,7 @@ class Allocator:
         """Event counters; by convention state[0] holds them in `counter_names` order."""
         if not self.counter_names:
             return {}
-        values = self.state if isinstance(self.state, np.ndarray) else self.state[0]
+        values = self.state[0]
         return {name: int(values[index]) for index, name in enumerate(self.counter_names)}
 
     # -------------------------------------------------------------- helpers
