@@ -9,11 +9,15 @@ by side with the model's relative error:
     error = (model peak footprint - real peak heap growth) / real peak heap growth
 
 The real figure is the allocator's own measure of heap taken from the OS during
-the replay (glibc: mallinfo2 arena + hblkhd growth; tcmalloc: heap_size -
-unmapped growth; see `bench.real`).  It is only meaningful when the trace's live
-data is large next to what the host process had already freed into the heap
-(roughly >= a few MiB): below that, memory freed by Python before the loop
-covers part of the replay and the real figure comes out low.
+the replay (glibc: mallinfo2 arena + hblkhd; tcmalloc: heap_size - unmapped;
+jemalloc: stats.mapped; mimalloc: committed bytes), measured by a small C
+replayer (`bench.cleanheap`, `bench/replayer.c`) from a near-empty heap: inside
+the Python child of `bench.real`, memory that Python and numba freed before the
+loop would cover part of the replay and understate it (tcmalloc on a 192 MiB
+trace: 163 MiB there, 217 MiB clean).  What remains of the start-up heap is
+about 0.1-1 MiB (glibc's first arena, tcmalloc's first 1 MiB; jemalloc starts
+with 6.4 MiB mapped), so traces with less live data than that are not
+meaningful.  Timings still come from `bench.real`.
 
 Speed against reality: the replay time of the `go` and `tcmalloc` models over
 real glibc's replay time on the same trace, measured in the same run
@@ -37,6 +41,7 @@ SPEED_MODELS = ("go", "tcmalloc")
 
 
 def measure_trace(path: Path, repeats: int) -> dict[str, Any]:
+    from bench.cleanheap import CompilerMissing, clean_heap_footprint
     from bench.real import RealAllocatorMissing, replay_real
 
     trace = Trace.load(path)
@@ -45,20 +50,23 @@ def measure_trace(path: Path, repeats: int) -> dict[str, Any]:
     for real_name, model_spec in PAIRS:
         try:
             real = real_runs[real_name] = replay_real(trace, real_name, repeats=repeats)
-        except RealAllocatorMissing as error:
+            clean = clean_heap_footprint(trace, real_name)
+        except (RealAllocatorMissing, CompilerMissing) as error:
             result["pairs"].append({"real": real_name, "model": model_spec, "status": f"skipped: {error}"})
             continue
         model, _ = harness.measure(model_spec, trace, repeats=repeats)
+        real_peak = clean["peak_heap_bytes"]  # heap growth in the clean C replayer, not in the Python child
         entry: dict[str, Any] = {"real": real_name, "model": model_spec, "status": model["status"],
                                  "peak_live_requested": real["peak_live_requested"],
-                                 "real_peak_heap": real["peak_heap_bytes"], "real_measure": real["peak_heap_measure"],
-                                 "real_overhead_factor": real["overhead_factor"],
+                                 "real_peak_heap": real_peak, "real_measure": "clean heap: " + clean["measure"],
+                                 "real_peak_heap_in_python": real["peak_heap_bytes"],
+                                 "real_overhead_factor": real_peak / max(1, clean["peak_live_requested"]),
                                  "real_seconds": real["seconds_median"]}
         if model["status"] == "ok":
             entry.update(model_peak_footprint=model["peak_footprint"], model_overhead_factor=model["overhead_factor"],
                          model_seconds=model["seconds_median"])
-            if real["peak_heap_bytes"] > 0:
-                entry["relative_error"] = (model["peak_footprint"] - real["peak_heap_bytes"]) / real["peak_heap_bytes"]
+            if real_peak > 0:
+                entry["relative_error"] = (model["peak_footprint"] - real_peak) / real_peak
         else:
             entry["reason"] = model["reason"]
         result["pairs"].append(entry)

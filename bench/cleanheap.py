@@ -1,0 +1,97 @@
+"""Clean-heap footprint of a real allocator: the trace replayed by a small C program (bench/replayer.c).
+
+`bench.real` replays inside a Python child whose own allocations (Python, numba, LLVM) leave tens of
+MiB of free memory in the allocator's heap before the timed loop; the replay reuses it, so the heap
+growth it measures understates what the trace needs.  Here the replay runs in a C process that has
+allocated almost nothing before the loop (its columns and pointer table are mmap'ed), so
+
+    peak_heap_bytes = heap taken from the OS, by the allocator's own statistic, at the row where live
+                      requested bytes peak (or at the end, whichever is larger) - the same at start.
+
+The replayer is compiled with gcc once per source version into
+~/.cache/allocator-lab/replayer/<sha256 of the source>/replayer.  jemalloc, tcmalloc and mimalloc are
+LD_PRELOADed (library found by `bench.real.library_path`); glibc runs without preload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.real import RealOutOfMemory, RealReplayFailed, library_path
+
+SOURCE = Path(__file__).with_name("replayer.c")
+CACHE_ROOT = Path.home() / ".cache" / "allocator-lab" / "replayer"
+
+
+class CompilerMissing(RuntimeError):
+    """gcc is not installed (the message names the Debian package)."""
+
+
+def replayer_binary() -> Path:
+    """Path of the compiled replayer, compiling bench/replayer.c with gcc on first use of this source."""
+    source = SOURCE.read_bytes()
+    directory = CACHE_ROOT / hashlib.sha256(source).hexdigest()[:16]
+    binary = directory / "replayer"
+    if binary.exists():
+        return binary
+    compiler = shutil.which("gcc")
+    if compiler is None:
+        raise CompilerMissing("clean-heap replayer: gcc not found; install the Debian package: apt-get install -y gcc")
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / f"replayer.{os.getpid()}.tmp"
+    completed = subprocess.run([compiler, "-O2", "-std=gnu11", "-o", str(partial), str(SOURCE), "-ldl"],
+                               capture_output=True, text=True)
+    if completed.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise RealReplayFailed(f"clean-heap replayer: gcc failed on {SOURCE}:\n{completed.stderr}")
+    os.replace(partial, binary)  # atomic: concurrent compilers leave one complete binary
+    return binary
+
+
+def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | None = 1800.0) -> dict[str, Any]:
+    """Replay `trace` through the real `allocator` in the C replayer; return its JSON figures.
+
+    Keys: peak_heap_bytes (heap growth from the pre-replay baseline, module docstring), measure,
+    heap_growth_at_peak_row, heap_growth_at_end, heap_start, rss_growth_bytes (VmRSS growth at the
+    peak-live row), rss_start, peak_live_requested, peak_row, rows; plus allocator and library.
+    Raises RealAllocatorMissing (library not installed), CompilerMissing (no gcc), RealOutOfMemory
+    (malloc/realloc returned NULL; `.row` is the row), RealReplayFailed (crash, timeout, bad output).
+    """
+    library = library_path(allocator)
+    binary = replayer_binary()
+    environment = dict(os.environ)
+    environment.pop("LD_PRELOAD", None)
+    if library is not None:
+        environment["LD_PRELOAD"] = library
+    with tempfile.TemporaryDirectory(prefix="cleanheap-") as scratch:
+        paths = [Path(scratch) / name for name in ("op.bin", "obj.bin", "size.bin")]
+        np.ascontiguousarray(trace.op, dtype=np.int8).tofile(paths[0])
+        np.ascontiguousarray(trace.dense_obj, dtype=np.int64).tofile(paths[1])
+        np.ascontiguousarray(trace.size, dtype=np.int64).tofile(paths[2])
+        command = [str(binary), allocator, *map(str, paths), str(trace.n_ids)]
+        try:
+            completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
+        except subprocess.TimeoutExpired as error:
+            raise RealReplayFailed(f"clean-heap replay through {allocator} timed out after {timeout} s") from error
+    output = completed.stdout.strip().splitlines()
+    try:
+        figures = json.loads(output[-1]) if output else None
+    except json.JSONDecodeError:
+        figures = None
+    if completed.returncode == 1 and figures and "error" in figures:
+        raise RealOutOfMemory(f"{allocator} (clean-heap replayer): {figures['error']} at row {figures['row']}",
+                              int(figures["row"]))
+    if completed.returncode != 0 or not isinstance(figures, dict) or "peak_heap_bytes" not in figures:
+        raise RealReplayFailed(f"clean-heap replay through {allocator} failed (exit status {completed.returncode}): "
+                               f"{completed.stderr.strip()[-2000:]}")
+    figures.update(allocator=allocator, library=library)
+    return figures

@@ -1,0 +1,228 @@
+/* Clean-heap replayer: replays a trace through the process's malloc with nothing else in the heap.
+ *
+ * bench/cleanheap.py compiles this file once and runs it (with LD_PRELOAD for jemalloc, tcmalloc or
+ * mimalloc; glibc without).  Unlike bench/real.py's Python child, this process has made almost no heap
+ * allocations before the replay, so the heap growth it measures is not hidden by memory the host freed
+ * into the allocator earlier.
+ *
+ * Usage: replayer ALLOCATOR OP_FILE OBJ_FILE SIZE_FILE N_IDS
+ *   OP_FILE: int8 per row (0 alloc, 1 free, 2 realloc, 3 access); OBJ_FILE: int64 dense object id
+ *   (0..N_IDS-1) per row; SIZE_FILE: int64 per row.  ALLOCATOR (glibc|jemalloc|tcmalloc|mimalloc) picks
+ *   the statistic read through dlsym(RTLD_DEFAULT, ...):
+ *     glibc     mallinfo2() arena + hblkhd
+ *     jemalloc  mallctl("epoch") then mallctl("stats.mapped")
+ *     tcmalloc  MallocExtension_GetNumericProperty generic.heap_size - tcmalloc.pageheap_unmapped_bytes
+ *     mimalloc  mi_process_info current_commit
+ *   falling back to VmRSS when the symbol is missing.
+ *
+ * All of the replayer's own memory (columns, pointer table) is mmap'ed, never malloc'ed; the pointer
+ * table is pre-faulted (MAP_POPULATE) and the columns are read in full before the baseline, so VmRSS growth
+ * is the heap's.  A first pass (no allocation) finds the row where live requested bytes first reach their
+ * peak; the replay then reads the heap statistic before any replay allocation, at that row and after the
+ * last row, and VmRSS at the same points.  Each new block (malloc, realloc) gets one byte written per
+ * 4 KiB page so its memory is real; ACCESS writes the block's first byte.
+ *
+ * Output (stdout, one JSON object): peak_heap_bytes = max(growth at the peak row, growth at the end),
+ * heap_growth_at_peak_row, heap_growth_at_end, heap_start, measure, rss_growth_bytes (VmRSS at the peak
+ * row - at start), peak_live_requested, peak_row, rows.  malloc/realloc returning NULL for a non-zero
+ * size: {"error": ..., "row": N} and exit status 1.  Bad usage or unreadable input: exit status 2.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { OP_ALLOC = 0, OP_FREE = 1, OP_REALLOC = 2, OP_ACCESS = 3 };
+enum { ALLOC_GLIBC, ALLOC_JEMALLOC, ALLOC_TCMALLOC, ALLOC_MIMALLOC };
+
+typedef struct mallinfo2 (*mallinfo2_fn)(void);
+typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+typedef int (*tc_property_fn)(const char *, size_t *);
+typedef void (*mi_process_info_fn)(size_t *, size_t *, size_t *, size_t *, size_t *, size_t *, size_t *,
+                                   size_t *);
+
+static int allocator;
+static void *stat_fn;
+static const char *measure = "VmRSS (allocator statistic not found)";
+
+static void fail(const char *message) {
+    fprintf(stderr, "replayer: %s\n", message);
+    exit(2);
+}
+
+/* VmRSS in bytes, read with plain syscalls (no stdio, so no malloc). */
+static int64_t vm_rss(void) {
+    char buffer[4096];
+    int fd = open("/proc/self/status", O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t length = read(fd, buffer, sizeof buffer - 1);
+    close(fd);
+    if (length <= 0) return -1;
+    buffer[length] = 0;
+    char *line = strstr(buffer, "VmRSS:");
+    if (!line) return -1;
+    return strtoll(line + 6, NULL, 10) * 1024;
+}
+
+static void setup_stats(void) {
+    static const char *symbols[] = {"mallinfo2", "mallctl", "MallocExtension_GetNumericProperty",
+                                    "mi_process_info"};
+    static const char *measures[] = {
+        "mallinfo2 arena + hblkhd (sbrk/mmap heap + mmapped chunks)",
+        "mallctl stats.mapped (bytes in extents jemalloc has mapped and not returned)",
+        "generic.heap_size - tcmalloc.pageheap_unmapped_bytes (page heap mapped from the OS)",
+        "mi_process_info current_commit (memory mimalloc has committed)"};
+    stat_fn = dlsym(RTLD_DEFAULT, symbols[allocator]);
+    if (stat_fn) measure = measures[allocator];
+}
+
+/* Heap the allocator has taken from the OS, by its own statistic (VmRSS when there is none). */
+static int64_t heap_bytes(void) {
+    if (!stat_fn) return vm_rss();
+    switch (allocator) {
+    case ALLOC_GLIBC: {
+        struct mallinfo2 info = ((mallinfo2_fn)stat_fn)();
+        return (int64_t)(info.arena + info.hblkhd);
+    }
+    case ALLOC_JEMALLOC: {
+        uint64_t epoch = 1;
+        size_t mapped = 0, length = sizeof mapped;
+        ((mallctl_fn)stat_fn)("epoch", NULL, NULL, &epoch, sizeof epoch);
+        if (((mallctl_fn)stat_fn)("stats.mapped", &mapped, &length, NULL, 0) != 0) return -1;
+        return (int64_t)mapped;
+    }
+    case ALLOC_TCMALLOC: {
+        size_t heap = 0, unmapped = 0;
+        if (!((tc_property_fn)stat_fn)("generic.heap_size", &heap)) return -1;
+        ((tc_property_fn)stat_fn)("tcmalloc.pageheap_unmapped_bytes", &unmapped);
+        return (int64_t)heap - (int64_t)unmapped;
+    }
+    default: {
+        size_t values[8] = {0};
+        ((mi_process_info_fn)stat_fn)(&values[0], &values[1], &values[2], &values[3], &values[4], &values[5],
+                                      &values[6], &values[7]);
+        return (int64_t)values[5];
+    }
+    }
+}
+
+static void *map_file(const char *path, size_t *length) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) fail("cannot open a column file");
+    struct stat info;
+    if (fstat(fd, &info) != 0) fail("cannot stat a column file");
+    *length = (size_t)info.st_size;
+    void *data = NULL;
+    if (*length > 0) {
+        data = mmap(NULL, *length, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (data == MAP_FAILED) fail("cannot map a column file");
+    }
+    close(fd);
+    return data;
+}
+
+static void *map_zeroed(size_t length) {
+    void *data = mmap(NULL, length ? length : 1, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (data == MAP_FAILED) fail("cannot map the pointer table");
+    return data;
+}
+
+static void touch_pages(char *block, int64_t size) {
+    volatile char *bytes = block;
+    for (int64_t offset = 0; offset < size; offset += 4096) bytes[offset] = 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 6) fail("usage: replayer ALLOCATOR OP_FILE OBJ_FILE SIZE_FILE N_IDS");
+    static const char *names[] = {"glibc", "jemalloc", "tcmalloc", "mimalloc"};
+    allocator = -1;
+    for (int index = 0; index < 4; index++)
+        if (strcmp(argv[1], names[index]) == 0) allocator = index;
+    if (allocator < 0) fail("unknown allocator (glibc, jemalloc, tcmalloc or mimalloc)");
+    size_t op_length, obj_length, size_length;
+    const int8_t *op = map_file(argv[2], &op_length);
+    const int64_t *obj = map_file(argv[3], &obj_length);
+    const int64_t *size = map_file(argv[4], &size_length);
+    int64_t rows = (int64_t)op_length;
+    if (obj_length != op_length * 8 || size_length != op_length * 8) fail("column lengths differ");
+    int64_t n_ids = strtoll(argv[5], NULL, 10);
+    if (n_ids < 0) fail("bad N_IDS");
+    for (int64_t row = 0; row < rows; row++)
+        if (obj[row] < 0 || obj[row] >= n_ids) fail("object id out of range");
+    char **pointers = map_zeroed((size_t)n_ids * sizeof(char *));
+    int64_t *current = map_zeroed((size_t)n_ids * sizeof(int64_t));
+
+    /* First pass: peak live requested bytes and the first row reaching it (no allocation). */
+    int64_t live = 0, peak_live = 0, peak_row = -1;
+    for (int64_t row = 0; row < rows; row++) {
+        int64_t ident = obj[row];
+        if (op[row] == OP_ALLOC || op[row] == OP_REALLOC) {
+            live += size[row] - current[ident];
+            current[ident] = size[row];
+        } else if (op[row] == OP_FREE) {
+            live -= current[ident];
+            current[ident] = 0;
+        }
+        if (live > peak_live) {
+            peak_live = live;
+            peak_row = row;
+        }
+    }
+    memset(current, 0, (size_t)n_ids * sizeof(int64_t));
+
+    setup_stats();
+    char *volatile warm = malloc(16); /* let the allocator initialise itself before the baseline */
+    free(warm);
+    heap_bytes();
+    int64_t heap_start = heap_bytes(), rss_start = vm_rss();
+    int64_t heap_at_peak = heap_start, rss_at_peak = rss_start;
+
+    for (int64_t row = 0; row < rows; row++) {
+        int64_t ident = obj[row];
+        int64_t request = size[row];
+        switch (op[row]) {
+        case OP_ALLOC:
+        case OP_REALLOC: {
+            char *block = op[row] == OP_ALLOC ? malloc((size_t)request) : realloc(pointers[ident], (size_t)request);
+            if (block == NULL && request != 0) {
+                printf("{\"error\": \"%s returned NULL for %lld bytes\", \"row\": %lld}\n",
+                       op[row] == OP_ALLOC ? "malloc" : "realloc", (long long)request, (long long)row);
+                return 1;
+            }
+            if (op[row] == OP_ALLOC && pointers[ident]) free(pointers[ident]);
+            pointers[ident] = block;
+            current[ident] = request;
+            touch_pages(block, request);
+            break;
+        }
+        case OP_FREE:
+            free(pointers[ident]);
+            pointers[ident] = NULL;
+            current[ident] = 0;
+            break;
+        default:
+            if (pointers[ident] && current[ident] > 0) *(volatile char *)pointers[ident] = 2;
+        }
+        if (row == peak_row) {
+            heap_at_peak = heap_bytes();
+            rss_at_peak = vm_rss();
+        }
+    }
+    int64_t heap_end = heap_bytes();
+    int64_t growth_peak = heap_at_peak - heap_start, growth_end = heap_end - heap_start;
+    printf("{\"peak_heap_bytes\": %lld, \"heap_growth_at_peak_row\": %lld, \"heap_growth_at_end\": %lld, "
+           "\"heap_start\": %lld, \"measure\": \"%s\", \"rss_growth_bytes\": %lld, \"rss_start\": %lld, "
+           "\"peak_live_requested\": %lld, \"peak_row\": %lld, \"rows\": %lld}\n",
+           (long long)(growth_peak > growth_end ? growth_peak : growth_end), (long long)growth_peak,
+           (long long)growth_end, (long long)heap_start, measure, (long long)(rss_at_peak - rss_start),
+           (long long)rss_start, (long long)peak_live, (long long)peak_row, (long long)rows);
+    return 0;
+}
