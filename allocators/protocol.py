@@ -37,7 +37,7 @@ import numpy as np
 from allocators import replay as driver
 from allocators.errors import BadParameter, InvalidAddress, UnsupportedOperation, error_for
 from allocators.log import AllocLog
-from workloads.trace import MAX_REQUEST_SIZE, Trace
+from workloads.trace import MAX_REQUEST_SIZE, OP_ALLOC, OP_REALLOC, Trace
 
 #: Smallest address space an allocator can be created over.
 MIN_CAPACITY = 4096
@@ -54,8 +54,7 @@ def default_capacity(trace: Trace) -> int:
     doubled and rounded up to a power of two (at least 1 MiB).  This is address
     space, not memory: models only touch metadata for what they use.
     """
-    grows = trace.op != 1
-    sizes = trace.size[grows & (trace.op != 3)]
+    sizes = trace.size[(trace.op == OP_ALLOC) | (trace.op == OP_REALLOC)]
     need = int(((sizes + 15) // 16 * 16 + 64).sum()) * 2 + (1 << 20)
     return 1 << max(20, (need - 1).bit_length())
 
@@ -180,9 +179,7 @@ class Allocator:
     def replay_timed(self, trace: Trace, sample_every: int | None = None) -> tuple[AllocLog, float]:
         """Like replay(), also returning the kernel's wall time in seconds (arrays prepared outside it)."""
         job = self.prepare_replay(trace, sample_every)
-        started = time.perf_counter()
-        job.run()
-        elapsed = time.perf_counter() - started
+        elapsed = job.run_timed()
         return job.finish(), elapsed
 
     def prepare_replay(self, trace: Trace, sample_every: int | None = None) -> ReplayJob:
@@ -267,6 +264,12 @@ class ReplayJob:
             self.objects, self.sample_every,
             self.addr, self.granted, self.timeline, self.totals,
         )
+
+    def run_timed(self) -> float:
+        """run(), returning its wall time in seconds."""
+        started = time.perf_counter()
+        self.run()
+        return time.perf_counter() - started
 
     def finish(self) -> AllocLog:
         """Turn a failure into its exception, or the buffers into an AllocLog."""

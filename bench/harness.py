@@ -70,10 +70,10 @@ def measure(
     row: dict[str, Any] = {"allocator": spec, "rows": len(trace)}
     try:
         row["compile_s"] = round(warm_up(spec), 4)
+        allocator = build_for_trace(spec, trace, capacity)
         times = []
         log = None
-        for _ in range(max(1, repeats)):
-            allocator = build_for_trace(spec, trace, capacity)
+        for _ in range(max(1, repeats)):  # every replay starts from a fresh heap (prepare_replay)
             log, elapsed = allocator.replay_timed(trace)
             times.append(elapsed)
     except BadParameter:

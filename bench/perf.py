@@ -49,7 +49,7 @@ def measure(spec: str, traces: dict[str, Any], repeats: int, compile_time: bool)
     job = None
     for _ in range(repeats):
         job = allocator.prepare_replay(trace)
-        times.append(_timed(job))
+        times.append(job.run_timed())
     log = job.finish()
     rows = len(trace)
     trace_bytes = sum(getattr(trace, column).nbytes for column in ("op", "obj", "size", "thread"))
@@ -65,14 +65,6 @@ def measure(spec: str, traces: dict[str, Any], repeats: int, compile_time: bool)
         "log_bytes_per_row": log_bytes / rows,
         "peak_footprint": log.peak_footprint,
     }
-
-
-def _timed(job) -> float:
-    import time
-
-    started = time.perf_counter()
-    job.run()
-    return time.perf_counter() - started
 
 
 def run(args: argparse.Namespace) -> int:

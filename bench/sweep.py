@@ -249,8 +249,7 @@ def run_metadata(plan: Plan) -> dict[str, Any]:
         revision = None
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "python -m bench " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("bench") else
-        " ".join(sys.argv),
+        "command": " ".join(["python -m bench", *sys.argv[1:]]),
         "preset": plan.preset,
         "allocators": plan.allocators,
         "workloads": [workload for workload, *_ in plan.workloads],
