@@ -83,9 +83,12 @@ from numba import njit
 from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, ST_TOO_LARGE, BadParameter
 from allocators.protocol import Allocator
 from allocators.registry import register
-from allocators.replay import build_replay_kernel
+from allocators.replay import Kernels
 from allocators.shared.align import is_power_of_two
 from allocators.shared.bits import ceil_log2, floor_log2, lowest_set_bit
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 ALIGNMENT = 16
 DEFAULT_MIN_BLOCK = 32
@@ -286,11 +289,7 @@ class Buddy(Allocator):
     counter_names = ("allocs", "frees", "splits", "merges", "os_grows")
     shared_counters = ("allocs", "frees")  # one set of free lists for all threads
 
-    alloc_block = staticmethod(alloc_block)
-    free_block = staticmethod(free_block)
-    heap_stats = staticmethod(heap_stats)
-    reset_state = staticmethod(reset_state)
-    replay_kernel = staticmethod(build_replay_kernel("buddy", __file__, alloc_block, free_block, heap_stats))
+    kernels = Kernels(alloc_block, free_block, heap_stats, reset_state)
 
     def check_params(self) -> None:
         min_block = self._power_of_two_param("min_block", self.params["min_block"])

@@ -7,6 +7,10 @@ below with the request and the allocator's state in the message.
 
 from __future__ import annotations
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 #: Kernel status codes (negative, so they can share the slot of an address).
 ST_OK = 0
 ST_OUT_OF_MEMORY = -1

@@ -147,7 +147,7 @@ from numba import njit
 from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, BadParameter
 from allocators.protocol import Allocator
 from allocators.registry import register
-from allocators.replay import build_replay_kernel
+from allocators.replay import Kernels
 from allocators.shared.align import is_power_of_two
 from allocators.shared.bits import lowest_set_bit
 from allocators.shared.bitset import bitset_clear, bitset_clear_all, bitset_next, bitset_set, bitset_test, new_bitset
@@ -160,6 +160,9 @@ from allocators.shared.maxtree import (
     tree_last_at_least,
     tree_set,
 )
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 ALIGNMENT = 16
 
@@ -1267,14 +1270,7 @@ class Freelist(Allocator):
     variants = ("policy=best", "policy=next,order=lifo", "order=fifo,tcache_bins=64,max_fast=128",
                 "policy=best,order=address,mmap_threshold=131072,trim_threshold=131072")
 
-    alloc_block = staticmethod(alloc_block)
-    free_block = staticmethod(free_block)
-    heap_stats = staticmethod(heap_stats)
-    reset_state = staticmethod(reset_state)
-    realloc_in_place = staticmethod(realloc_in_place)
-    replay_kernel = staticmethod(
-        build_replay_kernel("freelist", __file__, alloc_block, free_block, heap_stats, realloc_in_place)
-    )
+    kernels = Kernels(alloc_block, free_block, heap_stats, reset_state, realloc_in_place)
 
     # ---------------------------------------------------------------- params
     def check_params(self) -> None:

@@ -161,7 +161,7 @@ from numba import njit
 from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, BadParameter
 from allocators.protocol import Allocator, default_capacity
 from allocators.registry import register
-from allocators.replay import build_replay_kernel
+from allocators.replay import Kernels
 from allocators.shared.central import (
     CL_FULL,
     CL_PARTIAL,
@@ -229,7 +229,10 @@ from allocators.shared.spans import (
     new_span_bits,
     pagemap_set_range,
 )
+from labcore.jitcache import holds_kernels
 from workloads.trace import Trace
+
+holds_kernels(__file__)
 
 PAGE_SIZE = 1 << PAGE_SHIFT
 N_SPAN_CLASSES = NUM_SIZE_CLASSES << 1  # 136
@@ -803,11 +806,7 @@ class Go(Allocator):
     #: mcentral and mheap operations take locks; mcache allocation and tiny packing do not.
     shared_counters = ("mcentral_cache_span", "mcentral_uncache_span", "mheap_alloc_spans", "mheap_free_spans")
 
-    alloc_block = staticmethod(alloc_block)
-    free_block = staticmethod(free_block)
-    heap_stats = staticmethod(heap_stats)
-    reset_state = staticmethod(reset_state)
-    replay_kernel = staticmethod(build_replay_kernel("go", __file__, alloc_block, free_block, heap_stats))
+    kernels = Kernels(alloc_block, free_block, heap_stats, reset_state)
 
     #: Replays get at least one heap arena of address space, so the mheap grows by whole 4 MiB steps as in Go.
     MIN_REPLAY_CAPACITY = ARENA_PAGES << PAGE_SHIFT

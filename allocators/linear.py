@@ -24,8 +24,11 @@ from numba import njit
 from allocators.errors import ST_OK, ST_OUT_OF_MEMORY
 from allocators.protocol import Allocator
 from allocators.registry import register
-from allocators.replay import build_replay_kernel
+from allocators.replay import Kernels
 from allocators.shared.align import align_up
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 ALIGNMENT = 16
 
@@ -75,11 +78,7 @@ class Linear(Allocator):
     counter_names = ("allocs", "frees_ignored", "resets")
     shared_counters = ("allocs",)  # every bump moves the one shared pointer
 
-    alloc_block = staticmethod(alloc_block)
-    free_block = staticmethod(free_block)
-    heap_stats = staticmethod(heap_stats)
-    reset_state = staticmethod(reset_state)
-    replay_kernel = staticmethod(build_replay_kernel("linear", __file__, alloc_block, free_block, heap_stats))
+    kernels = Kernels(alloc_block, free_block, heap_stats, reset_state)
 
     def make_state(self) -> tuple:
         words = np.zeros(6, np.int64)

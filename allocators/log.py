@@ -6,7 +6,9 @@
 - `timeline`: int64 rows sampled every `sample_every` trace rows, columns
   `row, footprint, live_requested, live_granted, metadata_bytes`.
 - exact peaks (footprint, live requested, live granted, metadata), the final
-  footprint, and the allocator's event counters.
+  footprint, and the allocator's event counters;
+- `failures`: (row, status) of the rows a keep-going replay recorded as failed
+  and skipped (int64 [k, 2]; `n_failures` counts them all), empty otherwise.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class AllocLog:
     final_footprint: int
     final_metadata_bytes: int
     counters: dict[str, int] = field(default_factory=dict)
+    failures: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    n_failures: int = 0
 
     def summary(self) -> dict[str, Any]:
         """Scalar facts of the replay (no arrays)."""
@@ -45,9 +49,9 @@ class AllocLog:
         return facts
 
     def save(self, path: str | Path) -> None:
-        """Write an `.npz` with int64 arrays `addr`, `granted`, `timeline` and a JSON `meta`."""
+        """Write an `.npz` with int64 arrays `addr`, `granted`, `timeline`, `failures` and a JSON `meta`."""
         np.savez_compressed(
-            Path(path), addr=self.addr, granted=self.granted, timeline=self.timeline,
+            Path(path), addr=self.addr, granted=self.granted, timeline=self.timeline, failures=self.failures,
             meta=np.array(json.dumps(self.summary(), sort_keys=True, default=str)),
         )
 
@@ -56,4 +60,6 @@ class AllocLog:
         with np.load(Path(path), allow_pickle=False) as archive:
             meta = json.loads(str(archive["meta"]))
             meta.pop("timeline_columns", None)
-            return cls(addr=archive["addr"], granted=archive["granted"], timeline=archive["timeline"], **meta)
+            failures = archive["failures"] if "failures" in archive.files else np.zeros((0, 2), np.int64)
+            return cls(addr=archive["addr"], granted=archive["granted"], timeline=archive["timeline"],
+                       failures=failures, **meta)

@@ -69,11 +69,10 @@ Composition.  The pool's kernels must call the inner allocator's kernels
 (alloc_block, free_block, heap_stats, reset_state), and numba binds a kernel's
 callees when it compiles it.  So the kernels here are written once as
 templates (`_alloc_template`, ...) that call `inner_alloc_block` & co. as
-globals; for each inner allocator class, `kernels_for` copies their code
-objects into functions whose globals bind those names to that class's kernels
-(as `allocators.replay.build_replay_kernel` does for the replay driver), each
-under a name unique to the inner class (numba's on-disk cache is keyed by
-name), jits them and builds the replay kernel from them.  They are cached per
+globals; for each inner allocator class, `kernels_for` copies them with those
+names bound to that class's kernels (`labcore.kernels.rebind`, as the replay
+driver does), each under a name unique to the inner class (numba's on-disk
+cache is keyed by name), jits them and builds the replay kernel from them.  They are cached per
 inner class.  The state is the tuple (pool's own arrays..., inner_state): the
 pool's kernels unpack their part and pass the last element to the inner ones.
 
@@ -97,9 +96,7 @@ header (twice that with the victim cache, which keeps the previous set), plus
 
 from __future__ import annotations
 
-import types
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -108,8 +105,12 @@ from allocators import registry
 from allocators.errors import ST_OK, BadParameter
 from allocators.protocol import Allocator, default_capacity
 from allocators.registry import register
-from allocators.replay import build_replay_kernel
+from allocators.replay import Kernels, build_replay_kernel
+from labcore.jitcache import holds_kernels
+from labcore.kernels import rebind
 from workloads.trace import Trace
+
+holds_kernels(__file__)
 
 #: The inner allocator unless `inner` says otherwise: the glibc malloc model.
 DEFAULT_INNER = "freelist:glibc"
@@ -280,43 +281,43 @@ def _reset_template(state):
 
 
 # ------------------------------------------------------ per-inner kernels
-_KERNELS: dict[type, SimpleNamespace] = {}
+class PoolKernels(NamedTuple):
+    """The pool's kernels composed with one inner allocator class's, and the replay loop over them."""
+
+    kernels: Kernels
+    collect: Any
+    replay_kernel: Any
 
 
-def _bind(template: Any, name: str, namespace: dict[str, Any]) -> Any:
-    """A copy of `template` named `name` whose globals are `namespace`."""
-    code = template.__code__.replace(co_name=name, co_qualname=name)
-    function = types.FunctionType(code, namespace, name)
-    function.__qualname__ = name
-    function.__module__ = __name__
-    return function
+_KERNELS: dict[type, PoolKernels] = {}
 
 
-def kernels_for(inner_cls: type[Allocator]) -> SimpleNamespace:
+def kernels_for(inner_cls: type[Allocator]) -> PoolKernels:
     """The pool's kernels and replay kernel composed with `inner_cls`'s kernels (built once per class)."""
-    kernels = _KERNELS.get(inner_cls)
-    if kernels is not None:
-        return kernels
+    found = _KERNELS.get(inner_cls)
+    if found is not None:
+        return found
     tag = f"{inner_cls.__module__}_{inner_cls.__qualname__}".replace(".", "_")
-    namespace = dict(globals())
-    namespace.update(
-        inner_alloc_block=inner_cls.alloc_block,
-        inner_free_block=inner_cls.free_block,
-        inner_heap_stats=inner_cls.heap_stats,
-        inner_reset_state=inner_cls.reset_state,
+    inner = inner_cls.kernels
+    bindings: dict[str, Any] = {
+        "inner_alloc_block": inner.alloc_block,
+        "inner_free_block": inner.free_block,
+        "inner_heap_stats": inner.heap_stats,
+        "inner_reset_state": inner.reset_state,
+    }
+    bindings["collect_pool"] = collect = njit(cache=True)(
+        rebind(_collect_template, f"objpool_collect__{tag}", bindings)
     )
-    collect = njit(cache=True)(_bind(_collect_template, f"objpool_collect__{tag}", namespace))
-    namespace["collect_pool"] = collect
-    alloc = njit(cache=True, inline="always")(_bind(_alloc_template, f"objpool_alloc_block__{tag}", namespace))
-    free = njit(cache=True, inline="always")(_bind(_free_template, f"objpool_free_block__{tag}", namespace))
-    stats = njit(cache=True, inline="always")(_bind(_heap_stats_template, f"objpool_heap_stats__{tag}", namespace))
-    reset = njit(cache=True)(_bind(_reset_template, f"objpool_reset_state__{tag}", namespace))
-    kernels = SimpleNamespace(
-        alloc_block=alloc, free_block=free, heap_stats=stats, reset_state=reset, collect=collect,
-        replay_kernel=build_replay_kernel(f"objpool__{tag}", __file__, alloc, free, stats),
+    inlined = njit(cache=True, inline="always")
+    kernels = Kernels(
+        alloc_block=inlined(rebind(_alloc_template, f"objpool_alloc_block__{tag}", bindings)),
+        free_block=inlined(rebind(_free_template, f"objpool_free_block__{tag}", bindings)),
+        heap_stats=inlined(rebind(_heap_stats_template, f"objpool_heap_stats__{tag}", bindings)),
+        reset_state=njit(cache=True)(rebind(_reset_template, f"objpool_reset_state__{tag}", bindings)),
     )
-    _KERNELS[inner_cls] = kernels
-    return kernels
+    found = PoolKernels(kernels, collect, build_replay_kernel(f"objpool__{tag}", __file__, kernels))
+    _KERNELS[inner_cls] = found
+    return found
 
 
 # ----------------------------------------------------------------- the shell
@@ -387,14 +388,11 @@ class ObjPool(Allocator):
             self.inner = registry.get(name)(self.capacity, max_threads=self.max_threads, **inner_params)
         except BadParameter as error:
             raise BadParameter(f"objpool: inner {params['inner']!r}: {error}") from None
-        if self.inner.alloc_block is not type(self.inner).alloc_block:
+        if "kernels" in vars(self.inner):
             raise BadParameter(f"objpool: inner {name!r} has per-instance kernels; the pool needs class-level ones")
-        kernels = kernels_for(type(self.inner))
-        self.alloc_block = kernels.alloc_block
-        self.free_block = kernels.free_block
-        self.heap_stats = kernels.heap_stats
-        self.reset_state = kernels.reset_state
-        self.replay_kernel = kernels.replay_kernel
+        composed = kernels_for(type(self.inner))
+        self.kernels = composed.kernels
+        self.replay_kernel = composed.replay_kernel
         self.alignment = max(self.inner.alignment, BUCKET_BYTES)
 
     def make_state(self) -> tuple:

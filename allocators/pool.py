@@ -34,10 +34,13 @@ from numba import njit
 from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, ST_TOO_LARGE, BadParameter
 from allocators.protocol import Allocator
 from allocators.registry import register
-from allocators.replay import build_replay_kernel
+from allocators.replay import Kernels
 from allocators.shared.align import align_up
 from allocators.shared.freestack import new_items, pop, push
+from labcore.jitcache import holds_kernels
 from workloads.trace import Trace
+
+holds_kernels(__file__)
 
 ALIGNMENT = 16
 POOL_METADATA_BYTES = 16
@@ -96,11 +99,7 @@ class Pool(Allocator):
     counter_names = ("allocs", "frees", "blocks_carved")
     shared_counters = ("allocs", "frees")  # one free list for all threads
 
-    alloc_block = staticmethod(alloc_block)
-    free_block = staticmethod(free_block)
-    heap_stats = staticmethod(heap_stats)
-    reset_state = staticmethod(reset_state)
-    replay_kernel = staticmethod(build_replay_kernel("pool", __file__, alloc_block, free_block, heap_stats))
+    kernels = Kernels(alloc_block, free_block, heap_stats, reset_state)
 
     #: Block size when neither the user nor a trace sets one.
     FALLBACK_BLOCK_SIZE = 64

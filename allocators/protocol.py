@@ -4,14 +4,15 @@ An allocator is a subclass of `Allocator` living in its own module.  The module
 defines its state (a tuple of numpy arrays, built by `make_state`) and the
 kernels listed in `allocators.replay`; the class only names them:
 
+    @register
     class Pool(Allocator):
         name = "pool"
         summary = "fixed-size blocks carved from one region, LIFO free list"
-        alloc_block = staticmethod(alloc_block)
-        free_block = staticmethod(free_block)
-        heap_stats = staticmethod(heap_stats)
-        reset_state = staticmethod(reset_state)
-        replay_kernel = build_replay_kernel("pool", __file__, alloc_block, free_block, heap_stats)
+        kernels = Kernels(alloc_block, free_block, heap_stats, reset_state)
+
+Naming the kernels is all a class does to wire them: the base class builds the
+class's replay loop from them (`replay_kernel`, `allocators.replay`) when the
+class is defined.
 
 The shell validates every argument before it reaches a kernel (kernels do no
 bounds checks), turns kernel status codes into exceptions, and keeps a dict of
@@ -24,10 +25,15 @@ Operations (the seed's four, plus replay):
 - `allocate(size, thread=0) -> addr`, `deallocate(addr, thread=0)`.
 - `free()`: release every block, keep the memory taken so far (reset).
 - `replay(trace) -> AllocLog`: a fresh heap, the whole trace in one kernel call.
+  `prepare_replay(trace)` gives the `ReplayJob` behind it: its `run(start, stop)`
+  replays any run of rows and continues later where it stopped, and with
+  `keep_going=True` a failing row is recorded and skipped instead of ending the
+  replay (`ReplayJob.failures()`).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -45,6 +51,8 @@ MIN_CAPACITY = 4096
 MAX_CAPACITY = 1 << 48
 #: Timeline samples per replay unless asked otherwise.
 DEFAULT_TIMELINE_SAMPLES = 1000
+#: Failing rows a keep-going replay records (all are counted).
+DEFAULT_MAX_FAILURES = 4096
 
 
 def default_capacity(trace: Trace) -> int:
@@ -82,11 +90,20 @@ class Allocator:
     #: `shared_ops_per_kop`.  None: not declared (the metric is NaN).
     shared_counters: ClassVar[tuple[str, ...] | None] = None
 
-    alloc_block: ClassVar[Callable]
-    free_block: ClassVar[Callable]
-    heap_stats: ClassVar[Callable]
-    reset_state: ClassVar[Callable]
+    #: The allocator's kernels; a subclass names them once, `kernels = Kernels(...)`.
+    kernels: ClassVar[driver.Kernels]
+    #: The replay loop bound to `kernels`, built when a class that names kernels is defined.
     replay_kernel: ClassVar[Callable]
+
+    def __init_subclass__(cls, **options: Any) -> None:
+        super().__init_subclass__(**options)
+        if "kernels" in cls.__dict__:
+            if not isinstance(cls.kernels, driver.Kernels):
+                raise TypeError(f"{cls.__name__}.kernels must be an allocators.replay.Kernels")
+            module_file = getattr(sys.modules.get(cls.__module__), "__file__", None) or __file__
+            cls.replay_kernel = staticmethod(
+                driver.build_replay_kernel(cls.name or cls.__name__, module_file, cls.kernels)
+            )
 
     def __init__(self, capacity_bytes: int, max_threads: int = 64, **params: Any) -> None:
         if not isinstance(capacity_bytes, (int, np.integer)) or isinstance(capacity_bytes, bool):
@@ -147,7 +164,7 @@ class Allocator:
         """Allocate `size` bytes for `thread`; return the block's address."""
         size = self._check_int("size", size, 1, MAX_REQUEST_SIZE)
         thread = self._check_int("thread", thread, 0, self.max_threads - 1)
-        addr, granted = self.alloc_block(self.state, size, thread)
+        addr, granted = self.kernels.alloc_block(self.state, size, thread)
         if addr < 0:
             raise error_for(int(addr), f"{self.name}: allocate({size}, thread={thread}) {self._state_text()}")
         self._live[int(addr)] = int(granted)
@@ -161,14 +178,14 @@ class Allocator:
         thread = self._check_int("thread", thread, 0, self.max_threads - 1)
         if addr not in self._live:
             raise InvalidAddress(f"{self.name}: deallocate({addr}): not a live block")
-        status, _ = self.free_block(self.state, addr, thread)
+        status, _ = self.kernels.free_block(self.state, addr, thread)
         if status < 0:
             raise error_for(int(status), f"{self.name}: deallocate({addr}, thread={thread})")
         del self._live[addr]
 
     def free(self) -> None:
         """Release every block at once; the memory taken so far stays with the allocator."""
-        self.reset_state(self.state)
+        self.kernels.reset_state(self.state)
         self._live.clear()
 
     def replay(self, trace: Trace, sample_every: int | None = None) -> AllocLog:
@@ -182,8 +199,15 @@ class Allocator:
         elapsed = job.run_timed()
         return job.finish(), elapsed
 
-    def prepare_replay(self, trace: Trace, sample_every: int | None = None) -> ReplayJob:
-        """Validate, reset to a fresh heap and allocate every buffer of a replay; `run()` is then only the kernel."""
+    def prepare_replay(
+        self, trace: Trace, sample_every: int | None = None, keep_going: bool = False,
+        max_failures: int = DEFAULT_MAX_FAILURES,
+    ) -> ReplayJob:
+        """Validate, reset to a fresh heap and allocate every buffer of a replay; `run()` is then only the kernel.
+
+        keep_going: a failing row is recorded (the first `max_failures` of them, with their status) and the
+        replay goes on with the next row; `finish()` then returns the log instead of raising.
+        """
         if not isinstance(trace, Trace):
             raise TypeError(f"replay() needs a Trace, got {type(trace).__name__}")
         if len(trace) and trace.n_threads > self.max_threads:
@@ -194,9 +218,10 @@ class Allocator:
         if sample_every is None:
             sample_every = max(1, len(trace) // DEFAULT_TIMELINE_SAMPLES)
         sample_every = self._check_int("sample_every", sample_every, 1, 1 << 62)
+        max_failures = self._check_int("max_failures", max_failures, 0, 1 << 40)
         self.state = self.make_state()
         self._live.clear()
-        return ReplayJob(self, trace, sample_every)
+        return ReplayJob(self, trace, sample_every, keep_going=bool(keep_going), max_failures=max_failures)
 
     # ----------------------------------------------------------- inspection
     def live_blocks(self) -> dict[int, int]:
@@ -206,11 +231,11 @@ class Allocator:
     @property
     def footprint(self) -> int:
         """Bytes of address space the allocator has taken from its 'OS'."""
-        return int(self.heap_stats(self.state)[0])
+        return int(self.kernels.heap_stats(self.state)[0])
 
     @property
     def metadata_bytes(self) -> int:
-        return int(self.heap_stats(self.state)[1])
+        return int(self.kernels.heap_stats(self.state)[1])
 
     def counters(self) -> dict[str, int]:
         """Event counters; by convention state[0] holds them in `counter_names` order."""
@@ -228,7 +253,7 @@ class Allocator:
         return int(value)
 
     def _state_text(self) -> str:
-        footprint, metadata = self.heap_stats(self.state)
+        footprint, metadata = self.kernels.heap_stats(self.state)
         return f"[footprint {int(footprint)} B of capacity {self.capacity} B, {len(self._live)} live blocks]"
 
     def __repr__(self) -> str:
@@ -236,14 +261,20 @@ class Allocator:
 
 
 class ReplayJob:
-    """The buffers of one replay, allocated and touched before the clock starts.
+    """The buffers and running state of one replay, allocated and touched before the clock starts.
 
     Page faults of the harness's own arrays (per-row log, per-object maps,
     timeline) are thus kept out of the timed kernel; the allocator's own
     metadata arrays are touched by the kernel, as they would be in a real one.
+    `run(start, stop)` replays rows [start, stop) (by default: all rows not yet
+    replayed) and may be called again to continue where it stopped; the log,
+    peaks, counters and timeline do not depend on how the rows were split.
     """
 
-    def __init__(self, allocator: Allocator, trace: Trace, sample_every: int) -> None:
+    def __init__(
+        self, allocator: Allocator, trace: Trace, sample_every: int, keep_going: bool = False,
+        max_failures: int = DEFAULT_MAX_FAILURES,
+    ) -> None:
         n_rows, n_ids = len(trace), max(trace.n_ids, 1)
         self.allocator = allocator
         self.trace = trace
@@ -252,30 +283,57 @@ class ReplayJob:
         self.granted = np.full(n_rows, 0, np.int64)
         self.objects = np.full(n_ids * driver.OBJECT_COLUMNS, 0, np.int64)
         self.timeline = np.full((n_rows // sample_every + 2, len(driver.TIMELINE_COLUMNS)), 0, np.int64)
-        self.totals = np.zeros(driver.N_TOTALS, np.int64)
-        self.totals[driver.T_FAILED_ROW] = -1
+        self.totals = new_totals(keep_going)
+        self.failure_rows = np.zeros(2 * max_failures, np.int64)
         self.dense_obj = trace.dense_obj
 
-    def run(self) -> None:
-        """The timed part: one kernel call over the whole trace."""
-        trace = self.trace
-        self.allocator.replay_kernel(
-            self.allocator.state, trace.op, self.dense_obj, trace.size, trace.thread,
-            self.objects, self.sample_every,
-            self.addr, self.granted, self.timeline, self.totals,
-        )
+    @property
+    def rows_done(self) -> int:
+        """Rows replayed so far (where the next `run()` starts); at a stopping failure, that row."""
+        return int(self.totals[driver.T_ROW])
 
-    def run_timed(self) -> float:
+    @property
+    def stopped(self) -> bool:
+        """A row failed and the replay stopped there (not in keep-going mode)."""
+        return not self.totals[driver.T_KEEP_GOING] and self.totals[driver.T_FAILED_ROW] >= 0
+
+    def run(self, start: int | None = None, stop: int | None = None) -> int:
+        """Replay rows [start, stop) (default: from where the last call stopped to the end); return rows replayed.
+
+        `start` must be where the replay stands (`rows_done`): rows are replayed in order, each once.
+        """
+        done, n_rows = self.rows_done, len(self.trace)
+        start = done if start is None else int(start)
+        stop = n_rows if stop is None else int(stop)
+        if start != done:
+            raise ValueError(f"replay stands at row {done}; cannot run from row {start}")
+        if not start <= stop <= n_rows:
+            raise ValueError(f"rows [{start}, {stop}) outside the trace's {n_rows} rows")
+        if self.stopped or start == stop:
+            return 0
+        trace = self.trace
+        return int(self.allocator.replay_kernel(
+            self.allocator.state, trace.op[start:stop], self.dense_obj[start:stop], trace.size[start:stop],
+            trace.thread[start:stop], self.objects, self.sample_every, self.addr[start:stop],
+            self.granted[start:stop], self.timeline, self.totals, self.failure_rows,
+        ))
+
+    def run_timed(self, start: int | None = None, stop: int | None = None) -> float:
         """run(), returning its wall time in seconds."""
         started = time.perf_counter()
-        self.run()
+        self.run(start, stop)
         return time.perf_counter() - started
 
+    def failures(self) -> np.ndarray:
+        """(row, status) of the failing rows recorded so far (keep-going mode), as an int64 array [k, 2]."""
+        recorded = min(int(self.totals[driver.T_FAILURES]), self.failure_rows.shape[0] // 2)
+        return self.failure_rows[: 2 * recorded].reshape(-1, 2).copy()
+
     def finish(self) -> AllocLog:
-        """Turn a failure into its exception, or the buffers into an AllocLog."""
+        """Turn a stopping failure into its exception, or the buffers into an AllocLog."""
         allocator, trace, totals = self.allocator, self.trace, self.totals
         failed_row = int(totals[driver.T_FAILED_ROW])
-        if failed_row >= 0:
+        if self.stopped:
             op_name = ("ALLOC", "FREE", "REALLOC", "ACCESS")[int(trace.op[failed_row])]
             raise error_for(
                 int(totals[driver.T_STATUS]),
@@ -283,6 +341,8 @@ class ReplayJob:
                 f"size {int(trace.size[failed_row])}, thread {int(trace.thread[failed_row])}) "
                 f"{allocator._state_text()}",
             )
+        if self.rows_done != len(trace):
+            raise ValueError(f"replay finished at row {self.rows_done} of {len(trace)}: run() the rest first")
         return AllocLog(
             allocator=allocator.name, params=dict(allocator.params), capacity=allocator.capacity,
             addr=self.addr, granted=self.granted, timeline=self.timeline[: int(totals[driver.T_SAMPLES])].copy(),
@@ -294,4 +354,13 @@ class ReplayJob:
             final_footprint=int(totals[driver.T_FINAL_FOOTPRINT]),
             final_metadata_bytes=int(totals[driver.T_FINAL_METADATA]),
             counters=allocator.counters(),
+            failures=self.failures(), n_failures=int(totals[driver.T_FAILURES]),
         )
+
+
+def new_totals(keep_going: bool = False) -> np.ndarray:
+    """The running state of a replay that has not started (`allocators.replay` T_* slots)."""
+    totals = np.zeros(driver.N_TOTALS, np.int64)
+    totals[driver.T_FAILED_ROW] = -1
+    totals[driver.T_KEEP_GOING] = int(keep_going)
+    return totals

@@ -86,9 +86,12 @@ from numba import njit
 from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, BadParameter
 from allocators.protocol import Allocator
 from allocators.registry import register
-from allocators.replay import build_replay_kernel
+from allocators.replay import Kernels
 from allocators.shared.align import align_up, is_power_of_two
+from labcore.jitcache import holds_kernels
 from workloads.trace import OP_ACCESS, OP_FREE, Trace
+
+holds_kernels(__file__)
 
 ALIGNMENT = 16
 DEFAULT_CHUNK_SIZE = 8 << 20
@@ -311,13 +314,7 @@ class Region(Allocator):
     #: Bumping inside a thread's own chunk is private; taking, releasing and reusing chunks is shared.
     shared_counters = ("chunks_taken", "chunks_released", "chunk_reuses")
 
-    alloc_block = staticmethod(alloc_block)
-    free_block = staticmethod(free_block)
-    heap_stats = staticmethod(heap_stats)
-    reset_state = staticmethod(reset_state)
-    replay_kernel = staticmethod(
-        build_replay_kernel("region", __file__, alloc_block, free_block, heap_stats, realloc_in_place)
-    )
+    kernels = Kernels(alloc_block, free_block, heap_stats, reset_state, realloc_in_place)
 
     def check_params(self) -> None:
         chunk_size = self.params["chunk_size"]

@@ -30,9 +30,12 @@ from numba import njit
 from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, ST_OUT_OF_ORDER
 from allocators.protocol import Allocator
 from allocators.registry import register
-from allocators.replay import build_replay_kernel
+from allocators.replay import Kernels
 from allocators.shared.align import align_up
 from allocators.shared.freestack import new_items, pop, push
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 ALIGNMENT = 16
 HEADER_BYTES = 16
@@ -111,13 +114,7 @@ class Stack(Allocator):
     counter_names = ("allocs", "frees", "out_of_order_frees")
     shared_counters = ("allocs", "frees")
 
-    alloc_block = staticmethod(alloc_block)
-    free_block = staticmethod(free_block)
-    heap_stats = staticmethod(heap_stats)
-    reset_state = staticmethod(reset_state)
-    replay_kernel = staticmethod(
-        build_replay_kernel("stack", __file__, alloc_block, free_block, heap_stats, realloc_in_place)
-    )
+    kernels = Kernels(alloc_block, free_block, heap_stats, reset_state, realloc_in_place)
 
     def make_state(self) -> tuple:
         words = np.zeros(8, np.int64)

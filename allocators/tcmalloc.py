@@ -98,7 +98,7 @@ from numba import njit
 from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, BadParameter
 from allocators.protocol import Allocator
 from allocators.registry import register
-from allocators.replay import build_replay_kernel
+from allocators.replay import Kernels
 from allocators.shared.central import (
     central_add_span,
     central_return_object,
@@ -152,6 +152,9 @@ from allocators.shared.transfercache import (
     transfer_remove,
     transfer_slots,
 )
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 PAGE_SIZE = 1 << PAGE_SHIFT
 
@@ -509,14 +512,7 @@ class TCMalloc(Allocator):
     #: Thread-cache hits and frees that fit in the thread cache take none.
     shared_counters = ("central_fetches", "central_releases", "page_heap_allocs", "page_heap_frees")
 
-    alloc_block = staticmethod(alloc_block)
-    free_block = staticmethod(free_block)
-    heap_stats = staticmethod(heap_stats)
-    reset_state = staticmethod(reset_state)
-    realloc_in_place = staticmethod(realloc_in_place)
-    replay_kernel = staticmethod(
-        build_replay_kernel("tcmalloc", __file__, alloc_block, free_block, heap_stats, realloc_in_place)
-    )
+    kernels = Kernels(alloc_block, free_block, heap_stats, reset_state, realloc_in_place)
 
     def check_params(self) -> None:
         p = self.params

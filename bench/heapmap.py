@@ -22,7 +22,10 @@ import numpy as np
 from numba import njit
 
 from allocators.log import AllocLog
+from labcore.jitcache import holds_kernels
 from workloads.trace import OP_ACCESS, OP_FREE, Trace
+
+holds_kernels(__file__)
 
 
 @njit(cache=True)

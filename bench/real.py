@@ -89,7 +89,9 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from allocators.errors import OutOfMemory
-from workloads import jitcache  # noqa: F401  (points numba's cache before the kernels below are defined)
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 ALLOCATORS = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
 #: Shared library file names per allocator (first found wins) and the Debian package shipping them.

@@ -14,6 +14,7 @@ from bench.metrics.cachesim import (
     make_cache,
     make_hierarchy,
 )
+from labcore.kernels import njit_without_refcounts
 
 L1 = (32 << 10, 8)  # 64 sets x 8 ways of 64 B lines = 512 lines
 L1_SETS, L1_WAYS, L1_LINES = 64, 8, 512
@@ -142,7 +143,7 @@ def test_hierarchy_scan_twice_l1_size_hits_in_l2():
 
 def test_touch_range_lines_and_pages():
     hierarchy = make_hierarchy()
-    touch = cachesim.loop_kernel(_touch_many)
+    touch = njit_without_refcounts(_touch_many)
     touch(hierarchy, lines([100, 4000, 4096 * 3 + 63]), lines([1, 200, 2]))
     counts = hierarchy_counts(hierarchy)
     # [100, 101): line 1; [4000, 4200): lines 62..65 (pages 0, 1); [12351, 12353): lines 192, 193 (page 3)
@@ -165,7 +166,7 @@ def test_long_range_shortcut_is_exact(start_byte, n_bytes):
     rng = np.random.default_rng(7)
     before = lines(rng.integers(0, 1 << 16, 20_000))  # random prior state, overlapping the range
     after = lines(np.concatenate([rng.integers(0, 1 << 16, 20_000), rng.integers(start_byte >> 6, 1 << 17, 5000)]))
-    touch = cachesim.loop_kernel(_touch_many)
+    touch = njit_without_refcounts(_touch_many)
     results = []
     for shortcut in (True, False):
         hierarchy = make_hierarchy(shortcut=shortcut)

@@ -7,7 +7,6 @@ from numba import njit
 
 from allocators import linear, pool
 from allocators.conformance import ConformanceError, check_replay, run_program
-from allocators.replay import build_replay_kernel
 from workloads.trace import from_rows
 
 
@@ -43,10 +42,7 @@ def leaky_free(state, addr, thread):
 def broken_linear(alloc):
     class Broken(linear.Linear):
         name = "broken"
-        alloc_block = staticmethod(alloc)
-        replay_kernel = staticmethod(build_replay_kernel(
-            "broken_" + alloc.py_func.__name__, __file__, alloc, linear.free_block, linear.heap_stats
-        ))
+        kernels = linear.Linear.kernels._replace(alloc_block=alloc)
     return Broken(1 << 20)
 
 
@@ -68,7 +64,7 @@ def test_broken_allocators_fail_conformance(alloc, words):
 def test_an_allocator_that_never_reuses_memory_fails():
     class Leaky(pool.Pool):
         name = "leaky"
-        free_block = staticmethod(leaky_free)
+        kernels = pool.Pool.kernels._replace(free_block=leaky_free)
     allocator = Leaky(1 << 20, block_size=64)
     with pytest.raises(ConformanceError, match="not reused"):
         run_program(allocator, [("alloc", 40, 0), ("alloc", 40, 0), ("free", 0, 0)])

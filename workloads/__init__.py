@@ -6,7 +6,7 @@
 - `catalog`: named workloads for the CLI and the sweep (`catalog.make("lognormal:threads=4")`).
 """
 
-from workloads import jitcache  # noqa: F401,I001  (first: points numba's cache before any kernel is defined)
+import labcore  # noqa: F401,I001  (first: points numba's cache before any kernel is defined)
 from workloads import catalog
 from workloads.access import Access
 from workloads.catalog import benchmark_trace

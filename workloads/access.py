@@ -26,7 +26,10 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from labcore.jitcache import holds_kernels
 from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, OP_REALLOC
+
+holds_kernels(__file__)
 
 
 def _check(condition: bool, message: str) -> None:

@@ -31,11 +31,14 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from labcore.jitcache import holds_kernels
 from workloads.access import Access, weave
 from workloads.lifetimes import LifetimeModel, RandomFrees
 from workloads.sizes import LogNormal, SizeDistribution
 from workloads.threads import Independent, ThreadModel
 from workloads.trace import OP_ALLOC, OP_FREE, Trace
+
+holds_kernels(__file__)
 
 GENERATOR_NAME = "workloads.generate"
 GENERATOR_VERSION = 1

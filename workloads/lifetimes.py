@@ -36,7 +36,10 @@ from typing import Any, ClassVar
 import numpy as np
 from numba import njit
 
+from labcore.jitcache import holds_kernels
 from workloads.sizes import json_value
+
+holds_kernels(__file__)
 
 
 @dataclass

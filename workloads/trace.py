@@ -37,6 +37,10 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 OP_ALLOC = 0
 OP_FREE = 1
 OP_REALLOC = 2

@@ -2,6 +2,10 @@
 
 from numba import njit
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 
 @njit(cache=True, inline="always")
 def align_up(value, alignment):

@@ -13,6 +13,10 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 
 @njit(cache=True, inline="always")
 def bit_length(value):

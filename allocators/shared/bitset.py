@@ -16,6 +16,10 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 
 def new_bitset(n_bits: int) -> np.ndarray:
     level_words = []

@@ -63,6 +63,9 @@ from allocators.shared.spans import (
     list_remove,
     pagemap_set_range,
 )
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 CL_PARTIAL = 0  # head; tail at CL_PARTIAL + 1
 CL_FULL = 2  # head; tail at CL_FULL + 1

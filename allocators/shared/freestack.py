@@ -15,6 +15,10 @@ can hold); `np.empty` keeps untouched slots from costing memory.
 import numpy as np
 from numba import njit
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 
 def new_items(capacity: int) -> np.ndarray:
     """Items array for a stack of at most `capacity` items (slot 0 unused: items are 1-based)."""

@@ -14,6 +14,10 @@ shared/reference/production-allocators.md section 4):
 
 from numba import njit
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 NBINS = 128
 UNSORTED_BIN = 1
 MIN_LARGE_SIZE = 1024

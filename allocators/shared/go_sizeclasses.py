@@ -59,6 +59,9 @@ import numpy as np
 from numba import njit
 
 from allocators.shared.sizeclasses import SizeClassTable
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 MIN_HEAP_ALIGN = 8
 MAX_SMALL_SIZE = 32 << 10  # largest size class, the end of the lookup tables

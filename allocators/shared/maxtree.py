@@ -23,6 +23,10 @@ reading one or two words per level.
 import numpy as np
 from numba import njit
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 
 def new_tree(n_slots: int) -> np.ndarray:
     leaves = 1 << max(0, int(n_slots) - 1).bit_length()

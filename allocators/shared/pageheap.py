@@ -86,6 +86,9 @@ from allocators.shared.spans import (
     span_record_free,
     span_record_new,
 )
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 POLICY_BEST_FIT = 0
 POLICY_FIRST_FIT = 1

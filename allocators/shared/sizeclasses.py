@@ -41,6 +41,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 #: Requests up to this size are looked up in 8-byte steps, larger ones in 128-byte steps.
 SMALL_LOOKUP_MAX = 1024
 SMALL_STEP_SHIFT = 3  # 8 B

@@ -38,6 +38,9 @@ from numba import njit
 
 from allocators.shared.bits import lowest_set_bit
 from allocators.shared.spans import SP_ALLOC_BITS, SP_MARK_BITS, SP_SCAN, SPAN_SHIFT
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 #: Objects per bitmap word.
 WORD_BITS = 64

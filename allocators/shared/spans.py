@@ -56,6 +56,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 SPAN_SHIFT = 4
 SPAN_STRIDE = 1 << SPAN_SHIFT
 

@@ -37,6 +37,9 @@ import numpy as np
 
 from allocators.shared.sizeclasses import SizeClassTable
 from allocators.shared.sizeclasses import size_to_class as tcmalloc_size_to_class
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 PAGE_SHIFT = 13  # TCMALLOC_PAGE_SHIFT default: 8 KiB TCMalloc pages
 PAGE_SIZE = 1 << PAGE_SHIFT

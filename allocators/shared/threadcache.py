@@ -50,6 +50,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 LINK_SHIFT = 3
 END = -1
 

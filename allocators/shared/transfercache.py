@@ -27,6 +27,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 MAX_SLOTS = 64
 TRANSFER_BYTES_LIMIT = 1 << 20
 

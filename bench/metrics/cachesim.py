@@ -43,12 +43,13 @@ the whole range would.  `tests/test_cachesim.py` checks it against the plain sim
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from numba import njit
 
-from workloads import jitcache  # noqa: F401  (numba's cache directory before any kernel is defined)
+from labcore.jitcache import holds_kernels
+from labcore.kernels import njit_without_refcounts
+
+holds_kernels(__file__)
 
 # Slots of a cache's `words`.
 C_SET_MASK, C_WAYS, C_ACCESSES, C_MISSES = 0, 1, 2, 3
@@ -65,21 +66,6 @@ L2_BYTES, L2_WAYS = 1 << 20, 16
 LINE_BYTES = 64
 TLB_ENTRIES, TLB_WAYS = 64, 4
 PAGE_BYTES = 4096
-
-
-def loop_kernel(function: Callable) -> Callable:
-    """njit(cache=True) without numba's reference counting, for the metric passes' loops.
-
-    Tuples of arrays unpacked in a loop (a cache, the hierarchy) otherwise cost
-    an atomic increment and decrement of each array's reference count per use:
-    measured 35 -> 230 M accesses/s for L1 hits.  Such a kernel must not create
-    arrays (callers allocate them); like `allocators.replay`, it falls back to
-    the plain (slower, equally correct) kernel if numba drops the private option.
-    """
-    try:
-        return njit(cache=True, _nrt=False)(function)
-    except (KeyError, TypeError, ValueError):
-        return njit(cache=True)(function)
 
 
 def _power_of_two(value: int) -> bool:
@@ -130,7 +116,7 @@ def access(cache, line):
     return False
 
 
-@loop_kernel
+@njit_without_refcounts
 def access_stream(cache, lines):
     """Access every line of `lines` in order through one cache; return the misses among them."""
     missed = 0
@@ -188,7 +174,7 @@ def access_line(hierarchy, line):
     return 2
 
 
-@loop_kernel
+@njit_without_refcounts
 def access_lines(hierarchy, lines):
     """Access every line of `lines` in order through the hierarchy; return the accesses that went to memory."""
     to_memory = 0
@@ -198,7 +184,7 @@ def access_lines(hierarchy, lines):
     return to_memory
 
 
-@loop_kernel
+@njit_without_refcounts
 def _touch_lines(hierarchy, first, count):
     """Access lines first .. first+count-1 in order (exact; long runs take the shortcut of the module docstring)."""
     level1, level2, tlb, words = hierarchy

@@ -50,8 +50,12 @@ from numba import njit
 
 from allocators.log import AllocLog
 from allocators.shared.bits import bit_length
-from bench.metrics.cachesim import LINE_BYTES, PAGE_BYTES, hierarchy_counts, loop_kernel, make_hierarchy, touch_range
+from bench.metrics.cachesim import LINE_BYTES, PAGE_BYTES, hierarchy_counts, make_hierarchy, touch_range
+from labcore.jitcache import holds_kernels
+from labcore.kernels import njit_without_refcounts
 from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, Trace
+
+holds_kernels(__file__)
 
 #: Frees remembered by the hot-reuse rings.
 RING = 64
@@ -108,7 +112,7 @@ def _emit_pages(page_first, page_last, counts, address, nbytes):
     counts[K_RANGES] = index + 1
 
 
-@loop_kernel
+@njit_without_refcounts
 def _locality_pass(
     op, obj, size, thread, addr, n_threads,
     object_addr, object_size, ring, thread_rings, ring_next, previous_addr,

@@ -43,8 +43,11 @@ from numba import njit
 
 import allocators
 from allocators.log import AllocLog
-from bench.metrics.cachesim import loop_kernel
+from labcore.jitcache import holds_kernels
+from labcore.kernels import njit_without_refcounts
 from workloads.trace import MAX_THREADS, OP_ACCESS, OP_ALLOC, OP_FREE, Trace
+
+holds_kernels(__file__)
 
 LINE_SHIFT = 6
 EMPTY = -1
@@ -76,7 +79,7 @@ def _find(keys, key, mask):
     return slot
 
 
-@loop_kernel
+@njit_without_refcounts
 def _add(keys, values, key, delta):
     """values[key] += delta; an entry that drops to 0 is deleted (backward-shift deletion). Returns the new value."""
     mask = keys.shape[0] - 1
@@ -125,7 +128,7 @@ def _change_block(pair_keys, pair_counts, line_keys, line_owners, address, grant
     return change
 
 
-@loop_kernel
+@njit_without_refcounts
 def _scalability_pass(
     op, obj, size, thread, addr, granted, track_lines,
     owner, object_addr, object_granted, object_requested,

@@ -45,8 +45,11 @@ import numpy as np
 
 from allocators.log import AllocLog
 from allocators.replay import TIMELINE_COLUMNS
-from bench.metrics.cachesim import loop_kernel
+from labcore.jitcache import holds_kernels
+from labcore.kernels import njit_without_refcounts
 from workloads.trace import OP_ACCESS, OP_FREE, Trace
+
+holds_kernels(__file__)
 
 _FOOTPRINT = TIMELINE_COLUMNS.index("footprint")
 _LIVE_GRANTED = TIMELINE_COLUMNS.index("live_granted")
@@ -68,7 +71,7 @@ DOCS = (
 )
 
 
-@loop_kernel
+@njit_without_refcounts
 def _live_bytes_pass(op, obj, size, granted, object_requested, object_granted, sums, at_peak):
     """Live requested/granted after every row: their sums (float64, in row order) and the values where granted peaks.
 
