@@ -230,6 +230,7 @@ from allocators.shared.spans import (
     pagemap_set_range,
 )
 from labcore.jitcache import holds_kernels
+from workloads.facts import TraceFacts
 from workloads.trace import Trace
 
 holds_kernels(__file__)
@@ -812,7 +813,7 @@ class Go(Allocator):
     MIN_REPLAY_CAPACITY = ARENA_PAGES << PAGE_SHIFT
 
     @classmethod
-    def capacity_for_trace(cls, trace: Trace, params: dict[str, Any]) -> int:
+    def capacity_for_trace(cls, trace: Trace | TraceFacts, params: dict[str, Any]) -> int:
         return max(default_capacity(trace), cls.MIN_REPLAY_CAPACITY)
 
     def check_params(self) -> None:

@@ -108,6 +108,7 @@ from allocators.registry import register
 from allocators.replay import Kernels, build_replay_kernel
 from labcore.jitcache import holds_kernels
 from labcore.kernels import rebind
+from workloads.facts import TraceFacts
 from workloads.trace import Trace
 
 holds_kernels(__file__)
@@ -446,7 +447,7 @@ class ObjPool(Allocator):
         return found
 
     @classmethod
-    def params_for_trace(cls, trace: Trace, params: dict[str, Any]) -> dict[str, Any]:
+    def params_for_trace(cls, trace: Trace | TraceFacts, params: dict[str, Any]) -> dict[str, Any]:
         """The inner allocator's own trace-derived parameters (e.g. a pool's block size), folded into `inner`."""
         name, inner_params = _inner_spec(params.get("inner") or DEFAULT_INNER)
         extra = registry.get(name).params_for_trace(trace, inner_params)
@@ -456,7 +457,7 @@ class ObjPool(Allocator):
         return {"inner": _format_spec(name, inner_params)}
 
     @classmethod
-    def capacity_for_trace(cls, trace: Trace, params: dict[str, Any]) -> int:
+    def capacity_for_trace(cls, trace: Trace | TraceFacts, params: dict[str, Any]) -> int:
         """Twice what the inner allocator asks for: pooled objects stay allocated in it beside the live ones."""
         name, inner_params = _inner_spec(params.get("inner") or DEFAULT_INNER)
         inner_capacity = registry.get(name).capacity_for_trace(trace, inner_params)

@@ -38,6 +38,7 @@ from allocators.replay import Kernels
 from allocators.shared.align import align_up
 from allocators.shared.freestack import new_items, pop, push
 from labcore.jitcache import holds_kernels
+from workloads.facts import TraceFacts, as_facts
 from workloads.trace import Trace
 
 holds_kernels(__file__)
@@ -105,16 +106,16 @@ class Pool(Allocator):
     FALLBACK_BLOCK_SIZE = 64
 
     @classmethod
-    def params_for_trace(cls, trace: Trace, params: dict[str, Any]) -> dict[str, Any]:
+    def params_for_trace(cls, trace: Trace | TraceFacts, params: dict[str, Any]) -> dict[str, Any]:
         if params.get("block_size") is None:
-            return {"block_size": max(ALIGNMENT, align_up(trace.max_request(), ALIGNMENT))}
+            return {"block_size": max(ALIGNMENT, align_up(as_facts(trace).max_request, ALIGNMENT))}
         return {}
 
     @classmethod
-    def capacity_for_trace(cls, trace: Trace, params: dict[str, Any]) -> int:
+    def capacity_for_trace(cls, trace: Trace | TraceFacts, params: dict[str, Any]) -> int:
         """Room for every object live at the peak in a block of the largest request, twice over."""
         block_size = params.get("block_size") or cls.FALLBACK_BLOCK_SIZE
-        need = 2 * max(trace.peak_live_objects(), 1) * align_up(int(block_size), ALIGNMENT)
+        need = 2 * max(as_facts(trace).peak_live_objects, 1) * align_up(int(block_size), ALIGNMENT)
         return max(super().capacity_for_trace(trace, params), 1 << max(20, (need - 1).bit_length()))
 
     def check_params(self) -> None:

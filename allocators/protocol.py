@@ -43,7 +43,8 @@ import numpy as np
 from allocators import replay as driver
 from allocators.errors import BadParameter, InvalidAddress, UnsupportedOperation, error_for
 from allocators.log import AllocLog
-from workloads.trace import MAX_REQUEST_SIZE, OP_ALLOC, OP_REALLOC, Trace
+from workloads.facts import TraceFacts, as_facts
+from workloads.trace import MAX_REQUEST_SIZE, Trace
 
 #: Smallest address space an allocator can be created over.
 MIN_CAPACITY = 4096
@@ -55,15 +56,14 @@ DEFAULT_TIMELINE_SAMPLES = 1000
 DEFAULT_MAX_FAILURES = 4096
 
 
-def default_capacity(trace: Trace) -> int:
+def default_capacity(trace: Trace | TraceFacts) -> int:
     """An address space large enough for any allocator to replay `trace` without reuse.
 
     Sum of every request rounded up to 16 B plus 64 B of slack per request,
     doubled and rounded up to a power of two (at least 1 MiB).  This is address
     space, not memory: models only touch metadata for what they use.
     """
-    sizes = trace.size[(trace.op == OP_ALLOC) | (trace.op == OP_REALLOC)]
-    need = int(((sizes + 15) // 16 * 16 + 64).sum()) * 2 + (1 << 20)
+    need = as_facts(trace).granule_sum(per_request=64) * 2 + (1 << 20)
     return 1 << max(20, (need - 1).bit_length())
 
 
@@ -150,13 +150,13 @@ class Allocator:
         return cls(capacity_bytes, **params)
 
     @classmethod
-    def params_for_trace(cls, trace: Trace, params: dict[str, Any]) -> dict[str, Any]:
-        """Parameters to fill in from a trace when the user left them unset (e.g. a pool's block size)."""
+    def params_for_trace(cls, trace: Trace | TraceFacts, params: dict[str, Any]) -> dict[str, Any]:
+        """Parameters to fill in from a trace (or its facts) when the user left them unset (a pool's block size)."""
         return {}
 
     @classmethod
-    def capacity_for_trace(cls, trace: Trace, params: dict[str, Any]) -> int:
-        """Address space to replay `trace` in when the user gives none (see `default_capacity`)."""
+    def capacity_for_trace(cls, trace: Trace | TraceFacts, params: dict[str, Any]) -> int:
+        """Address space to replay `trace` (or a trace with these facts) in when the user gives none."""
         return default_capacity(trace)
 
     # ------------------------------------------------------------- protocol
@@ -275,17 +275,17 @@ class ReplayJob:
         self, allocator: Allocator, trace: Trace, sample_every: int, keep_going: bool = False,
         max_failures: int = DEFAULT_MAX_FAILURES,
     ) -> None:
-        n_rows, n_ids = len(trace), max(trace.n_ids, 1)
+        n_rows, n_slots = len(trace), max(trace.n_slots, 1)
         self.allocator = allocator
         self.trace = trace
         self.sample_every = sample_every
         self.addr = np.full(n_rows, -1, np.int64)
         self.granted = np.full(n_rows, 0, np.int64)
-        self.objects = np.full(n_ids * driver.OBJECT_COLUMNS, 0, np.int64)
+        self.objects = np.full(n_slots * driver.OBJECT_COLUMNS, 0, np.int64)
         self.timeline = np.full((n_rows // sample_every + 2, len(driver.TIMELINE_COLUMNS)), 0, np.int64)
         self.totals = new_totals(keep_going)
         self.failure_rows = np.zeros(2 * max_failures, np.int64)
-        self.dense_obj = trace.dense_obj
+        self.slots = trace.slots
 
     @property
     def rows_done(self) -> int:
@@ -313,7 +313,7 @@ class ReplayJob:
             return 0
         trace = self.trace
         return int(self.allocator.replay_kernel(
-            self.allocator.state, trace.op[start:stop], self.dense_obj[start:stop], trace.size[start:stop],
+            self.allocator.state, trace.op[start:stop], self.slots[start:stop], trace.size[start:stop],
             trace.thread[start:stop], self.objects, self.sample_every, self.addr[start:stop],
             self.granted[start:stop], self.timeline, self.totals, self.failure_rows,
         ))

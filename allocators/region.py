@@ -89,7 +89,8 @@ from allocators.registry import register
 from allocators.replay import Kernels
 from allocators.shared.align import align_up, is_power_of_two
 from labcore.jitcache import holds_kernels
-from workloads.trace import OP_ACCESS, OP_FREE, Trace
+from workloads.facts import TraceFacts, as_facts
+from workloads.trace import Trace
 
 holds_kernels(__file__)
 
@@ -328,7 +329,7 @@ class Region(Allocator):
         self.params["chunk_size"] = min(int(chunk_size), 1 << (self.capacity.bit_length() - 1))
 
     @classmethod
-    def capacity_for_trace(cls, trace: Trace, params: dict[str, Any]) -> int:
+    def capacity_for_trace(cls, trace: Trace | TraceFacts, params: dict[str, Any]) -> int:
         """Room for the whole trace without any chunk reuse.
 
         Each request of at most a chunk costs its granted bytes plus at most as
@@ -336,11 +337,11 @@ class Region(Allocator):
         chunk; a larger request takes its run of whole chunks.
         """
         chunk_size = int(params.get("chunk_size") or DEFAULT_CHUNK_SIZE)
-        grows = (trace.op != OP_FREE) & (trace.op != OP_ACCESS)
-        granted = (trace.size[grows].astype(np.int64) + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+        facts = as_facts(trace)
+        granted, counts = facts.request_sizes, facts.request_counts  # sizes rounded up to 16 B = ALIGNMENT
         small = granted <= chunk_size
-        chunks = -(-2 * int(granted[small].sum()) // chunk_size)
-        chunks += int((-(-granted[~small] // chunk_size)).sum()) + trace.n_threads + 1
+        chunks = -(-2 * int((granted[small] * counts[small]).sum()) // chunk_size)
+        chunks += int(((-(-granted[~small] // chunk_size)) * counts[~small]).sum()) + facts.n_threads + 1
         return max(super().capacity_for_trace(trace, params), chunks * chunk_size)
 
     def make_state(self) -> tuple:

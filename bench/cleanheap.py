@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.real import RealOutOfMemory, RealReplayFailed, library_path
+from bench.real import RealOutOfMemory, RealReplayFailed, allocator_environment, library_path
 
 SOURCE = Path(__file__).with_name("replayer.c")
 CACHE_ROOT = Path.home() / ".cache" / "allocator-lab" / "replayer"
@@ -68,16 +68,15 @@ def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | 
     """
     library = library_path(allocator)
     binary = replayer_binary()
-    environment = dict(os.environ)
-    environment.pop("LD_PRELOAD", None)
+    environment = allocator_environment()
     if library is not None:
         environment["LD_PRELOAD"] = library
     with tempfile.TemporaryDirectory(prefix="cleanheap-") as scratch:
         paths = [Path(scratch) / name for name in ("op.bin", "obj.bin", "size.bin")]
         np.ascontiguousarray(trace.op, dtype=np.int8).tofile(paths[0])
-        np.ascontiguousarray(trace.dense_obj, dtype=np.int64).tofile(paths[1])
+        np.ascontiguousarray(trace.slots, dtype=np.int64).tofile(paths[1])
         np.ascontiguousarray(trace.size, dtype=np.int64).tofile(paths[2])
-        command = [str(binary), allocator, *map(str, paths), str(trace.n_ids)]
+        command = [str(binary), allocator, *map(str, paths), str(max(trace.n_slots, 1))]
         try:
             completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
         except subprocess.TimeoutExpired as error:

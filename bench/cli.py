@@ -18,7 +18,8 @@ import numpy as np
 
 import allocators
 from allocators.errors import AllocatorError, BadParameter
-from bench import harness
+from bench import api
+from bench.results import ResultRow
 from bench.table import format_bytes
 from workloads import catalog
 from workloads.trace import OP_ALLOC, OP_REALLOC, Trace, TraceError
@@ -35,6 +36,13 @@ class Parser(argparse.ArgumentParser):
 
 # ---------------------------------------------------------------- commands
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.fields:
+        from bench.results import describe_fields
+
+        print("result row fields (results.json / results.csv, `run --json`):")
+        for name, unit, doc in describe_fields():
+            print(f"  {name:<28} {('[' + unit + ']') if unit else '':<16} {doc}")
+        return 0
     show_all = not (args.allocators or args.workloads or args.metrics)
     if args.allocators or show_all:
         print("allocators:")
@@ -55,28 +63,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(trace: Trace, spec: str, args: argparse.Namespace, source: str) -> int:
-    row, log = harness.measure(spec, trace, repeats=args.repeats, capacity=args.capacity)
-    row["trace"] = source
-    if row["status"] != "ok":
+def _report(row: ResultRow, spec: str, args: argparse.Namespace, source: str, threads: int) -> int:
+    """Print one cell's figures (a table, or JSON with --json); exit 1 when the allocator failed."""
+    row.extra["trace"] = source
+    if not row.ok:
         if args.json:
-            print(json.dumps(row, default=str))
-        print(f"bench: {spec} failed on {source}: {row['reason']}", file=sys.stderr)
+            print(json.dumps(row.as_dict(), default=str))
+        print(f"bench: {spec} failed on {source}: {row.reason}", file=sys.stderr)
         return 1
-    if getattr(args, "log", None):
-        log.save(args.log)
     if args.json:
-        print(json.dumps(row, sort_keys=True, default=str))
+        print(json.dumps(row.as_dict(), sort_keys=True, default=str))
         return 0
     from bench.metrics import METRICS
 
     lines: list[tuple[str, str]] = [
         ("allocator", spec),
-        ("trace", f"{source} ({len(trace):,} rows, {trace.n_threads} thread(s))"),
+        ("trace", f"{source} ({row['rows']:,} rows, {threads} thread(s))"),
         ("", "speed"),
         ("throughput",
          f"{row['throughput_mops']:.2f} Mops/s  ({row['ns_per_op']:.1f} ns/op, median of {args.repeats}; "
-         f"min..max {len(trace) / row['seconds_max'] / 1e6:.1f}..{len(trace) / row['seconds_min'] / 1e6:.1f})"),
+         f"min..max {row['rows'] / row['seconds_max'] / 1e6:.1f}..{row['rows'] / row['seconds_min'] / 1e6:.1f})"),
         ("compile/load", f"{row['compile_s']:.3f} s (not included above)"),
         ("peak footprint", format_bytes(row["peak_footprint"])),
         ("peak live requested", format_bytes(row["peak_live_requested"])),
@@ -111,13 +117,17 @@ def _format_metric(value: float, unit: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    trace = catalog.make(args.workload, n_ops=args.ops, seed=args.seed)
-    return _report(trace, args.allocator, args, f"{args.workload} seed {args.seed}")
+    trace = api.make_trace(args.workload, ops=args.ops, seed=args.seed)
+    row = api.replay(args.allocator, trace, repeats=args.repeats, capacity=args.capacity)
+    row.workload, row.family, row.seed = args.workload, args.workload.partition(":")[0], args.seed
+    return _report(row, args.allocator, args, f"{args.workload} seed {args.seed}", trace.n_threads)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     trace = Trace.load(args.trace)
-    return _report(trace, args.allocator, args, str(args.trace))
+    row = api.replay(args.allocator, trace, repeats=args.repeats, capacity=args.capacity, log=args.log)
+    row.workload = str(args.trace)
+    return _report(row, args.allocator, args, str(args.trace), trace.n_threads)
 
 
 def cmd_trace_gen(args: argparse.Namespace) -> int:
@@ -203,18 +213,29 @@ def cmd_real(args: argparse.Namespace) -> int:
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
-    from bench import fidelity
+    from bench.fidelity import render_tables
 
-    for path in args.traces:
-        if not path.exists():
-            raise UsageError(f"{path}: no such file")
-    return fidelity.run(args)
+    results = api.fidelity(args.traces, repeats=args.repeats, out=args.out, progress=_say)
+    print(render_tables(results))
+    if args.out:
+        print(f"\nwrote {args.out / 'fidelity.json'}, {args.out / 'fidelity.png'}")
+    return 0
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    from bench import perf
+    from bench.perf import render_table
 
-    return perf.run(args)
+    rows = api.perf(_specs(args.allocators), ops=args.ops, repeats=args.repeats, compile_time=not args.no_compile,
+                    progress=_say)
+    print(render_table(rows, args.ops, args.repeats))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import main_compare
+
+    return main_compare(args.base, args.new, speed_threshold=args.threshold, markdown=args.markdown,
+                        statistic=args.statistic)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -229,10 +250,75 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _specs(text: str | None) -> list[str] | None:
+    """'a;b;c' -> ['a', 'b', 'c']; duplicates are dropped (with a warning), None/empty -> None."""
+    if text is None:
+        return None
+    specs = [spec.strip() for spec in text.split(";") if spec.strip()]
+    unique = list(dict.fromkeys(specs))
+    if len(unique) < len(specs):
+        _say(f"bench: warning: duplicate specs dropped ({', '.join(s for s in unique if specs.count(s) > 1)})")
+    return unique or None
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(seed) for seed in text.split(",") if seed.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers, got '{text}'") from None
+    if not seeds or min(seeds) < 0:
+        raise UsageError("--seeds needs at least one seed >= 0")
+    unique = list(dict.fromkeys(seeds))
+    if len(unique) < len(seeds):
+        _say(f"bench: warning: duplicate seeds dropped (--seeds {','.join(map(str, unique))})")
+    return unique
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bench import sweep
 
-    return sweep.run(args)
+    if args.quick and args.preset not in ("default", "quick"):
+        raise UsageError(f"--quick and --preset {args.preset} contradict each other: give one")
+    config = sweep.SweepConfig(
+        preset="quick" if args.quick else args.preset, allocators=_specs(args.allocators),
+        workloads=_specs(args.workloads), ops=args.ops, seeds=_seeds(args.seeds), repeats=args.repeats,
+        real=args.real, heapmap=args.heapmap,
+    )
+    if args.executor == "dask":
+        from bench import executors
+
+        if not args.scheduler:
+            raise UsageError("--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+        plan = sweep.make_plan(config)
+        client = executors.dask_client(args.scheduler)
+        try:
+            workers = executors.prepare_workers(client, [s for s in plan.allocators if not s.startswith("real:")])
+            _say(f"sweep: {workers} Dask worker(s) at {args.scheduler}")
+            results = sweep.run_sweep(plan, args.out, client.get_executor(), resume=args.resume,
+                                      heapmap_cell=config.heapmap, draw_plots=not args.no_plots,
+                                      progress=not args.no_progress, say=_say)
+        finally:
+            client.close()
+    else:
+        if args.scheduler:
+            raise UsageError("--scheduler is for --executor dask")
+        results = api.sweep(config, out=args.out, jobs=args.jobs, resume=args.resume, draw_plots=not args.no_plots,
+                            progress=not args.no_progress, say=_say)
+    rows, plan_allocators = results.rows, results.meta["allocators"]
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], sort_keys=True, default=str))
+        return 0
+    print(sweep.tables(rows, plan_allocators, results.meta["workloads"]))
+    failed = sum(not row.ok for row in rows)
+    print(f"\n{len(rows)} cells ({failed} failed: reasons in results.json); "
+          f"results: {args.out / 'results.csv'}, {args.out / 'results.json'}")
+    if not args.no_plots:
+        print(f"report: {args.out / 'index.html'}")
+    return 0
 
 
 # ------------------------------------------------------------------ parser
@@ -271,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--allocators", action="store_true", help="only allocators")
     listing.add_argument("--workloads", action="store_true", help="only workloads")
     listing.add_argument("--metrics", action="store_true", help="only metrics, with their one-line definitions")
+    listing.add_argument("--fields", action="store_true", help="the fields of a result row, with their units")
     listing.set_defaults(func=cmd_list)
 
     def measured(sub: argparse.ArgumentParser) -> None:
@@ -337,15 +424,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tcmalloc table (default: the current google/tcmalloc default)")
     sizes.set_defaults(func=cmd_sizeclasses)
 
-    from bench import compare
+    from bench.compare import DEFAULT_SPEED_THRESHOLD, DEFAULT_STATISTIC, STATISTICS
 
     comparing = commands.add_parser(
         "compare", help="regression gate: compare two sweep results (exit 1 when a gate fails)",
         description="Match the cells of two results.json files. Deterministic figures must be identical; "
         "speed, normalised by each run's calibration kernel, may not be slower than --threshold times the base.",
     )
-    compare.add_arguments(comparing)
-    comparing.set_defaults(func=compare.run)
+    comparing.add_argument("base", type=Path, help="baseline results.json (or the sweep directory holding it)")
+    comparing.add_argument("new", type=Path, help="results.json to check (or its directory)")
+    comparing.add_argument("--threshold", type=float, default=DEFAULT_SPEED_THRESHOLD, metavar="X",
+                           help=f"fail a cell whose calibrated time is more than X times the base's "
+                                f"(default {DEFAULT_SPEED_THRESHOLD})")
+    comparing.add_argument("--markdown", type=Path, default=None, metavar="FILE",
+                           help="also write the report as Markdown (CI logs, PR comments)")
+    comparing.add_argument("--statistic", choices=STATISTICS, default=DEFAULT_STATISTIC,
+                           help="time compared per cell: the fastest repeat (min, default: stable on a shared "
+                                "machine) or the median")
+    comparing.set_defaults(func=cmd_compare)
 
     real = commands.add_parser(
         "real", help="replay a trace through the machine's real malloc (glibc, jemalloc, tcmalloc, mimalloc)",
@@ -399,7 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--ops", type=_positive, default=None, help="rows per trace (default: the preset's)")
     sweep.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     sweep.add_argument("--repeats", type=_positive, default=None, help="timed replays per cell (default: preset's)")
-    sweep.add_argument("--jobs", "-j", type=_positive, default=1, help="worker processes (default 1)")
+    sweep.add_argument("--jobs", "-j", type=_positive, default=1, help="local worker processes (default 1)")
+    sweep.add_argument("--executor", choices=("local", "dask"), default="local",
+                       help="where cells run: local processes (default; --jobs) or a Dask cluster (--scheduler)")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="Dask scheduler address for --executor dask, e.g. tcp://127.0.0.1:8786 "
+                       "(needs the extra: pip install -e '.[dask]')")
     sweep.add_argument("--resume", action="store_true", help="keep the cells already stored in --out")
     sweep.add_argument("--real", action="store_true",
                        help="add the machine's real allocators (glibc, and jemalloc/tcmalloc/mimalloc when installed) "

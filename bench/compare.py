@@ -78,7 +78,6 @@ that cannot be read or is not a results.json, the two sweeps not run alike
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -87,6 +86,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import results
+from bench.results import ResultRow
 from bench.table import render
 
 DEFAULT_SPEED_THRESHOLD = 2.5
@@ -94,9 +95,8 @@ DEFAULT_STATISTIC = "min"
 STATISTICS = ("min", "median")
 MIN_REPEATS = 3  # fewer timed repeats per cell: the speed gate is noise (see the table above)
 KEY_FIELDS = ("allocator", "workload", "seed")
-LABEL_FIELDS = frozenset({"allocator", "workload", "seed", "allocator_name", "family", "param", "param_value"})
-TIMING_FIELDS = frozenset({"seconds_median", "seconds_min", "seconds_max", "throughput_mops", "ns_per_op",
-                           "compile_s"})
+LABEL_FIELDS = frozenset(results.LABEL_FIELDS)
+TIMING_FIELDS = frozenset(results.TIMING_FIELDS)
 RUN_ALIKE = ("preset", "ops", "repeats", "seeds")  # meta fields that must agree for the cells to be comparable
 LEADING = ("status", "reason", "peak_footprint", "peak_live_requested", "peak_live_granted", "final_footprint")
 DRIFT_WARNING = 1.25  # calibration end/start outside [1/1.25, 1.25]: the machine's speed changed during the sweep
@@ -367,7 +367,10 @@ def _index(rows: list[Any], side: str) -> dict[Key, dict[str, Any]]:
             for name in ("seconds_min", "seconds_median", "seconds_max"):
                 if not _is_number(row.get(name)):
                     raise CompareError(f"{side}: cell {_cell(key)} has status ok but no number {name}")
-        cells[key] = row
+        try:  # through the results schema: rows written before a field existed get it as the sweep writes it now
+            cells[key] = ResultRow.from_dict(row, strict=True).as_dict()
+        except ValueError as error:
+            raise CompareError(f"{side}: row {number}: {error}") from None
     return cells
 
 
@@ -572,24 +575,5 @@ def _write(path: Path | str, text: str) -> bool:
     return True
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `compare` subcommand's arguments (for bench.cli); `run(args)` executes it."""
-    parser.add_argument("base", type=Path, help="baseline results.json (or the sweep directory holding it)")
-    parser.add_argument("new", type=Path, help="results.json to check (or its directory)")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_SPEED_THRESHOLD, metavar="X",
-                        help=f"fail a cell whose calibrated time is more than X times the base's "
-                             f"(default {DEFAULT_SPEED_THRESHOLD})")
-    parser.add_argument("--markdown", type=Path, default=None, metavar="FILE",
-                        help="also write the report as Markdown (CI logs, PR comments)")
-    parser.add_argument("--statistic", choices=STATISTICS, default=DEFAULT_STATISTIC,
-                        help="time compared per cell: the fastest repeat (min, default: stable on a shared machine) "
-                             "or the median")
-
-
-def run(args: argparse.Namespace) -> int:
-    return main_compare(args.base, args.new, speed_threshold=args.threshold, markdown=args.markdown,
-                        statistic=args.statistic)
-
-
 __all__ = ["DEFAULT_SPEED_THRESHOLD", "CompareError", "Comparison", "Difference", "SpeedResult", "Thresholds",
-           "add_arguments", "calibration_seconds", "compare", "main_compare", "run"]
+           "calibration_seconds", "compare", "main_compare"]

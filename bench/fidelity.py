@@ -26,9 +26,8 @@ real glibc's replay time on the same trace, measured in the same run
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,11 +80,28 @@ def measure_trace(path: Path, repeats: int) -> dict[str, Any]:
     return result
 
 
-def run(args: argparse.Namespace) -> int:
+def measure_traces(paths: Sequence[Path], repeats: int = 3, out: Path | None = None,
+                   progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """One result per trace file; with `out`, also OUT/fidelity.json and OUT/fidelity.png."""
+    for path in paths:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such file")
     results = []
-    for path in args.traces:
-        print(f"fidelity: {path} ...", file=sys.stderr, flush=True)
-        results.append(measure_trace(path, args.repeats))
+    for path in paths:
+        if progress is not None:
+            progress(f"fidelity: {path} ...")
+        results.append(measure_trace(Path(path), repeats))
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out}: not a directory")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "fidelity.json").write_text(json.dumps(results, indent=1, default=str))
+        draw(results, out / "fidelity.png")
+    return results
+
+
+def render_tables(results: Sequence[dict[str, Any]]) -> str:
+    """The model-vs-real table and, when measured, the speed table."""
     lines, speed_lines = [], []
     for result in results:
         name = Path(result["trace"]).name
@@ -103,17 +119,11 @@ def run(args: argparse.Namespace) -> int:
         for entry in result["speed"]:
             speed_lines.append([name, entry["model"], f"{entry['model_seconds'] * 1e3:.2f}",
                                 f"{entry['glibc_seconds'] * 1e3:.2f}", f"{entry['ratio']:.2f}"])
-    print(render(["trace", "real / model", "peak live", "real peak heap", "model peak", "overhead real / model",
-                  "error", "real measure"], lines, [False, False] + [True] * 5 + [False]))
+    text = render(["trace", "real / model", "peak live", "real peak heap", "model peak", "overhead real / model",
+                   "error", "real measure"], lines, [False, False] + [True] * 5 + [False])
     if speed_lines:
-        print()
-        print(render(["trace", "model", "model ms", "real glibc ms", "model / glibc time"], speed_lines))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "fidelity.json").write_text(json.dumps(results, indent=1, default=str))
-        draw(results, args.out / "fidelity.png")
-        print(f"\nwrote {args.out / 'fidelity.json'}, {args.out / 'fidelity.png'}")
-    return 0
+        text += "\n\n" + render(["trace", "model", "model ms", "real glibc ms", "model / glibc time"], speed_lines)
+    return text
 
 
 def draw(results: list[dict[str, Any]], path: Path) -> None:

@@ -22,28 +22,36 @@ from typing import Any
 import allocators
 from allocators import Allocator, AllocLog
 from allocators.errors import AllocatorError, BadParameter
+from bench.results import ResultRow, failure_reason, status_code_for
+from workloads.facts import TraceFacts, as_facts
 from workloads.trace import Trace, from_rows
 
 _WARM: set[str] = set()
 
 
-def build_for_trace(spec: str, trace: Trace, capacity: int | None = None, **overrides: Any) -> Allocator:
-    """Create the allocator a spec names, sized and parameterised for `trace`."""
+def build_for_trace(spec: str, trace: Trace | TraceFacts, capacity: int | None = None, **overrides: Any) -> Allocator:
+    """Create the allocator a spec names, sized and parameterised for `trace` (a Trace, or its TraceFacts)."""
+    facts = as_facts(trace)
     name, params = allocators.parse_spec(spec)
     params.update(overrides)
     cls = allocators.get(name)
-    params.update(cls.params_for_trace(trace, params))
-    params.setdefault("max_threads", max(64, trace.n_threads))
-    return cls(capacity or cls.capacity_for_trace(trace, params), **params)
+    params.update(cls.params_for_trace(facts, params))
+    params.setdefault("max_threads", max(64, facts.n_threads))
+    return cls(capacity or cls.capacity_for_trace(facts, params), **params)
 
 
 def warm_up(spec: str) -> float:
-    """Compile (or load from cache) the allocator's replay kernel; return the seconds it took (0 if warm)."""
-    if spec in _WARM:  # by spec: objpool compiles one kernel per inner allocator
+    """Compile (or load from cache) the allocator's replay kernel and the metric passes; the seconds it took.
+
+    0 when this process already did (by spec: objpool compiles one kernel per inner allocator).
+    """
+    if spec in _WARM:
         return 0.0
+    from bench.metrics import compute_metrics
+
     tiny = from_rows([(0, 0, 16, 0), (1, 0, 0, 0)])
     started = time.perf_counter()
-    build_for_trace(spec, tiny).replay(tiny)
+    compute_metrics(tiny, build_for_trace(spec, tiny).replay(tiny))
     _WARM.add(spec)
     return time.perf_counter() - started
 
@@ -52,24 +60,32 @@ def summarize(log: AllocLog, trace: Trace) -> dict[str, Any]:
     """Deterministic figures of one replay: the log's exact peaks and every metric of `bench.metrics`."""
     from bench.metrics import compute_metrics
 
-    figures: dict[str, Any] = {
+    return {
         "peak_footprint": log.peak_footprint,
         "peak_live_requested": log.peak_live_requested,
         "peak_live_granted": log.peak_live_granted,
         "final_footprint": log.final_footprint,
+        "metrics": compute_metrics(trace, log),
+        "counters": log.counters,
     }
-    figures.update(compute_metrics(trace, log))
-    figures["counters"] = log.counters
-    return figures
+
+
+def failed_row(spec: str, rows: int, error: AllocatorError, **labels: Any) -> ResultRow:
+    """The row of a cell whose allocator failed (out of memory, an unsupported operation)."""
+    return ResultRow(allocator=spec, rows=rows, status="failed", status_code=status_code_for(error),
+                     reason=failure_reason(error), **labels)
 
 
 def measure(
     spec: str, trace: Trace, repeats: int = 3, capacity: int | None = None
-) -> tuple[dict[str, Any], AllocLog | None]:
-    """Replay `trace` `repeats` times; return the cell's figures (status 'ok' or 'failed' with a reason)."""
-    row: dict[str, Any] = {"allocator": spec, "rows": len(trace)}
+) -> tuple[ResultRow, AllocLog | None]:
+    """Replay `trace` `repeats` times; return the cell's row (status ok, or failed with a reason) and the last log.
+
+    Bad input (an unknown spec, a bad parameter) raises BadParameter; an allocator failing on the trace does not.
+    """
+    compile_s = None
     try:
-        row["compile_s"] = round(warm_up(spec), 4)
+        compile_s = round(warm_up(spec), 4)
         allocator = build_for_trace(spec, trace, capacity)
         times = []
         log = None
@@ -79,19 +95,13 @@ def measure(
     except BadParameter:
         raise  # bad input, not an allocator failure
     except AllocatorError as error:
-        row.update(status="failed", reason=f"{type(error).__name__}: {error}")
-        return row, None
+        return failed_row(spec, len(trace), error, compile_s=compile_s), None
     median = statistics.median(times)
-    row.update(
-        status="ok",
-        reason="",
-        seconds_median=median,
-        seconds_min=min(times),
-        seconds_max=max(times),
+    row = ResultRow(
+        allocator=spec, rows=len(trace), status="ok", compile_s=compile_s,
+        seconds_median=median, seconds_min=min(times), seconds_max=max(times),
         throughput_mops=len(trace) / median / 1e6 if median > 0 else float("inf"),
-        ns_per_op=median * 1e9 / max(len(trace), 1),
-        capacity=allocator.capacity,
-        params=dict(allocator.params),
+        ns_per_op=median * 1e9 / max(len(trace), 1), capacity=allocator.capacity,
+        extra={"params": dict(allocator.params)}, **summarize(log, trace),
     )
-    row.update(summarize(log, trace))
     return row, log

@@ -29,11 +29,11 @@ holds_kernels(__file__)
 
 
 @njit(cache=True)
-def _coverage_deltas(op, obj, addr, granted, n_ids, time_bins, address_bins, address_max, deltas):
+def _coverage_deltas(op, obj, addr, granted, n_slots, time_bins, address_bins, address_max, deltas):
     n_rows = op.shape[0]
     bin_width = (address_max + address_bins - 1) // address_bins
-    live_addr = np.full(n_ids, -1, np.int64)
-    live_size = np.zeros(n_ids, np.int64)
+    live_addr = np.full(n_slots, -1, np.int64)
+    live_size = np.zeros(n_slots, np.int64)
     for row in range(n_rows):
         code = op[row]
         if code == OP_ACCESS:
@@ -76,7 +76,7 @@ def occupancy(
     time_bins = max(1, min(time_bins, len(trace)))
     deltas = np.zeros((time_bins, address_bins), np.int64)
     bin_width = _coverage_deltas(
-        trace.op, trace.dense_obj, log.addr, log.granted, max(trace.n_ids, 1), time_bins, address_bins,
+        trace.op, trace.slots, log.addr, log.granted, max(trace.n_slots, 1), time_bins, address_bins,
         address_max, deltas,
     )
     image = (np.cumsum(deltas, axis=0) / bin_width).astype(np.float32)

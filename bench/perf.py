@@ -13,12 +13,12 @@ For every allocator spec (default: every registered allocator and preset):
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import allocators
@@ -67,20 +67,29 @@ def measure(spec: str, traces: dict[str, Any], repeats: int, compile_time: bool)
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    specs = [spec.strip() for spec in (args.allocators or "").split(";") if spec.strip()] or default_allocators()
+def measure_all(specs: Sequence[str] | None = None, ops: int = 1_000_000, repeats: int = 7, compile_time: bool = True,
+                progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """One row per spec (default: every registered allocator and preset) on the benchmark traces of `ops` rows."""
+    specs = [spec.strip() for spec in specs or () if spec.strip()] or default_allocators()
     for spec in specs:
         allocators.parse_spec(spec)
-    traces = {"random": catalog.benchmark_trace(n_ops=args.ops, seed=0),
-              "lifo": catalog.make("lifo", n_ops=args.ops, seed=0)}
-    lines = []
+    traces = {"random": catalog.benchmark_trace(n_ops=ops, seed=0), "lifo": catalog.make("lifo", n_ops=ops, seed=0)}
+    rows = []
     for spec in specs:
-        print(f"measuring {spec} ...", file=sys.stderr, flush=True)
-        row = measure(spec, traces, args.repeats, not args.no_compile)
+        if progress is not None:
+            progress(f"measuring {spec} ...")
+        rows.append(measure(spec, traces, repeats, compile_time))
+    return rows
+
+
+def render_table(rows: Sequence[dict[str, Any]], ops: int, repeats: int) -> str:
+    """The README's performance table."""
+    lines = []
+    for row in rows:
         compile_text = "-" if row["compile_s"] is None else f"{row['compile_s']:.1f}"
-        lines.append([spec, f"{row['mops']:.1f}", f"{row['mops_min']:.1f}..{row['mops_max']:.1f}", compile_text,
-                      f"{row['trace_bytes_per_row']:.0f}", f"{row['log_bytes_per_row']:.0f}", row["trace"]])
-    print(render(["allocator", "Mops/s (median)", "min..max", "cold compile s", "trace B/row", "log B/row", "trace"],
-                 lines))
-    print(f"\n{args.ops:,} rows, median of {args.repeats} kernel runs; `stack` replays the LIFO trace.")
-    return 0
+        lines.append([row["allocator"], f"{row['mops']:.1f}", f"{row['mops_min']:.1f}..{row['mops_max']:.1f}",
+                      compile_text, f"{row['trace_bytes_per_row']:.0f}", f"{row['log_bytes_per_row']:.0f}",
+                      row["trace"]])
+    table = render(["allocator", "Mops/s (median)", "min..max", "cold compile s", "trace B/row", "log B/row",
+                    "trace"], lines)
+    return f"{table}\n\n{ops:,} rows, median of {repeats} kernel runs; `stack` replays the LIFO trace."

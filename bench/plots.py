@@ -50,7 +50,7 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bench.results import ResultRow, load_results
 from bench.table import format_bytes
 
 PLOTS_DIR = "plots"
@@ -105,19 +106,19 @@ class SkipFigure(Exception):
 
 # ------------------------------------------------------------------ results
 @dataclass
-class Results:
-    """A sweep's results: metadata, normalised rows, the allocator and workload orders, the heap map."""
+class ReportData:
+    """What the figures read: a sweep's results (`bench.results`), the allocator and workload orders, the heap map."""
 
     directory: Path
     meta: dict[str, Any]
-    rows: list[dict[str, Any]]
+    rows: list[ResultRow]
     allocators: list[str]
     workloads: list[str]
     heapmap: dict[str, Any] | None  # arrays of heapmap.npz (+ "meta" dict), None when absent
     heapmap_error: str = ""  # why heapmap.npz could not be read ("" when absent or fine)
 
-    def ok_rows(self) -> list[dict[str, Any]]:
-        return [row for row in self.rows if row["status"] == "ok"]
+    def ok_rows(self) -> list[ResultRow]:
+        return [row for row in self.rows if row.ok]
 
     def has_metric(self, metric: str) -> bool:
         """True when at least one ok cell has a finite value of `metric`."""
@@ -128,7 +129,7 @@ class Results:
         return sorted({row["seed"] for row in self.rows})
 
 
-def number(row: dict[str, Any], key: str) -> float | None:
+def number(row: Mapping[str, Any], key: str) -> float | None:
     """row[key] as a finite float, or None (absent, null, not a number, NaN, infinite)."""
     value = row.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -140,29 +141,6 @@ def number(row: dict[str, Any], key: str) -> float | None:
 def _spec_items(spec: str) -> tuple[str, list[str]]:
     name, _, rest = spec.partition(":")
     return name, [item.strip() for item in rest.split(",") if item.strip()]
-
-
-def normalise_row(raw: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a results row with every field the figures read present (older sweeps lack some)."""
-    row = dict(raw)
-    row["allocator"] = str(row.get("allocator", "?"))
-    row["workload"] = str(row.get("workload", "?"))
-    row.setdefault("allocator_name", row["allocator"].partition(":")[0])
-    row.setdefault("family", row["workload"].partition(":")[0])
-    row["status"] = "ok" if row.get("status", "ok") == "ok" else "failed"
-    row["reason"] = str(row.get("reason") or ("" if row["status"] == "ok" else "failed (no reason recorded)"))
-    try:
-        row["seed"] = int(row.get("seed", 0))
-    except (TypeError, ValueError):
-        row["seed"] = 0
-    value = row.get("param_value")
-    try:
-        row["param_value"] = None if value is None else float(value)
-    except (TypeError, ValueError):
-        row["param_value"] = None
-    if not row.get("param") or row["param_value"] is None or not math.isfinite(row["param_value"]):
-        row["param"], row["param_value"] = None, None
-    return row
 
 
 def sweep_group(row: dict[str, Any]) -> tuple[str, str, str] | None:
@@ -217,24 +195,15 @@ def _load_heapmap(path: Path) -> dict[str, Any]:
     return out
 
 
-def load_results(results_dir: Path) -> Results:
-    """Read OUT/results.json (+ OUT/heapmap.npz if present).
+def load_report(results_dir: Path) -> ReportData:
+    """Read OUT/results.json (leniently, `bench.results.load_results`) and OUT/heapmap.npz if present.
 
     Raises FileNotFoundError when results.json is missing and ValueError when it
     is not a results file (not JSON, no `rows` list).
     """
     results_dir = Path(results_dir)
-    path = results_dir / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such results file (run `python -m bench sweep --out {results_dir}`)")
-    try:
-        document = json.loads(path.read_text())
-    except ValueError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(document, dict) or not isinstance(document.get("rows"), list):
-        raise ValueError(f"{path}: expected an object with a 'rows' list")
-    meta = document.get("meta") if isinstance(document.get("meta"), dict) else {}
-    rows = [normalise_row(row) for row in document["rows"] if isinstance(row, dict)]
+    results = load_results(results_dir)
+    rows, meta = results.rows, results.meta
     heapmap, heapmap_error = None, ""
     heapmap_path = results_dir / "heapmap.npz"
     if heapmap_path.is_file():
@@ -242,13 +211,13 @@ def load_results(results_dir: Path) -> Results:
             heapmap = _load_heapmap(heapmap_path)
         except (OSError, ValueError, KeyError) as error:
             heapmap_error = f"heapmap.npz could not be read: {error}"
-    return Results(
+    return ReportData(
         directory=results_dir, meta=meta, rows=rows, allocators=_ordered_allocators(rows, meta),
         workloads=_ordered_workloads(rows), heapmap=heapmap, heapmap_error=heapmap_error,
     )
 
 
-def cell_values(results: Results, metric: str) -> dict[tuple[str, str], list[float]]:
+def cell_values(results: ReportData, metric: str) -> dict[tuple[str, str], list[float]]:
     """{(allocator, workload): [metric of each ok seed]} (cells without a value are absent)."""
     values: dict[tuple[str, str], list[float]] = {}
     for row in results.ok_rows():
@@ -258,12 +227,12 @@ def cell_values(results: Results, metric: str) -> dict[tuple[str, str], list[flo
     return values
 
 
-def cell_medians(results: Results, metric: str) -> dict[tuple[str, str], float]:
+def cell_medians(results: ReportData, metric: str) -> dict[tuple[str, str], float]:
     """{(allocator, workload): median over seeds of `metric`} over the ok cells that have it."""
     return {key: statistics.median(values) for key, values in cell_values(results, metric).items()}
 
 
-def failed_cells(results: Results) -> set[tuple[str, str]]:
+def failed_cells(results: ReportData) -> set[tuple[str, str]]:
     """(allocator, workload) pairs where no seed succeeded and at least one failed."""
     ok = {(row["allocator"], row["workload"]) for row in results.ok_rows()}
     return {(row["allocator"], row["workload"]) for row in results.rows if row["status"] != "ok"} - ok
@@ -375,7 +344,7 @@ def _percent_text(value: float) -> str:
 
 
 # ------------------------------------------------------------------ figure 1
-def plot_throughput(results: Results, styles: dict[str, Style], path: Path) -> str:
+def plot_throughput(results: ReportData, styles: dict[str, Style], path: Path) -> str:
     """Dot plot: one band per workload, one dot per allocator at its median throughput (log x); returns a note."""
     values = cell_values(results, SPEED)
     if not values:
@@ -435,7 +404,7 @@ def plot_throughput(results: Results, styles: dict[str, Style], path: Path) -> s
 
 
 # ------------------------------------------------------------------ figure 2
-def plot_waste_vs_param(results: Results, styles: dict[str, Style], path: Path) -> str:
+def plot_waste_vs_param(results: ReportData, styles: dict[str, Style], path: Path) -> str:
     """Overhead factor (log y) and internal fragmentation (%) against the swept parameter, per family."""
     swept = [row for row in results.rows if row["param"] is not None]
     if not swept:
@@ -507,7 +476,7 @@ def plot_waste_vs_param(results: Results, styles: dict[str, Style], path: Path) 
 
 
 # ------------------------------------------------------------------ figure 3
-def plot_locality(results: Results, styles: dict[str, Style], path: Path) -> str:
+def plot_locality(results: ReportData, styles: dict[str, Style], path: Path) -> str:
     """Heatmaps allocators x workloads of the locality rates (in %), each cell annotated."""
     del styles  # heatmaps are colored by value
     metrics = [entry for entry in LOCALITY_METRICS if results.has_metric(entry[0])]
@@ -566,7 +535,7 @@ def plot_locality(results: Results, styles: dict[str, Style], path: Path) -> str
 
 
 # ------------------------------------------------------------------ figure 4
-def plot_pareto(results: Results, styles: dict[str, Style], path: Path) -> str:
+def plot_pareto(results: ReportData, styles: dict[str, Style], path: Path) -> str:
     """Speed (y, log) against overhead factor (x, log), one panel per workload, Pareto front marked and labelled."""
     speed = cell_medians(results, SPEED)
     overhead = cell_medians(results, OVERHEAD)
@@ -707,7 +676,7 @@ def heapmap_occupancy(image: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(image.astype(np.float64)), 0.0, 1.0)
 
 
-def plot_heapmap(results: Results, styles: dict[str, Style], path: Path) -> str:
+def plot_heapmap(results: ReportData, styles: dict[str, Style], path: Path) -> str:
     """Address x time occupancy image with the footprint curve; below it live bytes versus footprint."""
     del styles
     heapmap = results.heapmap
@@ -780,7 +749,7 @@ def plot_heapmap(results: Results, styles: dict[str, Style], path: Path) -> str:
 
 
 # ------------------------------------------------------------------ figure 6
-def plot_go_sizeclasses(results: Results | None, styles: dict[str, Style] | None, path: Path) -> str:
+def plot_go_sizeclasses(results: ReportData | None, styles: dict[str, Style] | None, path: Path) -> str:
     """Go's size classes: max waste % per class (top) and tail bytes left in each span (bottom, by span pages)."""
     del results, styles
     try:
@@ -833,7 +802,7 @@ class FigureSpec:
     name: str
     title: str
     caption: str  # what is plotted and how to read it
-    draw: Callable[[Results, dict[str, Style], Path], str]
+    draw: Callable[[ReportData, dict[str, Style], Path], str]
 
     @property
     def filename(self) -> str:
@@ -902,7 +871,7 @@ def draw_all(results_dir: Path) -> list[Path]:
     recorded as its skip reason, so one broken figure never loses the others.
     """
     results_dir = Path(results_dir)
-    results = load_results(results_dir)
+    results = load_report(results_dir)
     plots_dir = results_dir / PLOTS_DIR
     plots_dir.mkdir(parents=True, exist_ok=True)
     styles = allocator_styles(results.allocators)

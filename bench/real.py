@@ -7,7 +7,10 @@ figures next to real ones.
 Isolation.  `replay_real(trace, allocator)` never calls a real allocator in the
 calling process.  It writes the trace's columns to a temporary `.npz` and runs
 `python -m bench.real --child IN OUT` in a child process, with `LD_PRELOAD`
-naming the allocator's shared library (glibc: no preload, the default malloc).
+naming the allocator's shared library (glibc: no preload, the default malloc)
+and without the environment variables that tune an allocator
+(`ALLOCATOR_VARIABLES`: MALLOC_*, GLIBC_TUNABLES, TCMALLOC_*, MIMALLOC_*), so
+every real allocator runs with its defaults.
 The child writes a JSON result; a malloc that returns NULL is reported as
 out of memory at row N (`RealReplayFailed`), and a child that dies (signal,
 kernel OOM killer) is reported with its exit status and the tail of its stderr.
@@ -275,6 +278,20 @@ def peak_live_requested(op, obj, size, n_ids):
 
 
 # ---------------------------------------------------------------- library lookup (parent)
+#: Environment variables that tune a real allocator (glibc's MALLOC_*_ and GLIBC_TUNABLES, jemalloc's MALLOC_CONF,
+#: gperftools' TCMALLOC_*, mimalloc's MIMALLOC_*) or preload one: removed for the replays, which measure defaults.
+ALLOCATOR_VARIABLES = ("MALLOC_", "GLIBC_TUNABLES", "TCMALLOC_", "MIMALLOC_", "JE_MALLOC_CONF", "LD_PRELOAD")
+
+
+def allocator_environment() -> dict[str, str]:
+    """This process's environment without the variables that tune or preload an allocator (`ALLOCATOR_VARIABLES`).
+
+    A real allocator's figures are its defaults': a Dask nanny, for one, sets MALLOC_TRIM_THRESHOLD_=65536 in the
+    environment of the process that starts it, which changes glibc's mmap and trim decisions.
+    """
+    return {key: value for key, value in os.environ.items() if not key.startswith(ALLOCATOR_VARIABLES)}
+
+
 def library_path(allocator: str) -> str | None:
     """The shared library to preload for `allocator` (None for glibc); RealAllocatorMissing if not installed."""
     if allocator == "glibc":
@@ -333,7 +350,7 @@ def replay_real(
     killed).  "auto" (default): the machine's MemTotal.  None: no cap.
     timeout: seconds before the child is killed (RealReplayFailed).
     """
-    if not hasattr(trace, "dense_obj") or not hasattr(trace, "op"):
+    if not hasattr(trace, "slots") or not hasattr(trace, "op"):
         raise TypeError(f"replay_real() needs a Trace, got {type(trace).__name__}")
     if memory_limit_bytes == "auto":
         memory_limit_bytes = _mem_total()
@@ -344,8 +361,7 @@ def replay_real(
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     library = library_path(allocator)
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
+    env = allocator_environment()
     if library:
         env["LD_PRELOAD"] = library
     root = str(Path(__file__).resolve().parent.parent)
@@ -354,8 +370,8 @@ def replay_real(
         source = Path(scratch) / "trace.npz"
         target = Path(scratch) / "result.json"
         np.savez(
-            source, op=trace.op, obj=trace.dense_obj, size=trace.size,
-            n_ids=np.array(trace.n_ids), n_threads=np.array(trace.n_threads),
+            source, op=trace.op, obj=trace.slots, size=trace.size,
+            n_ids=np.array(max(trace.n_slots, 1)), n_threads=np.array(trace.n_threads),
         )
         command = [
             sys.executable, "-m", "bench.real", "--child", str(source), str(target),

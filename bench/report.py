@@ -1,6 +1,6 @@
 """OUT/index.html: one static page showing a sweep's figures, its results table and how it was run.
 
-`write_index(OUT)` reads `OUT/results.json` (through `bench.plots.load_results`)
+`write_index(OUT)` reads `OUT/results.json` (through `bench.plots.load_report`)
 and the figure list `OUT/plots/manifest.json` that `bench.plots.draw_all`
 writes, and writes `OUT/index.html` (atomically) with, in order:
 
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.plots import Results, load_results, number, read_manifest
+from bench.plots import ReportData, load_report, number, read_manifest
 from bench.table import format_bytes
 
 INDEX = "index.html"
@@ -139,7 +139,7 @@ def _figures_html(entries: list[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
-def _summary_html(results: Results) -> str:
+def _summary_html(results: ReportData) -> str:
     if not results.rows:
         return "<p class=skipped>No cells in the results.</p>"
     parts = []
@@ -178,7 +178,7 @@ def _summary_html(results: Results) -> str:
     return "\n".join(parts)
 
 
-def _results_table_html(results: Results) -> str:
+def _results_table_html(results: ReportData) -> str:
     if not results.rows:
         return "<p class=skipped>No cells in the results.</p>"
     columns = [column for column in COLUMNS if results.has_metric(column[0])]
@@ -219,7 +219,7 @@ def _meta_html(meta: dict[str, Any]) -> str:
     return '<dl class="meta">' + "".join(items) + "</dl>"
 
 
-def render_index(results: Results, entries: list[dict[str, Any]]) -> str:
+def render_index(results: ReportData, entries: list[dict[str, Any]]) -> str:
     """The page's HTML text for loaded results and a figure manifest."""
     ok = len(results.ok_rows())
     failed = len(results.rows) - ok
@@ -259,10 +259,10 @@ def write_index(results_dir: Path) -> Path:
 
     Call `bench.plots.draw_all(OUT)` first to (re)draw the figures; without a
     manifest the page shows the known figures whose PNG exists.  Raises
-    FileNotFoundError / ValueError as `bench.plots.load_results` does.
+    FileNotFoundError / ValueError as `bench.plots.load_report` does.
     """
     results_dir = Path(results_dir)
-    results = load_results(results_dir)
+    results = load_report(results_dir)
     entries = read_manifest(results_dir)
     path = results_dir / INDEX
     temporary = path.with_name(f".{INDEX}.{os.getpid()}.tmp")

@@ -26,24 +26,30 @@ start and at the end of the sweep and stored in `meta["calibration"]`, so
 `bench compare` can normalise cell times by the machine's speed.  With
 `--resume`, stored cells keep the timings they were measured with.
 
-Parallelism.  `--jobs N` runs cells in N worker processes (each compiles or
-loads the kernels once).  Non-timing figures do not depend on N; timings do,
-since workers share the machine's cores.
+Executors.  Cells run through a `concurrent.futures.Executor`
+(`bench.executors`): in this process by default, a pool of N local processes
+(`jobs=N`), or the workers of a Dask cluster.  Cells travel as specs and
+seeds; every kernel is compiled once before they fan out.  Non-timing figures
+do not depend on the executor or the number of workers; timings do, since
+workers share the machine's cores.
+
+API.  `SweepConfig` says what to measure (typed fields, no command line),
+`make_plan(config)` expands it into cells, `run_sweep(plan, out, ...)` measures
+them and returns the `bench.results.Results`; `python -m bench sweep` is a
+thin layer that parses its arguments into these.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import hashlib
-import io
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -52,7 +58,8 @@ from typing import Any
 from tqdm import tqdm
 
 import allocators
-from bench import calibrate, harness
+from bench import calibrate, executors, harness
+from bench.results import ResultRow, Results, atomic_write, write_results
 from bench.table import format_bytes, render
 from workloads import catalog
 
@@ -85,9 +92,26 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-CSV_SKIP = ("counters", "params")
 #: Real allocators in a sweep (`--real`) are named `real:glibc`, `real:jemalloc`, ...
 REAL_PREFIX = "real:"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What a sweep measures.  None: the preset's value (allocators: every registered allocator and preset).
+
+    `workloads` entries are catalog specs or family sweeps `FAMILY:PARAM=V1/V2/...`; `real` adds the machine's
+    real allocators as cells `real:NAME`; `heapmap` is the cell drawn as a heap map, `ALLOCATOR@WORKLOAD`.
+    """
+
+    preset: str = "default"
+    allocators: Sequence[str] | None = None
+    workloads: Sequence[str] | None = None
+    ops: int | None = None
+    seeds: Sequence[int] = (0,)
+    repeats: int | None = None
+    real: bool = False
+    heapmap: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,26 +177,24 @@ def expand_workload(entry: str) -> list[tuple[str, str, str | None, float | None
     return expanded
 
 
-def make_plan(args: argparse.Namespace) -> Plan:
-    if args.preset not in PRESETS:
-        raise ValueError(f"unknown preset '{args.preset}' (known: {', '.join(PRESETS)})")
-    preset = PRESETS[args.preset]
-    if args.quick:
-        preset = PRESETS["quick"]
-    specs = [spec.strip() for spec in (args.allocators or "").split(";") if spec.strip()]
+def make_plan(config: SweepConfig) -> Plan:
+    """Expand a config into its cells; every spec is checked first (ValueError / BadParameter naming it)."""
+    if config.preset not in PRESETS:
+        raise ValueError(f"unknown preset '{config.preset}' (known: {', '.join(PRESETS)})")
+    preset = PRESETS[config.preset]
+    specs = [spec.strip() for spec in config.allocators or () if spec.strip()]
     specs = specs or list(preset.allocators) or default_allocators()
-    entries = [spec.strip() for spec in (args.workloads or "").split(";") if spec.strip()] or list(preset.workloads)
-    try:
-        seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
-    except ValueError:
-        raise ValueError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
-    if not seeds or min(seeds) < 0:
-        raise ValueError("--seeds needs at least one seed >= 0")
-    if getattr(args, "real", False):
+    entries = [spec.strip() for spec in config.workloads or () if spec.strip()] or list(preset.workloads)
+    seeds = list(config.seeds)
+    if not seeds or any(isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 for seed in seeds):
+        raise ValueError("seeds must be at least one integer >= 0")
+    for name, value in (("ops", config.ops), ("repeats", config.repeats)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if config.real:
         from bench.real import available
 
-        found = available()
-        specs = specs + [f"{REAL_PREFIX}{name}" for name in found]  # every installed one (glibc: always)
+        specs = specs + [f"{REAL_PREFIX}{name}" for name in available()]  # every installed one (glibc: always)
     for spec in specs:  # fail fast on a typo, before any work
         if not spec.startswith(REAL_PREFIX):
             allocators.parse_spec(spec)
@@ -180,8 +202,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     for workload, *_ in workloads:
         catalog.make(workload, n_ops=64, seed=0)
     return Plan(
-        preset="quick" if args.quick else args.preset, allocators=specs, workloads=workloads, seeds=seeds,
-        ops=args.ops or preset.ops, repeats=args.repeats or preset.repeats,
+        preset=config.preset, allocators=specs, workloads=workloads, seeds=seeds,
+        ops=config.ops or preset.ops, repeats=config.repeats or preset.repeats,
     )
 
 
@@ -191,48 +213,39 @@ def _trace(workload: str, ops: int, seed: int):
     return catalog.make(workload, n_ops=ops, seed=seed)
 
 
-def measure_real(name: str, trace, repeats: int) -> dict[str, Any]:
+def measure_real(name: str, trace, repeats: int) -> ResultRow:
     """A real allocator's cell: the figures that can be measured for it (speed, footprint, overhead)."""
     from bench.real import RealOutOfMemory, RealReplayFailed, replay_real
 
-    row: dict[str, Any] = {"allocator": f"{REAL_PREFIX}{name}", "rows": len(trace)}
+    spec = f"{REAL_PREFIX}{name}"
     try:
         real = replay_real(trace, name, repeats=repeats)
     except (RealOutOfMemory, RealReplayFailed) as error:
-        row.update(status="failed", reason=f"{type(error).__name__}: {error}")
-        return row
-    row.update(
-        status="ok", reason="", throughput_mops=real["throughput_mops"], ns_per_op=real["ns_per_op"],
-        seconds_median=real["seconds_median"], seconds_min=real["seconds_min"], seconds_max=real["seconds_max"],
-        compile_s=real["compile_s"], peak_footprint=real["peak_heap_bytes"],
+        return harness.failed_row(spec, len(trace), error)
+    return ResultRow(
+        allocator=spec, rows=len(trace), status="ok", throughput_mops=real["throughput_mops"],
+        ns_per_op=real["ns_per_op"], seconds_median=real["seconds_median"], seconds_min=real["seconds_min"],
+        seconds_max=real["seconds_max"], compile_s=real["compile_s"], peak_footprint=real["peak_heap_bytes"],
         peak_live_requested=real["peak_live_requested"], peak_live_granted=real["peak_live_granted"],
-        overhead_factor=real["overhead_factor"], internal_fragmentation=real["internal_fragmentation"],
-        counters={}, real_measure=real["peak_heap_measure"],
+        metrics={"overhead_factor": real["overhead_factor"], "internal_fragmentation": real["internal_fragmentation"]},
+        extra={"real_measure": real["peak_heap_measure"]},
     )
-    return row
 
 
-def run_cell(cell: Cell, ops: int, repeats: int) -> dict[str, Any]:
-    """Measure one cell; never raises for an allocator failure (the row says why)."""
+def run_cell(cell: Cell, ops: int, repeats: int) -> ResultRow:
+    """Measure one cell (in whichever process runs it); never raises for an allocator failure (the row says why)."""
     trace = _trace(cell.workload, ops, cell.seed)
     if cell.allocator.startswith(REAL_PREFIX):
         row = measure_real(cell.allocator[len(REAL_PREFIX):], trace, repeats)
-        name = cell.allocator
+        row.allocator_name = cell.allocator
     else:
         row, _ = harness.measure(cell.allocator, trace, repeats=repeats)
-        name = allocators.parse_spec(cell.allocator)[0]
-    row.pop("params", None)
-    row.update(
-        allocator=cell.allocator, allocator_name=name,
-        workload=cell.workload, family=cell.family, param=cell.param, param_value=cell.param_value, seed=cell.seed,
+        row.allocator_name = allocators.parse_spec(cell.allocator)[0]
+    row.extra.pop("params", None)
+    row.workload, row.family, row.param, row.param_value, row.seed = (
+        cell.workload, cell.family, cell.param, cell.param_value, cell.seed
     )
     return row
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def run_metadata(plan: Plan) -> dict[str, Any]:
@@ -264,24 +277,6 @@ def run_metadata(plan: Plan) -> dict[str, Any]:
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count()},
     }
-
-
-def write_results(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    """results.json (rows + meta) and results.csv (flat rows), each replaced atomically."""
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "results.json", json.dumps({"meta": meta, "rows": rows}, indent=1, sort_keys=True,
-                                                    default=str))
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(key for key in row if key not in columns and key not in CSV_SKIP)
-    leading = ["allocator", "workload", "seed", "status", "reason"]
-    columns = leading + [column for column in columns if column not in leading]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
-    _atomic_write(out / "results.csv", buffer.getvalue())
 
 
 def _short_reason(reason: str) -> str:
@@ -318,17 +313,31 @@ def tables(rows: list[dict[str, Any]], specs: list[str], workloads: list[str]) -
     return "\n\n".join((speed, footprint, overhead))
 
 
-def _load_stored(path: Path) -> dict[str, Any] | None:
+def _load_stored(path: Path) -> ResultRow | None:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return ResultRow.from_dict(json.loads(path.read_text()), strict=True)
+    except (OSError, ValueError, TypeError):
         return None  # a cell file that cannot be read is measured again
 
 
-def choose_heapmap_cell(plan: Plan, rows: list[dict[str, Any]], wanted: str | None) -> dict[str, Any] | None:
+def check_heapmap_choice(plan: Plan, wanted: str | None) -> None:
+    """Refuse a `--heapmap ALLOCATOR@WORKLOAD` that names no cell of the plan, before any work (ValueError)."""
+    if not wanted:
+        return
+    allocator, _, workload = wanted.partition("@")
+    workload = workload or plan.workloads[0][0]
+    if allocator not in plan.allocators or allocator.startswith(REAL_PREFIX):
+        raise ValueError(f"--heapmap {wanted}: allocator '{allocator}' is not a model of this sweep "
+                         f"(models: {', '.join(spec for spec in plan.allocators if not spec.startswith(REAL_PREFIX))})")
+    if workload not in [spec for spec, *_ in plan.workloads]:
+        raise ValueError(f"--heapmap {wanted}: workload '{workload}' is not in this sweep "
+                         f"(workloads: {', '.join(spec for spec, *_ in plan.workloads)})")
+
+
+def choose_heapmap_cell(plan: Plan, rows: Sequence[ResultRow], wanted: str | None) -> dict[str, Any] | None:
     """The cell drawn as a heap map: `ALLOCATOR@WORKLOAD` if given, else freelist:glibc (or the first
     allocator) on the first workload and seed; only a cell that replayed successfully."""
-    ok = {(row["allocator"], row["workload"], row["seed"]) for row in rows if row["status"] == "ok"}
+    ok = {(row.allocator, row.workload, row.seed) for row in rows if row.ok}
     if wanted:
         allocator, _, workload = wanted.partition("@")
         candidates = [(allocator, workload or plan.workloads[0][0], plan.seeds[0])]
@@ -342,7 +351,7 @@ def choose_heapmap_cell(plan: Plan, rows: list[dict[str, Any]], wanted: str | No
     return None
 
 
-def save_heapmap(out: Path, plan: Plan, rows: list[dict[str, Any]], wanted: str | None) -> dict[str, Any] | None:
+def save_heapmap(out: Path, plan: Plan, rows: Sequence[ResultRow], wanted: str | None) -> dict[str, Any] | None:
     from bench import heapmap
 
     cell = choose_heapmap_cell(plan, rows, wanted)
@@ -355,16 +364,36 @@ def save_heapmap(out: Path, plan: Plan, rows: list[dict[str, Any]], wanted: str 
     return cell
 
 
-def run(args: argparse.Namespace) -> int:
-    plan = make_plan(args)
-    out: Path = args.out
+def run_sweep(
+    plan: Plan,
+    out: Path | str,
+    executor: Executor | None = None,
+    resume: bool = False,
+    heapmap_cell: str | None = None,
+    draw_plots: bool = True,
+    progress: bool = False,
+    say: Callable[[str], None] | None = None,
+    on_cell: Callable[[Cell, ResultRow], None] | None = None,
+) -> Results:
+    """Measure every cell of `plan` into `out` and return the results (in the plan's cell order).
+
+    executor: where cells run (default: in this process; see `bench.executors`); the caller owns it.
+    resume: keep the cells already stored in `out/cells` (same plan: same cell keys) and measure the rest.
+    draw_plots: the figures and index.html after the last cell.  progress: a progress bar on stderr.
+    say(text): a line about the sweep before it starts.  on_cell(cell, row): after each cell.
+    """
+    out = Path(out)
+    check_heapmap_choice(plan, heapmap_cell)
     cells_dir = out / "cells"
-    cells_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cells_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"--out {out}: not a directory") from None
     meta = run_metadata(plan)
     meta["calibration"] = calibrate.combine(calibrate.calibrate())  # before any cell: a killed sweep keeps it
     keys = {cell: cell.key(plan.ops, plan.repeats) for cell in plan.cells}
-    done: dict[Cell, dict[str, Any]] = {}
-    if args.resume:
+    done: dict[Cell, ResultRow] = {}
+    if resume:
         for cell, key in keys.items():
             stored = _load_stored(cells_dir / f"{key}.json")
             if stored is not None:
@@ -374,50 +403,44 @@ def run(args: argparse.Namespace) -> int:
             stale.unlink()
     todo = [cell for cell in plan.cells if cell not in done]
 
-    def ordered_rows() -> list[dict[str, Any]]:
+    def ordered_rows() -> list[ResultRow]:
         return [done[cell] for cell in plan.cells if cell in done]
 
-    def finish(cell: Cell, row: dict[str, Any], bar: tqdm) -> None:
-        _atomic_write(cells_dir / f"{keys[cell]}.json", json.dumps(row, sort_keys=True, default=str))
+    def finish(cell: Cell, row: ResultRow) -> None:
+        atomic_write(cells_dir / f"{keys[cell]}.json", json.dumps(row.as_dict(), sort_keys=True, default=str))
         done[cell] = row
         write_results(out, ordered_rows(), meta)
-        outcome = f"{row['throughput_mops']:.1f} Mops/s" if row["status"] == "ok" else _short_reason(row["reason"])
-        bar.set_postfix_str(f"{cell.allocator} x {cell.workload}: {outcome}", refresh=False)
-        bar.update()
+        if on_cell is not None:
+            on_cell(cell, row)
 
-    print(f"sweep: {len(plan.cells)} cells ({len(plan.allocators)} allocators x {len(plan.workloads)} workloads x "
-          f"{len(plan.seeds)} seeds), {plan.ops:,} rows, {plan.repeats} repeats"
-          + (f"; {len(done)} already stored" if done else "") + f" -> {out}", file=sys.stderr)
+    models = [spec for spec in plan.allocators if not spec.startswith(REAL_PREFIX)]
+    executor = executor or executors.InlineExecutor()
+    if say is not None:
+        say(f"sweep: {len(plan.cells)} cells ({len(plan.allocators)} allocators x {len(plan.workloads)} workloads "
+            f"x {len(plan.seeds)} seeds), {plan.ops:,} rows, {plan.repeats} repeats"
+            + (f"; {len(done)} already stored" if done else "") + f" -> {out}")
+    if todo:
+        executors.warm_up(models)  # every kernel compiled once, before the cells fan out
     bar = tqdm(total=len(plan.cells), initial=len(done), unit="cell", file=sys.stderr, dynamic_ncols=True,
-               disable=args.no_progress)
+               disable=not progress)
     try:
-        if args.jobs <= 1 or len(todo) <= 1:
-            for cell in todo:
-                finish(cell, run_cell(cell, plan.ops, plan.repeats), bar)
-        else:
-            with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-                futures = {pool.submit(run_cell, cell, plan.ops, plan.repeats): cell for cell in todo}
-                for future in as_completed(futures):
-                    finish(futures[future], future.result(), bar)
+        futures = {executor.submit(run_cell, cell, plan.ops, plan.repeats): cell for cell in todo}
+        for future in as_completed(futures):
+            cell, row = futures[future], future.result()
+            finish(cell, row)
+            outcome = f"{row.throughput_mops:.1f} Mops/s" if row.ok else _short_reason(row.reason)
+            bar.set_postfix_str(f"{cell.allocator} x {cell.workload}: {outcome}", refresh=False)
+            bar.update()
     finally:
         bar.close()
     rows = ordered_rows()
     meta["calibration"] = calibrate.combine(meta["calibration"]["start"], calibrate.calibrate())
-    meta["heapmap_cell"] = save_heapmap(out, plan, rows, args.heapmap)
+    meta["heapmap_cell"] = save_heapmap(out, plan, rows, heapmap_cell)
     write_results(out, rows, meta)
-    if not args.no_plots:
+    if draw_plots:
         from bench.plots import draw_all
         from bench.report import write_index
 
         draw_all(out)
-        index = write_index(out)
-    if args.json:
-        print(json.dumps(rows, sort_keys=True, default=str))
-    else:
-        print(tables(rows, plan.allocators, [workload for workload, *_ in plan.workloads]))
-        failed = sum(row["status"] != "ok" for row in rows)
-        print(f"\n{len(rows)} cells ({failed} failed: reasons in results.json); "
-              f"results: {out / 'results.csv'}, {out / 'results.json'}")
-        if not args.no_plots:
-            print(f"report: {index}")
-    return 0
+        write_index(out)
+    return Results(meta=meta, rows=rows, directory=out)

@@ -19,6 +19,7 @@ from allocators.freelist import Freelist
 from allocators.shared.bitset import bitset_clear, bitset_clear_all, bitset_next, bitset_prev, bitset_set, new_bitset
 from allocators.shared.glibc_bins import bin_index, largebin_index
 from allocators.shared.maxtree import new_tree, tree_clear_range, tree_first_at_least, tree_last_at_least, tree_set
+from bench.real import allocator_environment
 from workloads.trace import OP_ALLOC, OP_FREE, OP_REALLOC, from_rows
 
 MiB = 1 << 20
@@ -555,7 +556,8 @@ def test_same_addresses_as_the_real_glibc(tmp_path):
     (tmp_path / "replay.c").write_text(REPLAYER_C)
     subprocess.run(["cc", "-O1", "-o", str(tmp_path / "replay"), str(tmp_path / "replay.c")], check=True)
     np.array([row[:3] for row in rows], np.int64).tofile(tmp_path / "trace.bin")
-    subprocess.run([str(tmp_path / "replay"), str(tmp_path / "trace.bin"), str(tmp_path / "out.bin")], check=True)
+    subprocess.run([str(tmp_path / "replay"), str(tmp_path / "trace.bin"), str(tmp_path / "out.bin")], check=True,
+                   env=allocator_environment())  # glibc's defaults (no MALLOC_*_ tunables from the environment)
     real = np.fromfile(tmp_path / "out.bin", np.int64)
     heap_start = real[0] - 0x2A0  # the first chunk follows the tcache struct
     model = glibc(1 << 32)

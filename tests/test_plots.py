@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from bench import plots, report
+from bench.results import ResultRow
 
 ALLOCATORS = ("linear", "pool", "stack", "freelist:glibc", "buddy")
 WORKLOADS = (  # (spec, family, param, param_value)
@@ -224,7 +225,7 @@ def test_index_without_manifest_and_missing_results(tmp_path):
 
 def test_seed_median_and_orders(tmp_path):
     build_results(tmp_path, seeds=(0, 1, 2), heapmap=False)
-    results = plots.load_results(tmp_path)
+    results = plots.load_report(tmp_path)
     assert results.allocators == list(ALLOCATORS)
     assert results.workloads == [w[0] for w in WORKLOADS]
     medians = plots.cell_medians(results, "throughput_mops")
@@ -237,10 +238,10 @@ def test_seed_median_and_orders(tmp_path):
 
 
 def test_sweep_group_and_workload_order():
-    row = plots.normalise_row({"allocator": "a", "workload": "lognormal:threads=4,sigma=1.5", "family": "lognormal",
+    row = ResultRow.from_dict({"allocator": "a", "workload": "lognormal:threads=4,sigma=1.5", "family": "lognormal",
                                "param": "sigma", "param_value": 1.5})
     assert plots.sweep_group(row) == ("lognormal", "sigma", "lognormal:threads=4")
-    rows = [plots.normalise_row({"allocator": "a", "workload": spec, "family": spec.partition(":")[0],
+    rows = [ResultRow.from_dict({"allocator": "a", "workload": spec, "family": spec.partition(":")[0],
                                  "param": param, "param_value": value})
             for spec, param, value in (("lognormal:sigma=2", "sigma", 2), ("fixed", None, None),
                                        ("lognormal:sigma=0.5", "sigma", 0.5))]
@@ -270,7 +271,7 @@ def test_heapmap_float_image_without_footprint(tmp_path):
     image[:, :20] = 1.0
     image[::3, 5:9] = 0.0  # holes
     np.savez(tmp_path / "heapmap.npz", image=image)
-    results = plots.load_results(tmp_path)
+    results = plots.load_report(tmp_path)
     note = plots.plot_heapmap(results, {}, tmp_path / "heapmap.png")
     assert "50 time bins x 40 address bins" in note
     _assert_png(tmp_path / "heapmap.png")

@@ -17,9 +17,13 @@ jitted pass that keeps one state byte per object id and stops at the first bad
 row, raising `TraceError` with the row number and the reason.  Kernels that
 replay a trace afterwards trust the arrays and do no checks of their own.
 
-Object ids may be any non-negative int64 (an importer may use addresses).  For
-replay the ids are mapped to a dense range `0..n_ids-1` (`dense_obj`), so a
-kernel can keep per-object state in flat arrays.
+Object ids may be any non-negative int64 (an importer may use addresses; a
+generator numbers objects in allocation order), unique while the object is
+live.  For replay each row gets a *slot* (`slots`, `workloads.slots`): a dense
+per-object table index that is reused after a free, so the replay's
+per-object tables hold `n_slots` = the peak number of live objects, however
+many objects the trace allocates.  `facts()` gives the aggregates an allocator
+is sized by (`workloads.facts.TraceFacts`).
 
 Files: `.npz` (numpy `savez_compressed` of the four columns plus `meta` as a
 JSON string) is canonical; `.csv` with header `op,obj,size,thread` and ops
@@ -153,6 +157,8 @@ class Trace:
 
     def __post_init__(self) -> None:
         self._dense: tuple[np.ndarray, int] | None = None
+        self._slots: tuple[np.ndarray, int] | None = None
+        self._facts: Any = None
         if self.validate_on_init:
             self.validate()
 
@@ -177,6 +183,32 @@ class Trace:
             self._dense = _dense_ids(self.obj)
         return self._dense[1]
 
+    @property
+    def slots(self) -> np.ndarray:
+        """Per row, the object's slot: a table index reused after a free (`workloads.slots`)."""
+        if self._slots is None:
+            from workloads.slots import assign_slots
+
+            self._slots = assign_slots(self.op, self.dense_obj, self.n_ids)
+        return self._slots[0]
+
+    @property
+    def n_slots(self) -> int:
+        """Slots the trace uses: the largest number of objects live at once."""
+        self.slots  # noqa: B018  (computes both)
+        assert self._slots is not None
+        return self._slots[1]
+
+    def facts(self):  # -> workloads.facts.TraceFacts (imported lazily: facts imports this module)
+        """The aggregates an allocator is sized and parameterised by (`workloads.facts.TraceFacts`)."""
+        if self._facts is None:
+            from workloads.facts import FactsAccumulator
+
+            accumulator = FactsAccumulator()
+            accumulator.add(self.op, self.size, self.thread)
+            self._facts = accumulator.finish(self.n_slots)
+        return self._facts
+
     def counts(self) -> dict[str, int]:
         found = np.bincount(self.op, minlength=4) if len(self) else np.zeros(4, np.int64)
         return {name: int(found[code]) for code, name in enumerate(OP_NAMES)}
@@ -188,10 +220,7 @@ class Trace:
 
     def peak_live_objects(self) -> int:
         """Largest number of objects live at once."""
-        if not len(self):
-            return 0
-        change = (self.op == OP_ALLOC).astype(np.int64) - (self.op == OP_FREE).astype(np.int64)
-        return int(np.cumsum(change).max())
+        return self.n_slots if len(self) else 0
 
     def max_request(self) -> int:
         grows = (self.op == OP_ALLOC) | (self.op == OP_REALLOC)
@@ -229,22 +258,8 @@ class Trace:
         self._dense = (dense, n_ids)
 
     def _describe(self, row: int, code: int) -> str:
-        op = int(self.op[row])
-        op_name = OP_NAMES[op].upper() if 0 <= op < 4 else str(op)
-        ident, request, thread = int(self.obj[row]), int(self.size[row]), int(self.thread[row])
-        reasons = {
-            _E_OP: f"unknown op code {op} (expected 0 alloc, 1 free, 2 realloc, 3 access)",
-            _E_OBJ_NEGATIVE: f"negative object id {ident}",
-            _E_THREAD: f"thread {thread} outside 0..{MAX_THREADS - 1}",
-            _E_ALLOC_LIVE: f"ALLOC reuses object id {ident} while it is still live",
-            _E_SIZE_NONPOSITIVE: f"{op_name} of object {ident} with size {request} (must be > 0)",
-            _E_SIZE_TOO_LARGE: f"{op_name} of object {ident} with size {request} above the maximum {MAX_REQUEST_SIZE}",
-            _E_NOT_LIVE: f"{op_name} of object {ident}, which is not live",
-            _E_DOUBLE_FREE: f"double free of object {ident}",
-            _E_FREE_SIZE: f"FREE of object {ident} with size {request} (must be 0)",
-            _E_ACCESS_SIZE: f"ACCESS of object {ident} touches {request} bytes, outside 0..object size",
-        }
-        return f"row {row}: {reasons.get(code, f'error code {code}')}"
+        return describe_error(row, code, int(self.op[row]), int(self.obj[row]), int(self.size[row]),
+                              int(self.thread[row]))
 
     # --------------------------------------------------------------------- I/O
     def save(self, path: str | Path) -> None:
@@ -285,6 +300,24 @@ class Trace:
             return cls(**columns, meta=meta)
         except TraceError as error:
             raise TraceError(f"{path}: {error}") from None
+
+
+def describe_error(row: int, code: int, op: int, ident: int, request: int, thread: int) -> str:
+    """The message of a validation error `code` at `row` (whose op, obj, size and thread are given)."""
+    op_name = OP_NAMES[op].upper() if 0 <= op < 4 else str(op)
+    reasons = {
+        _E_OP: f"unknown op code {op} (expected 0 alloc, 1 free, 2 realloc, 3 access)",
+        _E_OBJ_NEGATIVE: f"negative object id {ident}",
+        _E_THREAD: f"thread {thread} outside 0..{MAX_THREADS - 1}",
+        _E_ALLOC_LIVE: f"ALLOC reuses object id {ident} while it is still live",
+        _E_SIZE_NONPOSITIVE: f"{op_name} of object {ident} with size {request} (must be > 0)",
+        _E_SIZE_TOO_LARGE: f"{op_name} of object {ident} with size {request} above the maximum {MAX_REQUEST_SIZE}",
+        _E_NOT_LIVE: f"{op_name} of object {ident}, which is not live",
+        _E_DOUBLE_FREE: f"double free of object {ident}",
+        _E_FREE_SIZE: f"FREE of object {ident} with size {request} (must be 0)",
+        _E_ACCESS_SIZE: f"ACCESS of object {ident} touches {request} bytes, outside 0..object size",
+    }
+    return f"row {row}: {reasons.get(code, f'error code {code}')}"
 
 
 def from_rows(rows: list[tuple[int, int, int, int]], meta: dict[str, Any] | None = None) -> Trace:

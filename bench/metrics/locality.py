@@ -202,14 +202,14 @@ def compute(trace: Trace, log: AllocLog, hierarchy: tuple | None = None) -> dict
     """Every locality metric of one replay (`hierarchy`: a fresh `cachesim.make_hierarchy()` unless given)."""
     n_rows = len(trace)
     n_threads = trace.n_threads
-    n_ids = max(trace.n_ids, 1)
+    n_ids = max(trace.n_slots, 1)
     hierarchy = make_hierarchy() if hierarchy is None else hierarchy
     counts = np.zeros(N_COUNTS, np.int64)
     page_first = np.empty(2 * n_rows + 1, np.int64)
     page_last = np.empty(2 * n_rows + 1, np.int64)
     if n_rows:
         _locality_pass(
-            trace.op, trace.dense_obj, trace.size, trace.thread, log.addr, n_threads,
+            trace.op, trace.slots, trace.size, trace.thread, log.addr, n_threads,
             np.full(n_ids, -1, np.int64), np.zeros(n_ids, np.int64),
             np.full(RING, -1, np.int64), np.full(n_threads * RING, -1, np.int64), np.zeros(n_threads + 1, np.int64),
             np.full(n_threads, -1, np.int64), hierarchy, page_first, page_last, counts,

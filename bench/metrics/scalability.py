@@ -212,13 +212,13 @@ def compute(trace: Trace, log: AllocLog, counters_info: Any = None) -> dict[str,
         shared_ops = math.nan
     else:
         shared_ops = 1000.0 * sum(int(log.counters[name]) for name in names) / n_rows if n_rows else 0.0
-    n_ids = max(trace.n_ids, 1)
+    n_ids = max(trace.n_slots, 1)
     track_lines = n_rows > 0 and trace.n_threads > 1
     size = _table_size(2 * trace.peak_live_objects()) if track_lines else 1
     out = np.zeros(4, np.int64)
     if n_rows:
         _scalability_pass(
-            trace.op, trace.dense_obj, trace.size, trace.thread, log.addr, log.granted, track_lines,
+            trace.op, trace.slots, trace.size, trace.thread, log.addr, log.granted, track_lines,
             np.zeros(n_ids, np.int32), np.zeros(n_ids, np.int64), np.zeros(n_ids, np.int64), np.zeros(n_ids, np.int64),
             np.full(size, EMPTY, np.int64), np.zeros(size, np.int64), np.full(size, EMPTY, np.int64),
             np.zeros(size, np.int64), out,

@@ -110,12 +110,12 @@ def _live_bytes_pass(op, obj, size, granted, object_requested, object_granted, s
 def live_bytes(trace: Trace, log: AllocLog) -> tuple[np.ndarray, np.ndarray]:
     """(sums, at_peak) of the live-bytes pass: sums = [sum live requested, sum live granted] over rows (float64),
     at_peak = [row, live requested, live granted] at the first row where live granted peaks (int64)."""
-    n_ids = max(trace.n_ids, 1)
+    n_ids = max(trace.n_slots, 1)
     sums = np.zeros(2, np.float64)
     at_peak = np.zeros(3, np.int64)
     if len(trace):
         _live_bytes_pass(
-            trace.op, trace.dense_obj, trace.size, log.granted,
+            trace.op, trace.slots, trace.size, log.granted,
             np.zeros(n_ids, np.int64), np.zeros(n_ids, np.int64), sums, at_peak,
         )
     return sums, at_peak

@@ -1,0 +1,137 @@
+"""The lab as a Python library: everything `python -m bench` does, with typed arguments.
+
+The command line (`bench.cli`) parses its arguments into these calls and
+prints what they return; a notebook, a script or a Dask worker calls them
+directly.  Nothing here takes an `argparse.Namespace` or prints.
+
+    from bench import api
+
+    row = api.run_cell("tcmalloc", "lognormal:sigma=1.5", ops=200_000, seed=1)
+    row.throughput_mops, row.metrics["l1_miss_rate"], row.counters["central_fetches"]
+
+    results = api.sweep(api.SweepConfig(allocators=["pool", "tcmalloc"], workloads=["fifo", "phased"],
+                                        ops=50_000, seeds=[0, 1]), out="reports/mine", jobs=2)
+    for row in results.ok_rows():
+        print(row.allocator, row.workload, row["overhead_factor"])
+    api.load_results("reports/mine")  # the same Results, from disk
+
+Errors: bad input (an unknown allocator or workload, a bad parameter, a
+malformed trace) raises `ValueError` subclasses (`BadParameter`,
+`TraceError`); an allocator failing on a trace (out of memory, an unsupported
+order) is not an exception: the row says `status="failed"` with its
+`status_code` and `reason`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from allocators import AllocLog
+from bench import compare as gate
+from bench import executors, harness
+from bench.compare import Comparison, Thresholds
+from bench.results import ResultRow, Results, load_results
+from bench.sweep import PRESETS, Cell, Plan, SweepConfig, make_plan, run_sweep
+from workloads import catalog
+from workloads.trace import Trace
+
+__all__ = [
+    "PRESETS", "Cell", "Comparison", "Plan", "ResultRow", "Results", "SweepConfig", "Thresholds", "compare",
+    "fidelity", "load_results", "make_plan", "make_trace", "perf", "real", "replay", "run_cell", "sweep",
+]
+
+
+def make_trace(workload: str = "lognormal", ops: int = catalog.DEFAULT_N_OPS, seed: int = 0) -> Trace:
+    """The trace of a workload spec (same spec and seed, same trace, bit for bit)."""
+    return catalog.make(workload, n_ops=ops, seed=seed)
+
+
+def replay(
+    allocator: str, trace: Trace | str | Path, repeats: int = 3, capacity: int | None = None,
+    log: str | Path | None = None,
+) -> ResultRow:
+    """One allocator spec replaying a trace (a Trace or a trace file): every figure of the cell.
+
+    log: also save the replay's AllocLog there (`.npz`).
+    """
+    if not isinstance(trace, Trace):
+        trace = Trace.load(trace)
+    row, alloc_log = harness.measure(allocator, trace, repeats=repeats, capacity=capacity)
+    if log is not None and alloc_log is not None:
+        alloc_log.save(log)
+    return row
+
+
+def replay_log(allocator: str, trace: Trace, capacity: int | None = None) -> AllocLog:
+    """The AllocLog of one replay (addresses and granted sizes per row, timeline, peaks, counters)."""
+    return harness.build_for_trace(allocator, trace, capacity).replay(trace)
+
+
+def run_cell(
+    allocator: str, workload: str = "lognormal", ops: int = catalog.DEFAULT_N_OPS, seed: int = 0,
+    repeats: int = 3, capacity: int | None = None,
+) -> ResultRow:
+    """One allocator spec on one generated workload: every figure of the cell (`bench.results.ResultRow`)."""
+    row = replay(allocator, make_trace(workload, ops, seed), repeats=repeats, capacity=capacity)
+    row.workload, row.family, row.seed = workload, workload.partition(":")[0], seed
+    return row
+
+
+def sweep(
+    config: SweepConfig | None = None,
+    out: str | Path = "reports/latest",
+    jobs: int = 1,
+    executor: Any = None,
+    resume: bool = False,
+    draw_plots: bool = True,
+    progress: bool = False,
+    say: Callable[[str], None] | None = None,
+    on_cell: Callable[[Cell, ResultRow], None] | None = None,
+) -> Results:
+    """Measure a sweep into `out` (results.json/csv, cells/, heapmap.npz, plots/, index.html); return its Results.
+
+    jobs: local worker processes (1: in this process).  executor: any `concurrent.futures.Executor` instead,
+    e.g. `dask.distributed.Client(...).get_executor()` (its workers must have the lab installed).
+    """
+    plan = make_plan(config or SweepConfig())
+    if executor is not None:
+        return run_sweep(plan, out, executor, resume=resume, heapmap_cell=(config or SweepConfig()).heapmap,
+                         draw_plots=draw_plots, progress=progress, say=say, on_cell=on_cell)
+    with executors.local_executor(jobs) as local:
+        return run_sweep(plan, out, local, resume=resume, heapmap_cell=(config or SweepConfig()).heapmap,
+                         draw_plots=draw_plots, progress=progress, say=say, on_cell=on_cell)
+
+
+def compare(base: str | Path, new: str | Path, speed_threshold: float = gate.DEFAULT_SPEED_THRESHOLD,
+            statistic: str = gate.DEFAULT_STATISTIC) -> Comparison:
+    """The regression gate between two sweeps (`.ok`, `.text()`, `.markdown()`); CompareError on unusable input."""
+    return gate.compare(base, new, Thresholds(speed=speed_threshold, statistic=statistic))
+
+
+def perf(allocators: Sequence[str] | None = None, ops: int = 1_000_000, repeats: int = 7,
+         compile_time: bool = True, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """The README's performance table, measured: one dict per allocator spec (`bench.perf.measure_all`)."""
+    from bench import perf as perf_module
+
+    return perf_module.measure_all(allocators, ops=ops, repeats=repeats, compile_time=compile_time,
+                                   progress=progress)
+
+
+def fidelity(traces: Sequence[str | Path], repeats: int = 3, out: str | Path | None = None,
+             progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Each model beside the real allocator it models, per trace file (`bench.fidelity.measure_traces`)."""
+    from bench import fidelity as fidelity_module
+
+    return fidelity_module.measure_traces([Path(path) for path in traces], repeats=repeats,
+                                          out=Path(out) if out is not None else None, progress=progress)
+
+
+def real(trace: Trace | str | Path, allocator: str = "glibc", repeats: int = 3, touch: str = "page") -> dict[str, Any]:
+    """A trace replayed through the machine's real malloc (glibc, jemalloc, tcmalloc, mimalloc), in a child."""
+    from bench.real import replay_real
+
+    if not isinstance(trace, Trace):
+        trace = Trace.load(trace)
+    return replay_real(trace, allocator, repeats=repeats, touch=touch)
