@@ -13,11 +13,13 @@ import zlib
 import numpy as np
 import pytest
 
-from allocators import BadParameter, OutOfMemory, create, freelist
+from allocators import BadParameter, OutOfMemory, create
 from allocators.conformance import check_replay
 from allocators.freelist import Freelist
+from allocators.glibc import MALLOC_STATE_BYTES
+from allocators.shared import chunks as layout
 from allocators.shared.bitset import bitset_clear, bitset_clear_all, bitset_next, bitset_prev, bitset_set, new_bitset
-from allocators.shared.glibc_bins import bin_index, largebin_index
+from allocators.shared.glibc_bins import NBINS, bin_index, largebin_index
 from allocators.shared.maxtree import new_tree, tree_clear_range, tree_first_at_least, tree_last_at_least, tree_set
 from bench.real import allocator_environment
 from workloads.trace import OP_ALLOC, OP_FREE, OP_REALLOC, from_rows
@@ -36,11 +38,11 @@ def glibc(capacity: int = 16 * MiB, **params) -> Freelist:
 # ------------------------------------------------------------------ heap checker
 def chunks_in_list(memory: np.ndarray, sentinel: int) -> list[int]:
     found = []
-    chunk = int(memory[(sentinel >> 3) + freelist.W_FD])
+    chunk = int(memory[(sentinel >> 3) + layout.W_FD])
     while chunk != sentinel:
         found.append(chunk)
-        assert int(memory[(int(memory[(chunk >> 3) + freelist.W_FD]) >> 3) + freelist.W_BK]) == chunk
-        chunk = int(memory[(chunk >> 3) + freelist.W_FD])
+        assert int(memory[(int(memory[(chunk >> 3) + layout.W_FD]) >> 3) + layout.W_BK]) == chunk
+        chunk = int(memory[(chunk >> 3) + layout.W_FD])
         assert len(found) < 1_000_000
     return found
 
@@ -51,11 +53,11 @@ def assert_heap_consistent(allocator: Freelist) -> None:
     words, memory, tcache, tree, sizebits, sizeheads, maptree = allocator.state
     params = allocator.params
     granularity, min_chunk = params["granularity"], params["min_chunk"]
-    user_offset = int(words[freelist.S_USER_OFFSET])
+    user_offset = int(words[layout.S_USER_OFFSET])
     chunks = allocator.heap_chunks()
     assert chunks[-1][2] == "top"
     top, top_size = allocator.top_chunk
-    assert chunks[-1][:2] == (top, top_size) and top + top_size == words[freelist.S_BRK]
+    assert chunks[-1][:2] == (top, top_size) and top + top_size == words[layout.S_BRK]
     expected = 0
     free_chunks: dict[int, int] = {}
     used: set[int] = set()
@@ -72,29 +74,29 @@ def assert_heap_consistent(allocator: Freelist) -> None:
         previous = kind
     assert expected == top and (previous != "free" or not chunks[:-1]), "free chunk next to top"
     # the free index
-    mode = int(words[freelist.S_MODE])
-    arena = int(words[freelist.S_ARENA])
-    if mode == freelist.MODE_GLIBC:
+    mode = int(words[layout.S_MODE])
+    arena = int(words[layout.S_ARENA])
+    if mode == layout.MODE_GLIBC:
         indexed = []
-        for index in range(1, freelist.NBINS):
-            members = chunks_in_list(memory, arena + index * freelist.BIN_STRIDE)
+        for index in range(1, NBINS):
+            members = chunks_in_list(memory, arena + index * layout.BIN_STRIDE)
             if index > 1:
                 assert all(bin_index(free_chunks.get(c, -1)) == index for c in members), f"bin {index}"
                 if index >= 64:
                     sizes = [free_chunks[c] for c in members]
                     assert sizes == sorted(sizes, reverse=True), f"large bin {index} not sorted"
             indexed += members
-    elif mode == freelist.MODE_LIST:
+    elif mode == layout.MODE_LIST:
         indexed = chunks_in_list(memory, arena)
-    elif mode == freelist.MODE_TREE:
+    elif mode == layout.MODE_TREE:
         leaves = int(tree[0])
-        shift = int(words[freelist.S_GRAN_SHIFT])
+        shift = int(words[layout.S_GRAN_SHIFT])
         slots = np.nonzero(tree[leaves: leaves + (top >> shift) + 1])[0]
         indexed = [int(s) << shift for s in slots]
         assert all(int(tree[leaves + (c >> shift)]) << shift == free_chunks.get(c) for c in indexed)
     else:
         indexed = []
-        shift = int(words[freelist.S_GRAN_SHIFT])
+        shift = int(words[layout.S_GRAN_SHIFT])
         slot = bitset_next(sizebits, 0)
         while slot >= 0:
             members = chunks_in_list(memory, int(sizeheads[slot])) + [int(sizeheads[slot])]
@@ -129,14 +131,14 @@ def assert_heap_consistent(allocator: Freelist) -> None:
                     assert chunk in used and chunk not in live_chunks and chunk not in cached
                     assert int(memory[(chunk >> 3) + 1] & ~7) == min_chunk + tidx * granularity
                     cached.add(chunk)
-                    chunk = int(memory[(chunk >> 3) + freelist.W_FD])
-    for index in range(freelist.NFASTBINS):
-        chunk = int(words[freelist.S_FASTBINS + index])
-        while chunk != freelist.NIL:
+                    chunk = int(memory[(chunk >> 3) + layout.W_FD])
+    for index in range(layout.NFASTBINS):
+        chunk = int(words[layout.S_FASTBINS + index])
+        while chunk != layout.NIL:
             assert chunk in used and chunk not in live_chunks and chunk not in cached
             assert int(memory[(chunk >> 3) + 1] & ~7) == min_chunk + index * granularity <= params["max_fast"]
             cached.add(chunk)
-            chunk = int(memory[(chunk >> 3) + freelist.W_FD])
+            chunk = int(memory[(chunk >> 3) + layout.W_FD])
     assert live_chunks <= used
     assert len(used) == len(live_chunks) + len(cached) + threads, "a chunk in use that nobody holds"
 
@@ -176,7 +178,7 @@ def test_glibc_chunk_sizes():
         addr = heap.allocate(request)
         assert heap.chunk_size(addr) == chunk, request
         assert heap.live_blocks()[addr] == chunk - 8 >= request
-    assert heap.metadata_bytes == freelist.MALLOC_STATE_BYTES + 640 + 8 * 8
+    assert heap.metadata_bytes == MALLOC_STATE_BYTES + 640 + 8 * 8
 
 
 def test_tcache_lifo_and_limits():
