@@ -1,7 +1,7 @@
 """go: the Go runtime's memory allocator (mcache -> mcentral -> mheap), with explicit frees or a paced mark-sweep GC.
 
-Design (golang/go src/runtime/malloc.go, mcache.go, mcentral.go, mheap.go,
-mgcsweep.go, mgcpacer.go; the numbers in shared/reference/go-allocator.md).
+Design (golang/go src/runtime/malloc.go, mcache.go, mcentral.go, mheap.go;
+the numbers in shared/reference/go-allocator.md).
 The main allocator works in runs of 8 KiB pages.  Small requests are rounded
 up to one of Go's 67 size classes (class 0 = large objects) and carved from
 *spans*: runs of pages that hold objects of one size, with one allocation bit
@@ -76,39 +76,17 @@ Frees (`free_mode`):
   peak_heap_live) then counts allocated slots, the free slots of cached spans
   and large pages, without Go's tail-waste term (which only a cycle would
   correct), so it stays exact.
-- "gc": a FREE only makes the object garbage (Go programs drop references; the
-  trace says when).  The collector is *stop-the-world* with eager sweeping:
-  - Marking.  Reachability is known from the trace: an object is live from its
-    ALLOC row to its FREE row.  So the mark bits (Go's gcmarkBits) are kept
-    current as the trace runs: set when a slot is allocated ("allocate
-    black"), cleared by the FREE (a tiny block's when its count reaches zero;
-    a large span has one live flag).  A cycle then finds them complete.
-  - Trigger (mgcpacer.go).  `heap_live` is Go's heapLive: bytes marked by the
-    last cycle (slot sizes, a tiny block counts 16 B) + for every span cached
-    into an mcache since then, all of its unallocated bytes (npages*8192 -
-    allocCount*elemsize: free slots and tail, Go's deliberate over-estimate in
-    mcache.refill) + the pages of every large object allocated since.  Frees
-    do not lower it.  The goal is `heap_marked * (1 + GOGC/100)`, at least
-    `heapMinimum = 4 MiB * GOGC/100` (no stacks or globals in a trace).  The
-    check runs where Go's does, on every span refill and large allocation, but
-    *before* the allocation: a cycle runs when the allocation would take
-    heap_live past the goal.  (Go starts its concurrent mark at a trigger
-    below the goal so that the heap peaks near the goal; stop-the-world
-    collecting just before the goal is the same target.)
-  - A cycle: every mcache is flushed (releaseAll: cached spans back to their
-    mcentral, the tiny block unpinned), then *every* span is swept:
-    allocBits := gcmarkBits, free index back to 0, allocCount = live
-    objects; a span with no live object goes back to the mheap at once, a full
-    one onto its class's full list, the rest onto partial.  Large objects
-    without a live flag die here.  Then heap_live = heap_marked = the marked
-    bytes and the goal is recomputed.  So a dead slot is reusable only after
-    a cycle, and then lowest index first.  Sweeping is eager (Go sweeps lazily
-    and in the background, with the same outcome before the next cycle).
-  - The capacity is the machine's memory: when the mheap cannot serve a
-    request, one emergency cycle runs and the request is retried before it
-    fails with out of memory (what GOMEMLIMIT = capacity would do).
-  - `gogc` = GOGC (default 100); `gogc=off` (or -1) never collects.
-  In explicit mode `gogc` is ignored.
+- "gc" (preset `go:gc`): a FREE only makes the object garbage (the trace
+  says when a Go program drops its last reference), and a GOGC-paced
+  stop-the-world mark-sweep collector, allocators.go_gc, reclaims it.  The
+  allocator keeps the mark bits current (set when a slot is allocated,
+  cleared by the FREE; a large object has a live flag), checks the
+  collector's trigger before every span refill and large allocation, and
+  runs one emergency cycle before it fails with out of memory.  A cycle
+  flushes every mcache and sweeps every span, so a dead slot is reusable
+  only after one.  `gogc` = GOGC (default 100, `off` never collects),
+  ignored in explicit mode.  go_gc's docstring explains marking, pacing and
+  the cycle.
 
 Counters: allocs, frees (FREE rows), tiny_allocs (requests served by the tiny
 allocator), tiny_blocks (16 B blocks it took), large_allocs, large_frees (given
@@ -129,9 +107,11 @@ in use (Go's gcBits: ceil(nelems / 64) * 8 B each) + 1192 B per mcache in use
 (136 span pointers, tiny state, stack cache) + the 136 mcentrals (192 B each
 with padding).  All kept as running sums, so heap_stats is O(1).
 
-State: `words` (counters; the page heap's region; scalars: small-size limit,
-tiny limit, noscan rule, header threshold, free mode, heap_live, goal, ...;
-then the 136 mcentrals' partial/full list heads, allocators.shared.central),
+State (slots and indices named in allocators.go_layout, which also holds the
+span returns this module and the collector share): `words` (counters; the
+page heap's region; scalars: small-size limit, tiny limit, noscan rule,
+header threshold, free mode, heap_live, goal, ...; then the 136 mcentrals'
+partial/full list heads, allocators.shared.central),
 `class8`/`class128` (Go's lookup tables), `classes` (per span class: object
 size, pages, nelems, divMagic, tail bytes, GC-bitmap bytes, span bytes),
 `mcache` (per thread: 136 span ids, tiny block, tiny offset, in-use flag),
@@ -146,9 +126,7 @@ Costs.  Allocation hit: one lookup, one bitmap word search, O(1) (a span's
 search skips at most its 16 bitmap words).  Refill: O(1) list work, plus for
 a new span O(log pages) in the page heap and O(pages + bitmap words) to set
 it up.  Free: a page-map lookup, a multiply for the index, O(1); a span given
-back costs a page-heap free, O(log pages).  A GC cycle: O(threads * 136) to
-flush the mcaches + O(bitmap words) per span in use + a page-heap free per
-dead span.
+back costs a page-heap free, O(log pages).  A GC cycle: see allocators.go_gc.
 """
 
 from __future__ import annotations
@@ -159,22 +137,78 @@ import numpy as np
 from numba import njit
 
 from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, BadParameter
+from allocators.go_gc import (
+    collect_before_refill,
+    collect_if_over_goal,
+    emergency_cycle,
+    gc_cycle,
+    init_pacer,
+    parse_gogc,
+    reset_pacer,
+)
+from allocators.go_layout import (
+    C_ALLOCS,
+    C_CACHE_SPAN,
+    C_FREES,
+    C_LARGE_ALLOCS,
+    C_MHEAP_ALLOCS,
+    C_PEAK_HEAP_LIVE,
+    C_REFILLS,
+    C_SPANS_ALLOCATED,
+    C_TINY_ALLOCS,
+    C_TINY_BLOCKS,
+    CB,
+    I_BITS,
+    I_CLASS8,
+    I_CLASS128,
+    I_CLASSES,
+    I_MCACHE,
+    I_PAGEMAP,
+    I_RUN_BITS,
+    I_RUN_HEADS,
+    I_RUN_TREE,
+    I_SPANS,
+    I_TINY,
+    I_WORDS,
+    K_GCBITS,
+    K_MAGIC,
+    K_NELEMS,
+    K_PAGES,
+    K_SIZE,
+    K_SPAN_BYTES,
+    K_STRIDE,
+    K_TAIL,
+    MC_ACTIVE,
+    MC_STRIDE,
+    MC_TINY,
+    MC_TINY_OFFSET,
+    N_SPAN_CLASSES,
+    N_WORDS,
+    NO_BLOCK,
+    OWN_COUNTERS,
+    PH,
+    S_GC_MODE,
+    S_GC_ON,
+    S_HEADER_MIN,
+    S_HEAP_GOAL,
+    S_HEAP_LIVE,
+    S_METADATA,
+    S_NOSCAN_RULE,
+    S_SMALL_LIMIT,
+    S_STATIC_METADATA,
+    S_THREADS_SEEN,
+    S_TINY_LIMIT,
+    TINY_SHIFT,
+    explicit_span_transition,
+    free_slot,
+    release_large_span,
+    tiny_unpin,
+    uncache_span,
+)
 from allocators.protocol import Allocator, default_capacity
 from allocators.registry import register
 from allocators.replay import Kernels
-from allocators.shared.central import (
-    CL_FULL,
-    CL_PARTIAL,
-    CL_STRIDE,
-    LIST_FULL,
-    LIST_PARTIAL,
-    central_pop_partial,
-    central_push_span,
-    central_slots,
-    central_unlink,
-    init_central,
-    reset_central,
-)
+from allocators.shared.central import LIST_FULL, central_pop_partial, central_push_span, init_central, reset_central
 from allocators.shared.go_sizeclasses import (
     DIV_MAGIC,
     GO_TABLE,
@@ -197,32 +231,26 @@ from allocators.shared.pageheap import (
     PH_HEAP_PAGES,
     PH_METADATA,
     PH_RECORDS,
-    PH_SLOTS,
     POLICY_FIRST_FIT,
     init_pageheap,
     new_pageheap_arrays,
     pageheap_alloc,
-    pageheap_free,
     pageheap_reset,
 )
-from allocators.shared.spanbitmap import bitmap_init, bitmap_mark, bitmap_release, bitmap_take_lowest, popcount64
+from allocators.shared.spanbitmap import bitmap_init, bitmap_mark, bitmap_release, bitmap_take_lowest
 from allocators.shared.spans import (
     NO_SPAN,
-    SP_ALLOC_BITS,
     SP_CLASS,
     SP_LIST,
     SP_MARK_BITS,
-    SP_NEXT,
     SP_NFREE,
     SP_NOBJ,
     SP_NPAGES,
     SP_OBJ_SIZE,
-    SP_SCAN,
     SP_START,
     SP_STATE,
     SP_USER0,
     SP_USER2,
-    SPAN_LARGE,
     SPAN_SHIFT,
     SPAN_SMALL,
     SR_TOP,
@@ -236,12 +264,9 @@ from workloads.trace import Trace
 holds_kernels(__file__)
 
 PAGE_SIZE = 1 << PAGE_SHIFT
-N_SPAN_CLASSES = NUM_SIZE_CLASSES << 1  # 136
 TINY_SPAN_CLASS = (TINY_SIZE_CLASS << 1) | 1  # 5: class 2 (16 B), noscan
-TINY_SHIFT = 4  # 16 B blocks
 GROW_PAGES = 512  # mheap.grow: alignUp(npages, 512) pages = 4 MiB
 ARENA_PAGES = 8192  # 64 MiB heap arenas (linux/amd64)
-DEFAULT_HEAP_MINIMUM = 4 << 20  # mgcpacer.go defaultHeapMinimum
 BITMAP_WORDS = 16  # 1024 objects (class 1) per span at most
 LATEST_VERSION = "1.27"
 ALIGNMENT = 8  # every class size is a multiple of 8 and spans start on pages: MinHeapAlign
@@ -255,65 +280,9 @@ MCENTRAL_BYTES = 192
 NOSCAN_RULES = ("all", "none", "small")
 NOSCAN_ALL, NOSCAN_NONE, NOSCAN_SMALL = 0, 1, 2
 FREE_MODES = ("explicit", "gc")
-NO_BLOCK = -1
-
-# ----------------------------------------------------------- words layout
-OWN_COUNTERS = (
-    "allocs", "frees", "tiny_allocs", "tiny_blocks", "large_allocs", "large_frees",
-    "mcache_refills", "mcentral_cache_span", "mcentral_uncache_span", "mheap_alloc_spans", "mheap_free_spans",
-    "spans_allocated", "spans_swept", "spans_freed", "gc_cycles", "gc_emergency_cycles",
-    "objects_marked", "sweep_freed_objects", "peak_heap_live",
-)
-(
-    C_ALLOCS, C_FREES, C_TINY_ALLOCS, C_TINY_BLOCKS, C_LARGE_ALLOCS, C_LARGE_FREES,
-    C_REFILLS, C_CACHE_SPAN, C_UNCACHE_SPAN, C_MHEAP_ALLOCS, C_MHEAP_FREES,
-    C_SPANS_ALLOCATED, C_SPANS_SWEPT, C_SPANS_FREED, C_GC_CYCLES, C_GC_EMERGENCY,
-    C_OBJECTS_MARKED, C_SWEEP_FREED, C_PEAK_HEAP_LIVE,
-) = range(len(OWN_COUNTERS))
-PH = len(OWN_COUNTERS)  # the page heap's region: its counters extend ours
-S_BASE = PH + PH_SLOTS
-S_SMALL_LIMIT = S_BASE + 0  # largest small request (32760, or 32768 before Go 1.22)
-S_TINY_LIMIT = S_BASE + 1  # noscan requests below this use the tiny allocator (16, or 0 when off)
-S_NOSCAN_RULE = S_BASE + 2
-S_HEADER_MIN = S_BASE + 3  # pointerful requests above this get the 8 B malloc header (512; huge before 1.22)
-S_GC_MODE = S_BASE + 4  # 1: free_mode=gc
-S_GC_ON = S_BASE + 5  # 1: gc mode and GOGC not off
-S_GOGC = S_BASE + 6
-S_HEAP_MINIMUM = S_BASE + 7
-S_HEAP_LIVE = S_BASE + 8
-S_HEAP_MARKED = S_BASE + 9
-S_HEAP_GOAL = S_BASE + 10
-S_METADATA = S_BASE + 11  # GC bitmaps + mcaches + mcentrals (the page heap keeps its own)
-S_STATIC_METADATA = S_BASE + 12
-S_THREADS_SEEN = S_BASE + 13  # 1 + the highest thread whose mcache is in use
-CB = S_BASE + 16  # the mcentrals' lists: central_slots(136) words
-N_WORDS = CB + central_slots(N_SPAN_CLASSES)
-
-# classes[] columns, per span class
-K_SIZE, K_PAGES, K_NELEMS, K_MAGIC, K_TAIL, K_GCBITS, K_SPAN_BYTES = 0, 1, 2, 3, 4, 5, 6
-K_STRIDE = 8
-
-# mcache[] layout, per thread
-MC_TINY = N_SPAN_CLASSES  # address of the current tiny block, NO_BLOCK if none
-MC_TINY_OFFSET = MC_TINY + 1
-MC_ACTIVE = MC_TINY + 2
-MC_STRIDE = 144
-
-# state tuple indices
-I_WORDS, I_CLASS8, I_CLASS128, I_CLASSES, I_MCACHE, I_TINY = 0, 1, 2, 3, 4, 5
-I_SPANS, I_PAGEMAP, I_RUN_HEADS, I_RUN_BITS, I_RUN_TREE, I_BITS = 6, 7, 8, 9, 10, 11
 
 
 # ------------------------------------------------------------------ helpers
-@njit(cache=True, inline="always")
-def _phantom(nobj):
-    """Bits of the last bitmap word at and above nobj (0 when nobj is a multiple of 64)."""
-    rest = nobj & 63
-    if rest == 0:
-        return np.int64(0)
-    return np.int64(-1) << rest
-
-
 @njit(cache=True, inline="always")
 def _heap_live_add(words, delta):
     live = words[S_HEAP_LIVE] + delta
@@ -322,87 +291,7 @@ def _heap_live_add(words, delta):
         words[C_PEAK_HEAP_LIVE] = live
 
 
-@njit(cache=True)
-def _release_small_span(state, s):
-    """Give a small span (on no list) back to the mheap."""
-    words, classes = state[I_WORDS], state[I_CLASSES]
-    spans, pagemap, run_heads, run_bits, run_tree = (
-        state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE]
-    )
-    spc = spans[(s << SPAN_SHIFT) + SP_CLASS]
-    words[S_METADATA] -= classes[spc * K_STRIDE + K_GCBITS]
-    pageheap_free(words, PH, spans, pagemap, run_heads, run_bits, run_tree, s)
-    words[C_MHEAP_FREES] += 1
-    words[C_SPANS_FREED] += 1
-
-
-@njit(cache=True)
-def _release_large_span(state, s):
-    words, spans = state[I_WORDS], state[I_SPANS]
-    pagemap, run_heads, run_bits, run_tree = state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE]
-    words[S_METADATA] -= 16  # allocBits + gcmarkBits of one object
-    pageheap_free(words, PH, spans, pagemap, run_heads, run_bits, run_tree, s)
-    words[C_MHEAP_FREES] += 1
-    words[C_LARGE_FREES] += 1
-
-
-@njit(cache=True)
-def _explicit_span_transition(state, s):
-    """An uncached span just got a free slot (explicit mode): full -> partial, or empty -> the mheap."""
-    words, spans = state[I_WORDS], state[I_SPANS]
-    base = s << SPAN_SHIFT
-    nfree = spans[base + SP_NFREE]
-    if nfree == spans[base + SP_NOBJ]:
-        central_unlink(words, CB, spans, s)
-        _release_small_span(state, s)
-    elif nfree == 1:
-        central_unlink(words, CB, spans, s)
-        central_push_span(words, CB, spans[base + SP_CLASS], spans, s, LIST_PARTIAL, True)
-
-
-@njit(cache=True)
-def _free_slot(state, s, addr):
-    """Free the object slot at `addr` of small span `s` (slow-path copy of free_block's, for tiny blocks)."""
-    words, spans, bits = state[I_WORDS], state[I_SPANS], state[I_BITS]
-    base = s << SPAN_SHIFT
-    index = ((addr - (spans[base + SP_START] << PAGE_SHIFT)) * spans[base + SP_USER2]) >> 32
-    if words[S_GC_MODE] != 0:
-        bits[spans[base + SP_MARK_BITS] + (index >> 6)] &= ~(np.int64(1) << (index & 63))
-    else:
-        bitmap_release(spans, bits, s, index)
-        spans[base + SP_NFREE] += 1
-        if spans[base + SP_LIST] != NO_SPAN:  # not in an mcache
-            words[S_HEAP_LIVE] -= spans[base + SP_OBJ_SIZE]
-            _explicit_span_transition(state, s)
-
-
-@njit(cache=True)
-def _tiny_unpin(state, block):
-    """The mcache lets go of its tiny block: drop its pin; free the block if no object lives in it."""
-    tiny_counts, pagemap = state[I_TINY], state[I_PAGEMAP]
-    left = tiny_counts[block >> TINY_SHIFT] - 1
-    tiny_counts[block >> TINY_SHIFT] = left
-    if left == 0:
-        _free_slot(state, pagemap[block >> PAGE_SHIFT], block)
-
-
 # ---------------------------------------------------------- mcentral / mheap
-@njit(cache=True)
-def _uncache_span(state, s):
-    """mcentral.uncacheSpan: a span leaves an mcache for its class's full or partial list (or the mheap)."""
-    words, spans = state[I_WORDS], state[I_SPANS]
-    base = s << SPAN_SHIFT
-    words[C_UNCACHE_SPAN] += 1
-    nfree = spans[base + SP_NFREE]
-    spc = spans[base + SP_CLASS]
-    if nfree == 0:
-        central_push_span(words, CB, spc, spans, s, LIST_FULL, True)
-    elif nfree == spans[base + SP_NOBJ] and words[S_GC_MODE] == 0:
-        _release_small_span(state, s)  # explicit mode: an empty span goes back at once
-    else:
-        central_push_span(words, CB, spc, spans, s, LIST_PARTIAL, True)
-
-
 @njit(cache=True)
 def _cache_span(state, spc):
     """mcentral.cacheSpan: the first partial span of the class, else a new span from the mheap (NO_SPAN: none)."""
@@ -445,14 +334,6 @@ def _activate_mcache(state, thread):
 
 
 @njit(cache=True)
-def _collect_if_over_goal(state, need):
-    """GC trigger (gc mode): run a cycle first if allocating `need` more bytes would pass the heap goal."""
-    words = state[I_WORDS]
-    if words[S_GC_ON] != 0 and words[S_HEAP_LIVE] + need > words[S_HEAP_GOAL]:
-        gc_cycle(state)
-
-
-@njit(cache=True)
 def refill(state, thread, spc):
     """mcache.refill: swap the mcache's full span for one with a free slot; NO_SPAN when memory is exhausted."""
     words, classes, mcache, spans = state[I_WORDS], state[I_CLASSES], state[I_MCACHE], state[I_SPANS]
@@ -463,20 +344,15 @@ def refill(state, thread, spc):
     old = mcache[mc + spc]
     if old != NO_SPAN:
         mcache[mc + spc] = NO_SPAN
-        _uncache_span(state, old)
+        uncache_span(state, old)
     row = spc * K_STRIDE
     size = classes[row + K_SIZE]
-    tail = classes[row + K_TAIL] * words[S_GC_MODE]  # Go counts the tail too; see the docstring
+    tail = classes[row + K_TAIL] * words[S_GC_MODE]  # Go counts the tail too: allocators.go_gc, Trigger
     if words[S_GC_ON] != 0:
-        head = words[CB + spc * CL_STRIDE + CL_PARTIAL]
-        need = classes[row + K_SPAN_BYTES]
-        if head != NO_SPAN:
-            need = spans[(head << SPAN_SHIFT) + SP_NFREE] * size + tail
-        _collect_if_over_goal(state, need)
+        collect_before_refill(state, spc, size, tail)
     s = _cache_span(state, spc)
     if s == NO_SPAN and words[S_GC_ON] != 0:
-        words[C_GC_EMERGENCY] += 1
-        gc_cycle(state)
+        emergency_cycle(state)
         s = _cache_span(state, spc)
     if s == NO_SPAN:
         return s
@@ -494,11 +370,10 @@ def alloc_large(state, size, noscan, thread):
         _activate_mcache(state, thread)
     npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
     nbytes = npages << PAGE_SHIFT
-    _collect_if_over_goal(state, nbytes)
+    collect_if_over_goal(state, nbytes)
     s = pageheap_alloc(words, PH, spans, pagemap, run_heads, run_bits, run_tree, npages)
     if s == NO_SPAN and words[S_GC_ON] != 0:
-        words[C_GC_EMERGENCY] += 1
-        gc_cycle(state)
+        emergency_cycle(state)
         s = pageheap_alloc(words, PH, spans, pagemap, run_heads, run_bits, run_tree, npages)
     if s == NO_SPAN:
         return np.int64(ST_OUT_OF_MEMORY), np.int64(0)
@@ -526,7 +401,7 @@ def free_large(state, s):
         spans[base + SP_USER0] = 0  # garbage: the next sweep frees it
     else:
         words[S_HEAP_LIVE] -= spans[base + SP_OBJ_SIZE]
-        _release_large_span(state, s)
+        release_large_span(state, s)
 
 
 @njit(cache=True)
@@ -542,98 +417,7 @@ def tiny_new_block(state, thread, block, size):
         mcache[mc + MC_TINY] = block
         mcache[mc + MC_TINY_OFFSET] = size
         if old != NO_BLOCK:
-            _tiny_unpin(state, old)
-
-
-# ------------------------------------------------------------------ the GC
-@njit(cache=True)
-def _sweep_bits(spans, bits, s, nobj):
-    """allocBits := gcmarkBits (the marks stay: they are the live set), freeindex = 0; returns live objects."""
-    base = s << SPAN_SHIFT
-    alloc = spans[base + SP_ALLOC_BITS]
-    mark = spans[base + SP_MARK_BITS]
-    n_words = (nobj + 63) >> 6
-    live = 0
-    for w in range(n_words):
-        m = bits[mark + w]
-        bits[alloc + w] = m
-        live += popcount64(m)
-    bits[alloc + n_words - 1] |= _phantom(nobj)
-    spans[base + SP_SCAN] = 0
-    return live
-
-
-@njit(cache=True)
-def _sweep_span(state, s):
-    """Sweep one span (on no list); put it back on its class's list or give it to the mheap. Returns bytes marked."""
-    words, spans, bits = state[I_WORDS], state[I_SPANS], state[I_BITS]
-    base = s << SPAN_SHIFT
-    spc = spans[base + SP_CLASS]
-    words[C_SPANS_SWEPT] += 1
-    if spans[base + SP_STATE] == SPAN_LARGE:
-        if spans[base + SP_USER0] != 0:
-            central_push_span(words, CB, spc, spans, s, LIST_FULL, True)
-            words[C_OBJECTS_MARKED] += 1
-            return spans[base + SP_OBJ_SIZE]
-        words[C_SWEEP_FREED] += 1
-        _release_large_span(state, s)
-        return 0
-    nobj = spans[base + SP_NOBJ]
-    before = nobj - spans[base + SP_NFREE]
-    live = _sweep_bits(spans, bits, s, nobj)
-    spans[base + SP_NFREE] = nobj - live
-    words[C_OBJECTS_MARKED] += live
-    words[C_SWEEP_FREED] += before - live
-    if live == 0:
-        _release_small_span(state, s)
-    elif live == nobj:
-        central_push_span(words, CB, spc, spans, s, LIST_FULL, True)
-    else:
-        central_push_span(words, CB, spc, spans, s, LIST_PARTIAL, True)
-    return live * spans[base + SP_OBJ_SIZE]
-
-
-@njit(cache=True)
-def gc_cycle(state):
-    """One stop-the-world cycle: flush every mcache, sweep every span, reset heap_live and the goal."""
-    words, mcache, spans = state[I_WORDS], state[I_MCACHE], state[I_SPANS]
-    for thread in range(words[S_THREADS_SEEN]):  # mcache.releaseAll on every P
-        mc = thread * MC_STRIDE
-        if mcache[mc + MC_ACTIVE] == 0:
-            continue
-        for spc in range(N_SPAN_CLASSES):
-            s = mcache[mc + spc]
-            if s != NO_SPAN:
-                mcache[mc + spc] = NO_SPAN
-                _uncache_span(state, s)
-        block = mcache[mc + MC_TINY]
-        mcache[mc + MC_TINY] = NO_BLOCK
-        mcache[mc + MC_TINY_OFFSET] = 0
-        if block != NO_BLOCK:
-            _tiny_unpin(state, block)
-    marked = 0
-    for spc in range(N_SPAN_CLASSES):
-        block = CB + spc * CL_STRIDE
-        partial = words[block + CL_PARTIAL]
-        full = words[block + CL_FULL]
-        words[block + CL_PARTIAL] = NO_SPAN
-        words[block + CL_PARTIAL + 1] = NO_SPAN
-        words[block + CL_FULL] = NO_SPAN
-        words[block + CL_FULL + 1] = NO_SPAN
-        for chain in range(2):
-            s = partial if chain == 0 else full
-            while s != NO_SPAN:
-                after = spans[(s << SPAN_SHIFT) + SP_NEXT]
-                spans[(s << SPAN_SHIFT) + SP_LIST] = NO_SPAN
-                marked += _sweep_span(state, s)
-                s = after
-    goal = marked + marked * words[S_GOGC] // 100
-    if goal < words[S_HEAP_MINIMUM]:
-        goal = words[S_HEAP_MINIMUM]
-    words[S_HEAP_MARKED] = marked
-    words[S_HEAP_LIVE] = marked
-    words[S_HEAP_GOAL] = goal
-    words[C_GC_CYCLES] += 1
+            tiny_unpin(state, old)
 
 
 # ------------------------------------------------------------------ kernels
@@ -708,7 +492,7 @@ def free_block(state, addr, thread):
         left = tiny_counts[addr >> TINY_SHIFT] - 1
         tiny_counts[addr >> TINY_SHIFT] = left
         if left == 0:
-            _free_slot(state, s, addr & -TINY_SIZE)
+            free_slot(state, s, addr & -TINY_SIZE)
         return np.int64(ST_OK), np.int64(0)
     index = ((addr - (spans[base + SP_START] << PAGE_SHIFT)) * spans[base + SP_USER2]) >> 32
     if words[S_GC_MODE] != 0:
@@ -720,13 +504,13 @@ def free_block(state, addr, thread):
         if spans[base + SP_LIST] != NO_SPAN:  # not in an mcache
             words[S_HEAP_LIVE] -= size
             if nfree == 1 or nfree == spans[base + SP_NOBJ]:
-                _explicit_span_transition(state, s)
+                explicit_span_transition(state, s)
     return np.int64(ST_OK), size
 
 
 @njit(cache=True, inline="always")
 def heap_stats(state):
-    words = state[0]
+    words = state[I_WORDS]
     return (
         words[PH + PH_HEAP_PAGES] << PAGE_SHIFT,
         words[PH + PH_METADATA] - words[PH + PH_FREE_RUNS] * MSPAN_BYTES + words[S_METADATA],
@@ -765,19 +549,7 @@ def reset_state(state):
     reset_central(words, CB, N_SPAN_CLASSES)
     pageheap_reset(words, PH, spans, pagemap, run_heads, run_bits, run_tree)
     words[S_METADATA] = words[S_STATIC_METADATA]
-    words[S_HEAP_LIVE] = 0
-    words[S_HEAP_MARKED] = 0
-    words[S_HEAP_GOAL] = words[S_HEAP_MINIMUM]
-
-
-# ---------------------------------------------------------------- the shell
-def _parse_gogc(value: Any) -> int:
-    """GOGC: an integer >= 0, or off (-1, False, 'off')."""
-    if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
-        return -1
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < -1:
-        raise BadParameter(f"go: gogc must be an integer >= 0 or 'off' (-1), got {value!r}")
-    return int(value)
+    reset_pacer(words)
 
 
 def _parse_version(value: Any) -> str:
@@ -825,7 +597,7 @@ class Go(Allocator):
         if not isinstance(p["tiny"], (bool, np.bool_)):
             raise BadParameter(f"go: tiny must be true or false, got {p['tiny']!r}")
         p["tiny"] = bool(p["tiny"])
-        p["gogc"] = _parse_gogc(p["gogc"])
+        p["gogc"] = parse_gogc(p["gogc"])
         p["go_version"] = _parse_version(p["go_version"])
         if self.capacity < PAGE_SIZE:
             raise BadParameter(f"go: capacity_bytes {self.capacity} is smaller than one {PAGE_SIZE} B page")
@@ -844,18 +616,11 @@ class Go(Allocator):
             pagemap_entry_bytes=PAGE_META_BYTES, bitmap_words=BITMAP_WORDS,
         )
         init_central(words, CB, N_SPAN_CLASSES)
-        gc_mode = p["free_mode"] == "gc"
-        gogc = p["gogc"]
-        heap_minimum = DEFAULT_HEAP_MINIMUM * max(gogc, 0) // 100
+        init_pacer(words, p["free_mode"] == "gc", p["gogc"])
         words[S_SMALL_LIMIT] = small_size_limit(version)
         words[S_TINY_LIMIT] = TINY_SIZE if p["tiny"] else 0
         words[S_NOSCAN_RULE] = NOSCAN_RULES.index(p["noscan"])
         words[S_HEADER_MIN] = MIN_SIZE_FOR_MALLOC_HEADER if header_era else 1 << 62
-        words[S_GC_MODE] = int(gc_mode)
-        words[S_GC_ON] = int(gc_mode and gogc >= 0)
-        words[S_GOGC] = max(gogc, 0)
-        words[S_HEAP_MINIMUM] = heap_minimum
-        words[S_HEAP_GOAL] = heap_minimum
         static = N_SPAN_CLASSES * MCENTRAL_BYTES
         words[S_STATIC_METADATA] = static
         words[S_METADATA] = static
@@ -885,21 +650,23 @@ class Go(Allocator):
             raise BadParameter(
                 f"go: capacity_bytes {self.capacity} too large for this model's page- and block-indexed tables"
             ) from None
-        return (
-            words, SIZE_TO_CLASS8, SIZE_TO_CLASS128, classes, mcache, tiny_counts,
-            spans, pagemap, run_heads, run_bits, run_tree, bits,
-        )
+        arrays = {
+            I_WORDS: words, I_CLASS8: SIZE_TO_CLASS8, I_CLASS128: SIZE_TO_CLASS128, I_CLASSES: classes,
+            I_MCACHE: mcache, I_TINY: tiny_counts, I_SPANS: spans, I_PAGEMAP: pagemap, I_RUN_HEADS: run_heads,
+            I_RUN_BITS: run_bits, I_RUN_TREE: run_tree, I_BITS: bits,
+        }
+        return tuple(arrays[i] for i in range(len(arrays)))
 
     # ------------------------------------------------------------ inspection
     @property
     def heap_live(self) -> int:
         """Go's heapLive (the GC trigger's measure), bytes."""
-        return int(self.state[0][S_HEAP_LIVE])
+        return int(self.state[I_WORDS][S_HEAP_LIVE])
 
     @property
     def heap_goal(self) -> int:
         """The current GOGC heap goal, bytes (gc mode)."""
-        return int(self.state[0][S_HEAP_GOAL])
+        return int(self.state[I_WORDS][S_HEAP_GOAL])
 
     def collect(self) -> None:
         """Run one GC cycle now (gc mode only; like runtime.GC())."""

@@ -78,16 +78,16 @@ class lookup (1 B per slot).  Free-list links live inside free objects and
 cost nothing; the span bitmaps stand in for the span's in-object free list and
 are not counted.
 
-State (a tuple of arrays): `words` (counters; the page-heap region whose
-counters follow ours; scalars; central list heads per class; transfer-cache
-counts per class), `class_index` (int16 size -> class), `classes` (per
-class: size, pages, num_to_move, objects, 4 int64 each), `lists` (thread
-caches: per (thread, class) list records; each thread's class-0 record holds
-its totals), `links`
-(one int64 per 8 B of capacity, np.empty), `slots` (transfer-cache batches),
-then the page heap's `spans`, `pagemap`, `run_heads`, `run_bits`, `run_tree`
-and the span bitmaps `bits`.  The per-page and per-granule arrays are sized
-from the capacity and only touched where the heap is used.
+State (a tuple of arrays, at the I_* indices): `words` (counters; the
+page-heap region whose counters follow ours; scalars; central list heads per
+class; transfer-cache counts per class), `class_index` (int16 size -> class),
+`classes` (per class: size, pages, num_to_move, objects, 4 int64 each),
+`lists` (thread caches: per (thread, class) list records; each thread's
+class-0 record holds its totals), `links` (one int64 per 8 B of capacity,
+np.empty), `slots` (transfer-cache batches), then the page heap's `spans`,
+`pagemap`, `run_heads`, `run_bits`, `run_tree` and the span bitmaps `bits`.
+The per-page and per-granule arrays are sized from the capacity and only
+touched where the heap is used.
 """
 
 from __future__ import annotations
@@ -213,12 +213,16 @@ def n_words(n_classes: int) -> int:
 K_SIZE, K_PAGES, K_BATCH, K_NOBJ = 0, 1, 2, 3
 K_STRIDE = 4
 
+# state tuple indices
+I_WORDS, I_CLASS_INDEX, I_CLASSES, I_LISTS, I_LINKS, I_SLOTS = 0, 1, 2, 3, 4, 5
+I_SPANS, I_PAGEMAP, I_RUN_HEADS, I_RUN_BITS, I_RUN_TREE, I_BITS = 6, 7, 8, 9, 10, 11
+
 
 # --------------------------------------------------------------- slow paths
 @njit(cache=True)
 def _activate_thread(state, thread):
     """Create the thread's cache: a 64 KiB budget from the unclaimed space, or the 512 KiB minimum."""
-    words, lists = state[0], state[3]
+    words, lists = state[I_WORDS], state[I_LISTS]
     trec = thread_record(thread, words[S_N_CLASSES])
     lists[trec + TT_ACTIVE] = 1
     _increase_cache_limit(state, thread)
@@ -232,7 +236,7 @@ def _activate_thread(state, thread):
 @njit(cache=True)
 def _increase_cache_limit(state, thread):
     """gperftools IncreaseCacheLimitLocked: claim 64 KiB, or steal it from another thread."""
-    words, lists = state[0], state[3]
+    words, lists = state[I_WORDS], state[I_LISTS]
     n_classes = words[S_N_CLASSES]
     n_threads = words[S_N_THREADS]
     mine = thread_record(thread, n_classes)
@@ -254,8 +258,8 @@ def _increase_cache_limit(state, thread):
 @njit(cache=True)
 def _release_to_spans(state, first, n):
     """Give a chain of n objects back to their spans; wholly free spans go back to the page heap."""
-    words, links, spans, pagemap = state[0], state[4], state[6], state[7]
-    run_heads, run_bits, run_tree, bits = state[8], state[9], state[10], state[11]
+    words, links, spans, pagemap = state[I_WORDS], state[I_LINKS], state[I_SPANS], state[I_PAGEMAP]
+    run_heads, run_bits, run_tree, bits = state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE], state[I_BITS]
     addr = first
     for _ in range(n):
         after = links[addr >> LINK_SHIFT]
@@ -269,7 +273,7 @@ def _release_to_spans(state, first, n):
 @njit(cache=True)
 def _insert_range(state, cls, first, last, n):
     """CentralFreeList::InsertRange: park a full batch in the transfer cache, else back to the spans."""
-    words, classes, slots = state[0], state[2], state[5]
+    words, classes, slots = state[I_WORDS], state[I_CLASSES], state[I_SLOTS]
     words[C_CENTRAL_RELEASES] += 1
     xb = words[S_XB]
     if n == classes[cls * K_STRIDE + K_BATCH] and transfer_insert(words, xb, slots, cls, first, last):
@@ -281,7 +285,7 @@ def _insert_range(state, cls, first, last, n):
 @njit(cache=True)
 def _release_from_list(state, rec, cls, n):
     """ThreadCache::ReleaseToCentralCache: move n objects of a list to the middle end, a batch at a time."""
-    classes, lists, links = state[2], state[3], state[4]
+    classes, lists, links = state[I_CLASSES], state[I_LISTS], state[I_LINKS]
     length = lists[rec + TL_LENGTH]
     if n > length:
         n = length
@@ -301,8 +305,10 @@ def _release_from_list(state, rec, cls, n):
 @njit(cache=True)
 def _fetch(state, cls, want):
     """CentralFreeList::RemoveRange: up to `want` objects as a chain (first, last, count); count 0 = no memory."""
-    words, classes, links, slots = state[0], state[2], state[4], state[5]
-    spans, pagemap, run_heads, run_bits, run_tree, bits = state[6], state[7], state[8], state[9], state[10], state[11]
+    words, classes, links, slots = state[I_WORDS], state[I_CLASSES], state[I_LINKS], state[I_SLOTS]
+    spans, pagemap, run_heads, run_bits, run_tree, bits = (
+        state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE], state[I_BITS]
+    )
     words[C_CENTRAL_FETCHES] += 1
     base = cls * K_STRIDE
     batch = classes[base + K_BATCH]
@@ -339,7 +345,7 @@ def _fetch(state, cls, want):
 @njit(cache=True)
 def alloc_miss(state, cls, thread):
     """ThreadCache::FetchFromCentralCache for an empty list: one object out, the rest of the batch kept."""
-    words, classes, lists, links = state[0], state[2], state[3], state[4]
+    words, classes, lists, links = state[I_WORDS], state[I_CLASSES], state[I_LISTS], state[I_LINKS]
     n_classes = words[S_N_CLASSES]
     trec = thread_record(thread, n_classes)
     if lists[trec + TT_ACTIVE] == 0:
@@ -365,7 +371,7 @@ def alloc_miss(state, cls, thread):
 @njit(cache=True)
 def _scavenge(state, thread):
     """ThreadCache::Scavenge: each list gives back half its low-water mark; then the budget grows."""
-    words, classes, lists = state[0], state[2], state[3]
+    words, classes, lists = state[I_WORDS], state[I_CLASSES], state[I_LISTS]
     n_classes = words[S_N_CLASSES]
     trec = thread_record(thread, n_classes)
     for cls in range(1, n_classes):
@@ -381,7 +387,7 @@ def _scavenge(state, thread):
 @njit(cache=True)
 def free_overflow(state, cls, thread):
     """The slow half of ThreadCache::Deallocate: list too long and/or thread cache over budget."""
-    words, classes, lists = state[0], state[2], state[3]
+    words, classes, lists = state[I_WORDS], state[I_CLASSES], state[I_LISTS]
     n_classes = words[S_N_CLASSES]
     trec = thread_record(thread, n_classes)
     if lists[trec + TT_ACTIVE] == 0:
@@ -400,7 +406,9 @@ def free_overflow(state, cls, thread):
 @njit(cache=True)
 def alloc_large(state, size):
     """A request above kMaxSize: whole pages straight from the page heap."""
-    words, spans, pagemap, run_heads, run_bits, run_tree = state[0], state[6], state[7], state[8], state[9], state[10]
+    words, spans, pagemap, run_heads, run_bits, run_tree = (
+        state[I_WORDS], state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE]
+    )
     npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
     s = pageheap_alloc(words, PH, spans, pagemap, run_heads, run_bits, run_tree, npages)
     if s == NO_SPAN:
@@ -412,7 +420,9 @@ def alloc_large(state, size):
 
 @njit(cache=True)
 def free_large(state, s):
-    words, spans, pagemap, run_heads, run_bits, run_tree = state[0], state[6], state[7], state[8], state[9], state[10]
+    words, spans, pagemap, run_heads, run_bits, run_tree = (
+        state[I_WORDS], state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE]
+    )
     granted = spans[(s << SPAN_SHIFT) + SP_NPAGES] << PAGE_SHIFT
     pageheap_free(words, PH, spans, pagemap, run_heads, run_bits, run_tree, s)
     words[C_LARGE_FREES] += 1
@@ -423,7 +433,9 @@ def free_large(state, s):
 # ------------------------------------------------------------------ kernels
 @njit(cache=True, inline="always")
 def alloc_block(state, size, thread):
-    words, class_index, classes, lists, links = state[0], state[1], state[2], state[3], state[4]
+    words, class_index, classes, lists, links = (
+        state[I_WORDS], state[I_CLASS_INDEX], state[I_CLASSES], state[I_LISTS], state[I_LINKS]
+    )
     if size > MAX_SIZE:
         return alloc_large(state, size)
     cls = tcmalloc_size_to_class(size, class_index)
@@ -441,7 +453,9 @@ def alloc_block(state, size, thread):
 
 @njit(cache=True, inline="always")
 def free_block(state, addr, thread):
-    words, classes, lists, links, spans, pagemap = state[0], state[2], state[3], state[4], state[6], state[7]
+    words, classes, lists, links, spans, pagemap = (
+        state[I_WORDS], state[I_CLASSES], state[I_LISTS], state[I_LINKS], state[I_SPANS], state[I_PAGEMAP]
+    )
     s = pagemap[addr >> PAGE_SHIFT]
     cls = spans[(s << SPAN_SHIFT) + SP_CLASS]
     if cls == 0:
@@ -460,7 +474,7 @@ def free_block(state, addr, thread):
 
 @njit(cache=True, inline="always")
 def heap_stats(state):
-    words = state[0]
+    words = state[I_WORDS]
     return words[PH + PH_HEAP_PAGES] << PAGE_SHIFT, words[PH + PH_METADATA] + words[S_METADATA]
 
 
@@ -468,7 +482,7 @@ def heap_stats(state):
 def realloc_in_place(state, addr, granted, new_size, thread):
     """do_realloc: keep the block while granted / 2 <= new_size <= granted."""
     if new_size <= granted and new_size >= granted >> 1:
-        state[0][C_REALLOCS_IN_PLACE] += 1
+        state[I_WORDS][C_REALLOCS_IN_PLACE] += 1
         return addr, granted
     return np.int64(-1), np.int64(0)
 
@@ -476,8 +490,10 @@ def realloc_in_place(state, addr, granted, new_size, thread):
 @njit(cache=True)
 def reset_state(state):
     """Every block free: thread caches gone, middle end empty, the heap one free run (footprint kept)."""
-    words, lists = state[0], state[3]
-    spans, pagemap, run_heads, run_bits, run_tree = state[6], state[7], state[8], state[9], state[10]
+    words, lists = state[I_WORDS], state[I_LISTS]
+    spans, pagemap, run_heads, run_bits, run_tree = (
+        state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE]
+    )
     n_classes = words[S_N_CLASSES]
     reset_lists(lists, words[S_N_THREADS], n_classes)
     reset_transfer(words, words[S_XB], n_classes)
@@ -576,7 +592,9 @@ class TCMalloc(Allocator):
             ) from None
         lists = new_lists(self.max_threads, n_classes)
         slots = new_transfer_slots(n_classes)
-        return (
-            words, table.class_index, classes, lists, links, slots,
-            spans, pagemap, run_heads, run_bits, run_tree, bits,
-        )
+        arrays = {
+            I_WORDS: words, I_CLASS_INDEX: table.class_index, I_CLASSES: classes, I_LISTS: lists, I_LINKS: links,
+            I_SLOTS: slots, I_SPANS: spans, I_PAGEMAP: pagemap, I_RUN_HEADS: run_heads, I_RUN_BITS: run_bits,
+            I_RUN_TREE: run_tree, I_BITS: bits,
+        }
+        return tuple(arrays[i] for i in range(len(arrays)))

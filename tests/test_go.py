@@ -8,6 +8,19 @@ import pytest
 import allocators
 from allocators import go
 from allocators.conformance import check_replay
+from allocators.go_gc import gc_cycle
+from allocators.go_layout import (
+    I_BITS,
+    I_MCACHE,
+    I_PAGEMAP,
+    I_SPANS,
+    I_TINY,
+    MC_STRIDE,
+    MC_TINY,
+    N_SPAN_CLASSES,
+    NO_BLOCK,
+    PH,
+)
 from allocators.shared.go_sizeclasses import GO_TABLE, objects_per_span, size_to_class
 from allocators.shared.pageheap import PH_FREE_PAGES, PH_FREE_RUNS, PH_HEAP_PAGES, PH_RECORDS
 from allocators.shared.spans import (
@@ -40,18 +53,18 @@ def counter(heap, name):
 
 
 def span_of(heap, addr):
-    return int(heap.state[go.I_PAGEMAP][addr >> 13])
+    return int(heap.state[I_PAGEMAP][addr >> 13])
 
 
 def field(heap, s, f):
-    return int(heap.state[go.I_SPANS][(s << 4) + f])
+    return int(heap.state[I_SPANS][(s << 4) + f])
 
 
 def walk_spans(heap):
     """[(span id, start page, npages, state)] over the mapped heap, via the page map."""
-    words, pagemap = heap.state[0], heap.state[go.I_PAGEMAP]
+    words, pagemap = heap.state[0], heap.state[I_PAGEMAP]
     out, page = [], 0
-    while page < words[go.PH + PH_HEAP_PAGES]:
+    while page < words[PH + PH_HEAP_PAGES]:
         s = int(pagemap[page])
         start, npages = field(heap, s, SP_START), field(heap, s, SP_NPAGES)
         assert start == page and npages >= 1
@@ -61,7 +74,7 @@ def walk_spans(heap):
 
 
 def bit_set(heap, region, i):
-    return (int(heap.state[go.I_BITS][region + (i >> 6)]) >> (i & 63)) & 1
+    return (int(heap.state[I_BITS][region + (i >> 6)]) >> (i & 63)) & 1
 
 
 def slots(heap, which=SP_ALLOC_BITS):
@@ -87,9 +100,9 @@ def slot_base(heap, addr):
 
 
 def pinned_blocks(heap):
-    mcache = heap.state[go.I_MCACHE]
-    blocks = mcache[go.MC_TINY :: go.MC_STRIDE]
-    return {int(b) for b in blocks if b != go.NO_BLOCK}
+    mcache = heap.state[I_MCACHE]
+    blocks = mcache[MC_TINY :: MC_STRIDE]
+    return {int(b) for b in blocks if b != NO_BLOCK}
 
 
 def audit(heap, live, exact=True):
@@ -103,8 +116,8 @@ def audit(heap, live, exact=True):
             continue
         slot = slot_base(heap, addr)
         expect_small.add(slot)
-        if field(heap, s, SP_CLASS) == go.TINY_SPAN_CLASS and heap.state[go.I_TINY].size > 1:
-            if heap.state[go.I_TINY][addr >> 4] != 0:
+        if field(heap, s, SP_CLASS) == go.TINY_SPAN_CLASS and heap.state[I_TINY].size > 1:
+            if heap.state[I_TINY][addr >> 4] != 0:
                 tiny_objects[slot] = tiny_objects.get(slot, 0) + 1
     pinned = pinned_blocks(heap)
     small, large = slots(heap)
@@ -115,11 +128,11 @@ def audit(heap, live, exact=True):
     if heap.params["free_mode"] == "gc":
         marked, _ = slots(heap, SP_MARK_BITS)
         assert marked == expect_small | pinned
-    counts = heap.state[go.I_TINY]
+    counts = heap.state[I_TINY]
     for block in set(tiny_objects) | pinned:
         assert counts[block >> 4] == tiny_objects.get(block, 0) + (block in pinned), f"tiny block {block}"
     words = heap.state[0]
-    n_spans = int(words[go.PH + PH_RECORDS + SR_LIVE] - words[go.PH + PH_FREE_RUNS])
+    n_spans = int(words[PH + PH_RECORDS + SR_LIVE] - words[PH + PH_FREE_RUNS])
     assert n_spans == sum(1 for *_, state in walk_spans(heap) if state != 0)
 
 
@@ -239,11 +252,11 @@ def test_refills_per_thread_and_span_returned_to_the_heap_when_empty():
     nxt = heap.allocate(100, 0)  # thread 0's span is full: refill (full span -> mcentral's full list)
     assert nxt == 2 * PAGE and counter(heap, "mcache_refills") == 3
     assert counter(heap, "mcentral_uncache_span") == 1 and counter(heap, "spans_allocated") == 3
-    free_before = int(heap.state[0][go.PH + PH_FREE_PAGES])
+    free_before = int(heap.state[0][PH + PH_FREE_PAGES])
     for i, addr in enumerate(first):
         heap.deallocate(addr, thread=i % 4)  # frees from any thread release the slot
     assert counter(heap, "spans_freed") == 1 and counter(heap, "mheap_free_spans") == 1
-    assert int(heap.state[0][go.PH + PH_FREE_PAGES]) == free_before + 1
+    assert int(heap.state[0][PH + PH_FREE_PAGES]) == free_before + 1
     assert heap.allocate(100, 2) == 0  # thread 2's new span reuses page 0 (first fit)
     audit(heap, heap.live_blocks())
 
@@ -269,7 +282,7 @@ def test_metadata_and_footprint():
     expected = (
         spans_in_use * go.MSPAN_BYTES + 512 * go.PAGE_META_BYTES
         + 2 * 8 * 2 + 16  # 72-object span: two 2-word bitmaps; large span: 16 B
-        + 2 * go.MCACHE_BYTES + go.N_SPAN_CLASSES * go.MCENTRAL_BYTES
+        + 2 * go.MCACHE_BYTES + N_SPAN_CLASSES * go.MCENTRAL_BYTES
     )
     assert heap.metadata_bytes == expected
 
@@ -279,7 +292,7 @@ def test_reset_frees_everything_and_keeps_the_heap():
     first = [heap.allocate(n) for n in (3, 5, 100, 50000, 7)]
     footprint = heap.footprint
     heap.free()
-    assert heap.footprint == footprint and int(heap.state[go.I_TINY][:64].sum()) == 0
+    assert heap.footprint == footprint and int(heap.state[I_TINY][:64].sum()) == 0
     assert [heap.allocate(n) for n in (3, 5, 100, 50000, 7)] == first
     audit(heap, heap.live_blocks())
 
@@ -432,7 +445,7 @@ def test_random_traces_keep_every_invariant(params, seed):
     addrs = dict.fromkeys(live.values(), 0)
     if heap.params["free_mode"] == "gc":
         audit(heap, addrs, exact=False)
-        go.gc_cycle(heap.state)
+        gc_cycle(heap.state)
     audit(heap, addrs)
     assert heap.metadata_bytes > 0 and log.peak_footprint >= 4 * MIB
 
@@ -443,7 +456,7 @@ def test_replay_matches_heap_accounting_in_explicit_mode():
     heap = make(capacity=256 * MIB)
     heap.replay(trace)
     cached = {int(s) for t in range(heap.max_threads) for s in
-              heap.state[go.I_MCACHE][t * go.MC_STRIDE : t * go.MC_STRIDE + go.N_SPAN_CLASSES] if s >= 0}
+              heap.state[I_MCACHE][t * MC_STRIDE : t * MC_STRIDE + N_SPAN_CLASSES] if s >= 0}
     total = 0
     for s, _, npages, state in walk_spans(heap):
         if state == SPAN_SMALL:
