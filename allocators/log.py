@@ -41,6 +41,8 @@ class AllocLog:
     counters: dict[str, int] = field(default_factory=dict)
     failures: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
     n_failures: int = 0
+    #: A replay fed chunk by chunk keeps no per-row arrays (addr and granted are empty).
+    streamed: bool = False
 
     def summary(self) -> dict[str, Any]:
         """Scalar facts of the replay (no arrays)."""

@@ -34,7 +34,6 @@ Operations (the seed's four, plus replay):
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -43,6 +42,7 @@ import numpy as np
 from allocators import replay as driver
 from allocators.errors import BadParameter, InvalidAddress, UnsupportedOperation, error_for
 from allocators.log import AllocLog
+from allocators.replayjob import ReplayJob, StreamReplay
 from workloads.facts import TraceFacts, as_facts
 from workloads.trace import MAX_REQUEST_SIZE, Trace
 
@@ -223,6 +223,28 @@ class Allocator:
         self._live.clear()
         return ReplayJob(self, trace, sample_every, keep_going=bool(keep_going), max_failures=max_failures)
 
+    def prepare_stream_replay(
+        self, facts: TraceFacts, chunk_rows: int, sample_every: int | None = None, keep_going: bool = False,
+        max_failures: int = DEFAULT_MAX_FAILURES,
+    ) -> StreamReplay:
+        """A fresh heap and the buffers to replay, chunk by chunk, a trace with these facts (`StreamReplay`)."""
+        if not isinstance(facts, TraceFacts):
+            raise TypeError(f"prepare_stream_replay() needs TraceFacts, got {type(facts).__name__}")
+        if facts.rows and facts.n_threads > self.max_threads:
+            raise BadParameter(
+                f"{self.name}: trace uses {facts.n_threads} threads, allocator was created with "
+                f"max_threads={self.max_threads}"
+            )
+        if sample_every is None:
+            sample_every = max(1, facts.rows // DEFAULT_TIMELINE_SAMPLES)
+        sample_every = self._check_int("sample_every", sample_every, 1, 1 << 62)
+        chunk_rows = self._check_int("chunk_rows", chunk_rows, 1, 1 << 40)
+        max_failures = self._check_int("max_failures", max_failures, 0, 1 << 40)
+        self.state = self.make_state()
+        self._live.clear()
+        return StreamReplay(self, facts, sample_every, chunk_rows, keep_going=bool(keep_going),
+                            max_failures=max_failures)
+
     # ----------------------------------------------------------- inspection
     def live_blocks(self) -> dict[int, int]:
         """Address -> granted size of every block allocated through allocate() and not deallocated."""
@@ -258,109 +280,3 @@ class Allocator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(capacity_bytes={self.capacity}, params={self.params})"
-
-
-class ReplayJob:
-    """The buffers and running state of one replay, allocated and touched before the clock starts.
-
-    Page faults of the harness's own arrays (per-row log, per-object maps,
-    timeline) are thus kept out of the timed kernel; the allocator's own
-    metadata arrays are touched by the kernel, as they would be in a real one.
-    `run(start, stop)` replays rows [start, stop) (by default: all rows not yet
-    replayed) and may be called again to continue where it stopped; the log,
-    peaks, counters and timeline do not depend on how the rows were split.
-    """
-
-    def __init__(
-        self, allocator: Allocator, trace: Trace, sample_every: int, keep_going: bool = False,
-        max_failures: int = DEFAULT_MAX_FAILURES,
-    ) -> None:
-        n_rows, n_slots = len(trace), max(trace.n_slots, 1)
-        self.allocator = allocator
-        self.trace = trace
-        self.sample_every = sample_every
-        self.addr = np.full(n_rows, -1, np.int64)
-        self.granted = np.full(n_rows, 0, np.int64)
-        self.objects = np.full(n_slots * driver.OBJECT_COLUMNS, 0, np.int64)
-        self.timeline = np.full((n_rows // sample_every + 2, len(driver.TIMELINE_COLUMNS)), 0, np.int64)
-        self.totals = new_totals(keep_going)
-        self.failure_rows = np.zeros(2 * max_failures, np.int64)
-        self.slots = trace.slots
-
-    @property
-    def rows_done(self) -> int:
-        """Rows replayed so far (where the next `run()` starts); at a stopping failure, that row."""
-        return int(self.totals[driver.T_ROW])
-
-    @property
-    def stopped(self) -> bool:
-        """A row failed and the replay stopped there (not in keep-going mode)."""
-        return not self.totals[driver.T_KEEP_GOING] and self.totals[driver.T_FAILED_ROW] >= 0
-
-    def run(self, start: int | None = None, stop: int | None = None) -> int:
-        """Replay rows [start, stop) (default: from where the last call stopped to the end); return rows replayed.
-
-        `start` must be where the replay stands (`rows_done`): rows are replayed in order, each once.
-        """
-        done, n_rows = self.rows_done, len(self.trace)
-        start = done if start is None else int(start)
-        stop = n_rows if stop is None else int(stop)
-        if start != done:
-            raise ValueError(f"replay stands at row {done}; cannot run from row {start}")
-        if not start <= stop <= n_rows:
-            raise ValueError(f"rows [{start}, {stop}) outside the trace's {n_rows} rows")
-        if self.stopped or start == stop:
-            return 0
-        trace = self.trace
-        return int(self.allocator.replay_kernel(
-            self.allocator.state, trace.op[start:stop], self.slots[start:stop], trace.size[start:stop],
-            trace.thread[start:stop], self.objects, self.sample_every, self.addr[start:stop],
-            self.granted[start:stop], self.timeline, self.totals, self.failure_rows,
-        ))
-
-    def run_timed(self, start: int | None = None, stop: int | None = None) -> float:
-        """run(), returning its wall time in seconds."""
-        started = time.perf_counter()
-        self.run(start, stop)
-        return time.perf_counter() - started
-
-    def failures(self) -> np.ndarray:
-        """(row, status) of the failing rows recorded so far (keep-going mode), as an int64 array [k, 2]."""
-        recorded = min(int(self.totals[driver.T_FAILURES]), self.failure_rows.shape[0] // 2)
-        return self.failure_rows[: 2 * recorded].reshape(-1, 2).copy()
-
-    def finish(self) -> AllocLog:
-        """Turn a stopping failure into its exception, or the buffers into an AllocLog."""
-        allocator, trace, totals = self.allocator, self.trace, self.totals
-        failed_row = int(totals[driver.T_FAILED_ROW])
-        if self.stopped:
-            op_name = ("ALLOC", "FREE", "REALLOC", "ACCESS")[int(trace.op[failed_row])]
-            raise error_for(
-                int(totals[driver.T_STATUS]),
-                f"{allocator.name}: trace row {failed_row} ({op_name} of object {int(trace.obj[failed_row])}, "
-                f"size {int(trace.size[failed_row])}, thread {int(trace.thread[failed_row])}) "
-                f"{allocator._state_text()}",
-            )
-        if self.rows_done != len(trace):
-            raise ValueError(f"replay finished at row {self.rows_done} of {len(trace)}: run() the rest first")
-        return AllocLog(
-            allocator=allocator.name, params=dict(allocator.params), capacity=allocator.capacity,
-            addr=self.addr, granted=self.granted, timeline=self.timeline[: int(totals[driver.T_SAMPLES])].copy(),
-            sample_every=int(self.sample_every),
-            peak_footprint=int(totals[driver.T_PEAK_FOOTPRINT]),
-            peak_live_requested=int(totals[driver.T_PEAK_LIVE_REQUESTED]),
-            peak_live_granted=int(totals[driver.T_PEAK_LIVE_GRANTED]),
-            peak_metadata_bytes=int(totals[driver.T_PEAK_METADATA]),
-            final_footprint=int(totals[driver.T_FINAL_FOOTPRINT]),
-            final_metadata_bytes=int(totals[driver.T_FINAL_METADATA]),
-            counters=allocator.counters(),
-            failures=self.failures(), n_failures=int(totals[driver.T_FAILURES]),
-        )
-
-
-def new_totals(keep_going: bool = False) -> np.ndarray:
-    """The running state of a replay that has not started (`allocators.replay` T_* slots)."""
-    totals = np.zeros(driver.N_TOTALS, np.int64)
-    totals[driver.T_FAILED_ROW] = -1
-    totals[driver.T_KEEP_GOING] = int(keep_going)
-    return totals

@@ -34,34 +34,82 @@ from bench import executors, harness
 from bench.compare import Comparison, Thresholds
 from bench.results import ResultRow, Results, load_results
 from bench.sweep import PRESETS, Cell, Plan, SweepConfig, make_plan, run_sweep
-from workloads import catalog
+from workloads import catalog, chunked
+from workloads.stream import DEFAULT_CHUNK_ROWS, GeneratedTrace, MemorySource, TraceSource
 from workloads.trace import Trace
 
 __all__ = [
     "PRESETS", "Cell", "Comparison", "Plan", "ResultRow", "Results", "SweepConfig", "Thresholds", "compare",
-    "fidelity", "load_results", "make_plan", "make_trace", "perf", "real", "replay", "run_cell", "sweep",
+    "fidelity", "load_results", "make_plan", "make_trace", "open_trace", "perf", "real", "replay", "run_cell",
+    "stream_trace", "sweep", "write_trace",
 ]
 
 
+#: Generated traces longer than this are streamed chunk by chunk instead of built in memory (~60 B a row there).
+STREAM_THRESHOLD_ROWS = 8_000_000
+
+
 def make_trace(workload: str = "lognormal", ops: int = catalog.DEFAULT_N_OPS, seed: int = 0) -> Trace:
-    """The trace of a workload spec (same spec and seed, same trace, bit for bit)."""
+    """The trace of a workload spec in memory (same spec and seed, same trace, bit for bit)."""
     return catalog.make(workload, n_ops=ops, seed=seed)
 
 
-def replay(
-    allocator: str, trace: Trace | str | Path, repeats: int = 3, capacity: int | None = None,
-    log: str | Path | None = None,
-) -> ResultRow:
-    """One allocator spec replaying a trace (a Trace or a trace file): every figure of the cell.
+def stream_trace(workload: str = "lognormal", ops: int = catalog.DEFAULT_N_OPS, seed: int = 0) -> GeneratedTrace:
+    """The same trace as `make_trace`, as a source generated chunk by chunk (bounded memory, any length)."""
+    catalog.parameters(workload)  # a bad spec fails here, not at the first chunk
+    return GeneratedTrace(workload, ops, seed)
 
-    log: also save the replay's AllocLog there (`.npz`).
+
+def open_trace(path: str | Path) -> TraceSource:
+    """A trace file (.npz, .csv, loaded) or a chunked trace directory (read chunk by chunk) as a source."""
+    return chunked.open_trace(path)
+
+
+def write_trace(
+    workload: str, ops: int, seed: int, output: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Generate a workload into a file (.npz, .csv) or, for a path ending in '/' or an existing directory, a
+    chunked trace directory written chunk by chunk in bounded memory; return the rows written."""
+    if chunked.is_chunked_path(output):
+        source = stream_trace(workload, ops, seed)
+        with chunked.ChunkedTraceWriter(output, source.meta) as writer:
+            for chunk in source.chunks(chunk_rows):
+                writer.write(chunk.op, chunk.obj, chunk.size, chunk.thread)
+                if progress is not None:
+                    progress(writer.rows)
+        return writer.rows
+    trace = make_trace(workload, ops, seed)
+    trace.save(output)
+    return len(trace)
+
+
+def replay(
+    allocator: str, trace: Trace | TraceSource | str | Path, repeats: int = 3, capacity: int | None = None,
+    log: str | Path | None = None, chunk_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ResultRow:
+    """One allocator spec replaying a trace: a Trace, a trace file, a chunked directory or any TraceSource.
+
+    A Trace (or a file, loaded) replays in memory, unless `chunk_rows` is given; a chunked directory or another
+    source replays chunk by chunk (`chunk_rows`, default 2^20).  The figures do not depend on which.
+    log: also save the replay's AllocLog there (`.npz`; in-memory replays only: a streamed one keeps no per-row log).
     """
-    if not isinstance(trace, Trace):
-        trace = Trace.load(trace)
-    row, alloc_log = harness.measure(allocator, trace, repeats=repeats, capacity=capacity)
-    if log is not None and alloc_log is not None:
-        alloc_log.save(log)
-    return row
+    if isinstance(trace, str | Path):
+        trace = open_trace(trace)
+    if isinstance(trace, MemorySource) and chunk_rows is None:
+        trace = trace.trace
+    if isinstance(trace, Trace) and chunk_rows is None:
+        row, alloc_log = harness.measure(allocator, trace, repeats=repeats, capacity=capacity)
+        if log is not None and alloc_log is not None:
+            alloc_log.save(log)
+        return row
+    if log is not None:
+        raise ValueError("--log needs a trace replayed in memory (.npz or .csv, no --chunk-rows): a replay chunk "
+                         "by chunk keeps no per-row log")
+    source = MemorySource(trace) if isinstance(trace, Trace) else trace
+    return harness.measure_stream(allocator, source, repeats=repeats, capacity=capacity,
+                                  chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS, progress=progress)
 
 
 def replay_log(allocator: str, trace: Trace, capacity: int | None = None) -> AllocLog:
@@ -71,10 +119,20 @@ def replay_log(allocator: str, trace: Trace, capacity: int | None = None) -> All
 
 def run_cell(
     allocator: str, workload: str = "lognormal", ops: int = catalog.DEFAULT_N_OPS, seed: int = 0,
-    repeats: int = 3, capacity: int | None = None,
+    repeats: int = 3, capacity: int | None = None, chunk_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ResultRow:
-    """One allocator spec on one generated workload: every figure of the cell (`bench.results.ResultRow`)."""
-    row = replay(allocator, make_trace(workload, ops, seed), repeats=repeats, capacity=capacity)
+    """One allocator spec on one generated workload: every figure of the cell (`bench.results.ResultRow`).
+
+    Traces longer than `STREAM_THRESHOLD_ROWS` rows (or any, with `chunk_rows`) are generated and replayed chunk
+    by chunk, in memory bounded by the chunk and the live objects; the figures are the same either way.
+    """
+    if chunk_rows is not None or ops > STREAM_THRESHOLD_ROWS:
+        trace: Trace | TraceSource = stream_trace(workload, ops, seed)
+        chunk_rows = chunk_rows or DEFAULT_CHUNK_ROWS
+    else:
+        trace = make_trace(workload, ops, seed)
+    row = replay(allocator, trace, repeats=repeats, capacity=capacity, chunk_rows=chunk_rows, progress=progress)
     row.workload, row.family, row.seed = workload, workload.partition(":")[0], seed
     return row
 

@@ -22,6 +22,7 @@ from bench import api
 from bench.results import ResultRow
 from bench.table import format_bytes
 from workloads import catalog
+from workloads.stream import DEFAULT_CHUNK_ROWS, MemorySource
 from workloads.trace import OP_ALLOC, OP_REALLOC, Trace, TraceError
 
 
@@ -116,38 +117,91 @@ def _format_metric(value: float, unit: str) -> str:
     return f"{value:.3f} {unit}"
 
 
+class _RowsBar:
+    """A progress bar over trace rows on stderr (tqdm), for commands that stream long traces."""
+
+    def __init__(self, label: str, total: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="row", unit_scale=True, desc=label, file=sys.stderr, dynamic_ncols=True,
+                        disable=not enabled, leave=False)
+
+    def to(self, done: int, total: int | None = None) -> None:
+        if total is not None and total != self.bar.total:
+            self.bar.reset(total=total)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _replay_streamed(args: argparse.Namespace, source, label: str) -> ResultRow:
+    """A source replayed chunk by chunk, with a progress bar (a generated source: its facts pass first)."""
+    bar = _RowsBar("facts" if hasattr(source, "spec") else "replay", 0, sys.stderr.isatty())
+    try:
+        if hasattr(source, "spec"):  # a generated trace: one generation pass for the facts
+            source.facts(progress=lambda rows: bar.to(rows, args.ops))
+            bar.bar.set_description("replay")
+        return api.replay(args.allocator, source, repeats=args.repeats, capacity=args.capacity,
+                          chunk_rows=args.chunk_rows or DEFAULT_CHUNK_ROWS, progress=bar.to)
+    finally:
+        bar.close()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    trace = api.make_trace(args.workload, ops=args.ops, seed=args.seed)
-    row = api.replay(args.allocator, trace, repeats=args.repeats, capacity=args.capacity)
+    if args.chunk_rows is not None or args.ops > api.STREAM_THRESHOLD_ROWS:
+        source = api.stream_trace(args.workload, ops=args.ops, seed=args.seed)
+        row = _replay_streamed(args, source, str(args.workload))
+        threads = source.n_threads
+    else:
+        trace = api.make_trace(args.workload, ops=args.ops, seed=args.seed)
+        row = api.replay(args.allocator, trace, repeats=args.repeats, capacity=args.capacity)
+        threads = trace.n_threads
     row.workload, row.family, row.seed = args.workload, args.workload.partition(":")[0], args.seed
-    return _report(row, args.allocator, args, f"{args.workload} seed {args.seed}", trace.n_threads)
+    return _report(row, args.allocator, args, f"{args.workload} seed {args.seed}", threads)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    trace = Trace.load(args.trace)
-    row = api.replay(args.allocator, trace, repeats=args.repeats, capacity=args.capacity, log=args.log)
+    source = api.open_trace(args.trace)
+    if isinstance(source, MemorySource) and args.chunk_rows is None:
+        row = api.replay(args.allocator, source.trace, repeats=args.repeats, capacity=args.capacity, log=args.log)
+    else:
+        if args.log:
+            raise UsageError("--log needs a trace replayed in memory (.npz or .csv, no --chunk-rows): a replay "
+                             "chunk by chunk keeps no per-row log")
+        row = _replay_streamed(args, source, str(args.trace))
     row.workload = str(args.trace)
-    return _report(row, args.allocator, args, str(args.trace), trace.n_threads)
+    return _report(row, args.allocator, args, str(args.trace), source.n_threads)
+
+
+def _trace_output(text: str) -> str:
+    """A trace output path: .npz, .csv, or a chunked directory (ends in '/' or is a directory)."""
+    from workloads.chunked import is_chunked_path
+
+    if not is_chunked_path(text) and Path(text).suffix not in (".npz", ".csv"):
+        raise UsageError(f"output {text} must end in .npz or .csv, or in '/' for a chunked trace directory")
+    return text
 
 
 def cmd_trace_gen(args: argparse.Namespace) -> int:
-    trace = catalog.make(args.workload, n_ops=args.ops, seed=args.seed)
-    if args.output.suffix not in (".npz", ".csv"):
-        raise UsageError(f"output {args.output} must end in .npz or .csv")
-    trace.save(args.output)
-    print(f"wrote {args.output}: {len(trace):,} rows ({args.workload}, seed {args.seed})")
+    output = _trace_output(args.output)
+    bar = _RowsBar("generate", args.ops, sys.stderr.isatty())
+    try:
+        rows = api.write_trace(args.workload, args.ops, args.seed, output, progress=bar.to)
+    finally:
+        bar.close()
+    print(f"wrote {output}: {rows:,} rows ({args.workload}, seed {args.seed})")
     return 0
 
 
 def cmd_trace_import(args: argparse.Namespace) -> int:
     from workloads.importers import import_trace
 
-    if args.output.suffix not in (".npz", ".csv"):
-        raise UsageError(f"output {args.output} must end in .npz or .csv")
+    output = _trace_output(args.output)
     trace, report = import_trace(args.input, args.format)
-    trace.save(args.output)
+    trace.save(output)
     print(report.summary())
-    print(f"wrote {args.output}: {len(trace):,} rows")
+    print(f"wrote {output}: {len(trace):,} rows")
     return 0
 
 
@@ -166,21 +220,38 @@ def cmd_trace_record(args: argparse.Namespace) -> int:
 
 
 def cmd_trace_info(args: argparse.Namespace) -> int:
-    trace = Trace.load(args.trace)
-    grows = (trace.op == OP_ALLOC) | (trace.op == OP_REALLOC)
-    sizes = trace.size[grows]
-    info: dict[str, Any] = {
-        "file": str(args.trace),
-        "rows": len(trace),
-        "ops": trace.counts(),
-        "objects": trace.n_ids,
-        "threads": trace.n_threads,
-        "requested_bytes": int(sizes.sum()),
-        "size_min": int(sizes.min()) if sizes.size else 0,
-        "size_median": float(np.median(sizes)) if sizes.size else 0,
-        "size_max": int(sizes.max()) if sizes.size else 0,
-        "meta": trace.meta,
-    }
+    source = api.open_trace(args.trace)
+    if isinstance(source, MemorySource):
+        trace = source.trace
+        grows = (trace.op == OP_ALLOC) | (trace.op == OP_REALLOC)
+        sizes = trace.size[grows]
+        info: dict[str, Any] = {
+            "file": str(args.trace),
+            "rows": len(trace),
+            "ops": trace.counts(),
+            "objects": trace.n_ids,
+            "threads": trace.n_threads,
+            "peak_live_objects": trace.n_slots,
+            "requested_bytes": int(sizes.sum()),
+            "size_min": int(sizes.min()) if sizes.size else 0,
+            "size_median": float(np.median(sizes)) if sizes.size else 0,
+            "size_max": int(sizes.max()) if sizes.size else 0,
+            "meta": trace.meta,
+        }
+    else:  # a chunked directory: what its facts say (the rows are read only when replayed)
+        facts = source.facts()
+        info = {
+            "file": str(args.trace),
+            "format": "chunked directory",
+            "rows": facts.rows,
+            "ops": {"alloc": facts.allocs, "free": facts.frees, "realloc": facts.reallocs,
+                    "access": facts.accesses},
+            "threads": facts.n_threads,
+            "peak_live_objects": facts.peak_live_objects,
+            "requested_bytes": facts.requested_bytes,
+            "size_max": facts.max_request,
+            "meta": source.meta,
+        }
     if args.json:
         print(json.dumps(info, sort_keys=True))
     else:
@@ -367,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--capacity", type=_positive, default=None,
                          help="address space in bytes (default: sized from the trace)")
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+        sub.add_argument("--chunk-rows", type=_positive, default=None, metavar="N",
+                         help="replay chunk by chunk, N rows at a time, in bounded memory (the figures do not "
+                         f"change; default: in memory, chunks of {DEFAULT_CHUNK_ROWS} rows for chunked traces and "
+                         f"for more than {api.STREAM_THRESHOLD_ROWS:,} generated rows)")
 
     run = commands.add_parser("run", help="one allocator on one generated workload; print its figures")
     measured(run)
@@ -378,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser("replay", help="replay a trace file through one allocator")
     measured(replay)
-    replay.add_argument("--trace", "-t", required=True, type=Path, help="trace file (.npz or .csv)")
+    replay.add_argument("--trace", "-t", required=True, type=Path,
+                        help="trace file (.npz or .csv: replayed in memory) or chunked trace directory (streamed)")
     replay.add_argument("--log", type=Path, default=None, metavar="OUT.npz",
                         help="save the AllocLog (int64 arrays addr, granted, timeline + meta)")
     replay.set_defaults(func=cmd_replay)
@@ -390,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--workload", "-w", default="lognormal", metavar="SPEC", help="workload spec (default lognormal)")
     gen.add_argument("--ops", type=_positive, default=200_000, help="trace rows (default 200000)")
     gen.add_argument("--seed", type=_seed, default=0, help="generator seed (default 0)")
-    gen.add_argument("--output", "-o", type=Path, required=True, help="output file (.npz or .csv)")
+    gen.add_argument("--output", "-o", required=True,
+                     help="output file (.npz or .csv), or DIR/ for a chunked trace directory written in bounded memory")
     gen.set_defaults(func=cmd_trace_gen)
     importing = trace_commands.add_parser(
         "import", help="convert a real program's allocation log into a trace",
@@ -401,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("input", type=Path, help="log file to import")
     importing.add_argument("--format", "-f", default="auto",
                            choices=("auto", "valgrind", "heaptrack", "cmu", "android"), help="input format")
-    importing.add_argument("--output", "-o", type=Path, required=True, help="output trace (.npz or .csv)")
+    importing.add_argument("--output", "-o", required=True,
+                           help="output trace (.npz or .csv), or DIR/ for a chunked trace directory")
     importing.set_defaults(func=cmd_trace_import)
     recording = trace_commands.add_parser(
         "record", help="run an unmodified program and record its allocations as a trace",
@@ -414,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     recording.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     recording.set_defaults(func=cmd_trace_record)
     info = trace_commands.add_parser("info", help="validate a trace file and summarise it")
-    info.add_argument("trace", type=Path, help="trace file (.npz or .csv)")
+    info.add_argument("trace", type=Path, help="trace file (.npz or .csv) or chunked trace directory")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_trace_info)
 

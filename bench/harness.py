@@ -11,12 +11,22 @@ and reported as `compile_s`, never mixed into throughput.  Then the trace is
 replayed `repeats` times on a fresh heap each time; throughput is rows divided
 by the median kernel time (the harness's own buffers are allocated and touched
 before the clock starts).  Every figure but the timings is deterministic.
+
+Streams.  `measure` replays a Trace in memory in one kernel call.
+`measure_stream` replays a `TraceSource` (a chunked trace directory, a
+workload generated chunk by chunk) one chunk at a time: the allocator is
+sized from the source's facts, each repeat reads the source from its start,
+the kernel time is the sum over its chunks, and the metric passes
+(`bench.metrics.MetricsAccumulator`) run on the first repeat's chunks as they
+go by.  Memory stays that of a chunk and the live objects; the figures are
+those `measure` gives for the same rows, bit for bit.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import allocators
@@ -24,6 +34,7 @@ from allocators import Allocator, AllocLog
 from allocators.errors import AllocatorError, BadParameter
 from bench.results import ResultRow, failure_reason, status_code_for
 from workloads.facts import TraceFacts, as_facts
+from workloads.stream import DEFAULT_CHUNK_ROWS, TraceSource
 from workloads.trace import Trace, from_rows
 
 _WARM: set[str] = set()
@@ -56,20 +67,6 @@ def warm_up(spec: str) -> float:
     return time.perf_counter() - started
 
 
-def summarize(log: AllocLog, trace: Trace) -> dict[str, Any]:
-    """Deterministic figures of one replay: the log's exact peaks and every metric of `bench.metrics`."""
-    from bench.metrics import compute_metrics
-
-    return {
-        "peak_footprint": log.peak_footprint,
-        "peak_live_requested": log.peak_live_requested,
-        "peak_live_granted": log.peak_live_granted,
-        "final_footprint": log.final_footprint,
-        "metrics": compute_metrics(trace, log),
-        "counters": log.counters,
-    }
-
-
 def failed_row(spec: str, rows: int, error: AllocatorError, **labels: Any) -> ResultRow:
     """The row of a cell whose allocator failed (out of memory, an unsupported operation)."""
     return ResultRow(allocator=spec, rows=rows, status="failed", status_code=status_code_for(error),
@@ -96,12 +93,59 @@ def measure(
         raise  # bad input, not an allocator failure
     except AllocatorError as error:
         return failed_row(spec, len(trace), error, compile_s=compile_s), None
+    from bench.metrics import compute_metrics
+
+    return _ok_row(spec, allocator, len(trace), compile_s, times, log, compute_metrics(trace, log)), log
+
+
+def _ok_row(spec: str, allocator: Allocator, rows: int, compile_s: float | None, times: list[float],
+            log: AllocLog, metrics: dict[str, Any]) -> ResultRow:
     median = statistics.median(times)
-    row = ResultRow(
-        allocator=spec, rows=len(trace), status="ok", compile_s=compile_s,
+    return ResultRow(
+        allocator=spec, rows=rows, status="ok", compile_s=compile_s,
         seconds_median=median, seconds_min=min(times), seconds_max=max(times),
-        throughput_mops=len(trace) / median / 1e6 if median > 0 else float("inf"),
-        ns_per_op=median * 1e9 / max(len(trace), 1), capacity=allocator.capacity,
-        extra={"params": dict(allocator.params)}, **summarize(log, trace),
+        throughput_mops=rows / median / 1e6 if median > 0 else float("inf"),
+        ns_per_op=median * 1e9 / max(rows, 1), capacity=allocator.capacity,
+        peak_footprint=log.peak_footprint, peak_live_requested=log.peak_live_requested,
+        peak_live_granted=log.peak_live_granted, final_footprint=log.final_footprint,
+        metrics=metrics, counters=log.counters, extra={"params": dict(allocator.params)},
     )
-    return row, log
+
+
+def measure_stream(
+    spec: str, source: TraceSource, repeats: int = 3, capacity: int | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: Callable[[int, int], None] | None = None,
+) -> ResultRow:
+    """Replay a source chunk by chunk `repeats` times; the cell's row, with the figures `measure` would give.
+
+    progress(rows_done, total_rows) is called after every chunk (over all repeats: total = repeats x rows).
+    Bad input (a bad spec or parameter, a malformed trace file) raises; an allocator failing on the trace does not.
+    """
+    from bench.metrics import MetricsAccumulator
+
+    facts = source.facts()
+    repeats = max(1, repeats)
+    compile_s = None
+    try:
+        compile_s = round(warm_up(spec), 4)
+        allocator = build_for_trace(spec, facts, capacity)
+        times = []
+        log = None
+        metrics = MetricsAccumulator(facts)
+        for repeat in range(repeats):
+            job = allocator.prepare_stream_replay(facts, chunk_rows)
+            for chunk in source.chunks(chunk_rows):
+                addr, granted = job.run_chunk(chunk)
+                if job.stopped:
+                    break
+                if repeat == 0:
+                    metrics.update(chunk, addr, granted)
+                if progress is not None:
+                    progress(repeat * facts.rows + chunk.start + len(chunk), repeats * facts.rows)
+            log = job.finish()
+            times.append(job.seconds)
+    except BadParameter:
+        raise
+    except AllocatorError as error:
+        return failed_row(spec, facts.rows, error, compile_s=compile_s)
+    return _ok_row(spec, allocator, facts.rows, compile_s, times, log, metrics.result(log))

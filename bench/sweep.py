@@ -62,6 +62,7 @@ from bench import calibrate, executors, harness
 from bench.results import ResultRow, Results, atomic_write, write_results
 from bench.table import format_bytes, render
 from workloads import catalog
+from workloads.stream import DEFAULT_CHUNK_ROWS, GeneratedTrace
 
 
 @dataclass(frozen=True)
@@ -232,14 +233,27 @@ def measure_real(name: str, trace, repeats: int) -> ResultRow:
     )
 
 
+def streamed(ops: int) -> bool:
+    """Whether a cell of `ops` rows is generated and replayed chunk by chunk (see `bench.api.run_cell`)."""
+    from bench.api import STREAM_THRESHOLD_ROWS
+
+    return ops > STREAM_THRESHOLD_ROWS
+
+
 def run_cell(cell: Cell, ops: int, repeats: int) -> ResultRow:
-    """Measure one cell (in whichever process runs it); never raises for an allocator failure (the row says why)."""
-    trace = _trace(cell.workload, ops, cell.seed)
+    """Measure one cell (in whichever process runs it); never raises for an allocator failure (the row says why).
+
+    A cell of more than `STREAM_THRESHOLD_ROWS` rows streams its trace (model cells; a real allocator's cell
+    needs the trace in memory).
+    """
     if cell.allocator.startswith(REAL_PREFIX):
-        row = measure_real(cell.allocator[len(REAL_PREFIX):], trace, repeats)
+        row = measure_real(cell.allocator[len(REAL_PREFIX):], _trace(cell.workload, ops, cell.seed), repeats)
         row.allocator_name = cell.allocator
     else:
-        row, _ = harness.measure(cell.allocator, trace, repeats=repeats)
+        if streamed(ops):
+            row = harness.measure_stream(cell.allocator, GeneratedTrace(cell.workload, ops, cell.seed), repeats)
+        else:
+            row, _ = harness.measure(cell.allocator, _trace(cell.workload, ops, cell.seed), repeats=repeats)
         row.allocator_name = allocators.parse_spec(cell.allocator)[0]
     row.extra.pop("params", None)
     row.workload, row.family, row.param, row.param_value, row.seed = (
@@ -358,6 +372,11 @@ def save_heapmap(out: Path, plan: Plan, rows: Sequence[ResultRow], wanted: str |
     if cell is None:
         (out / "heapmap.npz").unlink(missing_ok=True)
         return None
+    if streamed(plan.ops):
+        source = GeneratedTrace(cell["workload"], plan.ops, cell["seed"])
+        image, footprint, address_max = heapmap.occupancy_of_stream(cell["allocator"], source, DEFAULT_CHUNK_ROWS)
+        heapmap.write(out / "heapmap.npz", image, footprint, address_max, len(source), cell)
+        return cell
     trace = _trace(cell["workload"], plan.ops, cell["seed"])
     log = harness.build_for_trace(cell["allocator"], trace).replay(trace)
     heapmap.save(out / "heapmap.npz", trace, log, cell)

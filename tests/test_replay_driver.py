@@ -71,7 +71,7 @@ def test_runs_continue_where_they_stopped_and_only_there():
         job.run(10, 20)
     job.run(0, 1234)
     assert job.rows_done == 1234
-    with pytest.raises(ValueError, match="run\\(\\) the rest first"):
+    with pytest.raises(ValueError, match="replay the rest first"):
         job.finish()
     job.run()
     log = job.finish()

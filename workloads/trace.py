@@ -263,7 +263,12 @@ class Trace:
 
     # --------------------------------------------------------------------- I/O
     def save(self, path: str | Path) -> None:
-        """Write `.npz` (canonical) or `.csv`, chosen by the file suffix."""
+        """Write `.npz` (canonical) or `.csv`, chosen by the suffix, or a chunked directory (a path ending in '/')."""
+        from workloads.chunked import is_chunked_path, save_chunked
+
+        if is_chunked_path(path):
+            save_chunked(self, path)
+            return
         path = Path(path)
         if path.suffix == ".csv":
             save_csv(self, path)
@@ -273,18 +278,23 @@ class Trace:
                 meta=np.array(json.dumps(self.meta, sort_keys=True)),
             )
         else:
-            raise TraceError(f"{path}: unknown trace suffix '{path.suffix}' (use .npz or .csv)")
+            raise TraceError(f"{path}: unknown trace suffix '{path.suffix}' (use .npz, .csv or DIR/)")
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
-        """Read and validate a `.npz` or `.csv` trace; any problem is a TraceError naming the file."""
+        """Read and validate a `.npz` or `.csv` trace, or a chunked directory, into memory; any problem is a
+        TraceError naming the file (a chunked directory too large for memory is read with `open_trace`)."""
         path = Path(path)
         if not path.exists():
             raise TraceError(f"{path}: no such file")
+        if path.is_dir():
+            from workloads.chunked import ChunkedTrace
+
+            return ChunkedTrace(path).load()
         if path.suffix == ".csv":
             return load_csv(path)
         if path.suffix != ".npz":
-            raise TraceError(f"{path}: unknown trace suffix '{path.suffix}' (use .npz or .csv)")
+            raise TraceError(f"{path}: unknown trace suffix '{path.suffix}' (use .npz, .csv or DIR/)")
         try:
             with np.load(path, allow_pickle=False) as archive:
                 missing = [name for name, _ in COLUMNS if name not in archive.files]

@@ -13,14 +13,24 @@ Each group is one module with one jitted pass over the trace and log arrays:
 
 Every metric's exact definition is in its module docstring and, in one line,
 in `METRICS[name].one_line_doc` (`python -m bench list --metrics`).
+
+`MetricsAccumulator(facts)` runs the same passes over a trace streamed chunk
+by chunk (`update(chunk, addr, granted)` per chunk, in order, then
+`result(log)`), each pass carrying its state between chunks, so the figures
+equal `compute_metrics` on the whole trace, bit for bit, whatever the
+chunking.  `compute_metrics` is one update with the whole trace.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from allocators.log import AllocLog
 from bench.metrics import locality, scalability, waste
+from workloads.facts import TraceFacts
+from workloads.stream import TraceChunk
 from workloads.trace import Trace
 
 
@@ -41,6 +51,29 @@ METRICS: dict[str, MetricInfo] = {
 }
 
 
+class MetricsAccumulator:
+    """Every metric pass over a trace's chunks in order; `result(log)` once the replay is finished."""
+
+    def __init__(self, facts: TraceFacts, counters_info: Any = None) -> None:
+        self.counters_info = counters_info
+        self.waste = waste.WasteAccumulator(facts)
+        self.locality = locality.LocalityAccumulator(facts)
+        self.scalability = scalability.ScalabilityAccumulator(facts)
+
+    def update(self, chunk: TraceChunk, addr: np.ndarray, granted: np.ndarray) -> None:
+        """Add the next chunk of the trace and its rows of the replay's log (addresses, granted sizes)."""
+        for part in (self.waste, self.locality, self.scalability):
+            part.update(chunk, addr, granted)
+
+    def result(self, log: AllocLog) -> dict[str, float | int]:
+        """Every metric of `METRICS`, in registry order (`log`: the finished replay, per-row arrays not needed)."""
+        found: dict[str, float | int] = {}
+        found.update(self.waste.result(log))
+        found.update(self.locality.result())
+        found.update(self.scalability.result(log, self.counters_info))
+        return {name: found[name] for name in METRICS}
+
+
 def compute_metrics(trace: Trace, log: AllocLog, counters_info: Any = None) -> dict[str, float | int]:
     """Every metric of `METRICS` for one replay of `trace` (its AllocLog `log`), in registry order.
 
@@ -52,11 +85,9 @@ def compute_metrics(trace: Trace, log: AllocLog, counters_info: Any = None) -> d
     """
     if len(log.addr) != len(trace) or len(log.granted) != len(trace):
         raise ValueError(f"log has {len(log.addr)} rows, trace has {len(trace)}: not a log of this trace")
-    found: dict[str, float | int] = {}
-    found.update(waste.compute(trace, log))
-    found.update(locality.compute(trace, log))
-    found.update(scalability.compute(trace, log, counters_info))
-    return {name: found[name] for name in METRICS}
+    accumulator = MetricsAccumulator(trace.facts(), counters_info)
+    accumulator.update(TraceChunk.of_trace(trace), log.addr, log.granted)
+    return accumulator.result(log)
 
 
 def describe_metrics() -> list[str]:
@@ -65,4 +96,4 @@ def describe_metrics() -> list[str]:
     return [f"{info.name:<{width}}  [{info.unit}]  {info.group}: {info.one_line_doc}" for info in METRICS.values()]
 
 
-__all__ = ["METRICS", "MetricInfo", "compute_metrics", "describe_metrics"]
+__all__ = ["METRICS", "MetricInfo", "MetricsAccumulator", "compute_metrics", "describe_metrics"]

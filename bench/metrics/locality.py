@@ -40,7 +40,12 @@ Definitions (exact; the METRICS registry repeats them in one line each):
   lookups (= L1 misses: a local rate); tlb_miss_rate = TLB misses / line accesses;
   l2_misses_per_kop = 1000 * L2 misses / trace rows.
 - distinct_pages = number of distinct 4 KiB pages holding a byte of the
-  stream's ranges above (FREE: the page of addr).
+  stream's ranges above (FREE: the page of addr), kept in a hash set.
+
+`LocalityAccumulator` runs the pass chunk by chunk (a trace streamed from a
+generator or a file), carrying the rings, the per-slot records, the cache
+simulator and the page set from one chunk to the next: the figures are those
+of one pass.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ from allocators.shared.bits import bit_length
 from bench.metrics.cachesim import LINE_BYTES, PAGE_BYTES, hierarchy_counts, make_hierarchy, touch_range
 from labcore.jitcache import holds_kernels
 from labcore.kernels import njit_without_refcounts
+from workloads.facts import TraceFacts
+from workloads.stream import TraceChunk
 from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, Trace
 
 holds_kernels(__file__)
@@ -169,14 +176,12 @@ def _locality_pass(
 
 
 @njit(cache=True)
-def _count_distinct_pages(page_first, page_last, n_ranges):
-    """Number of distinct pages in the union of the ranges (an open-addressing hash set that doubles when half full)."""
-    capacity = 1 << 12
-    keys = np.full(capacity, -1, np.int64)
-    used = 0
+def _add_pages(keys, used, page_first, page_last, n_ranges):
+    """Add every page of the ranges to the open-addressing set `keys` (doubled when half full); (keys, used)."""
+    capacity = keys.shape[0]
+    mask = capacity - 1
     for index in range(n_ranges):
         for page in range(page_first[index], page_last[index] + 1):
-            mask = capacity - 1
             slot = (page * -7046029254386353131) >> 20 & mask  # Fibonacci hashing (2^64 / golden ratio, signed)
             while keys[slot] != -1 and keys[slot] != page:
                 slot = (slot + 1) & mask
@@ -195,40 +200,74 @@ def _count_distinct_pages(page_first, page_last, n_ranges):
                         while keys[slot] != -1:
                             slot = (slot + 1) & mask
                         keys[slot] = key
-    return used
+    return keys, used
+
+
+class LocalityAccumulator:
+    """The locality pass over a trace's chunks in order (`update`), then its figures (`result`).
+
+    `hierarchy`: the cache simulator to run the access stream through (a fresh `cachesim.make_hierarchy()`
+    unless given).  The distinct pages of the stream are kept in a hash set across chunks.
+    """
+
+    def __init__(self, facts: TraceFacts, hierarchy: tuple | None = None) -> None:
+        n_threads = max(facts.n_threads, 1)
+        n_slots = max(facts.peak_live_objects, 1)
+        self.n_rows = facts.rows
+        self.n_threads = n_threads
+        self.hierarchy = make_hierarchy() if hierarchy is None else hierarchy
+        self.counts = np.zeros(N_COUNTS, np.int64)
+        self.object_addr = np.full(n_slots, -1, np.int64)
+        self.object_size = np.zeros(n_slots, np.int64)
+        self.ring = np.full(RING, -1, np.int64)
+        self.thread_rings = np.full(n_threads * RING, -1, np.int64)
+        self.ring_next = np.zeros(n_threads + 1, np.int64)
+        self.previous_addr = np.full(n_threads, -1, np.int64)
+        self.page_first = np.empty(0, np.int64)
+        self.page_last = np.empty(0, np.int64)
+        self.pages = np.full(1 << 12, -1, np.int64)
+        self.pages_used = 0
+
+    def update(self, chunk: TraceChunk, addr: np.ndarray, granted: np.ndarray) -> None:
+        rows = len(chunk)
+        if not rows:
+            return
+        if self.page_first.shape[0] < 2 * rows + 1:
+            self.page_first = np.empty(2 * rows + 1, np.int64)
+            self.page_last = np.empty(2 * rows + 1, np.int64)
+        self.counts[K_RANGES] = 0
+        _locality_pass(
+            chunk.op, chunk.slots, chunk.size, chunk.thread, addr, self.n_threads,
+            self.object_addr, self.object_size, self.ring, self.thread_rings, self.ring_next, self.previous_addr,
+            self.hierarchy, self.page_first, self.page_last, self.counts,
+        )
+        self.pages, self.pages_used = _add_pages(self.pages, self.pages_used, self.page_first, self.page_last,
+                                                 self.counts[K_RANGES])
+
+    def result(self) -> dict[str, float | int]:
+        counts, n_rows = self.counts, self.n_rows
+        cache = hierarchy_counts(self.hierarchy)
+        allocations, pairs = int(counts[K_ALLOCATIONS]), int(counts[K_PAIRS])
+        return {
+            "hot_reuse_rate": _ratio(counts[K_HOT], allocations),
+            "hot_reuse_rate_thread": _ratio(counts[K_HOT_THREAD], allocations),
+            "alloc_same_line_rate": _ratio(counts[K_SAME_LINE], pairs),
+            "alloc_same_page_rate": _ratio(counts[K_SAME_PAGE], pairs),
+            "alloc_mean_log2_stride": _ratio(counts[K_LOG2_SUM], pairs),
+            "l1_miss_rate": _ratio(cache["l1_misses"], cache["l1_accesses"]),
+            "l2_miss_rate": _ratio(cache["l2_misses"], cache["l2_accesses"]),
+            "l2_misses_per_kop": _ratio(1000 * cache["l2_misses"], n_rows),
+            "tlb_miss_rate": _ratio(cache["tlb_misses"], cache["tlb_accesses"]),
+            "line_accesses": cache["l1_accesses"],
+            "distinct_pages": int(self.pages_used),
+        }
 
 
 def compute(trace: Trace, log: AllocLog, hierarchy: tuple | None = None) -> dict[str, float | int]:
     """Every locality metric of one replay (`hierarchy`: a fresh `cachesim.make_hierarchy()` unless given)."""
-    n_rows = len(trace)
-    n_threads = trace.n_threads
-    n_ids = max(trace.n_slots, 1)
-    hierarchy = make_hierarchy() if hierarchy is None else hierarchy
-    counts = np.zeros(N_COUNTS, np.int64)
-    page_first = np.empty(2 * n_rows + 1, np.int64)
-    page_last = np.empty(2 * n_rows + 1, np.int64)
-    if n_rows:
-        _locality_pass(
-            trace.op, trace.slots, trace.size, trace.thread, log.addr, n_threads,
-            np.full(n_ids, -1, np.int64), np.zeros(n_ids, np.int64),
-            np.full(RING, -1, np.int64), np.full(n_threads * RING, -1, np.int64), np.zeros(n_threads + 1, np.int64),
-            np.full(n_threads, -1, np.int64), hierarchy, page_first, page_last, counts,
-        )
-    cache = hierarchy_counts(hierarchy)
-    allocations, pairs = int(counts[K_ALLOCATIONS]), int(counts[K_PAIRS])
-    return {
-        "hot_reuse_rate": _ratio(counts[K_HOT], allocations),
-        "hot_reuse_rate_thread": _ratio(counts[K_HOT_THREAD], allocations),
-        "alloc_same_line_rate": _ratio(counts[K_SAME_LINE], pairs),
-        "alloc_same_page_rate": _ratio(counts[K_SAME_PAGE], pairs),
-        "alloc_mean_log2_stride": _ratio(counts[K_LOG2_SUM], pairs),
-        "l1_miss_rate": _ratio(cache["l1_misses"], cache["l1_accesses"]),
-        "l2_miss_rate": _ratio(cache["l2_misses"], cache["l2_accesses"]),
-        "l2_misses_per_kop": _ratio(1000 * cache["l2_misses"], n_rows),
-        "tlb_miss_rate": _ratio(cache["tlb_misses"], cache["tlb_accesses"]),
-        "line_accesses": cache["l1_accesses"],
-        "distinct_pages": int(_count_distinct_pages(page_first, page_last, counts[K_RANGES])) if n_rows else 0,
-    }
+    accumulator = LocalityAccumulator(trace.facts(), hierarchy)
+    accumulator.update(TraceChunk.of_trace(trace), log.addr, log.granted)
+    return accumulator.result()
 
 
 def _ratio(part: int, whole: int) -> float:

@@ -20,7 +20,8 @@ is counted:
   open-addressing hash tables, the number of live blocks of each (line, owner)
   and the number of distinct owners per line, updates the count of lines with
   two or more owners on every ALLOC, FREE and REALLOC, and records its
-  maximum over all rows (exact, not sampled).
+  maximum over all rows (exact, not sampled).  `ScalabilityAccumulator` runs
+  the pass chunk by chunk, carrying the tables and the running count.
 
 Definitions (one line each in the METRICS registry):
 
@@ -45,6 +46,8 @@ import allocators
 from allocators.log import AllocLog
 from labcore.jitcache import holds_kernels
 from labcore.kernels import njit_without_refcounts
+from workloads.facts import TraceFacts
+from workloads.stream import TraceChunk
 from workloads.trace import MAX_THREADS, OP_ACCESS, OP_ALLOC, OP_FREE, Trace
 
 holds_kernels(__file__)
@@ -66,8 +69,9 @@ DOCS = (
      "false_sharing_lines_peak / live requested MiB at the first row where that peak is reached"),
 )
 
-# Slots of the pass's `out` array.
-O_FREES, O_REMOTE_FREES, O_SHARED_PEAK, O_LIVE_AT_PEAK = range(4)
+# Slots of the pass's `out` array (its running state between chunks, and its results).
+O_FREES, O_REMOTE_FREES, O_SHARED_PEAK, O_LIVE_AT_PEAK, O_SHARED, O_LIVE_REQUESTED = range(6)
+N_OUT = 6
 
 
 @njit(cache=True, inline="always")
@@ -134,10 +138,10 @@ def _scalability_pass(
     owner, object_addr, object_granted, object_requested,
     pair_keys, pair_counts, line_keys, line_owners, out,
 ):
-    """Remote frees; and, when `track_lines`, the peak of lines shared by two or more owners."""
-    shared = 0
-    peak = 0
-    live_requested = 0
+    """Remote frees; and, when `track_lines`, the peak of lines shared by two or more owners (state in `out`)."""
+    shared = out[O_SHARED]
+    peak = out[O_SHARED_PEAK]
+    live_requested = out[O_LIVE_REQUESTED]
     for row in range(op.shape[0]):
         code = op[row]
         if code == OP_ACCESS:
@@ -167,6 +171,8 @@ def _scalability_pass(
             peak = shared
             out[O_LIVE_AT_PEAK] = live_requested
     out[O_SHARED_PEAK] = peak
+    out[O_SHARED] = shared
+    out[O_LIVE_REQUESTED] = live_requested
 
 
 def shared_counter_names(log: AllocLog, counters_info: Any = None) -> tuple[str, ...] | None:
@@ -204,30 +210,51 @@ def _table_size(entries: int) -> int:
     return 1 << max(6, (4 * entries).bit_length())
 
 
+class ScalabilityAccumulator:
+    """The scalability pass over a trace's chunks in order (`update`), then its figures (`result`)."""
+
+    def __init__(self, facts: TraceFacts) -> None:
+        n_slots = max(facts.peak_live_objects, 1)
+        self.n_rows = facts.rows
+        self.track_lines = facts.rows > 0 and facts.n_threads > 1
+        size = _table_size(2 * facts.peak_live_objects) if self.track_lines else 1
+        self.owner = np.zeros(n_slots, np.int32)
+        self.object_addr = np.zeros(n_slots, np.int64)
+        self.object_granted = np.zeros(n_slots, np.int64)
+        self.object_requested = np.zeros(n_slots, np.int64)
+        self.pair_keys = np.full(size, EMPTY, np.int64)
+        self.pair_counts = np.zeros(size, np.int64)
+        self.line_keys = np.full(size, EMPTY, np.int64)
+        self.line_owners = np.zeros(size, np.int64)
+        self.out = np.zeros(N_OUT, np.int64)
+
+    def update(self, chunk: TraceChunk, addr: np.ndarray, granted: np.ndarray) -> None:
+        if len(chunk):
+            _scalability_pass(
+                chunk.op, chunk.slots, chunk.size, chunk.thread, addr, granted, self.track_lines,
+                self.owner, self.object_addr, self.object_granted, self.object_requested,
+                self.pair_keys, self.pair_counts, self.line_keys, self.line_owners, self.out,
+            )
+
+    def result(self, log: AllocLog, counters_info: Any = None) -> dict[str, float | int]:
+        n_rows, out = self.n_rows, self.out
+        names = shared_counter_names(log, counters_info)
+        if names is None:
+            shared_ops = math.nan
+        else:
+            shared_ops = 1000.0 * sum(int(log.counters[name]) for name in names) / n_rows if n_rows else 0.0
+        frees, peak = int(out[O_FREES]), int(out[O_SHARED_PEAK])
+        live_mib = int(out[O_LIVE_AT_PEAK]) / float(1 << 20)
+        return {
+            "shared_ops_per_kop": shared_ops,
+            "remote_free_rate": int(out[O_REMOTE_FREES]) / frees if frees else 0.0,
+            "false_sharing_lines_peak": peak,
+            "false_sharing_lines_per_mib": peak / live_mib if peak and live_mib > 0 else 0.0,
+        }
+
+
 def compute(trace: Trace, log: AllocLog, counters_info: Any = None) -> dict[str, float | int]:
     """Every scalability metric of one replay."""
-    n_rows = len(trace)
-    names = shared_counter_names(log, counters_info)
-    if names is None:
-        shared_ops = math.nan
-    else:
-        shared_ops = 1000.0 * sum(int(log.counters[name]) for name in names) / n_rows if n_rows else 0.0
-    n_ids = max(trace.n_slots, 1)
-    track_lines = n_rows > 0 and trace.n_threads > 1
-    size = _table_size(2 * trace.peak_live_objects()) if track_lines else 1
-    out = np.zeros(4, np.int64)
-    if n_rows:
-        _scalability_pass(
-            trace.op, trace.slots, trace.size, trace.thread, log.addr, log.granted, track_lines,
-            np.zeros(n_ids, np.int32), np.zeros(n_ids, np.int64), np.zeros(n_ids, np.int64), np.zeros(n_ids, np.int64),
-            np.full(size, EMPTY, np.int64), np.zeros(size, np.int64), np.full(size, EMPTY, np.int64),
-            np.zeros(size, np.int64), out,
-        )
-    frees, peak = int(out[O_FREES]), int(out[O_SHARED_PEAK])
-    live_mib = int(out[O_LIVE_AT_PEAK]) / float(1 << 20)
-    return {
-        "shared_ops_per_kop": shared_ops,
-        "remote_free_rate": int(out[O_REMOTE_FREES]) / frees if frees else 0.0,
-        "false_sharing_lines_peak": peak,
-        "false_sharing_lines_per_mib": peak / live_mib if peak and live_mib > 0 else 0.0,
-    }
+    accumulator = ScalabilityAccumulator(trace.facts())
+    accumulator.update(TraceChunk.of_trace(trace), log.addr, log.granted)
+    return accumulator.result(log, counters_info)

@@ -47,6 +47,8 @@ from allocators.log import AllocLog
 from allocators.replay import TIMELINE_COLUMNS
 from labcore.jitcache import holds_kernels
 from labcore.kernels import njit_without_refcounts
+from workloads.facts import TraceFacts
+from workloads.stream import TraceChunk
 from workloads.trace import OP_ACCESS, OP_FREE, Trace
 
 holds_kernels(__file__)
@@ -71,17 +73,20 @@ DOCS = (
 )
 
 
-@njit_without_refcounts
-def _live_bytes_pass(op, obj, size, granted, object_requested, object_granted, sums, at_peak):
-    """Live requested/granted after every row: their sums (float64, in row order) and the values where granted peaks.
+# Slots of the pass's running `state` (int64) between chunks; `sums` (float64) holds the two row sums.
+S_LIVE_REQUESTED, S_LIVE_GRANTED, S_PEAK_GRANTED, S_AT_PEAK_ROW, S_AT_PEAK_REQUESTED, S_AT_PEAK_GRANTED = range(6)
+N_STATE = 6
 
-    at_peak = [row, live_requested, live_granted] at the first row where live granted is largest.
-    """
-    live_requested = 0
-    live_granted = 0
-    peak_granted = -1
-    sum_requested = 0.0
-    sum_granted = 0.0
+
+@njit_without_refcounts
+def _live_bytes_pass(op, obj, size, granted, object_requested, object_granted, sums, state, first_row):
+    """Live requested/granted after every row of a chunk: their sums (float64, in row order) and the values at
+    the first row where live granted is largest (state[S_AT_PEAK_*]); state carries everything to the next chunk."""
+    live_requested = state[S_LIVE_REQUESTED]
+    live_granted = state[S_LIVE_GRANTED]
+    peak_granted = state[S_PEAK_GRANTED]
+    sum_requested = sums[0]
+    sum_granted = sums[1]
     for row in range(op.shape[0]):
         code = op[row]
         if code != OP_ACCESS:
@@ -98,50 +103,72 @@ def _live_bytes_pass(op, obj, size, granted, object_requested, object_granted, s
                 live_granted += granted[row]
         if live_granted > peak_granted:
             peak_granted = live_granted
-            at_peak[0] = row
-            at_peak[1] = live_requested
-            at_peak[2] = live_granted
+            state[S_AT_PEAK_ROW] = first_row + row
+            state[S_AT_PEAK_REQUESTED] = live_requested
+            state[S_AT_PEAK_GRANTED] = live_granted
         sum_requested += live_requested
         sum_granted += live_granted
+    state[S_LIVE_REQUESTED] = live_requested
+    state[S_LIVE_GRANTED] = live_granted
+    state[S_PEAK_GRANTED] = peak_granted
     sums[0] = sum_requested
     sums[1] = sum_granted
+
+
+class WasteAccumulator:
+    """The waste pass over a trace's chunks in order (`update`), then its figures (`result`)."""
+
+    def __init__(self, facts: TraceFacts) -> None:
+        n_slots = max(facts.peak_live_objects, 1)
+        self.object_requested = np.zeros(n_slots, np.int64)
+        self.object_granted = np.zeros(n_slots, np.int64)
+        self.sums = np.zeros(2, np.float64)
+        self.state = np.zeros(N_STATE, np.int64)
+        self.state[S_PEAK_GRANTED] = -1
+
+    def update(self, chunk: TraceChunk, addr: np.ndarray, granted: np.ndarray) -> None:
+        if len(chunk):
+            _live_bytes_pass(chunk.op, chunk.slots, chunk.size, granted, self.object_requested,
+                             self.object_granted, self.sums, self.state, chunk.start)
+
+    def result(self, log: AllocLog) -> dict[str, float | int]:
+        """Every waste metric, from the pass and the replay's timeline and exact peaks."""
+        sums, state = self.sums, self.state
+        at_requested, at_granted = state[S_AT_PEAK_REQUESTED], state[S_AT_PEAK_GRANTED]
+        timeline = log.timeline
+        external = external_mean = 0.0
+        if timeline.shape[0]:
+            footprint = timeline[:, _FOOTPRINT]
+            live = timeline[:, _LIVE_GRANTED]
+            largest = int(footprint.max())
+            if largest > 0:
+                external = 1.0 - float(live[footprint == largest].max()) / float(largest)
+            total = float(footprint.sum(dtype=np.float64))
+            if total > 0:
+                external_mean = 1.0 - float(live.sum(dtype=np.float64)) / total
+        peak_requested = max(int(log.peak_live_requested), 1)
+        return {
+            "internal_fragmentation": 1.0 - float(at_requested) / float(at_granted) if at_granted > 0 else 0.0,
+            "internal_fragmentation_mean": 1.0 - float(sums[0]) / float(sums[1]) if sums[1] > 0 else 0.0,
+            "external_fragmentation": external,
+            "external_fragmentation_mean": external_mean,
+            "overhead_factor": log.peak_footprint / peak_requested,
+            "peak_metadata_bytes": int(log.peak_metadata_bytes),
+            "metadata_ratio": log.peak_metadata_bytes / peak_requested,
+        }
 
 
 def live_bytes(trace: Trace, log: AllocLog) -> tuple[np.ndarray, np.ndarray]:
     """(sums, at_peak) of the live-bytes pass: sums = [sum live requested, sum live granted] over rows (float64),
     at_peak = [row, live requested, live granted] at the first row where live granted peaks (int64)."""
-    n_ids = max(trace.n_slots, 1)
-    sums = np.zeros(2, np.float64)
-    at_peak = np.zeros(3, np.int64)
-    if len(trace):
-        _live_bytes_pass(
-            trace.op, trace.slots, trace.size, log.granted,
-            np.zeros(n_ids, np.int64), np.zeros(n_ids, np.int64), sums, at_peak,
-        )
-    return sums, at_peak
+    accumulator = WasteAccumulator(trace.facts())
+    accumulator.update(TraceChunk.of_trace(trace), log.addr, log.granted)
+    at_peak = accumulator.state[[S_AT_PEAK_ROW, S_AT_PEAK_REQUESTED, S_AT_PEAK_GRANTED]].copy()
+    return accumulator.sums.copy(), at_peak
 
 
 def compute(trace: Trace, log: AllocLog) -> dict[str, float | int]:
     """Every waste metric of one replay."""
-    sums, at_peak = live_bytes(trace, log)
-    timeline = log.timeline
-    external = external_mean = 0.0
-    if timeline.shape[0]:
-        footprint = timeline[:, _FOOTPRINT]
-        live = timeline[:, _LIVE_GRANTED]
-        largest = int(footprint.max())
-        if largest > 0:
-            external = 1.0 - float(live[footprint == largest].max()) / float(largest)
-        total = float(footprint.sum(dtype=np.float64))
-        if total > 0:
-            external_mean = 1.0 - float(live.sum(dtype=np.float64)) / total
-    peak_requested = max(int(log.peak_live_requested), 1)
-    return {
-        "internal_fragmentation": 1.0 - float(at_peak[1]) / float(at_peak[2]) if at_peak[2] > 0 else 0.0,
-        "internal_fragmentation_mean": 1.0 - float(sums[0]) / float(sums[1]) if sums[1] > 0 else 0.0,
-        "external_fragmentation": external,
-        "external_fragmentation_mean": external_mean,
-        "overhead_factor": log.peak_footprint / peak_requested,
-        "peak_metadata_bytes": int(log.peak_metadata_bytes),
-        "metadata_ratio": log.peak_metadata_bytes / peak_requested,
-    }
+    accumulator = WasteAccumulator(trace.facts())
+    accumulator.update(TraceChunk.of_trace(trace), log.addr, log.granted)
+    return accumulator.result(log)
