@@ -569,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--allocators", "-a", default=None, metavar="SPECS",
                        help="semicolon-separated allocator specs (default: every registered allocator and preset)")
     sweep.add_argument("--workloads", "-w", default=None, metavar="SPECS",
-                       help="semicolon-separated workload specs; FAMILY:PARAM=V1/V2/... sweeps a parameter")
+                       help="semicolon-separated workload specs; FAMILY:PARAM=V1/V2/... sweeps a parameter; "
+                       "trace:PATH replays a trace file or a chunked trace directory")
     sweep.add_argument("--ops", type=_positive, default=None, help="rows per trace (default: the preset's)")
     sweep.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     sweep.add_argument("--repeats", type=_positive, default=None, help="timed replays per cell (default: preset's)")

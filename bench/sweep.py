@@ -62,7 +62,9 @@ from bench import calibrate, executors, harness
 from bench.results import ResultRow, Results, atomic_write, write_results
 from bench.table import format_bytes, render
 from workloads import catalog
-from workloads.stream import DEFAULT_CHUNK_ROWS, GeneratedTrace
+from workloads.chunked import ChunkedTrace
+from workloads.stream import DEFAULT_CHUNK_ROWS, GeneratedTrace, TraceSource
+from workloads.trace import Trace
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,9 @@ PRESETS: dict[str, Preset] = {
 
 #: Real allocators in a sweep (`--real`) are named `real:glibc`, `real:jemalloc`, ...
 REAL_PREFIX = "real:"
+#: A workload entry `trace:PATH` replays a trace file (.npz, .csv) or a chunked trace directory (one cell per
+#: allocator: the first seed only, a file is one trace).
+TRACE_PREFIX = "trace:"
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ class Plan:
             Cell(spec, workload, seed, family, param, value)
             for seed in self.seeds
             for workload, family, param, value in self.workloads
+            if seed == self.seeds[0] or not workload.startswith(TRACE_PREFIX)  # a trace file is one trace
             for spec in self.allocators
         ]
 
@@ -157,7 +163,9 @@ def default_allocators() -> list[str]:
 
 
 def expand_workload(entry: str) -> list[tuple[str, str, str | None, float | None]]:
-    """'lognormal:sigma=0.5/1' -> [('lognormal:sigma=0.5', 'lognormal', 'sigma', 0.5), ...]."""
+    """'lognormal:sigma=0.5/1' -> [('lognormal:sigma=0.5', 'lognormal', 'sigma', 0.5), ...]; 'trace:PATH' as is."""
+    if entry.startswith(TRACE_PREFIX):
+        return [(entry, "trace", None, None)]
     family, _, rest = entry.partition(":")
     items = [item.strip() for item in rest.split(",") if item.strip()]
     swept = [item for item in items if "=" in item and "/" in item.partition("=")[2]]
@@ -201,7 +209,10 @@ def make_plan(config: SweepConfig) -> Plan:
             allocators.parse_spec(spec)
     workloads = [expanded for entry in entries for expanded in expand_workload(entry)]
     for workload, *_ in workloads:
-        catalog.make(workload, n_ops=64, seed=0)
+        if workload.startswith(TRACE_PREFIX):
+            check_trace_path(workload[len(TRACE_PREFIX):])
+        else:
+            catalog.make(workload, n_ops=64, seed=0)
     return Plan(
         preset=config.preset, allocators=specs, workloads=workloads, seeds=seeds,
         ops=config.ops or preset.ops, repeats=config.repeats or preset.repeats,
@@ -209,9 +220,30 @@ def make_plan(config: SweepConfig) -> Plan:
 
 
 # ------------------------------------------------------------------ running
+def check_trace_path(path: str) -> None:
+    """A `trace:PATH` workload must name a trace file or a chunked trace directory (TraceError / ValueError)."""
+    if Path(path).is_dir():
+        ChunkedTrace(path)
+    elif not Path(path).is_file():
+        raise ValueError(f"workload 'trace:{path}': no such trace file or directory")
+    elif Path(path).suffix not in (".npz", ".csv"):
+        raise ValueError(f"workload 'trace:{path}': a trace file ends in .npz or .csv")
+
+
 @lru_cache(maxsize=4)
-def _trace(workload: str, ops: int, seed: int):
+def _trace(workload: str, ops: int, seed: int) -> Trace:
+    if workload.startswith(TRACE_PREFIX):
+        return Trace.load(workload[len(TRACE_PREFIX):])
     return catalog.make(workload, n_ops=ops, seed=seed)
+
+
+def cell_source(workload: str, ops: int, seed: int) -> Trace | TraceSource:
+    """A cell's trace: in memory, or a source read chunk by chunk (a chunked directory, a long generated trace)."""
+    if workload.startswith(TRACE_PREFIX) and Path(workload[len(TRACE_PREFIX):]).is_dir():
+        return ChunkedTrace(workload[len(TRACE_PREFIX):])
+    if not workload.startswith(TRACE_PREFIX) and streamed(ops):
+        return GeneratedTrace(workload, ops, seed)
+    return _trace(workload, ops, seed)
 
 
 def measure_real(name: str, trace, repeats: int) -> ResultRow:
@@ -246,14 +278,16 @@ def run_cell(cell: Cell, ops: int, repeats: int) -> ResultRow:
     A cell of more than `STREAM_THRESHOLD_ROWS` rows streams its trace (model cells; a real allocator's cell
     needs the trace in memory).
     """
+    source = cell_source(cell.workload, ops, cell.seed)
     if cell.allocator.startswith(REAL_PREFIX):
-        row = measure_real(cell.allocator[len(REAL_PREFIX):], _trace(cell.workload, ops, cell.seed), repeats)
+        trace = source if isinstance(source, Trace) else source.load()
+        row = measure_real(cell.allocator[len(REAL_PREFIX):], trace, repeats)
         row.allocator_name = cell.allocator
     else:
-        if streamed(ops):
-            row = harness.measure_stream(cell.allocator, GeneratedTrace(cell.workload, ops, cell.seed), repeats)
+        if isinstance(source, Trace):
+            row, _ = harness.measure(cell.allocator, source, repeats=repeats)
         else:
-            row, _ = harness.measure(cell.allocator, _trace(cell.workload, ops, cell.seed), repeats=repeats)
+            row = harness.measure_stream(cell.allocator, source, repeats)
         row.allocator_name = allocators.parse_spec(cell.allocator)[0]
     row.extra.pop("params", None)
     row.workload, row.family, row.param, row.param_value, row.seed = (
@@ -372,12 +406,12 @@ def save_heapmap(out: Path, plan: Plan, rows: Sequence[ResultRow], wanted: str |
     if cell is None:
         (out / "heapmap.npz").unlink(missing_ok=True)
         return None
-    if streamed(plan.ops):
-        source = GeneratedTrace(cell["workload"], plan.ops, cell["seed"])
+    source = cell_source(cell["workload"], plan.ops, cell["seed"])
+    if not isinstance(source, Trace):
         image, footprint, address_max = heapmap.occupancy_of_stream(cell["allocator"], source, DEFAULT_CHUNK_ROWS)
         heapmap.write(out / "heapmap.npz", image, footprint, address_max, len(source), cell)
         return cell
-    trace = _trace(cell["workload"], plan.ops, cell["seed"])
+    trace = source
     log = harness.build_for_trace(cell["allocator"], trace).replay(trace)
     heapmap.save(out / "heapmap.npz", trace, log, cell)
     return cell

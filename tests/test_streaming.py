@@ -170,3 +170,27 @@ def test_stream_replay_refuses_rows_beyond_its_facts():
     longer = from_rows([(0, 1, 32, 0), (1, 1, 0, 0), (0, 2, 32, 0), (1, 2, 0, 0)])
     with pytest.raises(ValueError, match="more rows than its facts"):
         pool.prepare_stream_replay(trace.facts(), chunk_rows=4).run_chunk(next(MemorySource(longer).chunks(4)))
+
+
+def test_a_sweep_replays_trace_files_and_chunked_directories(tmp_path, capsys):
+    trace = catalog.make("phased", n_ops=4000, seed=1)
+    trace.save(tmp_path / "t.npz")
+    save_chunked(trace, tmp_path / "dir", chunk_rows=999)
+    workloads = f"trace:{tmp_path / 't.npz'};trace:{tmp_path / 'dir'};fifo"
+    assert main(["sweep", "-a", "buddy;tcmalloc", "-w", workloads, "--ops", "2000", "--repeats", "1",
+                 "--seeds", "0,1", "--no-progress", "--no-plots", "--heapmap", f"buddy@trace:{tmp_path / 'dir'}",
+                 "--out", str(tmp_path / "out")]) == 0
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert len(rows) == 2 * (1 + 1 + 2)  # a trace file is one trace: one seed
+    by_workload = {}
+    for row in rows:
+        by_workload.setdefault((row["allocator"], row["family"], row["workload"].endswith("dir")), []).append(row)
+    file_row = by_workload[("buddy", "trace", False)][0]
+    dir_row = by_workload[("buddy", "trace", True)][0]
+    assert figures_of(file_row) == figures_of(dir_row) and file_row["rows"] == 4000
+    assert (tmp_path / "out" / "heapmap.npz").exists()
+    assert main(["sweep", "-a", "buddy", "-w", "trace:/nonexistent.npz", "--out", str(tmp_path / "x")]) == 2
+
+
+def figures_of(row: dict) -> dict:
+    return {key: value for key, value in row.items() if key not in {*TIMING_FIELDS, "workload"}}
