@@ -11,8 +11,8 @@ allocations, and the slot column of a trace is a pure function of its op and
 obj columns (same trace, same slots, whatever the chunking).
 
 `SlotMap` holds the state between chunks: an open-addressing hash map from
-live object ids to their slots (Fibonacci hashing, linear probing,
-backward-shift deletion; at most half full), the free-slot stack, and per slot
+live object ids to their slots (`labcore.hashtable`; at most half full), the
+free-slot stack, and per slot
 the object it holds and that object's current size.  `assign(op, obj, size,
 thread)` returns the slot column of a chunk; with `validate=True` it also
 checks every row as `workloads.trace` does (op code, ids live when used, sizes
@@ -31,16 +31,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from labcore.hashtable import EMPTY, delete, find, rehash
 from labcore.jitcache import holds_kernels
 from workloads import trace as trace_format
 from workloads.trace import MAX_REQUEST_SIZE, MAX_THREADS, OP_ACCESS, OP_ALLOC, OP_FREE, OP_REALLOC, TraceError
 
 holds_kernels(__file__)
-
-EMPTY = -1
-#: Fibonacci hashing multiplier (2^64 / golden ratio, as a signed int64).
-_HASH = -7046029254386353131
-HASH_SHIFT = 20
 
 # Slots of the map's `words`.
 W_LIVE, W_USED, W_FREE, W_PEAK, W_ROWS = 0, 1, 2, 3, 4
@@ -48,35 +44,6 @@ N_WORDS = 5
 
 OK = 0
 NEED_ROOM = -1
-
-
-@njit(cache=True, inline="always")
-def _home(key, mask):
-    return ((key * _HASH) >> HASH_SHIFT) & mask
-
-
-@njit(cache=True, inline="always")
-def _find(keys, key, mask):
-    """Slot of `key` in the table, or of the empty slot where it would go."""
-    index = _home(key, mask)
-    while keys[index] != EMPTY and keys[index] != key:
-        index = (index + 1) & mask
-    return index
-
-
-@njit(cache=True, inline="always")
-def _delete(keys, values, index, mask):
-    """Remove the entry at `index` (backward-shift deletion keeps every probe run unbroken)."""
-    hole = index
-    probe = (index + 1) & mask
-    while keys[probe] != EMPTY:
-        home = _home(keys[probe], mask)
-        if ((probe - home) & mask) >= ((probe - hole) & mask):
-            keys[hole] = keys[probe]
-            values[hole] = values[probe]
-            hole = probe
-        probe = (probe + 1) & mask
-    keys[hole] = EMPTY
 
 
 @njit(cache=True)
@@ -97,7 +64,7 @@ def _assign(op, obj, size, thread, start, keys, values, free_slots, slot_obj, sl
                 return row, trace_format._E_OBJ_NEGATIVE
             if thread[row] < 0 or thread[row] >= MAX_THREADS:
                 return row, trace_format._E_THREAD
-        index = _find(keys, ident, mask)
+        index = find(keys, ident, mask)
         live = keys[index] != EMPTY
         if code == OP_ALLOC:
             if validate:
@@ -131,7 +98,7 @@ def _assign(op, obj, size, thread, start, keys, values, free_slots, slot_obj, sl
         if code == OP_FREE:
             if validate and request != 0:
                 return row, trace_format._E_FREE_SIZE
-            _delete(keys, values, index, mask)
+            delete(keys, values, index, mask)
             free_slots[words[W_FREE]] = slot
             words[W_FREE] += 1
             words[W_LIVE] -= 1
@@ -194,27 +161,13 @@ class SlotMap:
         return slots
 
     def _grow(self) -> None:
-        live_keys = self.keys[self.keys != EMPTY]
-        live_values = self.values[self.keys != EMPTY]
-        size = 2 * self.keys.shape[0]
-        self.keys = np.full(size, EMPTY, np.int64)
-        self.values = np.zeros(size, np.int64)
-        _reinsert(self.keys, self.values, live_keys, live_values)
+        self.keys, self.values = rehash(self.keys, self.values, 2 * self.keys.shape[0])
         slots = 2 * self.slot_obj.shape[0]
         for name in ("free_slots", "slot_obj", "slot_size"):
             old = getattr(self, name)
             grown = np.zeros(slots, np.int64)
             grown[: old.shape[0]] = old
             setattr(self, name, grown)
-
-
-@njit(cache=True)
-def _reinsert(keys, values, live_keys, live_values):
-    mask = keys.shape[0] - 1
-    for index in range(live_keys.shape[0]):
-        slot = _find(keys, live_keys[index], mask)
-        keys[slot] = live_keys[index]
-        values[slot] = live_values[index]
 
 
 @njit(cache=True)

@@ -56,6 +56,7 @@ from numba import njit
 from allocators.log import AllocLog
 from allocators.shared.bits import bit_length
 from bench.metrics.cachesim import LINE_BYTES, PAGE_BYTES, hierarchy_counts, make_hierarchy, touch_range
+from labcore.hashtable import find, rehash_set
 from labcore.jitcache import holds_kernels
 from labcore.kernels import njit_without_refcounts
 from workloads.facts import TraceFacts
@@ -177,29 +178,18 @@ def _locality_pass(
 
 @njit(cache=True)
 def _add_pages(keys, used, page_first, page_last, n_ranges):
-    """Add every page of the ranges to the open-addressing set `keys` (doubled when half full); (keys, used)."""
-    capacity = keys.shape[0]
-    mask = capacity - 1
+    """Add every page of the ranges to the hash set `keys` (rehashed twice as large when half full); (keys, used)."""
+    mask = keys.shape[0] - 1
     for index in range(n_ranges):
         for page in range(page_first[index], page_last[index] + 1):
-            slot = (page * -7046029254386353131) >> 20 & mask  # Fibonacci hashing (2^64 / golden ratio, signed)
-            while keys[slot] != -1 and keys[slot] != page:
-                slot = (slot + 1) & mask
+            slot = find(keys, page, mask)
             if keys[slot] == page:
                 continue
             keys[slot] = page
             used += 1
-            if 2 * used > capacity:
-                old = keys
-                capacity *= 2
-                mask = capacity - 1
-                keys = np.full(capacity, -1, np.int64)
-                for key in old:
-                    if key >= 0:
-                        slot = (key * -7046029254386353131) >> 20 & mask
-                        while keys[slot] != -1:
-                            slot = (slot + 1) & mask
-                        keys[slot] = key
+            if 2 * used > keys.shape[0]:
+                keys = rehash_set(keys, 2 * keys.shape[0])
+                mask = keys.shape[0] - 1
     return keys, used
 
 

@@ -44,6 +44,7 @@ from numba import njit
 
 import allocators
 from allocators.log import AllocLog
+from labcore.hashtable import EMPTY, delete, find
 from labcore.jitcache import holds_kernels
 from labcore.kernels import njit_without_refcounts
 from workloads.facts import TraceFacts
@@ -53,9 +54,6 @@ from workloads.trace import MAX_THREADS, OP_ACCESS, OP_ALLOC, OP_FREE, Trace
 holds_kernels(__file__)
 
 LINE_SHIFT = 6
-EMPTY = -1
-#: Fibonacci hashing multiplier (2^64 / golden ratio, as a signed int64).
-_HASH = -7046029254386353131
 
 #: (name, unit, one-line definition) of every metric this module computes.
 DOCS = (
@@ -74,38 +72,19 @@ O_FREES, O_REMOTE_FREES, O_SHARED_PEAK, O_LIVE_AT_PEAK, O_SHARED, O_LIVE_REQUEST
 N_OUT = 6
 
 
-@njit(cache=True, inline="always")
-def _find(keys, key, mask):
-    """Slot of `key`, or of the empty slot where it would go (linear probing)."""
-    slot = ((key * _HASH) >> 24) & mask
-    while keys[slot] != EMPTY and keys[slot] != key:
-        slot = (slot + 1) & mask
-    return slot
-
-
 @njit_without_refcounts
 def _add(keys, values, key, delta):
-    """values[key] += delta; an entry that drops to 0 is deleted (backward-shift deletion). Returns the new value."""
+    """values[key] += delta; an entry that drops to 0 is deleted. Returns the new value."""
     mask = keys.shape[0] - 1
-    slot = _find(keys, key, mask)
+    slot = find(keys, key, mask)
     if keys[slot] == EMPTY:
         keys[slot] = key
         values[slot] = 0
     value = values[slot] + delta
     values[slot] = value
-    if value != 0:
-        return value
-    hole = slot  # delete: move later entries of the probe run back into the hole
-    probe = (slot + 1) & mask
-    while keys[probe] != EMPTY:
-        home = ((keys[probe] * _HASH) >> 24) & mask
-        if ((probe - home) & mask) >= ((probe - hole) & mask):
-            keys[hole] = keys[probe]
-            values[hole] = values[probe]
-            hole = probe
-        probe = (probe + 1) & mask
-    keys[hole] = EMPTY
-    return 0
+    if value == 0:
+        delete(keys, values, slot, mask)
+    return value
 
 
 @njit(cache=True, inline="always")
