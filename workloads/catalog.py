@@ -1,4 +1,4 @@
-"""Named workloads for the CLI: `names()`, `describe(name)`, `make(spec, n_ops, seed)`.
+"""Named workloads for the CLI: `names()`, `describe(name)`, `make(spec, n_ops, seed)`, `make_chunks(...)`.
 
 A workload is a flat dict of parameters: the component names (`sizes`,
 `lifetime`, `threading`, and `base` for `lifetime=longlived`), the fields of
@@ -28,7 +28,9 @@ Generic keys:
 
 Every catalog trace caps requests at 1 MiB (`max_size`) unless the spec says
 otherwise, so every allocator model can replay it; the default size is
-`DEFAULT_N_OPS` rows.
+`DEFAULT_N_OPS` rows.  `make_chunks` gives the same trace chunk by chunk, in
+memory bounded by the chunk and the live objects (for traces too large for
+memory).
 """
 
 import dataclasses
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workloads.access import Access
-from workloads.generator import generate
+from workloads.generator import DEFAULT_CHUNK_ROWS, GeneratedChunks, generate, generate_chunks
 from workloads.lifetimes import LIFETIME_MODELS, LongLived
 from workloads.sizes import SIZE_DISTRIBUTIONS, load_histogram
 from workloads.threads import THREAD_MODELS
@@ -304,14 +306,29 @@ def parameters(spec: str) -> dict[str, Any]:
     return dict(_resolve(spec).params)
 
 
-def make(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Trace:
-    """Generate the trace of a workload spec (`name` or `name:key=value,...`); bad specs raise ValueError."""
+def _arguments(spec: str, n_ops: int, seed: int) -> dict[str, Any]:
+    """The generator arguments of a workload spec."""
     resolved = _resolve(spec)
     parts = resolved.components
-    return generate(sizes=parts["sizes"], lifetime=parts["lifetime"], threads=parts["threads"], n_ops=n_ops,
-                    seed=seed, access=parts["access"], realloc_fraction=resolved.params["realloc"],
-                    drain=resolved.params["drain"],
-                    extra_meta={"workload": resolved.name, "spec": spec, "params": resolved.params})
+    return {"sizes": parts["sizes"], "lifetime": parts["lifetime"], "threads": parts["threads"], "n_ops": n_ops,
+            "seed": seed, "access": parts["access"], "realloc_fraction": resolved.params["realloc"],
+            "drain": resolved.params["drain"],
+            "extra_meta": {"workload": resolved.name, "spec": spec, "params": resolved.params}}
+
+
+def make(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Trace:
+    """Generate the trace of a workload spec (`name` or `name:key=value,...`); bad specs raise ValueError."""
+    return generate(**_arguments(spec, n_ops, seed))
+
+
+def make_chunks(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0,
+                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> GeneratedChunks:
+    """`make(spec, n_ops, seed)`'s trace in chunks of at most `chunk_rows` rows, generated in bounded memory.
+
+    The result has `meta` (that of `make`) and is iterated once for
+    (op, obj, size, thread) chunks (`workloads.generator.generate_chunks`).
+    """
+    return generate_chunks(**_arguments(spec, n_ops, seed), chunk_rows=chunk_rows)
 
 
 def benchmark_trace(n_ops: int = 1_000_000, seed: int = 0) -> Trace:

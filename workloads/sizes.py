@@ -2,12 +2,22 @@
 
 A size distribution is a small frozen dataclass whose fields are its
 parameters.  `sample(rng, count)` draws `count` request sizes from a
-`numpy.random.Generator` in one vectorized call and returns an int64 array;
+`numpy.random.Generator` in vectorized calls and returns an int64 array;
 every size is at least 1 and at most the distribution's `max_size` (default
 `DEFAULT_MAX_SIZE` = 1 MiB, so every allocator model can replay the trace).
 Continuous draws are turned into whole bytes as documented per class and
 then clipped into `[1, max_size]`, so a heavy tail piles up at `max_size`
 instead of growing without bound.
+
+A distribution is written as its draws and a transformation: `parts()` lists
+the bulk calls `sample(rng, count)` makes, in order, each drawing `count`
+values (`workloads.substreams.Part`; e.g. bimodal: `count` uniforms, then
+`count` normals), and `combine(values, count)` turns them into sizes, value i
+of every part giving size i.  So `sample` is `combine` of the parts drawn one
+after the other, and `SizeStream` gives the same sizes in chunks: one
+`Reader` per part, part k starting where the bulk call would (after k * n
+doubles for uniform parts, so a distribution with several parts needs the
+total count n up front).
 
 `params()` gives the JSON-able description recorded in a trace's meta:
 `{"name": ..., field: value, ...}`.  `SIZE_DISTRIBUTIONS` maps each name to
@@ -26,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from workloads.substreams import DOUBLE, Part, Reader, State, skip
 from workloads.trace import MAX_REQUEST_SIZE
 
 #: Default cap on a request: 1 MiB (sizes above are clipped to it).
@@ -62,8 +73,16 @@ class SizeDistribution:
     summary: ClassVar[str] = ""
     max_size: int
 
-    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
+    def parts(self) -> list[Part]:
+        """The bulk draws of `sample(rng, count)`, in order, `count` values each."""
         raise NotImplementedError
+
+    def combine(self, values: list[np.ndarray], count: int) -> np.ndarray:
+        """Sizes (int64) from the values drawn by each part."""
+        raise NotImplementedError
+
+    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        return self.combine([part.draw(rng, count) for part in self.parts()], count)
 
     def params(self) -> dict[str, Any]:
         described: dict[str, Any] = {"name": self.name}
@@ -89,7 +108,10 @@ class Fixed(SizeDistribution):
         self._check_max()
         _check(1 <= self.size <= self.max_size, f"size must be in 1..max_size={self.max_size} (got {self.size})")
 
-    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
+    def parts(self) -> list[Part]:
+        return []
+
+    def combine(self, values: list[np.ndarray], count: int) -> np.ndarray:
         return np.full(count, self.size, np.int64)
 
 
@@ -109,8 +131,12 @@ class Uniform(SizeDistribution):
         _check(self.lo <= self.hi <= self.max_size,
                f"hi must be in lo={self.lo}..max_size={self.max_size} (got {self.hi})")
 
-    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
-        return rng.integers(self.lo, self.hi + 1, size=count, dtype=np.int64)
+    def parts(self) -> list[Part]:
+        lo, hi = self.lo, self.hi
+        return [Part(lambda generator, count: generator.integers(lo, hi + 1, size=count, dtype=np.int64))]
+
+    def combine(self, values: list[np.ndarray], count: int) -> np.ndarray:
+        return values[0]
 
 
 @dataclass(frozen=True)
@@ -128,8 +154,12 @@ class LogNormal(SizeDistribution):
         _check(math.isfinite(self.mu) and -10 <= self.mu <= 40, f"mu must be a number in -10..40 (got {self.mu})")
         _check(math.isfinite(self.sigma) and 0 <= self.sigma <= 10, f"sigma must be in 0..10 (got {self.sigma})")
 
-    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
-        return _clip_to_bytes(np.floor(rng.lognormal(self.mu, self.sigma, count)) + 1.0, self.max_size)
+    def parts(self) -> list[Part]:
+        mu, sigma = self.mu, self.sigma
+        return [Part(lambda generator, count: generator.lognormal(mu, sigma, count))]
+
+    def combine(self, values: list[np.ndarray], count: int) -> np.ndarray:
+        return _clip_to_bytes(np.floor(values[0]) + 1.0, self.max_size)
 
 
 @dataclass(frozen=True)
@@ -148,9 +178,13 @@ class Pareto(SizeDistribution):
         _check(1 <= self.minimum <= self.max_size,
                f"minimum must be in 1..max_size={self.max_size} (got {self.minimum})")
 
-    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
+    def parts(self) -> list[Part]:
+        alpha = self.alpha
+        return [Part(lambda generator, count: generator.pareto(alpha, count))]
+
+    def combine(self, values: list[np.ndarray], count: int) -> np.ndarray:
         # numpy's pareto() is the Lomax form (X - 1); add 1 for the classical Pareto.
-        return _clip_to_bytes(np.floor(self.minimum * (1.0 + rng.pareto(self.alpha, count))), self.max_size)
+        return _clip_to_bytes(np.floor(self.minimum * (1.0 + values[0])), self.max_size)
 
 
 @dataclass(frozen=True)
@@ -176,11 +210,15 @@ class Bimodal(SizeDistribution):
         _check(0.0 <= self.large_fraction <= 1.0, f"large_fraction must be in 0..1 (got {self.large_fraction})")
         _check(0.0 <= self.spread <= 5.0, f"spread must be in 0..5 (got {self.spread})")
 
-    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
-        is_large = rng.random(count) < self.large_fraction
+    def parts(self) -> list[Part]:
+        normals = Part(lambda generator, count: generator.standard_normal(count))
+        return [DOUBLE, normals] if self.spread > 0 else [DOUBLE]
+
+    def combine(self, values: list[np.ndarray], count: int) -> np.ndarray:
+        is_large = values[0] < self.large_fraction
         modes = np.where(is_large, float(self.large), float(self.small))
         if self.spread > 0:
-            modes = modes * np.exp(self.spread * rng.standard_normal(count))
+            modes = modes * np.exp(self.spread * values[1])
         return _clip_to_bytes(np.rint(modes), self.max_size)
 
 
@@ -198,8 +236,12 @@ class Exponential(SizeDistribution):
         _check(math.isfinite(self.mean) and 0 < self.mean <= self.max_size,
                f"mean must be in (0, max_size={self.max_size}] (got {self.mean})")
 
-    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
-        return _clip_to_bytes(np.ceil(rng.exponential(self.mean, count)), self.max_size)
+    def parts(self) -> list[Part]:
+        mean = self.mean
+        return [Part(lambda generator, count: generator.exponential(mean, count))]
+
+    def combine(self, values: list[np.ndarray], count: int) -> np.ndarray:
+        return _clip_to_bytes(np.ceil(values[0]), self.max_size)
 
 
 @dataclass(frozen=True)
@@ -240,10 +282,13 @@ class Adversarial(SizeDistribution):
         multiples = np.arange(self.granule, self.granule_limit, self.granule, dtype=np.int64) + 1
         return powers, multiples
 
-    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
+    def parts(self) -> list[Part]:
+        return [DOUBLE, DOUBLE]  # which set, then which member
+
+    def combine(self, values: list[np.ndarray], count: int) -> np.ndarray:
         powers, multiples = self.boundaries()
-        use_power = rng.random(count) < self.pow2_fraction
-        pick = rng.random(count)
+        use_power = values[0] < self.pow2_fraction
+        pick = values[1]
         from_powers = powers[(pick * powers.size).astype(np.int64)]
         from_multiples = multiples[(pick * multiples.size).astype(np.int64)]
         return np.where(use_power, from_powers, from_multiples)
@@ -276,9 +321,12 @@ class Empirical(SizeDistribution):
         _check(all(math.isfinite(weight) and weight >= 0 for weight in self.weights), "weights must be >= 0")
         _check(sum(self.weights) > 0, "weights must not all be 0")
 
-    def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
+    def parts(self) -> list[Part]:
+        return [DOUBLE]
+
+    def combine(self, values: list[np.ndarray], count: int) -> np.ndarray:
         cumulative = np.cumsum(np.asarray(self.weights, np.float64))
-        index = np.searchsorted(cumulative, rng.random(count) * cumulative[-1], side="right")
+        index = np.searchsorted(cumulative, values[0] * cumulative[-1], side="right")
         return np.asarray(self.values, np.int64)[np.minimum(index, len(self.values) - 1)]
 
 
@@ -301,6 +349,32 @@ def load_histogram(path: str | Path, max_size: int = DEFAULT_MAX_SIZE) -> Empiri
             values.append(size)
             weights.append(weight)
     return Empirical(values=tuple(values), weights=tuple(weights), max_size=max_size)
+
+
+class SizeStream:
+    """`sizes.sample(rng, total)` from the Generator state `start`, read in chunks: `read(count)`, then `end()`.
+
+    `total` (the number of sizes the bulk call drew) is needed up front only
+    when the distribution has several parts; `end()` needs it always.
+    """
+
+    def __init__(self, sizes: SizeDistribution, start: State, total: int | None = None) -> None:
+        self.sizes, self.start, self.total = sizes, start, total
+        parts = sizes.parts()
+        starts = [start] * min(len(parts), 1)
+        for part in parts[:-1]:
+            assert total is not None, "a size distribution with several parts needs the total count"
+            starts.append(skip(starts[-1], part, total))
+        self.readers = [Reader(part, at) for part, at in zip(parts, starts, strict=True)]
+
+    def read(self, count: int) -> np.ndarray:
+        return self.sizes.combine([reader.read(count) for reader in self.readers], count)
+
+    def end(self, total: int | None = None) -> State:
+        """The state after all `total` sizes (dry-drawing those not read)."""
+        total = self.total if total is None else total
+        assert total is not None
+        return self.readers[-1].end(total) if self.readers else self.start
 
 
 SIZE_DISTRIBUTIONS: dict[str, type[SizeDistribution]] = {
