@@ -334,23 +334,3 @@ def make_chunks(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0,
 def benchmark_trace(n_ops: int = 1_000_000, seed: int = 0) -> Trace:
     """The allocator throughput benchmark trace: log-normal sizes, random lifetimes (the `lognormal` workload)."""
     return make("lognormal", n_ops=n_ops, seed=seed)
-
-
-
-class _ChunksOfMemory:
-    """TEMPORARY until streaming generation lands: the chunks of an in-memory trace."""
-
-    def __init__(self, trace: Trace, chunk_rows: int) -> None:
-        self.trace = trace
-        self.meta = trace.meta
-        self.chunk_rows = chunk_rows
-
-    def __iter__(self):
-        trace = self.trace
-        for start in range(0, len(trace), self.chunk_rows):
-            stop = start + self.chunk_rows
-            yield trace.op[start:stop], trace.obj[start:stop], trace.size[start:stop], trace.thread[start:stop]
-
-
-def make_chunks(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0, chunk_rows: int = 1 << 20) -> _ChunksOfMemory:
-    return _ChunksOfMemory(make(spec, n_ops=n_ops, seed=seed), chunk_rows)

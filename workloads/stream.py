@@ -13,7 +13,7 @@ bit, whatever the chunk size.
   (`chunks(chunk_rows)` restarts each time), with its `facts()` known before
   the first chunk (`workloads.facts`), its `meta` and a `label`.  Sources:
   `MemorySource` (views of a Trace in memory), `workloads.chunked.ChunkedTrace`
-  (a chunked trace directory on disk), `workloads.streamgen.GeneratedTrace`
+  (a chunked trace directory on disk), `GeneratedTrace`
   (a catalog workload generated chunk by chunk).
 - `chunks_with_slots(columns, validate)` turns an iterator of raw column
   chunks into TraceChunks through one `SlotMap`, validating every row on the
