@@ -22,7 +22,7 @@ from bench import api
 from bench.results import ResultRow
 from bench.table import format_bytes
 from workloads import catalog
-from workloads.stream import DEFAULT_CHUNK_ROWS, MemorySource
+from workloads.stream import DEFAULT_CHUNK_ROWS, GeneratedTrace, MemorySource, TraceSource
 from workloads.trace import OP_ALLOC, OP_REALLOC, Trace, TraceError
 
 
@@ -120,7 +120,7 @@ def _format_metric(value: float, unit: str) -> str:
 class _RowsBar:
     """A progress bar over trace rows on stderr (tqdm), for commands that stream long traces."""
 
-    def __init__(self, label: str, total: int, enabled: bool) -> None:
+    def __init__(self, label: str, total: int | None, enabled: bool) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, unit="row", unit_scale=True, desc=label, file=sys.stderr, dynamic_ncols=True,
@@ -135,12 +135,13 @@ class _RowsBar:
         self.bar.close()
 
 
-def _replay_streamed(args: argparse.Namespace, source, label: str) -> ResultRow:
+def _replay_streamed(args: argparse.Namespace, source: TraceSource) -> ResultRow:
     """A source replayed chunk by chunk, with a progress bar (a generated source: its facts pass first)."""
-    bar = _RowsBar("facts" if hasattr(source, "spec") else "replay", 0, sys.stderr.isatty())
+    generated = isinstance(source, GeneratedTrace)
+    bar = _RowsBar("facts" if generated else "replay", source.n_ops if generated else None, sys.stderr.isatty())
     try:
-        if hasattr(source, "spec"):  # a generated trace: one generation pass for the facts
-            source.facts(progress=lambda rows: bar.to(rows, args.ops))
+        if generated:  # one generation pass for the facts the allocator is sized by
+            source.facts(progress=bar.to)
             bar.bar.set_description("replay")
         return api.replay(args.allocator, source, repeats=args.repeats, capacity=args.capacity,
                           chunk_rows=args.chunk_rows or DEFAULT_CHUNK_ROWS, progress=bar.to)
@@ -151,7 +152,7 @@ def _replay_streamed(args: argparse.Namespace, source, label: str) -> ResultRow:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.chunk_rows is not None or args.ops > api.STREAM_THRESHOLD_ROWS:
         source = api.stream_trace(args.workload, ops=args.ops, seed=args.seed)
-        row = _replay_streamed(args, source, str(args.workload))
+        row = _replay_streamed(args, source)
         threads = source.n_threads
     else:
         trace = api.make_trace(args.workload, ops=args.ops, seed=args.seed)
@@ -169,7 +170,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if args.log:
             raise UsageError("--log needs a trace replayed in memory (.npz or .csv, no --chunk-rows): a replay "
                              "chunk by chunk keeps no per-row log")
-        row = _replay_streamed(args, source, str(args.trace))
+        row = _replay_streamed(args, source)
     row.workload = str(args.trace)
     return _report(row, args.allocator, args, str(args.trace), source.n_threads)
 

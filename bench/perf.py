@@ -30,7 +30,7 @@ from workloads import catalog
 
 def cold_compile_seconds(spec: str) -> float:
     """Compile the spec's replay kernel in a fresh process with an empty cache; the seconds it took."""
-    code = "from bench.harness import warm_up; import sys; print(warm_up(sys.argv[1]))"
+    code = "from bench.harness import warm_up; import sys; print(warm_up(sys.argv[1], metrics=False))"
     with tempfile.TemporaryDirectory() as cache:
         environment = dict(os.environ, ALLOCLAB_CACHE_DIR=cache)
         result = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True, env=environment,

@@ -411,9 +411,8 @@ def save_heapmap(out: Path, plan: Plan, rows: Sequence[ResultRow], wanted: str |
         image, footprint, address_max = heapmap.occupancy_of_stream(cell["allocator"], source, DEFAULT_CHUNK_ROWS)
         heapmap.write(out / "heapmap.npz", image, footprint, address_max, len(source), cell)
         return cell
-    trace = source
-    log = harness.build_for_trace(cell["allocator"], trace).replay(trace)
-    heapmap.save(out / "heapmap.npz", trace, log, cell)
+    log = harness.build_for_trace(cell["allocator"], source).replay(source)
+    heapmap.save(out / "heapmap.npz", source, log, cell)
     return cell
 
 
