@@ -10,6 +10,7 @@ from typing import Any
 
 from allocators.errors import BadParameter
 from allocators.protocol import Allocator
+from labcore.units import is_byte_count, parse_bytes
 
 _REGISTRY: dict[str, type[Allocator]] = {}
 
@@ -36,18 +37,16 @@ def get(name: str) -> type[Allocator]:
 
 
 def parse_value(text: str) -> Any:
-    """'16' -> 16, '1.5' -> 1.5, 'true' -> True, '64KiB' -> 65536, anything else stays a string."""
+    """'16' -> 16, '1.5' -> 1.5, 'true' -> True, '64KiB' -> 65536, '1TiB' -> 2**40, anything else stays a string."""
     lowered = text.strip().lower()
     if lowered in ("true", "yes", "on"):
         return True
     if lowered in ("false", "no", "off"):
         return False
-    units = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    for suffix, factor in units.items():
-        if lowered.endswith(suffix) and lowered[: -len(suffix)].isdigit():
-            return int(lowered[: -len(suffix)]) * factor
+    if is_byte_count(lowered):
+        return parse_bytes(lowered)
     try:
-        return int(lowered, 0)
+        return int(lowered, 0)  # a signed integer (gogc=-1)
     except ValueError:
         pass
     try:
@@ -64,6 +63,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     for item in filter(None, (part.strip() for part in rest.split(","))):
         if "=" in item:
             key, _, value = item.partition("=")
+            if key.strip() in params:
+                raise BadParameter(f"allocator spec '{spec}': key '{key.strip()}' given twice")
             params[key.strip()] = parse_value(value)
         elif item in cls.presets:
             params["preset"] = item

@@ -151,14 +151,16 @@ def sweep(
     """Measure a sweep into `out` (results.json/csv, cells/, heapmap.npz, plots/, index.html); return its Results.
 
     jobs: local worker processes (1: in this process).  executor: any `concurrent.futures.Executor` instead,
-    e.g. `dask.distributed.Client(...).get_executor()` (its workers must have the lab installed).
+    e.g. `dask.distributed.Client(...).get_executor()` (its workers must have the lab installed; give `jobs` = its
+    workers, recorded in the results' meta).
     """
-    plan = make_plan(config or SweepConfig())
+    config = config or SweepConfig()
+    plan = make_plan(config)
     if executor is not None:
-        return run_sweep(plan, out, executor, resume=resume, heapmap_cell=(config or SweepConfig()).heapmap,
+        return run_sweep(plan, out, executor, jobs=jobs, resume=resume, heapmap_cell=config.heapmap,
                          draw_plots=draw_plots, progress=progress, say=say, on_cell=on_cell)
     with executors.local_executor(jobs) as local:
-        return run_sweep(plan, out, local, resume=resume, heapmap_cell=(config or SweepConfig()).heapmap,
+        return run_sweep(plan, out, local, jobs=jobs, resume=resume, heapmap_cell=config.heapmap,
                          draw_plots=draw_plots, progress=progress, say=say, on_cell=on_cell)
 
 

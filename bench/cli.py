@@ -74,6 +74,8 @@ def _report(row: ResultRow, spec: str, args: argparse.Namespace, source: str, th
         return 1
     if args.json:
         print(json.dumps(row.as_dict(), sort_keys=True, default=str))
+        if getattr(args, "log", None):
+            print(f"bench: wrote the AllocLog to {args.log.resolve()}", file=sys.stderr)
         return 0
     from bench.metrics import METRICS
 
@@ -98,7 +100,7 @@ def _report(row: ResultRow, spec: str, args: argparse.Namespace, source: str, th
     lines.append(("", "counters"))
     lines += [(name, f"{value:,}") for name, value in row["counters"].items()]
     if getattr(args, "log", None):
-        lines.append(("log", str(args.log)))
+        lines.append(("log", str(args.log.resolve())))
     width = max(len(key) for key, _ in lines)
     for key, value in lines:
         print(f"{key:<{width}}  {value}" if key else f"-- {value}")
@@ -163,6 +165,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.log is not None:
+        if args.log.suffix != ".npz":
+            raise UsageError(f"--log {args.log}: the log is an .npz file; name it OUT.npz")
+        if args.log.is_dir():
+            raise UsageError(f"--log {args.log}: is a directory")
+        if not args.log.resolve().parent.is_dir():
+            raise UsageError(f"--log {args.log}: directory {args.log.resolve().parent} does not exist")
     source = api.open_trace(args.trace)
     if isinstance(source, MemorySource) and args.chunk_rows is None:
         row = api.replay(args.allocator, source.trace, repeats=args.repeats, capacity=args.capacity, log=args.log)
@@ -287,6 +296,9 @@ def cmd_real(args: argparse.Namespace) -> int:
 def cmd_fidelity(args: argparse.Namespace) -> int:
     from bench.fidelity import render_tables
 
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out}: not a directory")
+
     results = api.fidelity(args.traces, repeats=args.repeats, out=args.out, progress=_say)
     print(render_tables(results))
     if args.out:
@@ -297,8 +309,8 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
 def cmd_perf(args: argparse.Namespace) -> int:
     from bench.perf import render_table
 
-    rows = api.perf(_specs(args.allocators), ops=args.ops, repeats=args.repeats, compile_time=not args.no_compile,
-                    progress=_say)
+    rows = api.perf(_specs(args.allocators, "--allocators"), ops=args.ops, repeats=args.repeats,
+                    compile_time=not args.no_compile, progress=_say)
     print(render_table(rows, args.ops, args.repeats))
     return 0
 
@@ -326,15 +338,17 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _specs(text: str | None) -> list[str] | None:
-    """'a;b;c' -> ['a', 'b', 'c']; duplicates are dropped (with a warning), None/empty -> None."""
+def _specs(text: str | None, option: str) -> list[str] | None:
+    """'a;b;c' -> ['a', 'b', 'c'] (None: the default); duplicates are dropped with a warning, an empty list refused."""
     if text is None:
         return None
     specs = [spec.strip() for spec in text.split(";") if spec.strip()]
+    if not specs:
+        raise UsageError(f"{option} is an empty list (leave it out for the default)")
     unique = list(dict.fromkeys(specs))
     if len(unique) < len(specs):
         _say(f"bench: warning: duplicate specs dropped ({', '.join(s for s in unique if specs.count(s) > 1)})")
-    return unique or None
+    return unique
 
 
 def _seeds(text: str) -> list[int]:
@@ -356,8 +370,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.quick and args.preset not in ("default", "quick"):
         raise UsageError(f"--quick and --preset {args.preset} contradict each other: give one")
     config = sweep.SweepConfig(
-        preset="quick" if args.quick else args.preset, allocators=_specs(args.allocators),
-        workloads=_specs(args.workloads), ops=args.ops, seeds=_seeds(args.seeds), repeats=args.repeats,
+        preset="quick" if args.quick else args.preset, allocators=_specs(args.allocators, "--allocators"),
+        workloads=_specs(args.workloads, "--workloads"), ops=args.ops, seeds=_seeds(args.seeds), repeats=args.repeats,
         real=args.real, heapmap=args.heapmap,
     )
     if args.executor == "dask":
@@ -370,7 +384,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         try:
             workers = executors.prepare_workers(client, [s for s in plan.allocators if not s.startswith("real:")])
             _say(f"sweep: {workers} Dask worker(s) at {args.scheduler}")
-            results = sweep.run_sweep(plan, args.out, client.get_executor(), resume=args.resume,
+            results = sweep.run_sweep(plan, args.out, client.get_executor(), jobs=workers, resume=args.resume,
                                       heapmap_cell=config.heapmap, draw_plots=not args.no_plots,
                                       progress=not args.no_progress, say=_say)
         finally:
@@ -378,6 +392,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         if args.scheduler:
             raise UsageError("--scheduler is for --executor dask")
+        cpus = os.cpu_count() or 1
+        if args.jobs > cpus:
+            _say(f"bench: warning: --jobs {args.jobs} capped at this machine's {cpus} CPUs (more workers than cores "
+                 "only slow each cell down and make its timings unreliable)")
+            args.jobs = cpus
         results = api.sweep(config, out=args.out, jobs=args.jobs, resume=args.resume, draw_plots=not args.no_plots,
                             progress=not args.no_progress, say=_say)
     rows, plan_allocators = results.rows, results.meta["allocators"]
@@ -399,6 +418,18 @@ def _positive(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _bytes(text: str) -> int:
+    from labcore.units import parse_bytes
+
+    try:
+        value = parse_bytes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
     return value
@@ -436,8 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--allocator", "-a", required=True, metavar="SPEC",
                          help="allocator spec: NAME, NAME:PRESET or NAME:key=value,... (see `list`)")
         sub.add_argument("--repeats", type=_positive, default=3, help="timed replays; the median counts (default 3)")
-        sub.add_argument("--capacity", type=_positive, default=None,
-                         help="address space in bytes (default: sized from the trace)")
+        sub.add_argument("--capacity", type=_bytes, default=None, metavar="BYTES",
+                         help="address space, e.g. 1GiB (units K/KiB, M/MiB, G/GiB, T/TiB; default: sized from "
+                         "the trace)")
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
         sub.add_argument("--chunk-rows", type=_positive, default=None, metavar="N",
                          help="replay chunk by chunk, N rows at a time, in bounded memory (the figures do not "
@@ -611,6 +643,10 @@ def main(argv: list[str] | None = None) -> int:
     except AllocatorError as error:
         print(f"bench: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    except MemoryError:
+        print("bench: error: not enough memory for this command (a smaller --ops or --capacity, or a trace "
+              "directory read chunk by chunk: see README 'Traces larger than memory')", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130

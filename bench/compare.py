@@ -65,6 +65,12 @@ most 5 %), but a different cache hierarchy moves kernels differently from the
 calibration: raise the threshold for a baseline recorded on another machine.
 compare warns when a side ran fewer than `MIN_REPEATS` repeats per cell.
 
+Parallel cells.  Cells timed while other cells run beside them are slower
+(they share cores, caches and memory bandwidth), so speed is only gated
+between sweeps that ran the same number of cells at a time (`meta["jobs"]`,
+1 when absent); otherwise the speed gate is skipped with a warning and only
+the deterministic figures count.
+
 Statuses.  ok -> failed (the allocator now runs out of memory or rejects the
 trace) and failed -> ok are changes of a deterministic figure, so gate failures
 (exit 1), not unusable input; both failed with the same reason is no change.
@@ -484,6 +490,11 @@ def compare(base: Path | str | dict, new: Path | str | dict, thresholds: Thresho
             normalised = False
     if base_meta.get("machine") != new_meta.get("machine"):
         warnings.append("the two sweeps ran on different machines (meta.machine differs)")
+    base_jobs, new_jobs = base_meta.get("jobs", 1), new_meta.get("jobs", 1)
+    gate_speed = base_jobs == new_jobs
+    if not gate_speed:
+        warnings.append(f"speed not gated: base ran {base_jobs} cell(s) at a time, new {new_jobs} (cells that "
+                        "share the cores are slower); the deterministic figures are still compared")
 
     comparison = Comparison(
         base_label=base_label, new_label=new_label, thresholds=thresholds, base_calibration=base_calibration,
@@ -524,9 +535,10 @@ def compare(base: Path | str | dict, new: Path | str | dict, thresholds: Thresho
             base_value, new_value = base_counters.get(name, ABSENT), new_counters.get(name, ABSENT)
             if not _same(base_value, new_value):
                 comparison.differences.append(Difference(key, f"counters.{name}", base_value, new_value))
-        comparison.speed.append(_speed(key, base_row, new_row, thresholds, statistic,
-                                       base_calibration if normalised else 1.0,
-                                       new_calibration if normalised else 1.0))
+        if gate_speed:
+            comparison.speed.append(_speed(key, base_row, new_row, thresholds, statistic,
+                                           base_calibration if normalised else 1.0,
+                                           new_calibration if normalised else 1.0))
     comparison.metrics, comparison.counters = list(metrics), list(counters)
     return comparison
 

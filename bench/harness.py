@@ -35,7 +35,7 @@ from allocators.errors import AllocatorError, BadParameter
 from bench.results import ResultRow, failure_reason, status_code_for
 from workloads.facts import TraceFacts, as_facts
 from workloads.stream import DEFAULT_CHUNK_ROWS, TraceSource
-from workloads.trace import Trace, from_rows
+from workloads.trace import Trace, TraceError, from_rows
 
 _WARM: set[str] = set()
 
@@ -72,6 +72,13 @@ def warm_up(spec: str, metrics: bool = True) -> float:
     return elapsed
 
 
+def refuse_empty(rows: int, meta: dict[str, Any], label: str | None = None) -> None:
+    """A trace without rows has no figures to measure (0 Mops/s, an overhead factor of 0): TraceError."""
+    if rows == 0:
+        where = label or meta.get("spec") or meta.get("source") or "trace"
+        raise TraceError(f"{where}: trace has no rows (a generated workload needs --ops >= 2: an ALLOC and its FREE)")
+
+
 def failed_row(spec: str, rows: int, error: AllocatorError, **labels: Any) -> ResultRow:
     """The row of a cell whose allocator failed (out of memory, an unsupported operation)."""
     return ResultRow(allocator=spec, rows=rows, status="failed", status_code=status_code_for(error),
@@ -83,8 +90,10 @@ def measure(
 ) -> tuple[ResultRow, AllocLog | None]:
     """Replay `trace` `repeats` times; return the cell's row (status ok, or failed with a reason) and the last log.
 
-    Bad input (an unknown spec, a bad parameter) raises BadParameter; an allocator failing on the trace does not.
+    Bad input (an unknown spec, a bad parameter, a trace without rows) raises; an allocator failing on the trace
+    does not.
     """
+    refuse_empty(len(trace), trace.meta)
     compile_s = None
     try:
         compile_s = round(warm_up(spec), 4)
@@ -129,6 +138,7 @@ def measure_stream(
     from bench.metrics import MetricsAccumulator
 
     facts = source.facts()
+    refuse_empty(facts.rows, source.meta, source.label)
     repeats = max(1, repeats)
     compile_s = None
     try:

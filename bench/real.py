@@ -352,6 +352,8 @@ def replay_real(
     """
     if not hasattr(trace, "slots") or not hasattr(trace, "op"):
         raise TypeError(f"replay_real() needs a Trace, got {type(trace).__name__}")
+    if not len(trace):
+        raise ValueError(f"{trace.meta.get('source') or trace.meta.get('spec') or 'trace'}: trace has no rows")
     if memory_limit_bytes == "auto":
         memory_limit_bytes = _mem_total()
     if memory_limit_bytes is not None and (not isinstance(memory_limit_bytes, int) or memory_limit_bytes <= 0):

@@ -41,6 +41,7 @@ thin layer that parses its arguments into these.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -48,8 +49,9 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -95,6 +97,8 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+#: The lock file a sweep holds in its results directory.
+LOCK_FILE = ".sweep.lock"
 #: Real allocators in a sweep (`--real`) are named `real:glibc`, `real:jemalloc`, ...
 REAL_PREFIX = "real:"
 #: A workload entry `trace:PATH` replays a trace file (.npz, .csv) or a chunked trace directory (one cell per
@@ -168,7 +172,7 @@ def expand_workload(entry: str) -> list[tuple[str, str, str | None, float | None
         return [(entry, "trace", None, None)]
     family, _, rest = entry.partition(":")
     items = [item.strip() for item in rest.split(",") if item.strip()]
-    swept = [item for item in items if "=" in item and "/" in item.partition("=")[2]]
+    swept = [item for item in items if _is_swept(family, items, item)]
     if len(swept) > 1:
         raise ValueError(f"workload '{entry}': sweep one parameter at a time")
     if not swept:
@@ -184,6 +188,28 @@ def expand_workload(entry: str) -> list[tuple[str, str, str | None, float | None
         spec = f"{family}:" + ",".join(fixed + [f"{key}={text}"])
         expanded.append((spec, family, key, value))
     return expanded
+
+
+def _is_swept(family: str, items: list[str], item: str) -> bool:
+    """`key=V1/V2/...` sweeps `key` unless the key takes a list or a text (`values=16/32/64`,
+    `histogram=dir/sizes.csv`): those are one workload."""
+    key, equals, value = item.partition("=")
+    if not equals or "/" not in value:
+        return False
+    return _numeric_key(family, items, item, key.strip())
+
+
+def _numeric_key(family: str, items: list[str], item: str, key: str) -> bool:
+    """Whether `key` takes a number in this workload (a list- or text-valued key is not swept): its value in force
+    in the family with the spec's component choices (`sizes=`, `lifetime=`, ...) and nothing else."""
+    selectors = [other for other in items if other.partition("=")[0].strip() in catalog.SELECTOR_KEYS]
+    base = family + (":" + ",".join(selectors) if selectors else "")
+    try:
+        in_force = catalog.parameters(base)
+    except ValueError:
+        return True  # let the sweep's own check name the problem
+    value = in_force.get(key)
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def make_plan(config: SweepConfig) -> Plan:
@@ -294,6 +320,35 @@ def run_cell(cell: Cell, ops: int, repeats: int) -> ResultRow:
         cell.workload, cell.family, cell.param, cell.param_value, cell.seed
     )
     return row
+
+
+class OutLocked(ValueError):
+    """Another sweep is writing into the results directory."""
+
+
+@contextmanager
+def out_lock(out: Path) -> Iterator[None]:
+    """Hold OUT/.sweep.lock for the sweep: a second sweep into OUT is refused (OutLocked, naming the pid).
+
+    An flock: the kernel releases it when the holder exits, however it exits (a killed sweep leaves no lock).
+    """
+    path = out / LOCK_FILE
+    handle = open(path, "a+")  # noqa: SIM115  (held for the block)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise OutLocked(f"another sweep, pid {holder}, is writing into {out}; wait for it or choose another "
+                            "--out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 def run_metadata(plan: Plan) -> dict[str, Any]:
@@ -420,6 +475,7 @@ def run_sweep(
     plan: Plan,
     out: Path | str,
     executor: Executor | None = None,
+    jobs: int = 1,
     resume: bool = False,
     heapmap_cell: str | None = None,
     draw_plots: bool = True,
@@ -430,6 +486,8 @@ def run_sweep(
     """Measure every cell of `plan` into `out` and return the results (in the plan's cell order).
 
     executor: where cells run (default: in this process; see `bench.executors`); the caller owns it.
+    jobs: how many cells it runs at a time (recorded as meta["jobs"]: `bench compare` gates speed only between
+    sweeps with the same count).  One sweep at a time writes into `out` (OutLocked otherwise).
     resume: keep the cells already stored in `out/cells` (same plan: same cell keys) and measure the rest.
     draw_plots: the figures and index.html after the last cell.  progress: a progress bar on stderr.
     say(text): a line about the sweep before it starts.  on_cell(cell, row): after each cell.
@@ -441,7 +499,16 @@ def run_sweep(
         cells_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise ValueError(f"--out {out}: not a directory") from None
+    with out_lock(out):
+        return _run_locked(plan, out, cells_dir, executor, jobs, resume, heapmap_cell, draw_plots, progress, say,
+                           on_cell)
+
+
+def _run_locked(plan: Plan, out: Path, cells_dir: Path, executor: Executor | None, jobs: int, resume: bool,
+                heapmap_cell: str | None, draw_plots: bool, progress: bool, say: Callable[[str], None] | None,
+                on_cell: Callable[[Cell, ResultRow], None] | None) -> Results:
     meta = run_metadata(plan)
+    meta["jobs"] = jobs
     meta["calibration"] = calibrate.combine(calibrate.calibrate())  # before any cell: a killed sweep keeps it
     keys = {cell: cell.key(plan.ops, plan.repeats) for cell in plan.cells}
     done: dict[Cell, ResultRow] = {}

@@ -38,6 +38,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from labcore.units import parse_bytes
 from workloads.access import Access
 from workloads.generator import DEFAULT_CHUNK_ROWS, GeneratedChunks, generate, generate_chunks
 from workloads.lifetimes import LIFETIME_MODELS, LongLived
@@ -141,15 +142,8 @@ def describe(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- spec parsing
-_UNITS = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-
-
 def _parse_int(text: str) -> int:
-    lowered = text.strip().lower().replace("_", "")
-    for suffix, factor in _UNITS.items():
-        if lowered.endswith(suffix) and lowered[: -len(suffix)].isdigit():
-            return int(lowered[: -len(suffix)]) * factor
-    return int(lowered, 0)
+    return parse_bytes(text)
 
 
 def _parse_bool(text: str) -> bool:

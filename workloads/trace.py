@@ -295,6 +295,10 @@ class Trace:
             return load_csv(path)
         if path.suffix != ".npz":
             raise TraceError(f"{path}: unknown trace suffix '{path.suffix}' (use .npz, .csv or DIR/)")
+        with open(path, "rb") as handle:
+            starts_like_a_zip = handle.read(4) == b"PK\x03\x04"
+        if not starts_like_a_zip:
+            raise TraceError(f"{path}: not an npz archive (a .npy or another file renamed .npz?)")
         try:
             with np.load(path, allow_pickle=False) as archive:
                 missing = [name for name, _ in COLUMNS if name not in archive.files]
@@ -355,33 +359,38 @@ def load_csv(path: Path) -> Trace:
     objs: list[int] = []
     sizes: list[int] = []
     threads: list[int] = []
-    with open(path) as source:
-        header = source.readline().strip().replace(" ", "")
-        if header != "op,obj,size,thread":
-            raise TraceError(f"{path}: line 1: expected header 'op,obj,size,thread', got '{header}'")
-        for line_number, line in enumerate(source, start=2):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            fields = [part.strip() for part in line.split(",")]
-            if len(fields) != 4:
-                raise TraceError(f"{path}: line {line_number}: expected 4 fields, got {len(fields)}")
-            op_text = fields[0].lower()
-            if op_text not in names:
-                raise TraceError(f"{path}: line {line_number}: unknown op '{fields[0]}' (alloc|free|realloc|access)")
-            try:
-                numbers = [int(part) for part in fields[1:]]
-            except ValueError:
-                raise TraceError(f"{path}: line {line_number}: obj, size and thread must be integers") from None
-            if not (-(1 << 63) <= numbers[0] < (1 << 63)) or not (-(1 << 63) <= numbers[1] < (1 << 63)):
-                raise TraceError(f"{path}: line {line_number}: value out of int64 range")
-            if not (-(1 << 31) <= numbers[2] < (1 << 31)):
-                raise TraceError(f"{path}: line {line_number}: thread out of int32 range")
-            line_of_row.append(line_number)
-            ops.append(names[op_text])
-            objs.append(numbers[0])
-            sizes.append(numbers[1])
-            threads.append(numbers[2])
+    try:
+        with open(path, encoding="utf-8-sig") as source:  # a UTF-8 byte-order mark is skipped
+            header = source.readline().strip().replace(" ", "")
+            if header != "op,obj,size,thread":
+                raise TraceError(f"{path}: line 1: expected header 'op,obj,size,thread', got '{header}'")
+            for line_number, line in enumerate(source, start=2):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                fields = [part.strip() for part in line.split(",")]
+                if len(fields) != 4:
+                    raise TraceError(f"{path}: line {line_number}: expected 4 fields, got {len(fields)}")
+                op_text = fields[0].lower()
+                if op_text not in names:
+                    raise TraceError(
+                        f"{path}: line {line_number}: unknown op '{fields[0]}' (alloc|free|realloc|access)"
+                    )
+                try:
+                    numbers = [int(part) for part in fields[1:]]
+                except ValueError:
+                    raise TraceError(f"{path}: line {line_number}: obj, size and thread must be integers") from None
+                if not (-(1 << 63) <= numbers[0] < (1 << 63)) or not (-(1 << 63) <= numbers[1] < (1 << 63)):
+                    raise TraceError(f"{path}: line {line_number}: value out of int64 range")
+                if not (-(1 << 31) <= numbers[2] < (1 << 31)):
+                    raise TraceError(f"{path}: line {line_number}: thread out of int32 range")
+                line_of_row.append(line_number)
+                ops.append(names[op_text])
+                objs.append(numbers[0])
+                sizes.append(numbers[1])
+                threads.append(numbers[2])
+    except UnicodeDecodeError:
+        raise TraceError(f"{path}: not UTF-8 text (a CSV trace is text: op,obj,size,thread)") from None
     try:
         return Trace(
             op=np.array(ops, np.int8), obj=np.array(objs, np.int64), size=np.array(sizes, np.int64),
