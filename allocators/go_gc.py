@@ -100,7 +100,7 @@ from allocators.go_layout import (
     uncache_span,
 )
 from allocators.shared.central import CL_FULL, CL_PARTIAL, CL_STRIDE, LIST_FULL, LIST_PARTIAL, central_push_span
-from allocators.shared.spanbitmap import popcount64
+from allocators.shared.spanbitmap import phantom_bits, popcount64
 from allocators.shared.spans import (
     NO_SPAN,
     SP_ALLOC_BITS,
@@ -180,15 +180,6 @@ def emergency_cycle(state):
 
 
 # ------------------------------------------------------------ mark / sweep
-@njit(cache=True, inline="always")
-def _phantom(nobj):
-    """Bits of the last bitmap word at and above nobj (0 when nobj is a multiple of 64)."""
-    rest = nobj & 63
-    if rest == 0:
-        return np.int64(0)
-    return np.int64(-1) << rest
-
-
 @njit(cache=True)
 def _sweep_bits(spans, bits, s, nobj):
     """allocBits := gcmarkBits (the marks stay: they are the live set), freeindex = 0; returns live objects."""
@@ -201,7 +192,7 @@ def _sweep_bits(spans, bits, s, nobj):
         m = bits[mark + w]
         bits[alloc + w] = m
         live += popcount64(m)
-    bits[alloc + n_words - 1] |= _phantom(nobj)
+    bits[alloc + n_words - 1] |= phantom_bits(nobj)
     spans[base + SP_SCAN] = 0
     return live
 

@@ -210,17 +210,7 @@ class Allocator:
         """
         if not isinstance(trace, Trace):
             raise TypeError(f"replay() needs a Trace, got {type(trace).__name__}")
-        if len(trace) and trace.n_threads > self.max_threads:
-            raise BadParameter(
-                f"{self.name}: trace uses {trace.n_threads} threads, "
-                f"allocator was created with max_threads={self.max_threads}"
-            )
-        if sample_every is None:
-            sample_every = max(1, len(trace) // DEFAULT_TIMELINE_SAMPLES)
-        sample_every = self._check_int("sample_every", sample_every, 1, 1 << 62)
-        max_failures = self._check_int("max_failures", max_failures, 0, 1 << 40)
-        self.state = self.make_state()
-        self._live.clear()
+        sample_every, max_failures = self._fresh_replay(len(trace), trace.n_threads, sample_every, max_failures)
         return ReplayJob(self, trace, sample_every, keep_going=bool(keep_going), max_failures=max_failures)
 
     def prepare_stream_replay(
@@ -230,20 +220,23 @@ class Allocator:
         """A fresh heap and the buffers to replay, chunk by chunk, a trace with these facts (`StreamReplay`)."""
         if not isinstance(facts, TraceFacts):
             raise TypeError(f"prepare_stream_replay() needs TraceFacts, got {type(facts).__name__}")
-        if facts.rows and facts.n_threads > self.max_threads:
-            raise BadParameter(
-                f"{self.name}: trace uses {facts.n_threads} threads, allocator was created with "
-                f"max_threads={self.max_threads}"
-            )
-        if sample_every is None:
-            sample_every = max(1, facts.rows // DEFAULT_TIMELINE_SAMPLES)
-        sample_every = self._check_int("sample_every", sample_every, 1, 1 << 62)
         chunk_rows = self._check_int("chunk_rows", chunk_rows, 1, 1 << 40)
+        sample_every, max_failures = self._fresh_replay(facts.rows, facts.n_threads, sample_every, max_failures)
+        return StreamReplay(self, facts, sample_every, chunk_rows, keep_going=bool(keep_going),
+                            max_failures=max_failures)
+
+    def _fresh_replay(self, rows: int, n_threads: int, sample_every: int | None, max_failures: int) -> tuple[int, int]:
+        """Check a replay's arguments, reset to a fresh heap; (sample_every, max_failures) to build it with."""
+        if rows and n_threads > self.max_threads:
+            raise BadParameter(f"{self.name}: trace uses {n_threads} threads, allocator was created with "
+                               f"max_threads={self.max_threads}")
+        if sample_every is None:
+            sample_every = max(1, rows // DEFAULT_TIMELINE_SAMPLES)
+        sample_every = self._check_int("sample_every", sample_every, 1, 1 << 62)
         max_failures = self._check_int("max_failures", max_failures, 0, 1 << 40)
         self.state = self.make_state()
         self._live.clear()
-        return StreamReplay(self, facts, sample_every, chunk_rows, keep_going=bool(keep_going),
-                            max_failures=max_failures)
+        return sample_every, max_failures
 
     # ----------------------------------------------------------- inspection
     def live_blocks(self) -> dict[int, int]:

@@ -45,8 +45,7 @@ __all__ = [
 ]
 
 
-#: Generated traces longer than this are streamed chunk by chunk instead of built in memory (~60 B a row there).
-STREAM_THRESHOLD_ROWS = 8_000_000
+STREAM_THRESHOLD_ROWS = harness.STREAM_THRESHOLD_ROWS
 
 
 def make_trace(workload: str = "lognormal", ops: int = catalog.DEFAULT_N_OPS, seed: int = 0) -> Trace:

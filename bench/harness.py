@@ -38,6 +38,8 @@ from workloads.stream import DEFAULT_CHUNK_ROWS, TraceSource
 from workloads.trace import Trace, TraceError, from_rows
 
 _WARM: set[str] = set()
+#: Generated traces longer than this are streamed chunk by chunk instead of built in memory (~60 B a row there).
+STREAM_THRESHOLD_ROWS = 8_000_000
 
 
 def build_for_trace(spec: str, trace: Trace | TraceFacts, capacity: int | None = None, **overrides: Any) -> Allocator:

@@ -293,9 +293,7 @@ def measure_real(name: str, trace, repeats: int) -> ResultRow:
 
 def streamed(ops: int) -> bool:
     """Whether a cell of `ops` rows is generated and replayed chunk by chunk (see `bench.api.run_cell`)."""
-    from bench.api import STREAM_THRESHOLD_ROWS
-
-    return ops > STREAM_THRESHOLD_ROWS
+    return ops > harness.STREAM_THRESHOLD_ROWS
 
 
 def run_cell(cell: Cell, ops: int, repeats: int) -> ResultRow:

@@ -52,7 +52,7 @@ def bitmap_words_for(max_objects: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def _phantom_bits(nobj):
+def phantom_bits(nobj):
     """The last word's bits at and above nobj, set (0 when nobj is a multiple of 64)."""
     rest = nobj & 63
     if rest == 0:
@@ -70,7 +70,7 @@ def bitmap_init(spans, bits, s, nobj):
     for w in range(n_words):
         bits[alloc + w] = 0
         bits[mark + w] = 0
-    bits[alloc + n_words - 1] = _phantom_bits(nobj)
+    bits[alloc + n_words - 1] = phantom_bits(nobj)
     spans[base + SP_SCAN] = 0
 
 
@@ -131,7 +131,7 @@ def bitmap_count_allocated(spans, bits, s, nobj):
     total = 0
     for w in range(n_words):
         total += popcount64(bits[alloc + w])
-    return total - popcount64(_phantom_bits(nobj))
+    return total - popcount64(phantom_bits(nobj))
 
 
 @njit(cache=True)
@@ -145,6 +145,6 @@ def bitmap_sweep(spans, bits, s, nobj):
     fresh = spans[base + SP_MARK_BITS]
     for w in range(n_words):
         bits[fresh + w] = 0
-    bits[marks + n_words - 1] |= _phantom_bits(nobj)
+    bits[marks + n_words - 1] |= phantom_bits(nobj)
     spans[base + SP_SCAN] = 0
     return bitmap_count_allocated(spans, bits, s, nobj)
