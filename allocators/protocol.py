@@ -267,9 +267,11 @@ class Allocator:
             raise BadParameter(f"{self.name}: {what} {value} outside {low}..{high}")
         return int(value)
 
-    def _state_text(self) -> str:
+    def _state_text(self, live_blocks: int | None = None) -> str:
+        """The heap's state for an error message; `live_blocks`: the replay's count (default: the protocol's)."""
         footprint, metadata = self.kernels.heap_stats(self.state)
-        return f"[footprint {int(footprint)} B of capacity {self.capacity} B, {len(self._live)} live blocks]"
+        live = len(self._live) if live_blocks is None else live_blocks
+        return f"[footprint {int(footprint)} B of capacity {self.capacity} B, {live} live blocks]"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(capacity_bytes={self.capacity}, params={self.params})"

@@ -101,8 +101,9 @@ class _Replay:
         """A stopping failure as its exception, or the state as an AllocLog."""
         allocator, totals = self.allocator, self.totals
         if self.stopped:
+            live_blocks = int(np.count_nonzero(self.objects[1::driver.OBJECT_COLUMNS]))  # granted > 0: live
             raise error_for(int(totals[driver.T_STATUS]),
-                            f"{allocator.name}: {self.failed_row_text} {allocator._state_text()}")
+                            f"{allocator.name}: {self.failed_row_text} {allocator._state_text(live_blocks)}")
         if self.rows_done != self.n_rows:
             raise ValueError(f"replay finished at row {self.rows_done} of {self.n_rows}: replay the rest first")
         return AllocLog(

@@ -132,3 +132,18 @@ def test_jobs_are_capped_recorded_and_gate_speed_only_alike(tmp_path, capsys):
     if meta["jobs"] != 1:
         assert not comparison.speed and any("speed not gated" in warning for warning in comparison.warnings)
     assert comparison.ok and not comparison.differences
+
+
+def test_an_import_without_allocation_calls_writes_nothing(tmp_path, capsys):
+    log = tmp_path / "quiet.log"
+    log.write_text("==7== Memcheck, a memory error detector\n==7== Command: true\n")
+    assert main(["trace", "import", "-f", "valgrind", str(log), "-o", str(tmp_path / "t.npz")]) == 2
+    _one_line(capsys, "quiet.log", "no allocation calls found")
+    assert not (tmp_path / "t.npz").exists()
+
+
+def test_a_failure_names_the_live_blocks_at_the_failing_row(capsys):
+    assert main(["run", "-a", "linear", "-w", "fifo", "--ops", "4000", "--capacity", "64KiB", "--repeats", "1"]) == 1
+    err = _one_line(capsys, "OutOfMemory", "live blocks")
+    live = int(err.split(" live blocks")[0].rsplit(" ", 1)[1])
+    assert 0 < live <= 1000  # fifo keeps about 1000 live (not the protocol's empty table)

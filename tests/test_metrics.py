@@ -7,12 +7,15 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import allocators
 from allocators.log import AllocLog
 from bench.harness import build_for_trace
 from bench.metrics import METRICS, MetricInfo, compute_metrics, describe_metrics, locality, scalability, waste
 from workloads import catalog
+from workloads.stream import TraceChunk
 from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, OP_REALLOC, Trace, from_rows
 
 A, F, R, X = OP_ALLOC, OP_FREE, OP_REALLOC, OP_ACCESS
@@ -190,6 +193,31 @@ def test_distinct_pages_grow_past_the_first_table():
     found = locality.compute(trace, log)
     assert found["distinct_pages"] == 2 * n  # [8192 i + 100, 8192 i + 8100) lies in pages 2i and 2i + 1
     assert found["line_accesses"] == n * 126  # lines 128 i + 1 .. 128 i + 126
+
+
+def test_distinct_pages_of_huge_blocks_cost_one_interval_each():
+    tib = 1 << 40
+    trace = from_rows([(A, 1, tib, 0), (A, 2, 100, 0), (F, 2, 0, 0), (A, 3, tib, 0), (F, 1, 0, 0)])
+    log = hand_log(trace, [0, tib + 50, tib + 50, tib // 2, 0], [tib, 112, 0, tib, 0])
+    accumulator = locality.LocalityAccumulator(trace.facts())
+    accumulator.update(TraceChunk.of_trace(trace), log.addr, log.granted)
+    # pages [0, 2^28) and [2^27, 2^27 + 2^28) overlap; the 100 B block sits in page 2^28, inside the second
+    assert accumulator.result()["distinct_pages"] == (tib + tib // 2) // 4096
+    assert accumulator.long_first.tolist() == [0] and accumulator.pages.size == 1 << 12  # no per-page table
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 60)), max_size=40),
+       st.lists(st.integers(0, 400), max_size=40))
+def test_interval_merge_counts_pages_exactly(ranges, points):
+    first = np.array([a for a, _ in ranges], np.int64)
+    last = np.array([a + n for a, n in ranges], np.int64)
+    merged_first, merged_last = locality.merge_intervals(first, last)
+    covered = {page for a, n in ranges for page in range(a, a + n + 1)}
+    assert int((merged_last - merged_first + 1).sum()) == len(covered)
+    assert np.all(merged_first[1:] > merged_last[:-1] + 1)  # disjoint, sorted, not adjacent
+    pages = np.array(sorted(set(points)), np.int64)
+    assert locality.pages_in_intervals(pages, merged_first, merged_last) == len(covered & set(points))
 
 
 # ---------------------------------------------------------------- scalability
@@ -397,6 +425,7 @@ def plain_metrics(trace: Trace, log: AllocLog) -> dict[str, float | int]:
     ("producer-consumer:live=40,realloc=0.1", "pool", 1500),
     ("larson:live=30", "buddy", 1500),
     ("uniform:lo=2000,hi=60000,live=40,touch=true,realloc=0.1,threads=2", "buddy", 600),  # 1.2 MiB live
+    ("uniform:lo=2000,hi=400000,live=20,touch=true,realloc=0.1", "freelist", 400),  # ranges past 16 pages
 ])
 def test_against_a_plain_python_model(workload, spec, n_ops):
     trace = catalog.make(workload, n_ops=n_ops, seed=5)

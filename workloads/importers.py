@@ -91,6 +91,10 @@ from workloads.trace import (
 FORMATS = ("valgrind", "heaptrack", "cmu", "android")
 
 
+class NoAllocations(TraceError):
+    """The log holds no allocation call at all: there is nothing to make a trace of."""
+
+
 @dataclass
 class ImportReport:
     """What an import (or a recording) saw; every skipped event is counted here."""
@@ -566,4 +570,8 @@ def import_trace(path: str | Path, format: str = "auto",
     report = ImportReport(format=format, source=str(path))
     builder = _Builder(path, report)
     _IMPORTERS[format](builder, _open_lines(path))
-    return builder.finish(meta or {}), report
+    trace = builder.finish(meta or {})
+    if not report.allocs and not report.reallocs:
+        raise NoAllocations(f"{path}: no allocation calls found ({format}, {report.lines:,} lines read, "
+                         f"{report.ignored_lines:,} without an allocation event); nothing to import")
+    return trace, report

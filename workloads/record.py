@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from workloads.importers import ImportReport, import_trace
+from workloads.importers import ImportReport, NoAllocations, import_trace
 from workloads.trace import TraceError
 
 TOOLS = ("auto", "heaptrack", "valgrind")
@@ -140,6 +140,9 @@ def record(
                 "exit_code": done.returncode}
         try:
             trace, report = import_trace(raw, chosen, meta=meta)
+        except NoAllocations:
+            raise RecordError(f"'{' '.join(command)}' made no allocation call that {chosen} saw (exit code "
+                              f"{done.returncode}; a statically linked program?): nothing to record") from None
         except TraceError as error:
             raise RecordError(f"could not convert the {chosen} data: {error}") from None
     report.tool = chosen
@@ -154,8 +157,6 @@ def record(
         errors = done.stderr or ""
         report.notes.append(f"the program {how}; recorded anyway" + (f" (stderr: {_tail(errors, 3)})"
                                                                         if errors.strip() else ""))
-    if report.allocs == 0:
-        report.notes.append("no allocations were recorded")
     trace.meta["source"] = report.source
     trace.meta["import"] = report.as_dict()
     trace.save(output)

@@ -40,12 +40,19 @@ Definitions (exact; the METRICS registry repeats them in one line each):
   lookups (= L1 misses: a local rate); tlb_miss_rate = TLB misses / line accesses;
   l2_misses_per_kop = 1000 * L2 misses / trace rows.
 - distinct_pages = number of distinct 4 KiB pages holding a byte of the
-  stream's ranges above (FREE: the page of addr), kept in a hash set.
+  stream's ranges above (FREE: the page of addr), exactly.  A range of at
+  most `SMALL_RANGE_PAGES` pages puts its pages in a hash set; a longer one
+  is kept as a page interval, and the intervals are merged (sorted, overlaps
+  joined) after every chunk.  The count is the set's size plus the merged
+  intervals' lengths minus the set's pages that fall inside an interval.  So
+  the pass's memory and time are bounded by its rows (at most
+  `SMALL_RANGE_PAGES` set entries and one interval per range), whatever the
+  block sizes: a 1 TiB block is one interval, not 2^28 set entries.
 
 `LocalityAccumulator` runs the pass chunk by chunk (a trace streamed from a
 generator or a file), carrying the rings, the per-slot records, the cache
-simulator and the page set from one chunk to the next: the figures are those
-of one pass.
+simulator, the page set and the merged page intervals from one chunk to the
+next: the figures are those of one pass.
 """
 
 from __future__ import annotations
@@ -67,6 +74,8 @@ holds_kernels(__file__)
 
 #: Frees remembered by the hot-reuse rings.
 RING = 64
+#: Ranges of at most this many pages count their pages in a hash set; longer ones are kept as intervals.
+SMALL_RANGE_PAGES = 16
 LINE_SHIFT = LINE_BYTES.bit_length() - 1
 PAGE_SHIFT = PAGE_BYTES.bit_length() - 1
 
@@ -177,11 +186,20 @@ def _locality_pass(
 
 
 @njit(cache=True)
-def _add_pages(keys, used, page_first, page_last, n_ranges):
-    """Add every page of the ranges to the hash set `keys` (rehashed twice as large when half full); (keys, used)."""
+def _add_pages(keys, used, page_first, page_last, n_ranges, long_first, long_last):
+    """Add the pages of the short ranges to the hash set `keys` (rehashed twice as large when half full) and
+    copy the long ranges to `long_first`, `long_last`; return (keys, used, long ranges copied)."""
     mask = keys.shape[0] - 1
+    n_long = 0
     for index in range(n_ranges):
-        for page in range(page_first[index], page_last[index] + 1):
+        first = page_first[index]
+        last = page_last[index]
+        if last - first >= SMALL_RANGE_PAGES:
+            long_first[n_long] = first
+            long_last[n_long] = last
+            n_long += 1
+            continue
+        for page in range(first, last + 1):
             slot = find(keys, page, mask)
             if keys[slot] == page:
                 continue
@@ -190,7 +208,32 @@ def _add_pages(keys, used, page_first, page_last, n_ranges):
             if 2 * used > keys.shape[0]:
                 keys = rehash_set(keys, 2 * keys.shape[0])
                 mask = keys.shape[0] - 1
-    return keys, used
+    return keys, used, n_long
+
+
+def merge_intervals(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted disjoint page intervals covering the same pages as the closed intervals [first[i], last[i]]
+    (intervals that overlap or touch are joined)."""
+    if not first.size:
+        return first, last
+    order = np.argsort(first, kind="stable")
+    first, last = first[order], np.maximum.accumulate(last[order])
+    starts = np.empty(first.size, bool)
+    starts[0] = True
+    starts[1:] = first[1:] > last[:-1] + 1  # not covered by (nor adjacent to) the intervals before it
+    begin = np.flatnonzero(starts)
+    end = np.append(begin[1:], first.size) - 1
+    return first[begin], last[end]
+
+
+def pages_in_intervals(pages: np.ndarray, first: np.ndarray, last: np.ndarray) -> int:
+    """How many of `pages` fall inside the sorted disjoint intervals [first, last]."""
+    if not pages.size or not first.size:
+        return 0
+    index = np.searchsorted(first, pages, side="right") - 1
+    inside = index >= 0
+    inside[inside] = pages[inside] <= last[index[inside]]
+    return int(inside.sum())
 
 
 class LocalityAccumulator:
@@ -217,6 +260,8 @@ class LocalityAccumulator:
         self.page_last = np.empty(0, np.int64)
         self.pages = np.full(1 << 12, -1, np.int64)
         self.pages_used = 0
+        self.long_first = np.empty(0, np.int64)  # merged intervals of the long ranges so far
+        self.long_last = np.empty(0, np.int64)
 
     def update(self, chunk: TraceChunk, addr: np.ndarray, granted: np.ndarray) -> None:
         rows = len(chunk)
@@ -225,14 +270,29 @@ class LocalityAccumulator:
         if self.page_first.shape[0] < 2 * rows + 1:
             self.page_first = np.empty(2 * rows + 1, np.int64)
             self.page_last = np.empty(2 * rows + 1, np.int64)
+            self.new_first = np.empty(2 * rows + 1, np.int64)
+            self.new_last = np.empty(2 * rows + 1, np.int64)
         self.counts[K_RANGES] = 0
         _locality_pass(
             chunk.op, chunk.slots, chunk.size, chunk.thread, addr, self.n_threads,
             self.object_addr, self.object_size, self.ring, self.thread_rings, self.ring_next, self.previous_addr,
             self.hierarchy, self.page_first, self.page_last, self.counts,
         )
-        self.pages, self.pages_used = _add_pages(self.pages, self.pages_used, self.page_first, self.page_last,
-                                                 self.counts[K_RANGES])
+        self.pages, self.pages_used, n_long = _add_pages(
+            self.pages, self.pages_used, self.page_first, self.page_last, self.counts[K_RANGES],
+            self.new_first, self.new_last,
+        )
+        if n_long:
+            self.long_first, self.long_last = merge_intervals(
+                np.concatenate((self.long_first, self.new_first[:n_long])),
+                np.concatenate((self.long_last, self.new_last[:n_long])),
+            )
+
+    def distinct_pages(self) -> int:
+        """Distinct pages of the stream so far: the set's, the intervals', less the set's inside an interval."""
+        spans = int((self.long_last - self.long_first + 1).sum())
+        keys = self.pages[self.pages >= 0]
+        return int(self.pages_used) + spans - pages_in_intervals(keys, self.long_first, self.long_last)
 
     def result(self) -> dict[str, float | int]:
         counts, n_rows = self.counts, self.n_rows
@@ -249,7 +309,7 @@ class LocalityAccumulator:
             "l2_misses_per_kop": _ratio(1000 * cache["l2_misses"], n_rows),
             "tlb_miss_rate": _ratio(cache["tlb_misses"], cache["tlb_accesses"]),
             "line_accesses": cache["l1_accesses"],
-            "distinct_pages": int(self.pages_used),
+            "distinct_pages": self.distinct_pages(),
         }
 
 
