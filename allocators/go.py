@@ -205,7 +205,7 @@ from allocators.go_layout import (
     tiny_unpin,
     uncache_span,
 )
-from allocators.protocol import Allocator, default_capacity
+from allocators.protocol import LIVE_MARGIN, Allocator, default_capacity, no_reuse_capacity
 from allocators.registry import register
 from allocators.replay import Kernels
 from allocators.shared.central import LIST_FULL, central_pop_partial, central_push_span, init_central, reset_central
@@ -586,7 +586,17 @@ class Go(Allocator):
 
     @classmethod
     def capacity_for_trace(cls, trace: Trace | TraceFacts, params: dict[str, Any]) -> int:
-        return max(default_capacity(trace), cls.MIN_REPLAY_CAPACITY)
+        """Room for what is live, and for the garbage a collector lets grow between cycles: GOGC % more live
+        heap (the default margin covers GOGC=100; GOGC=off keeps every request: no reuse)."""
+        resolved = {**cls.defaults, **cls.presets.get(params.get("preset"), {}), **params}
+        capacity = default_capacity(trace)
+        if resolved["free_mode"] == "gc":
+            gogc = parse_gogc(resolved["gogc"])
+            if gogc < 0:
+                capacity = no_reuse_capacity(trace)
+            else:
+                capacity = default_capacity(trace, LIVE_MARGIN * max(1.0, (100 + gogc) / 200))
+        return max(capacity, cls.MIN_REPLAY_CAPACITY)
 
     def check_params(self) -> None:
         p = self.params

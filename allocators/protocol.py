@@ -43,6 +43,8 @@ from allocators import replay as driver
 from allocators.errors import BadParameter, InvalidAddress, UnsupportedOperation, error_for
 from allocators.log import AllocLog
 from allocators.replayjob import ReplayJob, StreamReplay
+from labcore.memory import NotEnoughMemory, check_fits
+from labcore.units import format_bytes
 from workloads.facts import TraceFacts, as_facts
 from workloads.trace import MAX_REQUEST_SIZE, Trace
 
@@ -54,17 +56,58 @@ MAX_CAPACITY = 1 << 48
 DEFAULT_TIMELINE_SAMPLES = 1000
 #: Failing rows a keep-going replay records (all are counted).
 DEFAULT_MAX_FAILURES = 4096
+#: State sizes of the estimate's probe instances, by (class, parameters).
+_PROBES: dict[tuple, tuple[int, int] | None] = {}
 
 
-def default_capacity(trace: Trace | TraceFacts) -> int:
-    """An address space large enough for any allocator to replay `trace` without reuse.
+#: The default capacity's margin over the bytes live at the trace's peak (see `default_capacity`).
+LIVE_MARGIN = 4
+#: Bytes added per live object at the peak (headers, alignment, size-class rounding).
+SLACK_PER_OBJECT = 64
+#: Added to every default capacity: room for thread caches, spans and arenas a model takes whatever is live.
+BASE_CAPACITY = 16 << 20
+#: A default capacity is halved until the model's tables for it fit in this (a fixed figure, so the capacity
+#: and hence every figure is the same on every machine); a larger request then fails as out of memory.
+DEFAULT_STATE_LIMIT = 4 << 30
+#: Capacities up to this are never estimated (their tables are small); the estimate's probes use these sizes.
+PROBE_CAPACITIES = (1 << 22, 1 << 23)
 
-    Sum of every request rounded up to 16 B plus 64 B of slack per request,
-    doubled and rounded up to a power of two (at least 1 MiB).  This is address
-    space, not memory: models only touch metadata for what they use.
-    """
-    need = as_facts(trace).granule_sum(per_request=64) * 2 + (1 << 20)
+
+def _power_of_two_above(need: int) -> int:
     return 1 << max(20, (need - 1).bit_length())
+
+
+def no_reuse_capacity(trace: Trace | TraceFacts) -> int:
+    """An address space in which every request of `trace` gets fresh memory, none reused.
+
+    Sum of every request rounded up to 16 B plus 64 B of slack per request, doubled, plus 1 MiB, rounded up to
+    a power of two.  What an allocator that never reuses freed memory needs (linear, region, Go without GC).
+    """
+    return _power_of_two_above(as_facts(trace).granule_sum(per_request=SLACK_PER_OBJECT) * 2 + (1 << 20))
+
+
+def default_capacity(trace: Trace | TraceFacts, margin: float = LIVE_MARGIN) -> int:
+    """The address space an allocator that reuses freed memory replays `trace` in when the user gives none.
+
+    LIVE_MARGIN (4) x (the peak live bytes + 64 B per object live at the peak) + 2 x the largest request
+    + 16 MiB, rounded up to a power of two (`margin`: another factor than 4), and never more than
+    `no_reuse_capacity`: a short trace gets room for all of its requests, a long one room for what is live
+    (a long realloc chain with 1 MiB live does not get a 256 GiB address space).  This is address space, not
+    memory: models touch metadata only for what they use.
+    """
+    facts = as_facts(trace)
+    live = facts.peak_live_bytes + SLACK_PER_OBJECT * facts.peak_live_objects
+    need = int(margin * live) + 2 * facts.max_request + BASE_CAPACITY
+    return min(_power_of_two_above(need), no_reuse_capacity(facts))
+
+
+def state_nbytes(state: Any) -> int:
+    """Bytes of the numpy arrays in a state (a tuple of arrays and nested tuples)."""
+    if isinstance(state, np.ndarray):
+        return int(state.nbytes)
+    if isinstance(state, tuple | list):
+        return sum(state_nbytes(item) for item in state)
+    return 0
 
 
 class Allocator:
@@ -82,6 +125,9 @@ class Allocator:
     supports_deallocate: ClassVar[bool] = True
     #: Whether blocks may only be deallocated newest-first (a stack allocator).
     lifo_only: ClassVar[bool] = False
+    #: Whether freed memory is ever handed out again (False: a bump allocator; its default capacity is then
+    #: `no_reuse_capacity`, room for every request).
+    reuses_freed_memory: ClassVar[bool] = True
     #: Alignment every granted address honours.
     alignment: ClassVar[int] = 16
     counter_names: ClassVar[tuple[str, ...]] = ()
@@ -118,6 +164,7 @@ class Allocator:
         self.max_threads = int(max_threads)
         self.params = self._resolve_params(params)
         self.check_params()
+        self._check_state_fits(params)
         self.state = self.make_state()
         self._live: dict[int, int] = {}
 
@@ -142,6 +189,47 @@ class Allocator:
     def check_params(self) -> None:
         """Subclasses raise BadParameter for values their kernels cannot take."""
 
+    def _check_state_fits(self, params: dict[str, Any]) -> None:
+        """BadParameter, before anything is reserved, when this capacity's tables would not fit this machine."""
+        need = type(self).estimate_state_bytes(self.capacity, max_threads=self.max_threads, **params)
+        try:
+            check_fits(f"{self.name} with capacity {format_bytes(self.capacity)}", need,
+                       "give a smaller capacity (--capacity), or leave it to the trace")
+        except NotEnoughMemory as error:
+            raise BadParameter(str(error)) from None
+
+    @classmethod
+    def estimate_state_bytes(cls, capacity: int, **params: Any) -> int:
+        """Bytes of the state an instance of this capacity reserves, without making it.
+
+        Every model's tables are linear in the capacity (a fixed part plus so many bytes per page, granule or
+        block), so the estimate is the line through two small instances (`PROBE_CAPACITIES`), plus 3 % and 64 KiB
+        for tables rounded up to a power of two or a page; at
+        or below the larger probe it is 0 (not estimated).  The conformance suite checks it against a third
+        instance.  0 too when the parameters are not valid at the probes' size (the instance then checks them).
+        """
+        small, large = PROBE_CAPACITIES
+        if capacity <= large:
+            return 0
+        key = (cls, tuple(sorted((name, repr(value)) for name, value in params.items())))
+        if key not in _PROBES:
+            try:
+                _PROBES[key] = (state_nbytes(cls(small, **params).state), state_nbytes(cls(large, **params).state))
+            except (BadParameter, MemoryError):
+                _PROBES[key] = None
+        if _PROBES[key] is None:
+            return 0
+        at_small, at_large = _PROBES[key]
+        per_byte = max(at_large - at_small, 0) / (large - small)
+        return int((at_large + per_byte * (capacity - large)) * 1.03) + (64 << 10)  # tables rounded up
+
+    @classmethod
+    def fit_capacity(cls, capacity: int, params: dict[str, Any], limit: int = DEFAULT_STATE_LIMIT) -> int:
+        """`capacity`, halved until the tables for it fit in `limit` bytes (not below the probes' size)."""
+        while capacity > PROBE_CAPACITIES[1] and cls.estimate_state_bytes(capacity, **params) > limit:
+            capacity //= 2
+        return capacity
+
     def make_state(self) -> tuple:
         raise NotImplementedError
 
@@ -157,7 +245,7 @@ class Allocator:
     @classmethod
     def capacity_for_trace(cls, trace: Trace | TraceFacts, params: dict[str, Any]) -> int:
         """Address space to replay `trace` (or a trace with these facts) in when the user gives none."""
-        return default_capacity(trace)
+        return default_capacity(trace) if cls.reuses_freed_memory else no_reuse_capacity(trace)
 
     # ------------------------------------------------------------- protocol
     def allocate(self, size: int, thread: int = 0) -> int:

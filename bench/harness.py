@@ -2,8 +2,11 @@
 
 The harness knows nothing about particular allocators: it builds any
 registered allocator from a spec string, lets the allocator fill parameters it
-derives from the trace (`params_for_trace`), replays, and turns the AllocLog
-into a flat dict of figures.
+derives from the trace (`params_for_trace`) and its capacity
+(`capacity_for_trace`, halved while the model's tables for it would pass
+`allocators.protocol.DEFAULT_STATE_LIMIT`, so that a request too large for a
+model is an allocator failure, exit 1, not a machine brought down), replays,
+and turns the AllocLog into a flat dict of figures.
 
 Timing.  The first replay of a process compiles the allocator's kernel (or
 loads it from numba's on-disk cache); that time is measured on a two-row trace
@@ -50,7 +53,9 @@ def build_for_trace(spec: str, trace: Trace | TraceFacts, capacity: int | None =
     cls = allocators.get(name)
     params.update(cls.params_for_trace(facts, params))
     params.setdefault("max_threads", max(64, facts.n_threads))
-    return cls(capacity or cls.capacity_for_trace(facts, params), **params)
+    if not capacity:  # the trace's, within the fixed limit on the model's tables (a larger request: out of memory)
+        capacity = cls.fit_capacity(cls.capacity_for_trace(facts, params), params)
+    return cls(capacity, **params)
 
 
 def warm_up(spec: str, metrics: bool = True) -> float:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from labcore.units import format_bytes
 
-def format_bytes(value: float) -> str:
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if abs(value) >= factor:
-            return f"{value / factor:.1f} {unit}"
-    return f"{int(value)} B"
+__all__ = ["format_bytes", "render"]
 
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[object]], align_right: Sequence[bool] | None = None) -> str:

@@ -25,6 +25,14 @@ def parse_bytes(text: str) -> int:
     return int(number.replace("_", ""), 0) * UNITS[unit]
 
 
+def format_bytes(value: float) -> str:
+    """65536 -> '64.0 KiB', 3 << 30 -> '3.0 GiB' (TiB above 1024 GiB); below 1 KiB, whole bytes."""
+    for unit, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(value) >= factor:
+            return f"{value / factor:.1f} {unit}"
+    return f"{int(value)} B"
+
+
 def is_byte_count(text: str) -> bool:
     """Whether `text` parses with `parse_bytes`."""
     try:

@@ -158,27 +158,47 @@ def _touch_many(hierarchy, starts, sizes):
         cachesim.touch_range(hierarchy, starts[index], sizes[index])
 
 
-@pytest.mark.parametrize(
-    "start_byte, n_bytes", [(0, 3 << 20), (4096 * 7 + 640, (5 << 20) + 4000), (123 * 64 + 5, 2_300_000)]
-)
-def test_long_range_shortcut_is_exact(start_byte, n_bytes):
-    """A long range takes the shortcut; counters and every cache's final contents equal the plain simulation."""
+def _after_one_range(ranges, start_byte, n_bytes):
     rng = np.random.default_rng(7)
     before = lines(rng.integers(0, 1 << 16, 20_000))  # random prior state, overlapping the range
     after = lines(np.concatenate([rng.integers(0, 1 << 16, 20_000), rng.integers(start_byte >> 6, 1 << 17, 5000)]))
     touch = njit_without_refcounts(_touch_many)
-    results = []
-    for shortcut in (True, False):
-        hierarchy = make_hierarchy(shortcut=shortcut)
-        access_lines(hierarchy, before)
-        touch(hierarchy, lines([start_byte]), lines([n_bytes]))
-        access_lines(hierarchy, after)
-        results.append((hierarchy_counts(hierarchy), [cache[1].copy() for cache in hierarchy[:3]]))
-    (fast, fast_tags), (plain, plain_tags) = results
+    hierarchy = make_hierarchy(ranges=ranges)
+    access_lines(hierarchy, before)
+    touch(hierarchy, lines([start_byte]), lines([n_bytes]))
+    middle = hierarchy_counts(hierarchy)
+    access_lines(hierarchy, after)
+    return middle, hierarchy_counts(hierarchy), [cache[1].copy() for cache in hierarchy[:3]]
+
+
+@pytest.mark.parametrize(
+    "start_byte, n_bytes", [(0, 3 << 20), (4096 * 7 + 640, (5 << 20) + 4000), (123 * 64 + 5, 2_300_000)]
+)
+def test_long_range_shortcut_is_exact(start_byte, n_bytes):
+    """A long range takes the exact shortcut; counters and every cache's final contents equal the plain simulation."""
+    _, fast, fast_tags = _after_one_range("exact", start_byte, n_bytes)
+    _, plain, plain_tags = _after_one_range("plain", start_byte, n_bytes)
     assert fast.pop("skipped_lines") > 0 and plain.pop("skipped_lines") == 0
     assert fast == plain
     for fast_level, plain_level in zip(fast_tags, plain_tags, strict=True):
         np.testing.assert_array_equal(fast_level, plain_level)
+
+
+@pytest.mark.parametrize(
+    "start_byte, n_bytes", [(0, 70_000), (4096 * 7 + 640, 300_000), (123 * 64 + 5, 2_300_000), (64, 1 << 30)]
+)
+def test_bounded_ranges_keep_the_l1_exact(start_byte, n_bytes):
+    """The default touches ~1 100 lines of any range; its L1 counts and the L1's contents after it are exact."""
+    bounded, _, bounded_tags = _after_one_range("bounded", start_byte, n_bytes)
+    plain, _, plain_tags = _after_one_range("plain", start_byte, n_bytes) if n_bytes < 1 << 24 else (None, 0, 0)
+    lines_touched = -(-(start_byte % 64 + n_bytes) // 64)
+    assert bounded["skipped_lines"] >= lines_touched - 2 * (512 + 64)  # at most 2 x (512 + a page) simulated
+    assert bounded["l1_accesses"] == 20_000 + lines_touched
+    if plain is not None:
+        for key in ("l1_accesses", "l1_misses", "tlb_accesses"):
+            assert bounded[key] == plain[key], key
+        assert bounded["l2_misses"] >= plain["l2_misses"]  # the middle lines are counted as L2 misses
+        np.testing.assert_array_equal(bounded_tags[0], plain_tags[0])  # the L1 holds what the whole range leaves
 
 
 def test_fully_associative_tlb_option():

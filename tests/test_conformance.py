@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 import allocators
 from allocators.conformance import check_replay, run_program
-from allocators.protocol import default_capacity
+from allocators.protocol import default_capacity, state_nbytes
+from bench.harness import build_for_trace
 from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, OP_REALLOC, Trace, from_rows
 
 CAPACITY = 8 << 20
@@ -176,6 +177,46 @@ def test_default_capacity_fits_a_linear_replay():
     rows = [(OP_ALLOC, i, 1000 + i, 0) for i in range(500)]
     trace = from_rows(rows)
     allocator = allocators.create("linear", default_capacity(trace))
+    allocator.replay(trace)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_state_estimate_bounds_the_state(spec):
+    """The estimate checked before a large capacity's tables are reserved is an upper bound, and a tight one."""
+    name, params = allocators.parse_spec(spec)
+    cls = allocators.get(name)
+    for capacity in (1 << 25, 1 << 27):
+        actual = state_nbytes(cls(capacity, **params).state)
+        estimate = cls.estimate_state_bytes(capacity, **params)
+        assert actual <= estimate <= 1.25 * actual + (1 << 20), (capacity, actual, estimate)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_a_request_beyond_the_model_is_an_allocator_failure(spec):
+    """A valid 1 TiB request gets the trace's default capacity (its tables within the fixed limit): the model
+    serves it or fails with an allocator error (exit 1), never a parameter error or a machine brought down."""
+    trace = from_rows([(OP_ALLOC, 1, 1 << 40, 0), (OP_FREE, 1, 0, 0)])
+    allocator = build_for_trace(spec, trace)
+    assert cls_state_bytes(allocator) <= allocators.protocol.DEFAULT_STATE_LIMIT
+    try:
+        allocator.replay(trace)
+    except allocators.AllocatorError as error:
+        assert not isinstance(error, allocators.BadParameter), error
+
+
+def cls_state_bytes(allocator: allocators.Allocator) -> int:
+    return state_nbytes(allocator.state)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_default_capacity_follows_the_live_bytes(spec):
+    """A long realloc chain with 1 MB live gets an address space sized by what is live, and replays."""
+    rows = [(OP_ALLOC, 1, 1_000_000, 0)] + [(OP_REALLOC, 1, 1_000_000 + (i % 2) * 48_576, 0) for i in range(3000)]
+    trace = from_rows(rows + [(OP_FREE, 1, 0, 0)])
+    allocator = build_for_trace(spec, trace)
+    if allocator.reuses_freed_memory and allocator.name != "region":  # region keeps room for every request
+        assert allocator.capacity <= 2 * max(64 << 20, allocator.capacity_for_trace(
+            from_rows([(OP_ALLOC, 1, 1 << 20, 0)]), {})), allocator.capacity
     allocator.replay(trace)
 
 

@@ -359,7 +359,18 @@ def plain_metrics(trace: Trace, log: AllocLog) -> dict[str, float | int]:
     live_at_peak = 0
 
     def touch(start: int, nbytes: int) -> None:
-        for line in range(start >> 6, ((start + nbytes - 1) >> 6) + 1):
+        first, end = start >> 6, ((start + nbytes - 1) >> 6) + 1
+        touched = list(range(first, end))
+        if end - first > 2 * 512 + 2 * 64:  # cachesim's bounded ranges: the first and last 512 lines, whole pages
+            head_end, tail_start = (first + 512 + 63) // 64 * 64, (end - 512) // 64 * 64
+            touched = list(range(first, head_end)) + list(range(tail_start, end))
+            skipped = tail_start - head_end
+            for cache in (l1, l2, tlb):
+                cache.accesses += skipped
+            l1.misses += skipped
+            l2.misses += skipped
+            tlb.misses += skipped // 64
+        for line in touched:
             tlb.access(line >> 6)
             if not l1.access(line):
                 l2.access(line)

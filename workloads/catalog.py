@@ -44,7 +44,7 @@ from workloads.generator import DEFAULT_CHUNK_ROWS, GeneratedChunks, generate, g
 from workloads.lifetimes import LIFETIME_MODELS, LongLived
 from workloads.sizes import SIZE_DISTRIBUTIONS, load_histogram
 from workloads.threads import THREAD_MODELS
-from workloads.trace import Trace
+from workloads.trace import Trace, check_rows_fit
 
 DEFAULT_N_OPS = 200_000
 
@@ -311,8 +311,12 @@ def _arguments(spec: str, n_ops: int, seed: int) -> dict[str, Any]:
 
 
 def make(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Trace:
-    """Generate the trace of a workload spec (`name` or `name:key=value,...`); bad specs raise ValueError."""
-    return generate(**_arguments(spec, n_ops, seed))
+    """Generate the trace of a workload spec (`name` or `name:key=value,...`); bad specs raise ValueError, and so
+    does a trace too long to hold in this machine's memory (`labcore.memory.NotEnoughMemory`)."""
+    arguments = _arguments(spec, n_ops, seed)
+    check_rows_fit(int(n_ops), f"generating {spec}",
+                   "generate it chunk by chunk into a trace directory (trace gen -o DIR/), or give a smaller --ops")
+    return generate(**arguments)
 
 
 def make_chunks(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0,

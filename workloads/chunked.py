@@ -112,7 +112,7 @@ class ChunkedTraceWriter:
             handle.seek(0)
             handle.write(_header(dtype, self.rows))
             handle.close()
-        facts = self.facts.finish(self.slot_map.peak_live)
+        facts = self.facts.finish(self.slot_map.peak_live, self.slot_map.peak_live_bytes)
         document = {"format": FORMAT, "version": VERSION, "meta": self.meta, "facts": facts.to_json()}
         (self.partial / META_FILE).write_text(json.dumps(document, sort_keys=True))
         if self.directory.exists():
@@ -230,6 +230,9 @@ class ChunkedTrace(TraceSource):
                 if slot_map.peak_live > facts.peak_live_objects:
                     raise TraceError(f"{where}: rows {start}..{start + rows - 1} hold {slot_map.peak_live} objects "
                                      f"live at once, {META_FILE} says at most {facts.peak_live_objects}")
+                if slot_map.peak_live_bytes > facts.peak_live_bytes:
+                    raise TraceError(f"{where}: rows {start}..{start + rows - 1} hold {slot_map.peak_live_bytes} B "
+                                     f"live at once, {META_FILE} says at most {facts.peak_live_bytes}")
                 yield TraceChunk(start, op, obj, size, thread, slots)
         finally:
             for handle in handles.values():

@@ -10,7 +10,10 @@ written.  So the facts hold only aggregates, never a per-row array:
 
 - `rows`, the row count of each op (`allocs`, `frees`, `reallocs`, `accesses`);
 - `n_threads` (highest thread + 1), `peak_live_objects` (= the slots the
-  replay's per-object tables need, `workloads.slots`);
+  replay's per-object tables need, `workloads.slots`), `peak_live_bytes`
+  (the largest sum of requested sizes live at once, which the default
+  capacity is sized from; facts written before it existed read it as
+  `requested_bytes`, an upper bound);
 - `max_request` and `requested_bytes` (sum over ALLOC and REALLOC rows);
 - `request_sizes`, `request_counts`: the histogram of ALLOC and REALLOC
   request sizes rounded up to 16 B (sorted distinct values and their counts),
@@ -41,6 +44,7 @@ class TraceFacts:
     accesses: int = 0
     n_threads: int = 1
     peak_live_objects: int = 0
+    peak_live_bytes: int = 0
     max_request: int = 0
     requested_bytes: int = 0
     request_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -60,8 +64,8 @@ class TraceFacts:
 
     def to_json(self) -> dict[str, Any]:
         out = {name: int(getattr(self, name)) for name in (
-            "rows", "allocs", "frees", "reallocs", "accesses", "n_threads", "peak_live_objects", "max_request",
-            "requested_bytes")}
+            "rows", "allocs", "frees", "reallocs", "accesses", "n_threads", "peak_live_objects", "peak_live_bytes",
+            "max_request", "requested_bytes")}
         out["request_sizes"] = self.request_sizes.tolist()
         out["request_counts"] = self.request_counts.tolist()
         return out
@@ -73,6 +77,7 @@ class TraceFacts:
             scalars = {name: int(data[name]) for name in (
                 "rows", "allocs", "frees", "reallocs", "accesses", "n_threads", "peak_live_objects",
                 "max_request", "requested_bytes")}
+            scalars["peak_live_bytes"] = int(data.get("peak_live_bytes", scalars["requested_bytes"]))
             sizes = np.asarray(data["request_sizes"], np.int64)
             counts = np.asarray(data["request_counts"], np.int64)
         except (KeyError, TypeError, ValueError) as error:
@@ -107,13 +112,14 @@ class FactsAccumulator:
             for value, count in zip(sizes.tolist(), counts.tolist(), strict=True):
                 self.histogram[value] = self.histogram.get(value, 0) + count
 
-    def finish(self, peak_live_objects: int) -> TraceFacts:
+    def finish(self, peak_live_objects: int, peak_live_bytes: int) -> TraceFacts:
         sizes = np.array(sorted(self.histogram), np.int64)
         counts = np.array([self.histogram[value] for value in sizes.tolist()], np.int64)
         allocs, frees, reallocs, accesses = (int(count) for count in self.op_counts)
         return TraceFacts(
             rows=self.rows, allocs=allocs, frees=frees, reallocs=reallocs, accesses=accesses,
             n_threads=self.max_thread + 1 if self.rows else 1, peak_live_objects=int(peak_live_objects),
+            peak_live_bytes=int(peak_live_bytes),
             max_request=self.max_request, requested_bytes=self.requested_bytes,
             request_sizes=sizes, request_counts=counts,
         )

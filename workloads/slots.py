@@ -39,8 +39,8 @@ from workloads.trace import MAX_REQUEST_SIZE, MAX_THREADS, OP_ACCESS, OP_ALLOC, 
 holds_kernels(__file__)
 
 # Slots of the map's `words`.
-W_LIVE, W_USED, W_FREE, W_PEAK, W_ROWS = 0, 1, 2, 3, 4
-N_WORDS = 5
+W_LIVE, W_USED, W_FREE, W_PEAK, W_ROWS, W_LIVE_BYTES, W_PEAK_BYTES = 0, 1, 2, 3, 4, 5, 6
+N_WORDS = 7
 
 OK = 0
 NEED_ROOM = -1
@@ -89,6 +89,9 @@ def _assign(op, obj, size, thread, start, keys, values, free_slots, slot_obj, sl
             words[W_LIVE] += 1
             if words[W_LIVE] > words[W_PEAK]:
                 words[W_PEAK] = words[W_LIVE]
+            words[W_LIVE_BYTES] += request
+            if words[W_LIVE_BYTES] > words[W_PEAK_BYTES]:
+                words[W_PEAK_BYTES] = words[W_LIVE_BYTES]
             slots_out[row] = slot
             continue
         if validate and not live:
@@ -102,12 +105,16 @@ def _assign(op, obj, size, thread, start, keys, values, free_slots, slot_obj, sl
             free_slots[words[W_FREE]] = slot
             words[W_FREE] += 1
             words[W_LIVE] -= 1
+            words[W_LIVE_BYTES] -= slot_size[slot]
         elif code == OP_REALLOC:
             if validate:
                 if request <= 0:
                     return row, trace_format._E_SIZE_NONPOSITIVE
                 if request > MAX_REQUEST_SIZE:
                     return row, trace_format._E_SIZE_TOO_LARGE
+            words[W_LIVE_BYTES] += request - slot_size[slot]
+            if words[W_LIVE_BYTES] > words[W_PEAK_BYTES]:
+                words[W_PEAK_BYTES] = words[W_LIVE_BYTES]
             slot_size[slot] = request
         elif code == OP_ACCESS:
             if validate and (request < 0 or request > slot_size[slot]):
@@ -131,6 +138,11 @@ class SlotMap:
     def peak_live(self) -> int:
         """Largest number of objects live at once so far (= slots used)."""
         return int(self.words[W_PEAK])
+
+    @property
+    def peak_live_bytes(self) -> int:
+        """Largest sum of the requested sizes of the objects live at once so far."""
+        return int(self.words[W_PEAK_BYTES])
 
     @property
     def rows(self) -> int:
@@ -204,6 +216,30 @@ def _assign_dense(op, dense, n_ids):
     return slots, peak
 
 
+@njit(cache=True)
+def _peak_live_bytes(op, slots, size, n_slots):
+    live_size = np.zeros(max(n_slots, 1), np.int64)
+    live = 0
+    peak = 0
+    for row in range(op.shape[0]):
+        code = op[row]
+        slot = slots[row]
+        if code == OP_FREE:
+            live -= live_size[slot]
+            live_size[slot] = 0
+        elif code == OP_ALLOC or code == OP_REALLOC:
+            live += size[row] - live_size[slot]
+            live_size[slot] = size[row]
+            if live > peak:
+                peak = live
+    return peak
+
+
+def peak_live_bytes(op: np.ndarray, slots: np.ndarray, size: np.ndarray, n_slots: int) -> int:
+    """Largest sum of the requested sizes of the objects live at once, from a validated trace's slot column."""
+    return int(_peak_live_bytes(op, slots, size, int(n_slots))) if op.shape[0] else 0
+
+
 def assign_slots(op: np.ndarray, dense: np.ndarray, n_ids: int) -> tuple[np.ndarray, int]:
     """(slot column, peak live objects) of a whole, already validated trace with dense ids (`Trace.dense_obj`)."""
     if not op.shape[0]:
@@ -212,4 +248,4 @@ def assign_slots(op: np.ndarray, dense: np.ndarray, n_ids: int) -> tuple[np.ndar
     return slots, int(peak)
 
 
-__all__ = ["NEED_ROOM", "OK", "SlotMap", "assign_slots"]
+__all__ = ["NEED_ROOM", "OK", "SlotMap", "assign_slots", "peak_live_bytes"]

@@ -135,7 +135,7 @@ class GeneratedTrace(TraceSource):
                 accumulator.add(op, size, thread)
                 if progress is not None:
                     progress(accumulator.rows)
-            self._facts = accumulator.finish(slot_map.peak_live)
+            self._facts = accumulator.finish(slot_map.peak_live, slot_map.peak_live_bytes)
         return self._facts
 
     def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[TraceChunk]:

@@ -42,6 +42,7 @@ import numpy as np
 from numba import njit
 
 from labcore.jitcache import holds_kernels
+from labcore.memory import NotEnoughMemory, check_fits
 
 holds_kernels(__file__)
 
@@ -53,6 +54,13 @@ OP_NAMES = ("alloc", "free", "realloc", "access")
 
 #: Largest request a trace may carry (1 TiB); larger sizes are a TraceError.
 MAX_REQUEST_SIZE = 1 << 40
+#: Bytes a row costs a command that holds a whole trace in memory: its columns (21 B), the dense ids and slots,
+#: the replay's log (16 B) and the metric passes' buffers.  Measured peak RSS slopes on lognormal, 1M -> 4M rows:
+#: `bench run` 57 B, `bench replay --log` 64 B, `bench trace gen -o X.npz` 25 B; this is their upper bound with
+#: a margin.  Loading or generating more rows than the machine's memory holds at this rate is refused up front.
+IN_MEMORY_BYTES_PER_ROW = 96
+#: A CSV row is at least 11 bytes ("free,1,0,0\n") and costs its Python parse ~200 B: bytes of memory per byte.
+CSV_BYTES_PER_FILE_BYTE = 20
 #: Simulated threads are numbered 0 .. MAX_THREADS-1.
 MAX_THREADS = 1024
 
@@ -203,10 +211,12 @@ class Trace:
         """The aggregates an allocator is sized and parameterised by (`workloads.facts.TraceFacts`)."""
         if self._facts is None:
             from workloads.facts import FactsAccumulator
+            from workloads.slots import peak_live_bytes
 
             accumulator = FactsAccumulator()
             accumulator.add(self.op, self.size, self.thread)
-            self._facts = accumulator.finish(self.n_slots)
+            live_bytes = peak_live_bytes(self.op, self.slots, self.size, self.n_slots)
+            self._facts = accumulator.finish(self.n_slots, live_bytes)
         return self._facts
 
     def counts(self) -> dict[str, int]:
@@ -292,6 +302,9 @@ class Trace:
 
             return ChunkedTrace(path).load()
         if path.suffix == ".csv":
+            csv_bytes = path.stat().st_size
+            check_fits(f"loading {path} ({csv_bytes:,} B of CSV)", csv_bytes * CSV_BYTES_PER_FILE_BYTE,
+                       "write the trace as .npz, or as a chunked directory (DIR/) read chunk by chunk")
             return load_csv(path)
         if path.suffix != ".npz":
             raise TraceError(f"{path}: unknown trace suffix '{path.suffix}' (use .npz, .csv or DIR/)")
@@ -304,9 +317,11 @@ class Trace:
                 missing = [name for name, _ in COLUMNS if name not in archive.files]
                 if missing:
                     raise TraceError(f"{path}: missing column(s) {', '.join(missing)}")
+                check_rows_fit(_npz_rows(archive, path), f"loading {path}",
+                               "write the trace as a chunked directory (DIR/), which is read chunk by chunk")
                 columns = {name: archive[name] for name, _ in COLUMNS}
                 meta = json.loads(str(archive["meta"])) if "meta" in archive.files else {}
-        except TraceError:
+        except (TraceError, NotEnoughMemory):
             raise
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
             raise TraceError(f"{path}: truncated or corrupt npz file ({error})") from None
@@ -314,6 +329,22 @@ class Trace:
             return cls(**columns, meta=meta)
         except TraceError as error:
             raise TraceError(f"{path}: {error}") from None
+
+
+def check_rows_fit(rows: int, what: str, fix: str) -> None:
+    """NotEnoughMemory (a ValueError, exit 2) when `rows` rows held in memory would not fit this machine."""
+    check_fits(f"{what} ({rows:,} rows in memory)", rows * IN_MEMORY_BYTES_PER_ROW, fix)
+
+
+def _npz_rows(archive: Any, path: Path) -> int:
+    """The row count of an npz trace's `op` column, read from its header (nothing else is read)."""
+    with archive.zip.open("op.npy") as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape = np.lib.format.read_array_header_1_0(member)[0]
+        else:
+            shape = np.lib.format.read_array_header_2_0(member)[0]
+    return int(shape[0]) if len(shape) else 0
 
 
 def describe_error(row: int, code: int, op: int, ident: int, request: int, thread: int) -> str:

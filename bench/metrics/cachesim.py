@@ -24,21 +24,32 @@ L1; an L1 miss looks up the L2 (L2 counters are therefore local: misses per
 L2 lookup).  The levels are neither inclusive nor exclusive: no write-backs,
 no back-invalidation, each level fills on its own miss.
 
-`touch_range(hierarchy, addr, nbytes)` accesses every line of
-`[addr, addr + nbytes)` in address order, exactly, at a bounded cost: a range
-longer than `2 * exact_lines + 2 * lines_per_page` lines (`exact_lines` =
-L1 lines + L2 lines rounded up to a page, at least the TLB's reach:
-16 896 lines = 1.03 MiB by default, so ranges over 2.07 MiB) simulates only
-its first and last `exact_lines` (page-aligned) and counts the lines between
-as misses at every level (one TLB miss per page).  This is exact, not an
-estimate.  The range's lines are distinct and consecutive, so they fill the
-sets round robin: once `L1 lines` of them have been accessed every L1 set
-holds only range lines, hence every later range line misses L1 and reaches
-the L2; once `L2 lines` more have, every L2 set holds only range lines (and
-the TLB only range pages after its reach), hence every later line misses
-everywhere, whatever the state before.  The last `exact_lines` lines, which
-miss everywhere too, then leave the same final contents (and LRU order) as
-the whole range would.  `tests/test_cachesim.py` checks it against the plain simulation.
+`touch_range(hierarchy, addr, nbytes)` accesses the lines of
+`[addr, addr + nbytes)` in address order at a cost bounded per range.  A
+range of at most `2 * edge + 2 * lines_per_page` lines is simulated line by
+line; a longer one simulates its first and last `edge` lines (rounded out to
+whole pages) and counts each line between as an access that misses the L1
+and the L2, and each page between as a TLB access that misses, without
+putting them in any cache.  Two edges are offered (`make_hierarchy(ranges=)`):
+
+- "bounded" (the default, what the metrics use): `edge` = the L1's lines
+  (512, 32 KiB), so a range costs at most ~1 100 line accesses, whatever
+  its size.  The L1 figures and the L1's final contents are still exact: the
+  range's lines are distinct and consecutive, so they fill the L1's sets
+  round robin, and once `L1 lines` of them have been accessed every set holds
+  only range lines; every later range line misses the L1, and the last
+  `edge` lines leave what the whole range would.  The L2 and the TLB are
+  approximate for ranges between 64 KiB and 2.07 MiB: their middle lines
+  are counted as L2 misses (exact when they were not in the L2 before) and
+  do not enter the L2 (whose final contents then lack them).
+- "exact": `edge` = L1 lines + L2 lines rounded up to a page (at least the
+  TLB's reach: 16 896 lines = 1.03 MiB by default, so ranges over 2.07 MiB),
+  which makes every counter and every cache's final contents exact by the
+  same argument applied to the L2 and the TLB; a range then costs up to
+  ~34 000 line accesses (a trace of 1 MiB blocks takes minutes).
+
+`tests/test_cachesim.py` checks both against the plain simulation
+(`ranges="plain"`, every line).
 """
 
 from __future__ import annotations
@@ -59,6 +70,9 @@ EMPTY = -1
 # Slots of the hierarchy's own `words`.
 H_LINE_SHIFT, H_PAGE_SHIFT, H_EXACT_LINES, H_SHORTCUT, H_SKIPPED_LINES, H_LAST_PAGE = 0, 1, 2, 3, 4, 5
 N_HIERARCHY_WORDS = 6
+
+#: How long ranges are touched (see the module docstring).
+RANGE_MODES = ("bounded", "exact", "plain")
 
 #: The lab's default machine.
 L1_BYTES, L1_WAYS = 32 << 10, 8
@@ -133,26 +147,31 @@ def make_hierarchy(
     tlb: tuple[int, int] = (TLB_ENTRIES, TLB_WAYS),
     line_bytes: int = LINE_BYTES,
     page_bytes: int = PAGE_BYTES,
-    shortcut: bool = True,
+    ranges: str = "bounded",
 ) -> tuple:
     """An empty L1 + L2 + TLB: `l1`, `l2` = (bytes, ways), `tlb` = (entries, ways); returns (l1, l2, tlb, words).
 
-    `shortcut=False` simulates every line of long ranges (the reference the exact shortcut is tested against).
+    `ranges`: how long ranges are touched (module docstring): "bounded" (the metrics' default), "exact", or
+    "plain" (every line simulated: the reference the other two are tested against).
     """
+    if ranges not in RANGE_MODES:
+        raise ValueError(f"ranges must be one of {', '.join(RANGE_MODES)}, got {ranges!r}")
     if not _power_of_two(page_bytes) or page_bytes < line_bytes:
         raise ValueError(f"page_bytes {page_bytes} must be a power of two >= line_bytes {line_bytes}")
     level1 = make_cache(l1[0], l1[1], line_bytes)
     level2 = make_cache(l2[0], l2[1], line_bytes)
     tlb_cache = make_cache(tlb[0] * page_bytes, tlb[1], page_bytes)
     lines_per_page = page_bytes // line_bytes
-    exact = cache_lines(level1) + cache_lines(level2)
-    exact = max(exact, tlb[0] * lines_per_page)
+    if ranges == "bounded":
+        exact = cache_lines(level1)
+    else:
+        exact = max(cache_lines(level1) + cache_lines(level2), tlb[0] * lines_per_page)
     exact = -(-exact // lines_per_page) * lines_per_page
     words = np.zeros(N_HIERARCHY_WORDS, np.int64)
     words[H_LINE_SHIFT] = line_bytes.bit_length() - 1
     words[H_PAGE_SHIFT] = page_bytes.bit_length() - 1
     words[H_EXACT_LINES] = exact
-    words[H_SHORTCUT] = 1 if shortcut else 0
+    words[H_SHORTCUT] = 0 if ranges == "plain" else 1
     words[H_LAST_PAGE] = EMPTY
     return level1, level2, tlb_cache, words
 
@@ -186,7 +205,7 @@ def access_lines(hierarchy, lines):
 
 @njit_without_refcounts
 def _touch_lines(hierarchy, first, count):
-    """Access lines first .. first+count-1 in order (exact; long runs take the shortcut of the module docstring)."""
+    """Access lines first .. first+count-1 in order (long runs: the head, the tail and counts between them)."""
     level1, level2, tlb, words = hierarchy
     lines_per_page = np.int64(1) << (words[H_PAGE_SHIFT] - words[H_LINE_SHIFT])
     exact = words[H_EXACT_LINES]
@@ -215,7 +234,8 @@ def _touch_lines(hierarchy, first, count):
 
 @njit(cache=True, inline="always")
 def touch_range(hierarchy, addr, nbytes):
-    """Access every line overlapping [addr, addr + nbytes) in address order; nothing when nbytes <= 0."""
+    """Access the lines overlapping [addr, addr + nbytes) in address order (long ranges as the module docstring
+    says); nothing when nbytes <= 0."""
     if nbytes <= 0:
         return
     shift = hierarchy[3][H_LINE_SHIFT]

@@ -34,8 +34,13 @@ Definitions (exact; the METRICS registry repeats them in one line each):
   current requested size;  REALLOC in place: [addr, addr + new size);
   REALLOC that moved: the copy reads [old, old + min(old size, new size)), then
   [new, new + new size) is touched (the old block's release adds no access).
-  Every line is simulated, whatever the block size (long ranges exactly via the
-  shortcut described in cachesim); the TLB is looked up once per line access.
+  Every line is counted, whatever the block size, and the TLB is looked up
+  once per line access; a range longer than 1 152 lines (72 KiB) simulates
+  only its first and last 512 lines and counts the lines between as misses of
+  the L1, the L2 and (one per page) the TLB (`cachesim`'s bounded ranges: at
+  most ~1 100 simulated lines per range, so a 1 TiB block costs what a
+  64 KiB one does; the L1 figures stay exact, the L2 and TLB ones are upper
+  bounds for ranges of 72 KiB to 2 MiB).
 - l1_miss_rate = L1 misses / line accesses; l2_miss_rate = L2 misses / L2
   lookups (= L1 misses: a local rate); tlb_miss_rate = TLB misses / line accesses;
   l2_misses_per_kop = 1000 * L2 misses / trace rows.
@@ -96,7 +101,8 @@ DOCS = (
     ("alloc_mean_log2_stride", "bits",
      "mean over those pairs of bit_length(|addr - previous addr|) (floor(log2 d) + 1; 0 when d = 0)"),
     ("l1_miss_rate", "ratio",
-     "L1 (32 KiB 8-way LRU, 64 B lines) misses / line accesses of the stream (alloc: block, free: 1st line, ...)"),
+     "L1 (32 KiB 8-way LRU, 64 B lines) misses / line accesses of the stream (alloc: block, free: 1st line, ...;"
+     " ranges over 72 KiB: first and last 32 KiB simulated, the middle counted as misses)"),
     ("l2_miss_rate", "ratio", "L2 (1 MiB 16-way LRU) misses / L2 lookups (= L1 misses): local miss rate"),
     ("l2_misses_per_kop", "per 1000 rows", "1000 x L2 misses / trace rows (accesses that would go to memory)"),
     ("tlb_miss_rate", "ratio", "TLB (64 entries, 4-way LRU, 4 KiB pages) misses / line accesses"),
