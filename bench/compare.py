@@ -74,6 +74,11 @@ the deterministic figures count.
 Statuses.  ok -> failed (the allocator now runs out of memory or rejects the
 trace) and failed -> ok are changes of a deterministic figure, so gate failures
 (exit 1), not unusable input; both failed with the same reason is no change.
+A *skipped* cell (status "skipped": it does not apply, e.g. `stack` on a trace
+that does not free newest-first, or a real allocator not installed) has no
+figures: a cell skipped on either side is not compared (counted in the summary;
+ok -> skipped is also a warning), and a skipped cell present on one side only
+is not a missing cell.
 
 Exit codes (`main_compare`): 0 both gates pass; 1 a gate failed (the report
 lists every failing metric and cell); 2 unusable input (`CompareError`): a file
@@ -173,6 +178,7 @@ class Comparison:
     new_repeats: Any
     cells: list[Key] = field(default_factory=list)
     both_failed: list[Key] = field(default_factory=list)
+    skipped: list[Key] = field(default_factory=list)  # skipped (not applicable) on one side or both: not compared
     metrics: list[str] = field(default_factory=list)  # names of the deterministic figures compared
     counters: list[str] = field(default_factory=list)  # counter names compared
     values_compared: int = 0
@@ -197,7 +203,8 @@ class Comparison:
         changed_cells = len({difference.cell for difference in self.differences})
         verdict = "PASS" if self.ok else "FAIL"
         return (
-            f"{len(self.cells)} cells compared ({len(self.both_failed)} failed on both sides with the same reason), "
+            f"{len(self.cells)} cells compared ({len(self.both_failed)} failed on both sides with the same reason"
+            + (f", {len(self.skipped)} skipped as not applicable" if self.skipped else "") + "), "
             f"{len(self.metrics)} deterministic metrics + {len(self.counters)} counters "
             f"({self.values_compared:,} values) + speed of {len(self.speed)} cells; "
             f"failures: {self.failures} ({_count(len(self.differences), 'deterministic change')} in "
@@ -397,8 +404,8 @@ def _check_same_cells(base: dict[Key, Any], new: dict[Key, Any]) -> None:
         shown = ", ".join(_cell(key) for key in keys[:50])
         return shown + (f", and {len(keys) - 50} more" if len(keys) > 50 else "")
 
-    only_base = [key for key in base if key not in new]
-    only_new = [key for key in new if key not in base]
+    only_base = [key for key in base if key not in new and base[key]["status"] != "skipped"]
+    only_new = [key for key in new if key not in base and new[key]["status"] != "skipped"]
     problems = []
     if only_base:
         problems.append(f"{len(only_base)} cells missing in new: {listing(only_base)}")
@@ -503,8 +510,14 @@ def compare(base: Path | str | dict, new: Path | str | dict, thresholds: Thresho
     )
     metrics: dict[str, None] = {}
     counters: dict[str, None] = {}
+    comparison.skipped.extend(key for key in new_cells if key not in base_cells)  # skipped cells new only has
     for key, base_row in base_cells.items():
-        new_row = new_cells[key]
+        new_row = new_cells.get(key)
+        if new_row is None or "skipped" in (base_row["status"], new_row["status"]):
+            comparison.skipped.append(key)
+            if new_row is not None and base_row["status"] == "ok":
+                comparison.warnings.append(f"{_cell(key)}: ok in base, skipped in new ({new_row.get('reason', '')})")
+            continue
         comparison.cells.append(key)
         base_ok, new_ok = base_row["status"] == "ok", new_row["status"] == "ok"
         if base_ok != new_ok:  # ok -> failed or failed -> ok: a change of a deterministic figure
