@@ -11,23 +11,32 @@ figure it could not draw, why; `bench.report.write_index` turns that into
 
 Figures (file name, what it needs):
 
-1. `throughput.png`: replay throughput (Mops/s, log axis) per workload and
+1. `throughput.png`: model replay speed (Mops/s, log axis) per workload and
    allocator, a dot plot; whiskers span the seeds; failed cells are crosses at
-   the left edge.  Needs `throughput_mops`.
+   the left edge; real allocators are black bars (the scale).  Needs
+   `throughput_mops`.
 2. `waste_vs_param.png`: overhead factor (log) and internal fragmentation
    against a swept size-distribution parameter, one panel column per swept
-   family/parameter, one line per allocator.  Needs rows with `param` set.
-3. `locality.png`: heatmaps allocators x workloads of the L1 miss rate and the
-   hot-reuse rate, values written in the cells.  Needs either metric.
-4. `pareto.png`: speed versus waste, one panel per workload: x = overhead
-   factor, y = throughput (both log); the Pareto front (no other allocator is
-   both faster and leaner) is a staircase, its points labelled.
+   family/parameter, one line per allocator, and a zoomed row: the overhead
+   factor of the general-purpose models only, on a linear scale.  Needs rows
+   with `param` set.
+3. `locality.png`: heatmaps allocators x workloads of the hot-reuse rate and
+   the L2 misses per 1000 rows (the measures that separate allocators), values
+   written in the cells.  Needs either metric.
+4. `pareto.png`: speed versus waste, one panel per workload, panels of a row
+   sharing their axes: x = overhead factor, y = model replay speed (both log);
+   the Pareto front of the general-purpose models (no other one is both faster
+   and leaner) is a staircase, its points labelled; special-purpose models
+   grey; a real allocator's speed a dotted line.
 5. `heapmap.png`: the heap map of `meta.heapmap_cell`: occupancy of each
    address bin over time (dark = live blocks, light below the footprint curve
    = holes), and below it live bytes against footprint.  Needs heapmap.npz.
 6. `go_sizeclasses.png`: Go's size classes (`allocators.shared.go_sizeclasses`):
    worst-case waste per class and the tail left over in each span.  Needs no
    results.
+
+Each figure has a caption (what is plotted) and one paragraph saying what to
+look at (`FigureSpec.look`), both in the manifest and on the page.
 
 Conventions.  Every figure aggregates a cell's seeds by the median (whiskers or
 notes say when seeds disagree).  Each allocator spec keeps one color and one
@@ -89,6 +98,7 @@ class FigureSpec:
     name: str
     title: str
     caption: str  # what is plotted and how to read it
+    look: str  # one paragraph: what to look at (shown under the caption)
     draw: Callable[[ReportData, dict[str, Style], Path], str]
 
     @property
@@ -98,36 +108,59 @@ class FigureSpec:
 
 FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec(
-        "throughput", "Throughput per allocator and workload",
-        "Replay throughput in millions of trace operations per second (kernel time only, log scale), one band per "
-        "workload, one dot per allocator at the median over seeds; a horizontal whisker spans the seeds when there "
-        "are several. Farther right is faster; a factor of 10 is one grid decade. A cross at the left edge marks "
-        "a cell where the allocator failed (reason in the table below).",
+        "throughput", "Model replay speed per allocator and workload",
+        "Model replay speed: millions of trace rows per second replaying the model's kernels (kernel time only, "
+        "log scale), one band per workload, one dot per allocator at the median over seeds; a horizontal whisker "
+        "spans the seeds when there are several. Farther right is faster; a factor of 10 is one grid decade. A "
+        "cross at the left edge marks a cell where the allocator failed (reason in the table below); a cell "
+        "skipped as not applicable has no dot. A real allocator (real:NAME) is a black bar: the speed of the "
+        "real malloc on the same trace.",
+        "Compare the general-purpose models within a band (the fastest verdict reads them) and against the real "
+        "allocator's black bar, the scale: the bar says how far a model's replay is from a real malloc, not how "
+        "fast the modelled allocator would be. Special-purpose models (marked in the legend) are fast because "
+        "they do less per operation; do not read them as winners.",
         plot_throughput,
     ),
     FigureSpec(
         "waste_vs_param", "Waste against the size-distribution parameter",
         "For each swept workload parameter (one column of panels), the overhead factor (peak footprint / peak live "
-        "requested bytes; 1 is perfect, log scale, dotted line at 1) and the internal fragmentation (share of live "
-        "granted bytes that is rounding padding, at peak, in %), median over seeds, one line per allocator. A line "
-        "that stops means the allocator failed at that parameter value.",
+        "requested bytes; 1 is perfect, log scale, dotted line at 1), the internal fragmentation (share of live "
+        "granted bytes that is rounding padding, at peak, in %), and the overhead factor again on a linear scale "
+        "without the special-purpose models (zoomed), median over seeds, one line per allocator. A line that "
+        "stops means the allocator failed at that parameter value. Real allocators are left out (their footprint "
+        "is measured from the process, and is not meaningful on traces with little live data).",
+        "Read the zoomed bottom row first: with the special-purpose models gone (a pool grants every request its "
+        "largest block, so its factor is off any common scale) the general-purpose lines separate, and a line that "
+        "climbs as the parameter widens the size spread has rounding (size classes, powers of two) that the spread "
+        "hits. The internal-fragmentation row says how much of the overhead is that rounding.",
         plot_waste_vs_param,
     ),
     FigureSpec(
         "locality", "Locality heatmaps",
-        "Allocators (rows) x workloads (columns). L1 miss rate: share of the simulated accesses (allocation touches, "
-        "frees, ACCESS rows) missing a 32 KiB 8-way L1, lower is better. Hot-reuse rate: share of allocations served "
-        "by a block freed in the last 64 frees, higher is better. The color scales are oriented so that the "
-        "yellow end is the better one in both; values in %, median over seeds; 'failed' = the cell failed, "
-        "'n/a' = the metric is missing for that cell.",
+        "Allocators (rows) x workloads (columns). Hot-reuse rate: share of allocations served by a block freed in "
+        "the last 64 frees (its lines are likely still cached), higher is better. L2 misses per 1000 rows: misses "
+        "of the simulated 1 MiB 16-way L2 behind a 32 KiB L1 over the access stream (allocation touches, frees, "
+        "ACCESS rows), per 1000 trace rows, i.e. accesses that would go to memory, lower is better. The color "
+        "scales are oriented so that the yellow end is the better one in both; median over seeds; 'failed' = the "
+        "cell failed, 'n/a' = skipped or the metric is missing; special-purpose models have grey names.",
+        "Look for allocators whose rows stay on the yellow end across workloads in both maps: they hand freed "
+        "blocks out again while warm and keep their working set inside the L2. The L1 miss rate is only in the "
+        "results table, since every allocator misses L1 on most accesses of these traces (each allocation "
+        "touches fresh lines), so it does not separate them.",
         plot_locality,
     ),
     FigureSpec(
-        "pareto", "Speed versus waste (Pareto front)",
-        "One panel per workload: each point is an allocator, x = overhead factor (log; left is leaner), "
-        "y = throughput (log; up is faster), medians over seeds. Points with a black edge and a label are the "
-        "Pareto front: no other allocator is both at least as fast and at least as lean; the dashed staircase "
-        "joins them and everything below/right of it is dominated.",
+        "pareto", "Model replay speed versus waste (Pareto front)",
+        "One panel per workload, panels of a row sharing their axes: each point is an allocator, x = overhead "
+        "factor (log; left is leaner), y = model replay speed (log; up is faster), medians over seeds. Points with "
+        "a black edge and a label are the Pareto front of the general-purpose models: no other one is both at "
+        "least as fast and at least as lean; the dashed staircase joins them and everything below/right of it is "
+        "dominated. Special-purpose models are grey and never on the front, nor is a model that failed on some "
+        "seed (a hollow marker: the median of its other seeds). A dotted horizontal line is a real allocator's "
+        "replay speed on the workload (the scale).",
+        "Look at which allocators are on the front in most panels (the note below names them) and how far the "
+        "others sit below or right of the staircase; an allocator alone on the front is both the fastest and the "
+        "leanest model there. Compare panels of one row directly: they share their scales.",
         plot_pareto,
     ),
     FigureSpec(
@@ -137,6 +170,9 @@ FIGURES: tuple[FigureSpec, ...] = (
         "the OS); light pixels below it are holes, i.e. memory taken but not holding live blocks (fragmentation "
         "and free lists). Bottom: live bytes (summed from the image) against the footprint; the shaded gap is the "
         "free memory inside the footprint.",
+        "Look at the light areas under the red line: memory the allocator holds without live data. Holes that "
+        "stay while the live bytes fall are memory kept rather than reused or returned, which is what the overhead "
+        "factor counts at the peak.",
         plot_heapmap,
     ),
     FigureSpec(
@@ -145,6 +181,8 @@ FIGURES: tuple[FigureSpec, ...] = (
         "column, the worst case share of a span lost when every object is the smallest request that rounds into "
         "the class, plus the span's tail. Bottom: the tail of each span (span bytes modulo object size, at most "
         "1/8 of the span by construction), colored by the span's page count. Independent of the sweep.",
+        "Look at the tallest bars: requests just above those class boundaries waste the most; where the bottom "
+        "panel's tail is large, the span's leftover, not the rounding, is the waste.",
         plot_go_sizeclasses,
     ),
 )
@@ -168,7 +206,7 @@ def draw_all(results_dir: Path) -> list[Path]:
         for spec in FIGURES:
             path = plots_dir / spec.filename
             entry: dict[str, Any] = {"name": spec.name, "title": spec.title, "caption": spec.caption,
-                                     "file": None, "note": "", "skipped": None}
+                                     "look": spec.look, "file": None, "note": "", "skipped": None}
             try:
                 entry["note"] = spec.draw(results, styles, path) or ""
             except SkipFigure as skip:
@@ -198,7 +236,7 @@ def read_manifest(results_dir: Path) -> list[dict[str, Any]]:
     for spec in FIGURES:
         exists = (Path(results_dir) / PLOTS_DIR / spec.filename).is_file()
         entries.append({
-            "name": spec.name, "title": spec.title, "caption": spec.caption, "note": "",
+            "name": spec.name, "title": spec.title, "caption": spec.caption, "look": spec.look, "note": "",
             "file": f"{PLOTS_DIR}/{spec.filename}" if exists else None,
             "skipped": None if exists else "not drawn yet (run `python -m bench plot DIR`)",
         })

@@ -7,7 +7,14 @@ and the workloads (by family in order of first appearance, then by swept
 parameter value).  Aggregates: `cell_values` / `cell_medians` (a metric per
 allocator x workload over the ok seeds, the median is what every figure
 shows), `failed_cells` (no seed ok, at least one failed; skipped cells are
-not failures), `number` (a row's value as a finite float or None).
+not failures, `skipped_cells` lists them), `number` (a row's value as a
+finite float or None).
+
+Kinds of allocator (`allocator_kind`, `ReportData.kind`): a general-purpose
+model (`GENERAL`, the allocator class declares `general_purpose`), a
+special-purpose model (`SPECIAL`: `linear`, `pool`, `stack`, `region`: shown
+greyed, kept out of the verdicts and the Pareto front) or a real allocator
+(`REAL`, `real:NAME`: the scale the models are seen against).
 """
 
 from __future__ import annotations
@@ -16,13 +23,30 @@ import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.results import ResultRow, load_results
+
+GENERAL, SPECIAL, REAL = "general", "special", "real"
+REAL_PREFIX = "real:"
+
+
+def allocator_kind(spec: str) -> str:
+    """GENERAL, SPECIAL or REAL for an allocator spec of the results (an unknown model name counts as general:
+    results may name an allocator this checkout does not have, and nothing says it is special)."""
+    if spec.startswith(REAL_PREFIX):
+        return REAL
+    from allocators import registry
+    from allocators.errors import BadParameter
+
+    try:
+        return GENERAL if registry.general_purpose(spec) else SPECIAL
+    except (BadParameter, ValueError):
+        return GENERAL
 
 
 class SkipFigure(Exception):
@@ -41,6 +65,13 @@ class ReportData:
     workloads: list[str]
     heapmap: dict[str, Any] | None  # arrays of heapmap.npz (+ "meta" dict), None when absent
     heapmap_error: str = ""  # why heapmap.npz could not be read ("" when absent or fine)
+    kinds: dict[str, str] = field(default_factory=dict)  # allocator spec -> GENERAL, SPECIAL or REAL
+
+    def kind(self, spec: str) -> str:
+        """GENERAL, SPECIAL or REAL (`allocator_kind`, remembered per spec)."""
+        if spec not in self.kinds:
+            self.kinds[spec] = allocator_kind(spec)
+        return self.kinds[spec]
 
     def ok_rows(self) -> list[ResultRow]:
         return [row for row in self.rows if row.ok]
@@ -158,7 +189,13 @@ def cell_medians(results: ReportData, metric: str) -> dict[tuple[str, str], floa
 
 
 def failed_cells(results: ReportData) -> set[tuple[str, str]]:
-    """(allocator, workload) pairs where no seed succeeded and at least one failed."""
+    """(allocator, workload) pairs where no seed succeeded and at least one failed (skipped is not failed)."""
     ok = {(row["allocator"], row["workload"]) for row in results.ok_rows()}
-    return {(row["allocator"], row["workload"]) for row in results.rows if row["status"] != "ok"} - ok
+    return {(row["allocator"], row["workload"]) for row in results.rows if row["status"] == "failed"} - ok
+
+
+def skipped_cells(results: ReportData) -> set[tuple[str, str]]:
+    """(allocator, workload) pairs skipped as not applicable on every seed."""
+    other = {(row["allocator"], row["workload"]) for row in results.rows if not row.skipped}
+    return {(row["allocator"], row["workload"]) for row in results.rows if row.skipped} - other
 

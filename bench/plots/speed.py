@@ -8,9 +8,10 @@ from pathlib import Path
 
 from matplotlib.lines import Line2D
 
-from bench.plots.data import ReportData, SkipFigure, cell_values, failed_cells
+from bench.plots.data import REAL, ReportData, SkipFigure, cell_values, failed_cells
 from bench.plots.style import (
     FAILED_COLOR,
+    REAL_COLOR,
     Style,
     allocator_handles,
     legend_columns,
@@ -30,7 +31,9 @@ def plot_throughput(results: ReportData, styles: dict[str, Style], path: Path) -
     failed = failed_cells(results)
     workloads = [w for w in results.workloads if any((a, w) in values or (a, w) in failed for a in results.allocators)]
     allocators = [a for a in results.allocators if any((a, w) in values or (a, w) in failed for w in workloads)]
-    n_alloc = len(allocators)
+    kinds = {spec: results.kind(spec) for spec in allocators}
+    models = [spec for spec in allocators if kinds[spec] != REAL]  # real allocators: a bar across the band
+    n_alloc = len(models)
     band = 0.8
     step = band / max(n_alloc, 1)
     height = max(3.2, 1.3 + len(workloads) * max(0.45, 0.07 * n_alloc), 0.9 + 0.2 * (n_alloc + 2))
@@ -44,7 +47,12 @@ def plot_throughput(results: ReportData, styles: dict[str, Style], path: Path) -
     for band_index, workload in enumerate(workloads):
         if band_index % 2 == 0:
             ax.axhspan(band_index - 0.5, band_index + 0.5, color="#f2f2f2", zorder=0, linewidth=0)
-        for slot, spec in enumerate(allocators):
+        for spec in allocators:
+            cell = values.get((spec, workload))
+            if kinds[spec] == REAL and cell:
+                ax.vlines(statistics.median(cell), band_index - 0.47, band_index + 0.47, color=REAL_COLOR,
+                          linewidth=2.0, zorder=4)
+        for slot, spec in enumerate(models):
             y = band_index - band / 2 + step * (slot + 0.5)
             style = styles[spec]
             cell = values.get((spec, workload))
@@ -66,10 +74,10 @@ def plot_throughput(results: ReportData, styles: dict[str, Style], path: Path) -
     ax.set_yticks(range(len(workloads)), workloads)
     ax.set_ylim(len(workloads) - 0.5, -0.5)
     ax.tick_params(axis="y", length=0)
-    ax.set_xlabel("replay throughput (Mops/s, log scale; median over seeds)")
+    ax.set_xlabel("model replay speed (Mops/s: trace rows per second of kernel time, log scale; median over seeds)")
     seeds = results.seeds
-    ax.set_title(f"Throughput per workload and allocator ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})")
-    handles = allocator_handles(allocators, styles)
+    ax.set_title(f"Model replay speed per workload and allocator ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})")
+    handles = allocator_handles(allocators, styles, kinds=kinds)
     if failed:
         handles.append(Line2D([], [], color=FAILED_COLOR, marker="x", linestyle="none", label="failed cell"))
     if multi_seed:

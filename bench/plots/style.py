@@ -90,12 +90,30 @@ def bytes_formatter() -> ticker.FuncFormatter:
     return ticker.FuncFormatter(lambda value, _: format_bytes(value).replace(".0 ", " ") if value > 0 else "0")
 
 
-def allocator_handles(specs: Iterable[str], styles: dict[str, Style], line: bool = False) -> list[Line2D]:
-    return [
-        Line2D([], [], color=styles[spec].color, marker=styles[spec].marker, markersize=6,
-               linestyle=styles[spec].linestyle if line else "none", label=spec)
-        for spec in specs
-    ]
+#: Legend suffix per allocator kind (`bench.plots.data`: GENERAL, SPECIAL, REAL).
+KIND_SUFFIX = {"special": " (special purpose)", "real": " (real, the scale)"}
+#: How special-purpose models are drawn where they must not compete (the Pareto panels).
+SPECIAL_COLOR = "#b0b0b0"
+REAL_COLOR = "black"
+
+
+def allocator_handles(specs: Iterable[str], styles: dict[str, Style], line: bool = False,
+                      kinds: dict[str, str] | None = None, grey_special: bool = False) -> list[Line2D]:
+    """Legend entries, one per spec in its style; `kinds` (spec -> kind) adds ' (special purpose)' or ' (real,
+    the scale)' to the label, `grey_special` draws special-purpose entries grey, as the Pareto panels do."""
+    handles = []
+    for spec in specs:
+        kind = (kinds or {}).get(spec, "general")
+        color = SPECIAL_COLOR if grey_special and kind == "special" else styles[spec].color
+        if kind == "real":
+            handles.append(Line2D([], [], color=REAL_COLOR, linestyle=":" if line else "none",
+                                  marker=None if line else "|", markersize=10, markeredgewidth=2,
+                                  label=spec + KIND_SUFFIX["real"]))
+            continue
+        handles.append(Line2D([], [], color=color, marker=styles[spec].marker, markersize=6,
+                              linestyle=styles[spec].linestyle if line else "none",
+                              label=spec + KIND_SUFFIX.get(kind, "")))
+    return handles
 
 
 def log_axis_readable(axis: Any) -> None:
