@@ -60,14 +60,18 @@ def _speed(value: float) -> str:
     return f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
+def _count(value: float) -> str:
+    return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
+
+
 CRITERIA: tuple[Criterion, ...] = (
     Criterion("fastest", "fastest", "throughput_mops", False, "model replay speed, Mops/s", _speed),
     Criterion("leanest", "leanest", "overhead_factor", True, "overhead factor (peak footprint / peak live)",
               lambda value: f"{value:.3f}"),
     Criterion("cache", "most cache-friendly", "l2_misses_per_kop", True, "L2 misses per 1000 rows",
-              lambda value: f"{value:.3g}", tie_break="hot_reuse_rate", tie_break_lower_is_better=False),
+              _count, tie_break="hot_reuse_rate", tie_break_lower_is_better=False),
     Criterion("scaling", "best-scaling", "shared_ops_per_kop", True, "shared-structure ops per 1000 rows",
-              lambda value: f"{value:.3g}", tie_break="false_sharing_lines_peak", multi_thread_only=True),
+              _count, tie_break="false_sharing_lines_peak", multi_thread_only=True),
 )
 
 

@@ -140,7 +140,8 @@ FIGURES: tuple[FigureSpec, ...] = (
         "Allocators (rows) x workloads (columns). Hot-reuse rate: share of allocations served by a block freed in "
         "the last 64 frees (its lines are likely still cached), higher is better. L2 misses per 1000 rows: misses "
         "of the simulated 1 MiB 16-way L2 behind a 32 KiB L1 over the access stream (allocation touches, frees, "
-        "ACCESS rows), per 1000 trace rows, i.e. accesses that would go to memory, lower is better. The color "
+        "ACCESS rows), per 1000 trace rows, i.e. accesses that would go to memory, lower is better, colored within "
+        "each workload (column) from fewest to most, since workloads differ far more than allocators. The color "
         "scales are oriented so that the yellow end is the better one in both; median over seeds; 'failed' = the "
         "cell failed, 'n/a' = skipped or the metric is missing; special-purpose models have grey names.",
         "Look for allocators whose rows stay on the yellow end across workloads in both maps: they hand freed "

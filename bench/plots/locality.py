@@ -5,10 +5,12 @@ its lines are warm) and the L2 misses per 1000 trace rows of the simulated
 cache hierarchy (the accesses that would go to memory).  The L1 miss rate is
 not drawn: on these traces every allocator misses L1 on most accesses (each
 allocation touches fresh lines), so its map is one color; it stays in the
-results table.  Rates are shown in %, counts per 1000 rows as they are; the
-colors of a count run from its smallest to its largest value, so small
-differences show.  Real allocators have no simulated locality and are left
-out; special-purpose models keep their row, with a grey name.
+results table.  Rates are shown in %, on one color scale for the map; counts
+per 1000 rows as they are, colored within each workload (column) from its
+fewest to its most, since they differ far more between workloads (an
+adversarial size pattern misses on almost every row) than between allocators.
+Real allocators have no simulated locality and are left out; special-purpose
+models keep their row, with a grey name.
 """
 
 from __future__ import annotations
@@ -59,19 +61,24 @@ def plot_locality(results: ReportData, styles: dict[str, Style], path: Path) -> 
                     grid[i, j] = medians[(spec, workload)]
         scale = 100.0 if rate else 1.0
         grid *= scale
-        finite = grid[np.isfinite(grid)]
-        top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-        bottom = 0.0 if rate or not finite.size else float(finite.min())
-        if top <= bottom:
-            bottom, top = min(bottom, 0.0), max(top, bottom + 1.0)
+        if rate:  # one scale for the whole map: 0 .. the highest rate
+            finite = grid[np.isfinite(grid)]
+            top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+            shade = grid / top
+        else:  # per workload: counts differ between workloads far more than between allocators
+            with np.errstate(invalid="ignore"):
+                low = np.nanmin(np.where(np.isfinite(grid), grid, np.nan), axis=0, initial=np.inf)
+                high = np.nanmax(np.where(np.isfinite(grid), grid, np.nan), axis=0, initial=-np.inf)
+            span = np.where(high > low, high - low, 1.0)
+            shade = np.where(np.isfinite(grid), (grid - low) / span, np.nan)
         cmap = matplotlib.colormaps["viridis_r" if lower_better else "viridis"].with_extremes(bad="#e6e6e6")
-        image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=bottom, vmax=top, aspect="auto",
+        image = ax.imshow(np.ma.masked_invalid(shade), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto",
                           interpolation="nearest")
         for i, spec in enumerate(allocators):
             for j, workload in enumerate(workloads):
                 value = grid[i, j]
                 if math.isfinite(value):
-                    red, green, blue, _ = cmap((value - bottom) / (top - bottom))
+                    red, green, blue, _ = cmap(shade[i, j])
                     dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
                     text = percent_text(value / 100.0) if rate else f"{value:.0f}"
                     ax.text(j, i, text, ha="center", va="center", fontsize=7.5,
@@ -91,7 +98,13 @@ def plot_locality(results: ReportData, styles: dict[str, Style], path: Path) -> 
         ax.tick_params(which="minor", length=0)
         ax.set_title(title)
         colorbar = figure.colorbar(image, ax=ax, shrink=0.9, pad=0.01)
-        colorbar.set_label("%" if rate else "per 1000 rows")
+        if rate:
+            shares = np.linspace(0.0, 1.0, 5)
+            colorbar.set_ticks(shares, labels=[f"{top * share:.0f}" for share in shares])
+            colorbar.set_label("%")
+        else:
+            colorbar.set_ticks([0.0, 1.0], labels=["fewest", "most"])
+            colorbar.set_label("within each workload (column)")
     figure.suptitle("Locality of placement (median over seeds)")
     save_figure(figure, path)
     return ", ".join(metric for metric, *_ in metrics) + (
