@@ -177,6 +177,19 @@ def test_skipped_cells_are_neither_compared_nor_missing(results, tmp_path, capsy
     assert comparison.ok and any("ok in base, skipped in new" in warning for warning in comparison.warnings)
 
 
+def test_real_allocator_cells_are_compared_by_status_only(results):
+    base = copy.deepcopy(results)
+    real = dict(row_of(base, POOL), allocator="real:glibc", allocator_name="real:glibc")
+    base["rows"].append(real)
+    new = copy.deepcopy(base)
+    row_of(new, ("real:glibc", "lognormal", 0)).update(peak_live_granted=real["peak_live_granted"] + 96,
+                                                        seconds_min=real["seconds_min"] * 10)
+    comparison = compare(base, new)
+    assert comparison.ok and comparison.real == [("real:glibc", "lognormal", 0)]
+    row_of(new, ("real:glibc", "lognormal", 0)).update(status="failed", reason="RealReplayFailed: x")
+    assert [d.metric for d in compare(base, new).differences] == ["status"]
+
+
 def test_missing_cell_is_named(results, tmp_path, capsys):
     new = copy.deepcopy(results)
     new["rows"] = [row for row in new["rows"] if (row["allocator"], row["workload"]) != ("stack", "lifo")]
