@@ -62,6 +62,7 @@ p.look { max-width: 75em; margin: 0.3em 0 0; }
 table.verdicts td { vertical-align: top; min-width: 10em; }
 table.verdicts .fig { font-variant-numeric: tabular-nums; }
 table.verdicts .ru { color: #666; font-size: 0.92em; }
+table.verdicts td.scale { white-space: nowrap; font-size: 0.92em; }
 .special, tr.special th, tr.special td { color: #8a8a8a; }
 td.na { color: #777; font-style: italic; }
 tr.skipped td { background: #f7f7f7; color: #666; }
@@ -186,17 +187,18 @@ def _verdicts_html(results: ReportData) -> str:
                      f"the figures): {_e(', '.join(special))}.</p>")
     if real:
         lines.append(f"<p>Real allocators, the scale (not models, so in no verdict): {_e(', '.join(real))}; their "
-                     "replay speed is the last column.</p>")
+                     "replay speed of the same trace is the last column.</p>")
     header = "".join(f"<th>{_e(c.title)}<br><span class=note>{_e(c.label)}</span></th>" for c in CRITERIA)
-    header += "".join(f"<th>scale: {_e(spec)}<br><span class=note>replay speed, Mops/s</span></th>" for spec in real)
+    if real:
+        header += "<th>scale: real allocators<br><span class=note>replay speed, Mops/s</span></th>"
     body = []
     for entry in table:
         threads = "?" if entry.threads is None else str(entry.threads)
         cells = "".join(_verdict_cell(verdict) for verdict in entry.verdicts)
-        for spec in real:
-            pick = entry.scale.get(spec)
-            cells += (f'<td class="num">{_e(f"{pick.value:.3g}")}</td>' if pick else
-                      '<td class="note">—</td>')
+        if real:
+            scale = [f"{_e(spec)} <span class=fig>{_e(f'{entry.scale[spec].value:.3g}')}</span>" if spec in entry.scale
+                     else f"{_e(spec)} —" for spec in real]
+            cells += f'<td class="scale">{"<br>".join(scale)}</td>'
         body.append(f"<tr><th>{_e(entry.workload)}</th><td class=num>{_e(threads)}</td>{cells}</tr>")
     markup = (f'<table class="verdicts"><thead><tr><th>workload</th><th>threads</th>{header}</tr></thead>'
               f"<tbody>{''.join(body)}</tbody></table>")

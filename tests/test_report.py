@@ -114,7 +114,7 @@ def test_page_leads_with_verdicts_and_collapses_the_full_table(synthetic):
     assert page.count("<p class=\"look\"><b>What to look at.</b>") == page.count("<figure ") == 4  # drawn ones
     assert "model replay speed" in page and "Throughput" not in page
     assert "Special purpose, kept out of the verdicts" in page and "linear, pool, stack" in page
-    assert "scale: real:glibc" in page
+    assert "scale: real allocators" in page and "real:glibc <span class=fig>202</span>" in page
     assert re.search(r"<b>buddy <span class=fig>70\.7</span></b>", page)  # fastest on both workloads
     assert 'class="na" title="not applicable: stack' in page  # skipped, not failed
     assert "43 cells (40 ok, 2 failed, 1 skipped as not applicable)" in page

@@ -13,7 +13,7 @@ Figures (file name, what it needs):
 
 1. `throughput.png`: model replay speed (Mops/s, log axis) per workload and
    allocator, a dot plot; whiskers span the seeds; failed cells are crosses at
-   the left edge; real allocators are black bars (the scale).  Needs
+   the left edge; real allocators are dark bars (the scale).  Needs
    `throughput_mops`.
 2. `waste_vs_param.png`: overhead factor (log) and internal fragmentation
    against a swept size-distribution parameter, one panel column per swept
@@ -113,10 +113,10 @@ FIGURES: tuple[FigureSpec, ...] = (
         "log scale), one band per workload, one dot per allocator at the median over seeds; a horizontal whisker "
         "spans the seeds when there are several. Farther right is faster; a factor of 10 is one grid decade. A "
         "cross at the left edge marks a cell where the allocator failed (reason in the table below); a cell "
-        "skipped as not applicable has no dot. A real allocator (real:NAME) is a black bar: the speed of the "
-        "real malloc on the same trace.",
+        "skipped as not applicable has no dot. A real allocator (real:NAME) is a dark bar (real:glibc black): the "
+        "speed of the real malloc on the same trace.",
         "Compare the general-purpose models within a band (the fastest verdict reads them) and against the real "
-        "allocator's black bar, the scale: the bar says how far a model's replay is from a real malloc, not how "
+        "allocator's dark bar, the scale: the bar says how far a model's replay is from a real malloc, not how "
         "fast the modelled allocator would be. Special-purpose models (marked in the legend) are fast because "
         "they do less per operation; do not read them as winners.",
         plot_throughput,

@@ -12,7 +12,6 @@ from matplotlib.lines import Line2D
 
 from bench.plots.data import GENERAL, REAL, ReportData, SkipFigure, cell_medians
 from bench.plots.style import (
-    REAL_COLOR,
     SPECIAL_COLOR,
     Style,
     allocator_handles,
@@ -103,7 +102,7 @@ def plot_pareto(results: ReportData, styles: dict[str, Style], path: Path) -> st
                     zorder=4 if is_front else 3)
         for spec in reals:
             if (spec, workload) in speed:
-                ax.axhline(speed[(spec, workload)], color=REAL_COLOR, linestyle=":", linewidth=1.1, zorder=1)
+                ax.axhline(speed[(spec, workload)], color=styles[spec].color, linestyle=":", linewidth=1.2, zorder=1)
         if front:
             # the staircase bounds the dominated region: down from the leanest point, right from the fastest
             xs = [points[front[0]][0]] + [points[i][0] for i in front] + [ax.get_xlim()[1]]
@@ -125,8 +124,8 @@ def plot_pareto(results: ReportData, styles: dict[str, Style], path: Path) -> st
     drawn += [spec for spec in reals if any((spec, w) in speed for w in workloads)]
     kinds = {spec: results.kind(spec) for spec in drawn}
     handles = allocator_handles(drawn, styles, line=False, kinds=kinds, grey_special=True)
-    handles = [handle if kinds[spec] != REAL else Line2D([], [], color=REAL_COLOR, linestyle=":",
-                                                          label=handle.get_label())
+    handles = [handle if kinds[spec] != REAL else Line2D([], [], color=styles[spec].color, linestyle=":",
+                                                          linewidth=1.2, label=handle.get_label())
                for spec, handle in zip(drawn, handles, strict=True)]
     handles.append(Line2D([], [], color="black", linestyle="--", label="Pareto front"))
     figure.legend(handles=handles, loc="outside right center", ncols=legend_columns(len(handles)),

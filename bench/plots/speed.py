@@ -11,7 +11,6 @@ from matplotlib.lines import Line2D
 from bench.plots.data import REAL, ReportData, SkipFigure, cell_values, failed_cells
 from bench.plots.style import (
     FAILED_COLOR,
-    REAL_COLOR,
     Style,
     allocator_handles,
     legend_columns,
@@ -50,8 +49,8 @@ def plot_throughput(results: ReportData, styles: dict[str, Style], path: Path) -
         for spec in allocators:
             cell = values.get((spec, workload))
             if kinds[spec] == REAL and cell:
-                ax.vlines(statistics.median(cell), band_index - 0.47, band_index + 0.47, color=REAL_COLOR,
-                          linewidth=2.0, zorder=4)
+                ax.vlines(statistics.median(cell), band_index - 0.47, band_index + 0.47, color=styles[spec].color,
+                          linewidth=2.2, zorder=4)
         for slot, spec in enumerate(models):
             y = band_index - band / 2 + step * (slot + 0.5)
             style = styles[spec]

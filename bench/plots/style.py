@@ -45,6 +45,8 @@ PALETTE = (
 )
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*")
 FAILED_COLOR = "#9a9a9a"
+#: Real allocators (the scale): black first, then dark shades.
+REAL_PALETTE = ("#000000", "#8b0000", "#00308f", "#5b5b5b", "#4b0082", "#006400")
 
 
 # ------------------------------------------------------------------ helpers
@@ -56,15 +58,21 @@ class Style:
 
 
 def allocator_styles(allocators: Sequence[str]) -> dict[str, Style]:
-    """One color/marker/line style per allocator spec, by position (distinct for the first 20)."""
+    """One color/marker/line style per allocator spec, by position (distinct for the first 20); real allocators
+    (`real:NAME`, drawn as bars and lines, the scale) take the dark colors of `REAL_PALETTE` in their order."""
     styles = {}
-    for index, spec in enumerate(allocators):
+    models = [spec for spec in allocators if not spec.startswith("real:")]
+    reals = [spec for spec in allocators if spec.startswith("real:")]
+    for index, spec in enumerate(models):
         styles[spec] = Style(
             color=PALETTE[index % len(PALETTE)],
             marker=MARKERS[index % len(MARKERS)],
             linestyle=("-", "--", ":", "-.")[(index // len(PALETTE)) % 4],
         )
+    for index, spec in enumerate(reals):
+        styles[spec] = Style(color=REAL_PALETTE[index % len(REAL_PALETTE)], marker="|", linestyle=":")
     return styles
+
 
 def new_figure(width: float, height: float) -> Figure:
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
@@ -94,7 +102,6 @@ def bytes_formatter() -> ticker.FuncFormatter:
 KIND_SUFFIX = {"special": " (special purpose)", "real": " (real, the scale)"}
 #: How special-purpose models are drawn where they must not compete (the Pareto panels).
 SPECIAL_COLOR = "#b0b0b0"
-REAL_COLOR = "black"
 
 
 def allocator_handles(specs: Iterable[str], styles: dict[str, Style], line: bool = False,
@@ -105,8 +112,8 @@ def allocator_handles(specs: Iterable[str], styles: dict[str, Style], line: bool
     for spec in specs:
         kind = (kinds or {}).get(spec, "general")
         color = SPECIAL_COLOR if grey_special and kind == "special" else styles[spec].color
-        if kind == "real":
-            handles.append(Line2D([], [], color=REAL_COLOR, linestyle=":" if line else "none",
+        if kind == "real":  # a bar (speed) or a dotted line (Pareto) in its own color
+            handles.append(Line2D([], [], color=styles[spec].color, linestyle=":" if line else "none",
                                   marker=None if line else "|", markersize=10, markeredgewidth=2,
                                   label=spec + KIND_SUFFIX["real"]))
             continue
