@@ -1,4 +1,19 @@
-"""Figure: speed versus waste per workload, with the Pareto front."""
+"""Figure: model replay speed versus waste per workload, with the Pareto front of the general-purpose models.
+
+One panel per workload, x = overhead factor, y = model replay speed (both
+log, medians over seeds), four panels a row; the panels of a row share both
+axes (one scale for the row, from every point and real-allocator speed in
+it), so they compare at a glance.  The front (`pareto_front`) is computed over
+the general-purpose models whose every seed succeeded; special-purpose models
+are drawn grey, a model that failed on some seed hollow, and neither can be on
+the front.  A real allocator's speed is a dotted horizontal line (the scale).
+
+Labels (`_label_fronts`) go up and to the left of their front points, where no
+other front point can be (it would dominate): the row's shared x range is
+widened first so every label fits inside its panel, then labels that would
+overlap are stacked in pixels, with a leader line to a label moved off its
+point.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,15 @@
-"""Figure: model replay speed per workload and allocator (a dot plot)."""
+"""Figure: model replay speed per workload and allocator (a dot plot).
+
+One horizontal band per workload, one row of the band per model, a dot at the
+median over seeds of `throughput_mops` (log x) and a whisker over the seeds.
+The figure says *model replay speed* everywhere: rows per second of the
+model's kernels, which ranks the models' algorithms, not the real allocators
+they imitate.  A real allocator's cell (`real:NAME`) is that scale: a dark bar
+across the band at its replay speed, so every model reads against it.  A cell
+that failed is a cross at the left edge; a skipped one (not applicable) is
+left empty.  Special-purpose models keep their color and are marked in the
+legend.
+"""
 
 from __future__ import annotations
 
