@@ -146,8 +146,8 @@ FIGURES: tuple[FigureSpec, ...] = (
         "cell failed, 'n/a' = skipped or the metric is missing; special-purpose models have grey names.",
         "Look for allocators whose rows stay on the yellow end across workloads in both maps: they hand freed "
         "blocks out again while warm and keep their working set inside the L2. The L1 miss rate is only in the "
-        "results table, since every allocator misses L1 on most accesses of these traces (each allocation "
-        "touches fresh lines), so it does not separate them.",
+        "results table: on every default workload but lifo, every allocator misses L1 on half or more of its "
+        "accesses (each allocation touches fresh lines), so it separates them little.",
         plot_locality,
     ),
     FigureSpec(

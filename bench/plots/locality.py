@@ -3,9 +3,9 @@
 The maps lead with the hot-reuse rate (a freed block handed out again while
 its lines are warm) and the L2 misses per 1000 trace rows of the simulated
 cache hierarchy (the accesses that would go to memory).  The L1 miss rate is
-not drawn: on these traces every allocator misses L1 on most accesses (each
-allocation touches fresh lines), so its map is one color; it stays in the
-results table.  Rates are shown in %, on one color scale for the map; counts
+not drawn: in the default sweep it is 50-100 % for every allocator on every
+workload but `lifo` (each allocation touches fresh lines), so its map is
+nearly one color; it stays in the results table.  Rates are shown in %, on one color scale for the map; counts
 per 1000 rows as they are, colored within each workload (column) from its
 fewest to its most, since they differ far more between workloads (an
 adversarial size pattern misses on almost every row) than between allocators.
