@@ -12,6 +12,10 @@ users:
 `run_program` drives an allocator through a list of operations with the
 per-call API (allocate / deallocate / free) and checks after each one, and
 `check_replay` does the same for a whole-trace replay by walking its AllocLog.
+`check_declarations` checks what a class declares about itself: its flags
+(`supports_deallocate`, `lifo_only`, `general_purpose`) are bools, a spec's
+`general_purpose_with` answer is one too, and a LIFO-only allocator does not
+claim to be general purpose.
 The property-based tests in tests/test_conformance.py feed both with programs
 made by hypothesis, for every allocator in the registry.
 """
@@ -29,6 +33,18 @@ from workloads.trace import OP_ACCESS, OP_FREE, Trace
 
 class ConformanceError(AssertionError):
     """An allocator broke one of the invariants; the message says which and where."""
+
+
+def check_declarations(cls: type[Allocator], params: dict | None = None) -> None:
+    """The class's declared flags are bools, and consistent (ConformanceError naming the flag)."""
+    for flag in ("supports_deallocate", "lifo_only", "general_purpose"):
+        if not isinstance(getattr(cls, flag), bool):
+            raise ConformanceError(f"{cls.name}: {flag} must be a bool, got {getattr(cls, flag)!r}")
+    answer = cls.general_purpose_with(dict(params or {}))
+    if not isinstance(answer, bool):
+        raise ConformanceError(f"{cls.name}: general_purpose_with({params}) must return a bool, got {answer!r}")
+    if cls.lifo_only and answer:
+        raise ConformanceError(f"{cls.name}: a LIFO-only allocator cannot be general purpose")
 
 
 @dataclass

@@ -75,6 +75,7 @@ class Linear(Allocator):
     summary = "bump pointer over one region; no single frees (replay ignores FREE), free() resets"
     supports_deallocate = False
     reuses_freed_memory = False
+    general_purpose = False
     alignment = ALIGNMENT
     counter_names = ("allocs", "frees_ignored", "resets")
     shared_counters = ("allocs",)  # every bump moves the one shared pointer

@@ -57,6 +57,11 @@ fills the inner allocator's trace-derived parameters (a `pool`'s block size)
 into the `inner` spec; `capacity_for_trace` is twice what the inner allocator
 asks for, since pooled objects stay allocated in it beside the live ones.
 
+General purpose.  The pool itself takes any request size and any free order
+(`general_purpose_with`): it is as general as the allocator behind it, so the
+report counts `objpool` (default inner `freelist:glibc`) among the
+general-purpose allocators and `objpool:inner=pool` among the special ones.
+
 Knowing the bucket at deallocate.  A real program puts an object back into the
 pool of its own type: it knows the size.  The protocol's free only passes the
 address, so the pool keeps `bucket_tags`, one int16 per 16 B unit of the
@@ -369,6 +374,14 @@ class ObjPool(Allocator):
     #: Private slots are per thread; the shared and victim lists and the inner allocator's shared
     #: structures are not (pushes onto the shared list are not counted apart from `puts`).
     shared_counters = ("hits_shared", "hits_victim", "overflows", "inner_shared_ops")
+
+    @classmethod
+    def general_purpose_with(cls, params: dict[str, Any]) -> bool:
+        """As general as the inner allocator: the pool takes any size and any free order and passes what it
+        cannot reuse to the inner one (so `objpool` over `freelist:glibc`, the default, is general purpose,
+        over `pool` or `linear` it is not)."""
+        name, inner_params = _inner_spec(params.get("inner", DEFAULT_INNER))
+        return registry.get(name).general_purpose_with(inner_params)
 
     def check_params(self) -> None:
         params = self.params

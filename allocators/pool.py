@@ -95,6 +95,7 @@ def reset_state(state):
 class Pool(Allocator):
     name = "pool"
     summary = "fixed-size blocks carved from one region, LIFO free list; O(1) both ways"
+    general_purpose = False  # one block size: every request up to it takes a whole block
     alignment = ALIGNMENT
     defaults = {"block_size": None}
     counter_names = ("allocs", "frees", "blocks_carved")

@@ -128,6 +128,11 @@ class Allocator:
     #: Whether freed memory is ever handed out again (False: a bump allocator; its default capacity is then
     #: `no_reuse_capacity`, room for every request).
     reuses_freed_memory: ClassVar[bool] = True
+    #: Whether the allocator can stand in for malloc: any size, any number of objects, freed in any order,
+    #: memory reused object by object.  False for special-purpose designs (a bump pointer, fixed-size
+    #: blocks, a LIFO stack, whole-region frees): the report marks them as such and keeps them out of its
+    #: verdicts and of the Pareto front (`general_purpose_with` for a spec's parameters).
+    general_purpose: ClassVar[bool] = True
     #: Alignment every granted address honours.
     alignment: ClassVar[int] = 16
     counter_names: ClassVar[tuple[str, ...]] = ()
@@ -236,6 +241,13 @@ class Allocator:
     @classmethod
     def create(cls, capacity_bytes: int, **params: Any) -> Allocator:
         return cls(capacity_bytes, **params)
+
+    @classmethod
+    def general_purpose_with(cls, params: dict[str, Any]) -> bool:
+        """Whether the allocator with these (spec) parameters is general purpose; the class attribute unless a
+        parameter decides it (an object pool is as general as the allocator behind it)."""
+        del params
+        return bool(cls.general_purpose)
 
     @classmethod
     def params_for_trace(cls, trace: Trace | TraceFacts, params: dict[str, Any]) -> dict[str, Any]:

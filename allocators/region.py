@@ -309,6 +309,7 @@ class Region(Allocator):
     summary = "arena of 8 MiB chunks: per-thread bump in a chunk, a chunk is reused once all its objects died"
     alignment = ALIGNMENT
     supports_deallocate = False
+    general_purpose = False
     defaults = {"chunk_size": DEFAULT_CHUNK_SIZE}
     variants = ("chunk_size=64KiB",)
     counter_names = ("allocs", "frees", "chunks_taken", "chunks_released", "chunk_reuses", "large_allocs")

@@ -73,6 +73,12 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return cls.name, params
 
 
+def general_purpose(spec: str) -> bool:
+    """Whether the allocator of `spec` is general purpose (`Allocator.general_purpose`); BadParameter if unknown."""
+    name, params = parse_spec(spec)
+    return get(name).general_purpose_with(params)
+
+
 def create(spec: str, capacity_bytes: int, **params: Any) -> Allocator:
     """Build an allocator from a spec; explicit `params` override those in the spec."""
     name, spec_params = parse_spec(spec)

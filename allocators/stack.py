@@ -111,6 +111,7 @@ class Stack(Allocator):
     summary = "bump pointer with a 16 B header per block; LIFO deallocate, out-of-order is an error"
     alignment = ALIGNMENT
     lifo_only = True
+    general_purpose = False
     counter_names = ("allocs", "frees", "out_of_order_frees")
     shared_counters = ("allocs", "frees")
 

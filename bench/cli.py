@@ -404,8 +404,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(json.dumps([row.as_dict() for row in rows], sort_keys=True, default=str))
         return 0
     print(sweep.tables(rows, plan_allocators, results.meta["workloads"]))
-    failed = sum(not row.ok for row in rows)
-    print(f"\n{len(rows)} cells ({failed} failed: reasons in results.json); "
+    failed = sum(row.status == "failed" for row in rows)
+    skipped = sum(row.skipped for row in rows)
+    print(f"\n{len(rows)} cells ({failed} failed" + (f", {skipped} skipped as not applicable" if skipped else "")
+          + ": reasons in results.json); "
           f"results: {args.out / 'results.csv'}, {args.out / 'results.json'}")
     if not args.no_plots:
         print(f"report: {args.out / 'index.html'}")

@@ -74,6 +74,14 @@ the deterministic figures count.
 Statuses.  ok -> failed (the allocator now runs out of memory or rejects the
 trace) and failed -> ok are changes of a deterministic figure, so gate failures
 (exit 1), not unusable input; both failed with the same reason is no change.
+A *skipped* cell (status "skipped": it does not apply, e.g. `stack` on a trace
+that does not free newest-first, or a real allocator not installed) has no
+figures: a cell skipped on either side is not compared (counted in the summary;
+ok -> skipped is also a warning), and a skipped cell present on one side only
+is not a missing cell.  A real allocator's cell (`real:NAME`, e.g. `real:glibc`
+in the default preset) measures a real process, whose footprint and timings
+vary from run to run (a few hundred bytes of peak live granted, measured): only
+its status is compared, neither its figures nor its speed.
 
 Exit codes (`main_compare`): 0 both gates pass; 1 a gate failed (the report
 lists every failing metric and cell); 2 unusable input (`CompareError`): a file
@@ -101,6 +109,7 @@ DEFAULT_STATISTIC = "min"
 STATISTICS = ("min", "median")
 MIN_REPEATS = 3  # fewer timed repeats per cell: the speed gate is noise (see the table above)
 KEY_FIELDS = ("allocator", "workload", "seed")
+REAL_PREFIX = "real:"  # a real allocator's cell (bench.sweep.REAL_PREFIX)
 LABEL_FIELDS = frozenset(results.LABEL_FIELDS)
 TIMING_FIELDS = frozenset(results.TIMING_FIELDS)
 RUN_ALIKE = ("preset", "ops", "repeats", "seeds")  # meta fields that must agree for the cells to be comparable
@@ -173,6 +182,8 @@ class Comparison:
     new_repeats: Any
     cells: list[Key] = field(default_factory=list)
     both_failed: list[Key] = field(default_factory=list)
+    skipped: list[Key] = field(default_factory=list)  # skipped (not applicable) on one side or both: not compared
+    real: list[Key] = field(default_factory=list)  # real allocators' cells ok on both sides: status compared only
     metrics: list[str] = field(default_factory=list)  # names of the deterministic figures compared
     counters: list[str] = field(default_factory=list)  # counter names compared
     values_compared: int = 0
@@ -197,7 +208,9 @@ class Comparison:
         changed_cells = len({difference.cell for difference in self.differences})
         verdict = "PASS" if self.ok else "FAIL"
         return (
-            f"{len(self.cells)} cells compared ({len(self.both_failed)} failed on both sides with the same reason), "
+            f"{len(self.cells)} cells compared ({len(self.both_failed)} failed on both sides with the same reason"
+            + (f", {len(self.skipped)} skipped as not applicable" if self.skipped else "")
+            + (f", {len(self.real)} real-allocator cells compared by status only" if self.real else "") + "), "
             f"{len(self.metrics)} deterministic metrics + {len(self.counters)} counters "
             f"({self.values_compared:,} values) + speed of {len(self.speed)} cells; "
             f"failures: {self.failures} ({_count(len(self.differences), 'deterministic change')} in "
@@ -397,8 +410,8 @@ def _check_same_cells(base: dict[Key, Any], new: dict[Key, Any]) -> None:
         shown = ", ".join(_cell(key) for key in keys[:50])
         return shown + (f", and {len(keys) - 50} more" if len(keys) > 50 else "")
 
-    only_base = [key for key in base if key not in new]
-    only_new = [key for key in new if key not in base]
+    only_base = [key for key in base if key not in new and base[key]["status"] != "skipped"]
+    only_new = [key for key in new if key not in base and new[key]["status"] != "skipped"]
     problems = []
     if only_base:
         problems.append(f"{len(only_base)} cells missing in new: {listing(only_base)}")
@@ -503,8 +516,14 @@ def compare(base: Path | str | dict, new: Path | str | dict, thresholds: Thresho
     )
     metrics: dict[str, None] = {}
     counters: dict[str, None] = {}
+    comparison.skipped.extend(key for key in new_cells if key not in base_cells)  # skipped cells new only has
     for key, base_row in base_cells.items():
-        new_row = new_cells[key]
+        new_row = new_cells.get(key)
+        if new_row is None or "skipped" in (base_row["status"], new_row["status"]):
+            comparison.skipped.append(key)
+            if new_row is not None and base_row["status"] == "ok":
+                comparison.warnings.append(f"{_cell(key)}: ok in base, skipped in new ({new_row.get('reason', '')})")
+            continue
         comparison.cells.append(key)
         base_ok, new_ok = base_row["status"] == "ok", new_row["status"] == "ok"
         if base_ok != new_ok:  # ok -> failed or failed -> ok: a change of a deterministic figure
@@ -519,6 +538,9 @@ def compare(base: Path | str | dict, new: Path | str | dict, thresholds: Thresho
             comparison.differences.extend(changed)
             if not changed:
                 comparison.both_failed.append(key)
+            continue
+        if key[0].startswith(REAL_PREFIX):  # a real process measured: its figures vary from run to run
+            comparison.real.append(key)
             continue
         for name in _deterministic_names(base_row, new_row):
             metrics[name] = None

@@ -4,17 +4,31 @@
 and the figure list `OUT/plots/manifest.json` that `bench.plots.draw_all`
 writes, and writes `OUT/index.html` (atomically) with, in order:
 
+- the verdicts (`bench.verdicts`): one row per workload naming the fastest,
+  leanest, most cache-friendly and best-scaling general-purpose model, each
+  with its figure and the runner-up's, and the real allocators' replay speed
+  as the scale; the special-purpose models and the real allocators are named
+  above the table, since they are in no verdict;
 - the figures, numbered, each with its caption (what is plotted, how to read
-  it) and a note from the drawing (cells drawn, failures left out); a figure
-  that could not be drawn is one line saying why;
-- a summary: median throughput and overhead factor per allocator x workload,
-  failed cells named by their short reason (the full reason in the title
-  tooltip and in the full table);
-- the full results table: one row per allocator x workload x seed with the
-  main figures (columns only for metrics some row has); a failed cell's row
-  shows its reason across the metric columns;
+  it), one paragraph saying what to look at, and a note from the drawing (cells
+  drawn, failures left out); a figure that could not be drawn is one line
+  saying why;
+- a summary: median model replay speed and overhead factor per allocator x
+  workload, special-purpose models greyed, failed cells named by their short
+  reason and skipped ones 'n/a' (the full reason in the title tooltip and in
+  the full table);
+- the full results table, collapsed (`<details>`): one row per allocator x
+  workload x seed with the main figures (columns only for metrics some row
+  has); a failed or skipped cell's row shows its reason across the metric
+  columns;
 - the run metadata: command, creation time, preset, seeds, rows, repeats, git
   revision, package versions, machine, heap-map cell, anything else in `meta`.
+
+Throughput is always called the *model replay speed*: the speed of replaying
+the trace through the model's kernels, which ranks the models' algorithms, not
+the speed of the real allocator a model imitates (`real:glibc`, when measured,
+is that scale).  The page fits a 1400 px window: every wide table scrolls
+sideways inside its own box.
 
 The page is self-contained: inline CSS, no script, no external URL; figures
 are linked relatively (`plots/NAME.png`), so the directory can be copied or
@@ -32,13 +46,26 @@ from pathlib import Path
 from typing import Any
 
 from bench.plots import ReportData, load_report, number, read_manifest
+from bench.plots.data import GENERAL, REAL, SPECIAL
 from bench.table import format_bytes
+from bench.verdicts import CRITERIA, Pick, Verdict, verdicts
 
 INDEX = "index.html"
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1.5em auto;
-       max-width: 1400px; padding: 0 1em; color: #222; line-height: 1.45; }
+       max-width: 1360px; padding: 0 1em; color: #222; line-height: 1.45; }
+.scroll { overflow-x: auto; max-width: 100%; margin: 0.5em 0 1.5em; }
+.scroll table { margin: 0; }
+details > summary { cursor: pointer; font-weight: 600; margin: 0.5em 0; }
+p.look { max-width: 75em; margin: 0.3em 0 0; }
+table.verdicts td { vertical-align: top; min-width: 10em; }
+table.verdicts .fig { font-variant-numeric: tabular-nums; }
+table.verdicts .ru { color: #666; font-size: 0.92em; }
+table.verdicts td.scale { white-space: nowrap; font-size: 0.92em; }
+.special, tr.special th, tr.special td { color: #8a8a8a; }
+td.na { color: #777; font-style: italic; }
+tr.skipped td { background: #f7f7f7; color: #666; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
 h3 { margin: 1.2em 0 0.4em; }
 .sub { color: #555; margin-top: 0; }
@@ -57,7 +84,7 @@ tr.failed td { background: #fff3f3; }
 tbody tr:nth-child(even) td { background-color: #fafafa; }
 tbody tr.failed:nth-child(even) td { background-color: #fff0f0; }
 dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 0.2em 1.2em; }
-dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; }
+dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; overflow-wrap: anywhere; }
 code { background: #f4f4f4; padding: 0.05em 0.3em; border-radius: 3px; }
 """
 
@@ -68,7 +95,7 @@ def _percent(value: float) -> str:
 
 #: Columns of the full table: (metric, header, formatter).
 COLUMNS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
-    ("throughput_mops", "Mops/s", lambda value: f"{value:.3g}" if value < 100 else f"{value:.0f}"),
+    ("throughput_mops", "model replay Mops/s", lambda value: f"{value:.3g}" if value < 100 else f"{value:.0f}"),
     ("ns_per_op", "ns/op", lambda value: f"{value:.1f}"),
     ("peak_footprint", "peak footprint", format_bytes),
     ("peak_live_requested", "peak live requested", format_bytes),
@@ -76,9 +103,10 @@ COLUMNS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
     ("internal_fragmentation", "internal frag. %", _percent),
     ("external_fragmentation", "external frag. %", _percent),
     ("peak_metadata_bytes", "peak metadata", format_bytes),
+    ("hot_reuse_rate", "hot reuse %", _percent),
+    ("l2_misses_per_kop", "L2 misses / 1000 rows", lambda value: f"{value:.3g}"),
     ("l1_miss_rate", "L1 miss %", _percent),
     ("tlb_miss_rate", "TLB miss %", _percent),
-    ("hot_reuse_rate", "hot reuse %", _percent),
     ("shared_ops_per_1000", "shared ops / 1000", lambda value: f"{value:.1f}"),
     ("shared_ops_per_kop", "shared ops / 1000", lambda value: f"{value:.1f}"),  # the name bench.metrics uses
     ("remote_free_rate", "remote frees %", _percent),
@@ -98,9 +126,10 @@ def _e(value: Any) -> str:
 
 
 def short_reason(reason: str) -> str:
-    """A few words for a failed cell: the exception name before ':' and a hint, e.g. 'UnsupportedOperation'."""
-    for words, short in (("out of memory", "out of memory"), ("OutOfMemory", "out of memory"),
-                         ("out of LIFO order", "not LIFO"), ("larger than the largest", "too large")):
+    """A few words for a failed or skipped cell: the exception name before ':' or a hint, e.g. 'not LIFO'."""
+    for words, short in (("not applicable", "n/a"), ("out of memory", "out of memory"),
+                         ("OutOfMemory", "out of memory"), ("out of LIFO order", "not LIFO"),
+                         ("larger than the largest", "too large")):
         if words in reason:
             return short
     head = reason.split(":", 1)[0].strip()
@@ -119,6 +148,64 @@ def _format_meta_value(value: Any) -> str:
     return f"<code>{_e(value)}</code>" if not isinstance(value, int | float) else _e(value)
 
 
+def _scroll(table: str) -> str:
+    """A table in a box that scrolls sideways when it is wider than the page."""
+    return f'<div class="scroll">{table}</div>'
+
+
+# ------------------------------------------------------------------ verdicts
+def _pick_html(criterion_fmt: Callable[[float], str], pick: Pick) -> str:
+    return f"{_e(pick.allocator)} <span class=fig>{_e(criterion_fmt(pick.value))}</span>"
+
+
+def _verdict_cell(verdict: Verdict) -> str:
+    if verdict.winner is None:
+        return f'<td class="note" title="{_e(verdict.note)}">—</td>'
+    fmt = verdict.criterion.fmt
+    winner = f"<b>{_pick_html(fmt, verdict.winner)}</b>" + (" <span class=note>(tie)</span>" if verdict.tied else "")
+    runner = (f'<br><span class="ru">runner-up: {_pick_html(fmt, verdict.runner_up)}</span>'
+              if verdict.runner_up is not None else '<br><span class="ru">no runner-up</span>')
+    return f"<td>{winner}{runner}</td>"
+
+
+def _verdicts_html(results: ReportData) -> str:
+    if not results.rows:
+        return "<p class=skipped>No cells in the results.</p>"
+    table = verdicts(results)
+    special = [spec for spec in results.allocators if results.kind(spec) == SPECIAL]
+    real = [spec for spec in results.allocators if results.kind(spec) == REAL]
+    general = [spec for spec in results.allocators if results.kind(spec) == GENERAL]
+    criteria = "; ".join(f"<b>{_e(c.title)}</b>: {_e(c.label)}" + (" (multi-thread workloads only)"
+                                                                      if c.multi_thread_only else "")
+                         for c in CRITERIA)
+    intro = [f"<p>Per workload, the general-purpose model that wins each criterion, with its figure (median over "
+             f"seeds) and the runner-up below it. {criteria}. A cell that failed or was skipped on any seed never "
+             "wins; '—' means no verdict (hover for why).</p>"]
+    lines = [f"<p>Competing ({len(general)}): {_e(', '.join(general)) or 'none'}.</p>"]
+    if special:
+        lines.append(f'<p class="special">Special purpose, kept out of the verdicts and the Pareto front (greyed in '
+                     f"the figures): {_e(', '.join(special))}.</p>")
+    if real:
+        lines.append(f"<p>Real allocators, the scale (not models, so in no verdict): {_e(', '.join(real))}; their "
+                     "replay speed of the same trace is the last column.</p>")
+    header = "".join(f"<th>{_e(c.title)}<br><span class=note>{_e(c.label)}</span></th>" for c in CRITERIA)
+    if real:
+        header += "<th>scale: real allocators<br><span class=note>replay speed, Mops/s</span></th>"
+    body = []
+    for entry in table:
+        threads = "?" if entry.threads is None else str(entry.threads)
+        cells = "".join(_verdict_cell(verdict) for verdict in entry.verdicts)
+        if real:
+            scale = [f"{_e(spec)} <span class=fig>{_e(f'{entry.scale[spec].value:.3g}')}</span>" if spec in entry.scale
+                     else f"{_e(spec)} —" for spec in real]
+            cells += f'<td class="scale">{"<br>".join(scale)}</td>'
+        body.append(f"<tr><th>{_e(entry.workload)}</th><td class=num>{_e(threads)}</td>{cells}</tr>")
+    markup = (f'<table class="verdicts"><thead><tr><th>workload</th><th>threads</th>{header}</tr></thead>'
+              f"<tbody>{''.join(body)}</tbody></table>")
+    return "\n".join(intro + lines + [_scroll(markup)])
+
+
+# ------------------------------------------------------------------ figures and tables
 def _figures_html(entries: list[dict[str, Any]]) -> str:
     parts = []
     for index, entry in enumerate(entries, start=1):
@@ -126,10 +213,11 @@ def _figures_html(entries: list[dict[str, Any]]) -> str:
         anchor = f"fig-{_e(entry.get('name', index))}"
         if entry.get("file") and not entry.get("skipped"):
             note = f' <span class="note">({_e(entry["note"])})</span>' if entry.get("note") else ""
+            look = f'<p class="look"><b>What to look at.</b> {_e(entry["look"])}</p>' if entry.get("look") else ""
             parts.append(
                 f'<figure id="{anchor}"><h3>{_e(title)}</h3>'
                 f'<a href="{_e(entry["file"])}"><img src="{_e(entry["file"])}" alt="{_e(title)}" loading="lazy"></a>'
-                f"<figcaption>{_e(entry.get('caption', ''))}{note}</figcaption></figure>"
+                f"<figcaption>{_e(entry.get('caption', ''))}{note}{look}</figcaption></figure>"
             )
         else:
             parts.append(
@@ -139,12 +227,18 @@ def _figures_html(entries: list[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
+def _allocator_label(results: ReportData, spec: str) -> str:
+    kind = results.kind(spec)
+    suffix = {SPECIAL: " <span class=note>(special purpose)</span>", REAL: " <span class=note>(real, the scale)</span>"}
+    return f"{_e(spec)}{suffix.get(kind, '')}"
+
+
 def _summary_html(results: ReportData) -> str:
     if not results.rows:
         return "<p class=skipped>No cells in the results.</p>"
     parts = []
     for metric, title, fmt in (
-        ("throughput_mops", "Throughput (Mops/s, median over seeds)", lambda value: f"{value:.3g}"),
+        ("throughput_mops", "Model replay speed (Mops/s, median over seeds)", lambda value: f"{value:.3g}"),
         ("overhead_factor", "Overhead factor (peak footprint / peak live requested, median over seeds)",
          lambda value: f"{value:.2f}"),
     ):
@@ -152,14 +246,14 @@ def _summary_html(results: ReportData) -> str:
             parts.append(f"<p class=skipped>{_e(title)}: no cell has '{_e(metric)}'.</p>")
             continue
         values: dict[tuple[str, str], list[float]] = {}
-        reasons: dict[tuple[str, str], str] = {}
+        reasons: dict[tuple[str, str], tuple[str, str]] = {}
         for row in results.rows:
             key = (row["allocator"], row["workload"])
             value = number(row, metric) if row["status"] == "ok" else None
             if value is not None:
                 values.setdefault(key, []).append(value)
             elif row["status"] != "ok":
-                reasons.setdefault(key, row["reason"])
+                reasons.setdefault(key, (row["status"], row["reason"]))
         header = "".join(f"<th>{_e(workload)}</th>" for workload in results.workloads)
         lines = [f"<h3>{_e(title)}</h3>", f"<table><thead><tr><th>allocator</th>{header}</tr></thead><tbody>"]
         for spec in results.allocators:
@@ -169,12 +263,15 @@ def _summary_html(results: ReportData) -> str:
                 if key in values:
                     cells.append(f'<td class="num">{_e(fmt(statistics.median(values[key])))}</td>')
                 elif key in reasons:
-                    cells.append(f'<td class="failed" title="{_e(reasons[key])}">{_e(short_reason(reasons[key]))}</td>')
+                    status, reason = reasons[key]
+                    css = "na" if status == "skipped" else "failed"
+                    cells.append(f'<td class="{css}" title="{_e(reason)}">{_e(short_reason(reason))}</td>')
                 else:
                     cells.append("<td></td>")
-            lines.append(f"<tr><th>{_e(spec)}</th>{''.join(cells)}</tr>")
+            css = ' class="special"' if results.kind(spec) == SPECIAL else ""
+            lines.append(f"<tr{css}><th>{_allocator_label(results, spec)}</th>{''.join(cells)}</tr>")
         lines.append("</tbody></table>")
-        parts.append("\n".join(lines))
+        parts.append(lines[0] + _scroll("\n".join(lines[1:])))
     return "\n".join(parts)
 
 
@@ -193,8 +290,10 @@ def _results_table_html(results: ReportData) -> str:
         lead = f"<td>{_e(row['allocator'])}</td><td>{_e(row['workload'])}</td><td class=num>{_e(row['seed'])}</td>"
         if row["status"] != "ok":
             span = max(len(columns), 1)
-            lines.append(f'<tr class="failed">{lead}<td class="failed">failed</td>'
-                         f'<td class="failed" colspan="{span}">{_e(row["reason"])}</td></tr>')
+            status = "skipped" if row.skipped else "failed"
+            css = "na" if row.skipped else "failed"
+            lines.append(f'<tr class="{status}">{lead}<td class="{css}">{status}</td>'
+                         f'<td class="{css}" colspan="{span}">{_e(row["reason"])}</td></tr>')
             continue
         cells = []
         for metric, _, fmt in columns:
@@ -222,11 +321,12 @@ def _meta_html(meta: dict[str, Any]) -> str:
 def render_index(results: ReportData, entries: list[dict[str, Any]]) -> str:
     """The page's HTML text for loaded results and a figure manifest."""
     ok = len(results.ok_rows())
-    failed = len(results.rows) - ok
+    skipped = sum(row.skipped for row in results.rows)
+    failed = len(results.rows) - ok - skipped
     created = results.meta.get("created")
     seeds = ", ".join(str(seed) for seed in results.seeds) or "none"
-    subtitle = (f"{len(results.rows)} cells ({ok} ok, {failed} failed): {len(results.allocators)} allocators x "
-                f"{len(results.workloads)} workloads x seeds {seeds}"
+    subtitle = (f"{len(results.rows)} cells ({ok} ok, {failed} failed, {skipped} skipped as not applicable): "
+                f"{len(results.allocators)} allocators x {len(results.workloads)} workloads x seeds {seeds}"
                 + (f"; created {created}" if created else ""))
     return "\n".join((
         "<!DOCTYPE html>",
@@ -236,17 +336,26 @@ def render_index(results: ReportData, entries: list[dict[str, Any]]) -> str:
         f"<style>{CSS}</style></head><body>",
         "<h1>Allocator lab: sweep results</h1>",
         f'<p class="sub">{_e(subtitle)}</p>',
-        '<nav><a href="#figures">Figures</a><a href="#summary">Summary</a><a href="#results">Results table</a>'
-        '<a href="#run">Run</a></nav>',
+        '<nav><a href="#verdicts">Verdicts</a><a href="#figures">Figures</a><a href="#summary">Summary</a>'
+        '<a href="#results">Results table</a><a href="#run">Run</a></nav>',
+        '<h2 id="verdicts">Verdicts per workload</h2>',
+        _verdicts_html(results),
         '<h2 id="figures">Figures</h2>',
+        "<p>Speed is the <b>model replay speed</b> everywhere: trace rows per second replaying the model's kernels "
+        "(it ranks the models' algorithms; it is not the speed of the real allocator a model imitates).</p>",
         _figures_html(entries),
         '<h2 id="summary">Summary</h2>',
-        "<p>Medians over seeds; a failed cell shows a short reason (hover for the full one, or see the table).</p>",
+        "<p>Medians over seeds; a failed cell shows a short reason, a skipped one 'n/a' (hover for the full reason, "
+        "or see the table). A real allocator's footprint is measured from the process (its own statistics or RSS "
+        "growth): its overhead factor is only meaningful on traces with a few MiB or more live.</p>",
         _summary_html(results),
         '<h2 id="results">Results table</h2>',
-        "<p>One row per allocator x workload x seed. Rates are in % (fragmentation: share of live granted bytes "
-        "at peak); throughput counts kernel time only.</p>",
-        _results_table_html(results),
+        "<details><summary>All cells: one row per allocator x workload x seed "
+        f"({len(results.rows)} rows)</summary>",
+        "<p>Rates are in % (fragmentation: share of live granted bytes at peak); the model replay speed counts "
+        "kernel time only.</p>",
+        _scroll(_results_table_html(results)),
+        "</details>",
         '<h2 id="run">Run</h2>',
         _meta_html(results.meta),
         "</body></html>",

@@ -5,8 +5,13 @@ seed, or a trace file).  Its row, `ResultRow`, has:
 
 - labels: `allocator` (the spec), `allocator_name`, `workload`, `family`,
   `param` and `param_value` (a swept workload parameter, else None), `seed`;
-- the outcome: `status` ("ok" or "failed"), `status_code` (`StatusCode`: why it
-  failed, as a number beside the human `reason`), `reason` ("" when ok);
+- the outcome: `status` ("ok", "failed" or "skipped"), `status_code`
+  (`StatusCode`: why it failed or was skipped, as a number beside the human
+  `reason`), `reason` ("" when ok).  A *skipped* cell was not run because it
+  does not apply: the allocator cannot take this kind of trace by design (a
+  LIFO-only `stack` on a trace that frees in another order, see
+  `workloads.order`), or a real allocator's library is not installed.  It has
+  no figures, is no failure, and `bench compare` does not compare it;
 - the trace and the allocator: `rows`, `capacity` (address space, bytes);
 - timings (`TIMING_FIELDS`, the only figures that are not deterministic):
   `compile_s`, `seconds_median`, `seconds_min`, `seconds_max` (kernel time of
@@ -54,6 +59,11 @@ class StatusCode(IntEnum):
     INVALID_ADDRESS = 3
     REAL_FAILED = 4  # a real allocator's replay process failed
     ERROR = 5  # anything else
+    NOT_APPLICABLE = 6  # skipped: the cell does not apply (status "skipped")
+
+
+#: The statuses a row can have.
+STATUSES = ("ok", "failed", "skipped")
 
 
 #: Exception class names (a reason's prefix) -> status code.
@@ -94,11 +104,11 @@ class ResultRow(Mapping):
     allocator: str = field(metadata=_unit("", "allocator spec, e.g. freelist:glibc or real:jemalloc"))
     workload: str = field(default="", metadata=_unit("", "workload spec, or the trace file"))
     seed: int = field(default=0, metadata=_unit("", "generator seed"))
-    status: str = field(default="ok", metadata=_unit("", "ok or failed"))
+    status: str = field(default="ok", metadata=_unit("", "ok, failed, or skipped (not applicable)"))
     status_code: int = field(default=StatusCode.OK, metadata=_unit(
         "", "0 ok, 1 out of memory, 2 unsupported operation or order, 3 invalid address, 4 real replay failed, "
-        "5 other"))
-    reason: str = field(default="", metadata=_unit("", "why the cell failed ('' when ok)"))
+        "5 other, 6 not applicable (skipped)"))
+    reason: str = field(default="", metadata=_unit("", "why the cell failed or was skipped ('' when ok)"))
     allocator_name: str = field(default="", metadata=_unit("", "the spec's allocator name"))
     family: str = field(default="", metadata=_unit("", "the workload spec's catalog name"))
     param: str | None = field(default=None, metadata=_unit("", "swept workload parameter, if any"))
@@ -129,6 +139,16 @@ class ResultRow(Mapping):
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
+
+    @classmethod
+    def skip(cls, allocator: str, reason: str, rows: int | None = None, **labels: Any) -> ResultRow:
+        """The row of a cell that does not apply (status "skipped", `StatusCode.NOT_APPLICABLE`)."""
+        return cls(allocator=allocator, rows=rows, status="skipped", status_code=StatusCode.NOT_APPLICABLE,
+                   reason=reason, **labels)
+
     # ----------------------------------------------------------- flat form
     def as_dict(self) -> dict[str, Any]:
         """The flat file form: labels always, other fields when set, metrics inline, counters nested."""
@@ -156,18 +176,22 @@ class ResultRow(Mapping):
             missing = [name for name in ("allocator", "workload", "seed", "status") if name not in row]
             if missing:
                 raise ValueError(f"row has no {', '.join(missing)}")
-            if row["status"] not in ("ok", "failed"):
-                raise ValueError(f"row has status {row['status']!r} (expected ok or failed)")
+            if row["status"] not in STATUSES:
+                raise ValueError(f"row has status {row['status']!r} (expected ok, failed or skipped)")
         known = {item.name for item in dataclasses.fields(cls)} - {"metrics", "counters", "extra"}
         values: dict[str, Any] = {name: row.pop(name) for name in list(row) if name in known}
         values["allocator"] = str(values.get("allocator", "?"))
         values["workload"] = str(values.get("workload", "?"))
-        values["status"] = "ok" if values.get("status", "ok") == "ok" else "failed"
+        status = values.get("status", "ok")
+        values["status"] = status if status in ("ok", "skipped") else "failed"
         values["reason"] = str(values.get("reason") or "")
-        if values["status"] != "ok" and not values["reason"]:
+        if values["status"] == "failed" and not values["reason"]:
             values["reason"] = "failed (no reason recorded)"
+        if values["status"] == "skipped" and not values["reason"]:
+            values["reason"] = "not applicable (no reason recorded)"
         if "status_code" not in values:
-            values["status_code"] = StatusCode.OK if values["status"] == "ok" else status_code_for(values["reason"])
+            values["status_code"] = (StatusCode.OK if values["status"] == "ok" else StatusCode.NOT_APPLICABLE
+                                     if values["status"] == "skipped" else status_code_for(values["reason"]))
         if not strict:
             values["seed"] = _int_or(values.get("seed"), 0)
             values["param_value"] = _float_or_none(values.get("param_value"))

@@ -11,7 +11,18 @@ Cells.  One cell = one allocator spec x one workload spec x one seed.  Its
 trace is generated from the spec and the seed (same seed, same trace), replayed
 `repeats` times (`bench.harness.measure`), and becomes one tidy row (see
 README "Sweep results").  A failing cell (out of memory, unsupported operation
-order) is recorded with its reason and the sweep goes on.
+order) is recorded with its reason and the sweep goes on.  A cell that does not
+apply is recorded as *skipped* with its reason, without running: a LIFO-only
+allocator (`stack`) on a trace that does not free newest-first
+(`workloads.order`, checked on the cell's trace before any replay), a real
+allocator whose library is not installed.
+
+Real allocators.  A preset may name real allocators measured beside the models
+as the scale (`Preset.real`: the default preset has `real:glibc`; the ci and
+quick presets none, so their cells stay as they were); `SweepConfig.real`
+adds every installed one.  Given allocators (`SweepConfig.allocators`) replace
+the preset's models and its real ones alike (a `real:NAME` entry among them is
+a real cell).
 
 Storage and resume.  Each finished cell is written atomically to
 `OUT/cells/<key>.json`, where the key hashes the cell and every setting that
@@ -65,6 +76,7 @@ from bench.results import ResultRow, Results, atomic_write, write_results
 from bench.table import format_bytes, render
 from workloads import catalog
 from workloads.chunked import ChunkedTrace
+from workloads.order import first_out_of_order_row
 from workloads.stream import DEFAULT_CHUNK_ROWS, GeneratedTrace, TraceSource
 from workloads.trace import Trace
 
@@ -76,14 +88,16 @@ class Preset:
     ops: int
     repeats: int
     allocators: tuple[str, ...] = ()  # empty: every registered allocator and preset
+    real: tuple[str, ...] = ()  # real allocators measured beside the models as the scale (cells `real:NAME`)
 
 
 PRESETS: dict[str, Preset] = {
     "default": Preset(
-        "every allocator x 19 workloads (log-normal sigma and Pareto alpha swept), 200k rows, 3 repeats",
+        "every allocator and real glibc (the scale) x 19 workloads (log-normal sigma and Pareto alpha swept), "
+        "200k rows, 3 repeats",
         ("lognormal:sigma=0.5/1/1.5/2", "pareto:alpha=1.1/1.5/2/3", "fixed", "bimodal", "adversarial", "lifo",
          "fifo", "phased", "explifetime", "producer-consumer", "threads4", "scan", "realloc"),
-        ops=200_000, repeats=3,
+        ops=200_000, repeats=3, real=("glibc",),
     ),
     "ci": Preset(
         "the CI regression preset: every allocator x 6 workloads, 20k rows, 5 repeats (a few seconds)",
@@ -111,7 +125,8 @@ class SweepConfig:
     """What a sweep measures.  None: the preset's value (allocators: every registered allocator and preset).
 
     `workloads` entries are catalog specs or family sweeps `FAMILY:PARAM=V1/V2/...`; `real` adds the machine's
-    real allocators as cells `real:NAME`; `heapmap` is the cell drawn as a heap map, `ALLOCATOR@WORKLOAD`.
+    real allocators as cells `real:NAME` (the preset's own real allocators, e.g. the default's `real:glibc`, are
+    in the plan unless `allocators` is given); `heapmap` is the cell drawn as a heap map, `ALLOCATOR@WORKLOAD`.
     """
 
     preset: str = "default"
@@ -218,7 +233,8 @@ def make_plan(config: SweepConfig) -> Plan:
         raise ValueError(f"unknown preset '{config.preset}' (known: {', '.join(PRESETS)})")
     preset = PRESETS[config.preset]
     specs = [spec.strip() for spec in config.allocators or () if spec.strip()]
-    specs = specs or list(preset.allocators) or default_allocators()
+    if not specs:
+        specs = (list(preset.allocators) or default_allocators()) + [f"{REAL_PREFIX}{name}" for name in preset.real]
     entries = [spec.strip() for spec in config.workloads or () if spec.strip()] or list(preset.workloads)
     seeds = list(config.seeds)
     if not seeds or any(isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 for seed in seeds):
@@ -229,7 +245,8 @@ def make_plan(config: SweepConfig) -> Plan:
     if config.real:
         from bench.real import available
 
-        specs = specs + [f"{REAL_PREFIX}{name}" for name in available()]  # every installed one (glibc: always)
+        specs = specs + [f"{REAL_PREFIX}{name}" for name in available()   # every installed one (glibc: always)
+                         if f"{REAL_PREFIX}{name}" not in specs]
     for spec in specs:  # fail fast on a typo, before any work
         if not spec.startswith(REAL_PREFIX):
             allocators.parse_spec(spec)
@@ -273,12 +290,15 @@ def cell_source(workload: str, ops: int, seed: int) -> Trace | TraceSource:
 
 
 def measure_real(name: str, trace, repeats: int) -> ResultRow:
-    """A real allocator's cell: the figures that can be measured for it (speed, footprint, overhead)."""
-    from bench.real import RealOutOfMemory, RealReplayFailed, replay_real
+    """A real allocator's cell: the figures that can be measured for it (speed, footprint, overhead); skipped
+    (not failed) when its library is not installed on this machine."""
+    from bench.real import RealAllocatorMissing, RealOutOfMemory, RealReplayFailed, replay_real
 
     spec = f"{REAL_PREFIX}{name}"
     try:
         real = replay_real(trace, name, repeats=repeats)
+    except RealAllocatorMissing as error:
+        return ResultRow.skip(spec, f"not applicable here: {error}", rows=len(trace))
     except (RealOutOfMemory, RealReplayFailed) as error:
         return harness.failed_row(spec, len(trace), error)
     return ResultRow(
@@ -296,6 +316,21 @@ def streamed(ops: int) -> bool:
     return ops > harness.STREAM_THRESHOLD_ROWS
 
 
+def not_applicable(spec: str, source: Trace | TraceSource) -> str:
+    """Why the model `spec` cannot take this trace by design ('' when it can): a LIFO-only allocator on a trace
+    that does not free newest-first (`workloads.order`)."""
+    if spec.startswith(REAL_PREFIX):
+        return ""
+    name, _ = allocators.parse_spec(spec)
+    if not allocators.get(name).lifo_only:
+        return ""
+    row = first_out_of_order_row(source)
+    if row < 0:
+        return ""
+    return (f"not applicable: {name} frees newest-first only, and row {row} of this trace frees or reallocates "
+            "an older object")
+
+
 def run_cell(cell: Cell, ops: int, repeats: int) -> ResultRow:
     """Measure one cell (in whichever process runs it); never raises for an allocator failure (the row says why).
 
@@ -303,7 +338,11 @@ def run_cell(cell: Cell, ops: int, repeats: int) -> ResultRow:
     needs the trace in memory).
     """
     source = cell_source(cell.workload, ops, cell.seed)
-    if cell.allocator.startswith(REAL_PREFIX):
+    skip = not_applicable(cell.allocator, source)
+    if skip:
+        row = ResultRow.skip(cell.allocator, skip, rows=len(source), allocator_name=allocators.parse_spec(
+            cell.allocator)[0])
+    elif cell.allocator.startswith(REAL_PREFIX):
         trace = source if isinstance(source, Trace) else source.load()
         row = measure_real(cell.allocator[len(REAL_PREFIX):], trace, repeats)
         row.allocator_name = cell.allocator
@@ -381,7 +420,7 @@ def run_metadata(plan: Plan) -> dict[str, Any]:
 
 
 def _short_reason(reason: str) -> str:
-    for words, short in (("out of memory", "OOM"), ("out of LIFO order", "not LIFO"),
+    for words, short in (("not applicable", "n/a"), ("out of memory", "OOM"), ("out of LIFO order", "not LIFO"),
                          ("larger than the largest block", "too large")):
         if words in reason:
             return short

@@ -22,13 +22,13 @@ POOL = ("pool", "lognormal", 0)
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict:
-    """One tiny real sweep (4 cells: stack fails on lognormal, out of LIFO order), loaded."""
+    """One tiny real sweep (4 cells: stack skipped on lognormal, which does not free newest-first), loaded."""
     out = tmp_path_factory.mktemp("sweep")
     assert main(["sweep", *GRID, "--out", str(out)]) == 0
     data = json.loads((out / "results.json").read_text())
     data["meta"]["calibration"] = dict(CALIBRATION)
     statuses = {(row["allocator"], row["workload"]): row["status"] for row in data["rows"]}
-    assert statuses == {("pool", "lognormal"): "ok", ("stack", "lognormal"): "failed", ("pool", "lifo"): "ok",
+    assert statuses == {("pool", "lognormal"): "ok", ("stack", "lognormal"): "skipped", ("pool", "lifo"): "ok",
                         ("stack", "lifo"): "ok"}
     return data
 
@@ -57,7 +57,7 @@ def scale_times(data: dict, factor: float, key=POOL) -> None:
 def test_identical_results_pass(results, tmp_path, capsys):
     assert gate(tmp_path, results, copy.deepcopy(results)) == 0
     out = capsys.readouterr().out
-    assert "-> PASS" in out and "4 cells compared (1 failed on both sides" in out
+    assert "-> PASS" in out and "3 cells compared (0 failed on both sides with the same reason, 1 skipped" in out
     comparison = compare(results, copy.deepcopy(results))
     assert comparison.ok and comparison.normalised and len(comparison.speed) == 3
     assert {"peak_footprint", "overhead_factor", "status", "l1_miss_rate"} <= set(comparison.metrics)
@@ -156,6 +156,38 @@ def test_median_statistic_and_missing_calibration(results, capsys):
     assert not comparison.normalised and any("no calibration in new" in warning for warning in comparison.warnings)
     assert calibration_seconds({"calibration": {"start": {"seconds_min": 2.0}, "end": {"seconds_min": 1.0}}},
                                "min") == 1.0
+
+
+def test_skipped_cells_are_neither_compared_nor_missing(results, tmp_path, capsys):
+    stack = ("stack", "lognormal", 0)
+    old = copy.deepcopy(results)  # a baseline from before cells were skipped: the same cell failed
+    row_of(old, stack).update(status="failed", status_code=2, reason="UnsupportedOperation: stack: row 9: "
+                              "deallocation out of LIFO order")
+    assert gate(tmp_path, old, results) == 0
+    assert "1 skipped as not applicable" in capsys.readouterr().out
+    fewer = copy.deepcopy(results)
+    fewer["rows"] = [row for row in fewer["rows"] if row["status"] != "skipped"]
+    assert compare(results, fewer).ok and compare(fewer, results).ok
+    assert compare(fewer, results).skipped == [stack]
+    pool_skipped = copy.deepcopy(results)
+    row = row_of(pool_skipped, POOL)
+    pool_skipped["rows"][pool_skipped["rows"].index(row)] = {
+        key: row[key] for key in ("allocator", "workload", "seed")} | {"status": "skipped", "reason": "n/a"}
+    comparison = compare(results, pool_skipped)
+    assert comparison.ok and any("ok in base, skipped in new" in warning for warning in comparison.warnings)
+
+
+def test_real_allocator_cells_are_compared_by_status_only(results):
+    base = copy.deepcopy(results)
+    real = dict(row_of(base, POOL), allocator="real:glibc", allocator_name="real:glibc")
+    base["rows"].append(real)
+    new = copy.deepcopy(base)
+    row_of(new, ("real:glibc", "lognormal", 0)).update(peak_live_granted=real["peak_live_granted"] + 96,
+                                                        seconds_min=real["seconds_min"] * 10)
+    comparison = compare(base, new)
+    assert comparison.ok and comparison.real == [("real:glibc", "lognormal", 0)]
+    row_of(new, ("real:glibc", "lognormal", 0)).update(status="failed", reason="RealReplayFailed: x")
+    assert [d.metric for d in compare(base, new).differences] == ["status"]
 
 
 def test_missing_cell_is_named(results, tmp_path, capsys):

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import allocators
-from allocators.conformance import check_replay, run_program
+from allocators.conformance import ConformanceError, check_declarations, check_replay, run_program
 from allocators.protocol import default_capacity, state_nbytes
 from bench.harness import build_for_trace
 from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, OP_REALLOC, Trace, from_rows
@@ -218,6 +218,25 @@ def test_default_capacity_follows_the_live_bytes(spec):
         assert allocator.capacity <= 2 * max(64 << 20, allocator.capacity_for_trace(
             from_rows([(OP_ALLOC, 1, 1 << 20, 0)]), {})), allocator.capacity
     allocator.replay(trace)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_declared_flags_are_bools(spec):
+    name, params = allocators.parse_spec(spec)
+    check_declarations(allocators.get(name), params)
+    assert allocators.registry.general_purpose(spec) is (name not in ("linear", "pool", "stack", "region"))
+
+
+def test_general_purpose_declarations():
+    assert allocators.registry.general_purpose("objpool:inner=pool") is False  # as general as its inner allocator
+    assert allocators.registry.general_purpose("objpool:inner=buddy") is True
+
+    class Vague(allocators.get("buddy")):
+        name = "vague"
+        general_purpose = 1  # not a bool
+
+    with pytest.raises(ConformanceError, match="general_purpose must be a bool"):
+        check_declarations(Vague)
 
 
 @pytest.mark.parametrize("spec", SPECS)

@@ -245,7 +245,7 @@ def test_sweep_group_and_workload_order():
                                  "param": param, "param_value": value})
             for spec, param, value in (("lognormal:sigma=2", "sigma", 2), ("fixed", None, None),
                                        ("lognormal:sigma=0.5", "sigma", 0.5))]
-    assert plots._ordered_workloads(rows) == ["lognormal:sigma=0.5", "lognormal:sigma=2", "fixed"]
+    assert plots.ordered_workloads(rows) == ["lognormal:sigma=0.5", "lognormal:sigma=2", "fixed"]
 
 
 def test_pareto_front_hand_made():

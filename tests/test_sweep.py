@@ -1,4 +1,5 @@
-"""Sweep storage: atomic cells, resume after a kill, determinism across --jobs."""
+"""Sweep plans and storage: presets, cells that do not apply, atomic cells, resume after a kill, determinism
+across --jobs."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bench import sweep
 from bench.cli import main
-from bench.sweep import expand_workload
+from bench.sweep import Cell, SweepConfig, expand_workload, make_plan, run_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = {"throughput_mops", "ns_per_op", "seconds_median", "seconds_min", "seconds_max", "compile_s"}
@@ -71,3 +73,37 @@ def test_killed_sweep_resumes_to_the_same_figures(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "already stored" in err
     assert non_timing(resumed) == non_timing(reference)
+
+
+def test_default_plan_has_real_glibc_as_the_scale_and_ci_does_not():
+    default = make_plan(SweepConfig())
+    assert default.allocators.count("real:glibc") == 1 and default.allocators[-1] == "real:glibc"
+    assert not any(spec.startswith("real:") for spec in make_plan(SweepConfig(preset="ci")).allocators)
+    assert not any(spec.startswith("real:") for spec in make_plan(SweepConfig(preset="quick")).allocators)
+    given = make_plan(SweepConfig(allocators=["pool"]))  # given allocators replace the preset's, real ones too
+    assert given.allocators == ["pool"]
+    assert make_plan(SweepConfig(allocators=["pool"], real=True)).allocators[:2] == ["pool", "real:glibc"]
+    assert make_plan(SweepConfig(real=True)).allocators.count("real:glibc") == 1
+
+
+def test_stack_is_skipped_where_it_does_not_apply_and_runs_on_lifo():
+    skipped = run_cell(Cell("stack", "lognormal", 0, "lognormal"), 3000, 1)
+    assert skipped.skipped and skipped.status_code == 6 and "newest-first" in skipped.reason
+    assert skipped.rows == 3000 and not skipped.metrics and skipped.throughput_mops is None
+    ran = run_cell(Cell("stack", "lifo", 0, "lifo"), 3000, 1)
+    assert ran.ok and ran.throughput_mops > 0
+    failed = run_cell(Cell("pool:block_size=16", "lognormal", 0, "lognormal"), 3000, 1)  # a failure stays one
+    assert failed.status == "failed"
+
+
+def test_a_real_allocator_that_is_not_installed_is_skipped(monkeypatch):
+    from bench import real
+
+    def missing(name):
+        raise real.RealAllocatorMissing(f"real allocator '{name}': shared library not found; install the Debian "
+                                        "package: apt-get install -y libfoo")
+
+    monkeypatch.setattr(real, "library_path", missing)
+    row = run_cell(Cell("real:jemalloc", "lifo", 0, "lifo"), 2000, 1)
+    assert row.skipped and "apt-get install" in row.reason and row.allocator == "real:jemalloc"
+    assert sweep.REAL_PREFIX == "real:"
