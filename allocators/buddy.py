@@ -282,6 +282,7 @@ def reset_state(state):
 @register
 class Buddy(Allocator):
     name = "buddy"
+    state_hint = ", or a larger min_block (17 B of tables per min_block of capacity)"
     summary = "binary buddy system: power-of-two blocks, split on allocate, merge with the buddy on free"
     alignment = ALIGNMENT
     defaults = {"min_block": DEFAULT_MIN_BLOCK, "max_block": None, "growth": "double"}

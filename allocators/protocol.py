@@ -135,6 +135,8 @@ class Allocator:
     general_purpose: ClassVar[bool] = True
     #: Alignment every granted address honours.
     alignment: ClassVar[int] = 16
+    #: What else shrinks the model's capacity-sized tables, for the message that refuses them (", or ...").
+    state_hint: ClassVar[str] = ""
     counter_names: ClassVar[tuple[str, ...]] = ()
     #: Counters that count operations on a structure shared by all threads, i.e. what would take a
     #: lock (or a contended atomic) in a real allocator; their sum per 1000 trace rows is the metric
@@ -199,7 +201,7 @@ class Allocator:
         need = type(self).estimate_state_bytes(self.capacity, max_threads=self.max_threads, **params)
         try:
             check_fits(f"{self.name} with capacity {format_bytes(self.capacity)}", need,
-                       "give a smaller capacity (--capacity), or leave it to the trace")
+                       "give a smaller capacity (--capacity), or leave it to the trace" + self.state_hint)
         except NotEnoughMemory as error:
             raise BadParameter(str(error)) from None
 
