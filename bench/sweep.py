@@ -66,7 +66,7 @@ from bench.table import format_bytes, render
 from workloads import catalog
 from workloads.chunked import ChunkedTrace
 from workloads.stream import DEFAULT_CHUNK_ROWS, GeneratedTrace, TraceSource
-from workloads.trace import Trace
+from workloads.trace import Trace, from_rows
 
 
 @dataclass(frozen=True)
@@ -469,6 +469,18 @@ def save_heapmap(out: Path, plan: Plan, rows: Sequence[ResultRow], wanted: str |
     return cell
 
 
+def warm_up(models: Sequence[str]) -> None:
+    """The compile step: every kernel the cells and the heap map call, compiled (or loaded from the cache) in this
+    process before the cells fan out (workers forked from it inherit them, others load the cache it filled).
+    A cold cache is said at the first compile and "compiled in T s" after this step (`labcore.jitcache`)."""
+    if models:
+        from bench import heapmap
+
+        tiny = from_rows([(0, 0, 16, 0), (1, 0, 0, 0)])
+        heapmap.occupancy(tiny, harness.build_for_trace(models[0], tiny).replay(tiny), time_bins=2, address_bins=2)
+    executors.warm_up(models)
+
+
 def run_sweep(
     plan: Plan,
     out: Path | str,
@@ -537,7 +549,7 @@ def _run_locked(plan: Plan, out: Path, cells_dir: Path, executor: Executor | Non
             f"x {len(plan.seeds)} seeds), {plan.ops:,} rows, {plan.repeats} repeats"
             + (f"; {len(done)} already stored" if done else "") + f" -> {out}")
     if todo:
-        executors.warm_up(models)  # every kernel compiled once, before the cells fan out
+        warm_up(models)  # every kernel compiled once, before the cells fan out
     bar = tqdm(total=len(plan.cells), initial=len(done), unit="cell", file=sys.stderr, dynamic_ncols=True,
                disable=not progress)
     try:
