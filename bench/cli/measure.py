@@ -6,15 +6,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 
 import allocators
 from bench import api
 from bench.cli.common import RowsBar, UsageError, say, spec_list
 from bench.results import ResultRow
-from bench.table import format_bytes
+from bench.table import WIDTH, format_bytes
 from workloads import catalog
 from workloads.stream import DEFAULT_CHUNK_ROWS, GeneratedTrace, MemorySource, TraceSource
 from workloads.trace import Trace
+
+
+def _entry(prefix: str, text: str) -> None:
+    """`prefix text`, wrapped at 100 columns under the start of `text` (or 40 columns in)."""
+    print(textwrap.fill(text, WIDTH, initial_indent=prefix, subsequent_indent=" " * min(len(prefix), 40),
+                        break_long_words=False, break_on_hyphens=False))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -23,7 +30,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         print("result row fields (results.json / results.csv, `run --json`):")
         for name, unit, doc in describe_fields():
-            print(f"  {name:<28} {('[' + unit + ']') if unit else '':<16} {doc}")
+            _entry(f"  {name:<28} {('[' + unit + ']') if unit else '':<16} ", doc)
         return 0
     show_all = not (args.allocators or args.workloads or args.metrics)
     if args.allocators or show_all:
@@ -31,17 +38,18 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name in allocators.names():
             cls = allocators.get(name)
             presets = f"  [presets: {', '.join(cls.presets)}]" if cls.presets else ""
-            print(f"  {name:<12} {cls.summary}{presets}")
+            _entry(f"  {name:<12} ", f"{cls.summary}{presets}")
     if args.workloads or show_all:
         print("workloads:")
         for name in catalog.names():
-            print(f"  {name:<18} {catalog.describe(name)}")
+            _entry(f"  {name:<18} ", catalog.describe(name))
     if args.metrics or show_all:
         from bench.metrics import describe_metrics
 
         print("metrics:")
         for line in describe_metrics():
-            print(f"  {line}")
+            name, _, definition = line.partition(": ")
+            _entry(f"  {name}: ", definition)
     return 0
 
 

@@ -72,8 +72,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     print(sweep.tables(rows, plan_allocators, results.meta["workloads"]))
     failed = sum(not row.ok for row in rows)
-    print(f"\n{len(rows)} cells ({failed} failed: reasons in results.json); "
-          f"results: {args.out / 'results.csv'}, {args.out / 'results.json'}")
+    print(f"\n{len(rows)} cells ({failed} failed: reasons in results.json)")
+    print(f"results: {args.out / 'results.csv'}, {args.out / 'results.json'}")
     if not args.no_plots:
         print(f"report: {args.out / 'index.html'}")
     return 0
