@@ -130,3 +130,14 @@ def test_run_output_fits_100_columns(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["allocator", "freelist:glibc"]
     assert max(len(line) for line in lines) <= WIDTH
+
+
+def test_trace_info_fits_100_columns(capsys, tmp_path):
+    path = tmp_path / "t.npz"
+    assert main(["trace", "gen", "-w", "lognormal:threads=4,realloc=0.05,touch=true", "--ops", "2000",
+                 "-o", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["trace", "info", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= WIDTH and lines[1].split()[0] == "rows"
+    assert any(line.startswith("meta ") for line in lines) and any(line.startswith(" " * 18 + "'") for line in lines)

@@ -12,7 +12,7 @@ import allocators
 from bench import api
 from bench.cli.common import RowsBar, UsageError, say, spec_list
 from bench.results import ResultRow
-from bench.table import WIDTH, format_bytes
+from bench.table import WIDTH, format_bytes, wrap_text
 from workloads import catalog
 from workloads.stream import DEFAULT_CHUNK_ROWS, GeneratedTrace, MemorySource, TraceSource
 from workloads.trace import Trace
@@ -166,7 +166,10 @@ def cmd_real(args: argparse.Namespace) -> int:
     except (RealOutOfMemory, RealReplayFailed) as error:
         print(f"bench: {args.allocator} failed on {args.trace}: {error}", file=sys.stderr)
         return 1
-    print(json.dumps(result, sort_keys=True, default=str) if args.json else "\n".join(summary_lines(result)))
+    if args.json:
+        print(json.dumps(result, sort_keys=True, default=str))
+    else:  # label, then value from column 24: long values continue under it
+        print(wrap_text("\n".join(summary_lines(result)), indent=" " * 24))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from bench import api
 from bench.cli.common import RowsBar, UsageError
+from bench.table import WIDTH
 from workloads.stream import MemorySource
 from workloads.trace import OP_ALLOC, OP_REALLOC
 
@@ -97,8 +99,9 @@ def cmd_trace_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, sort_keys=True))
     else:
-        for key, value in info.items():
-            print(f"{key:<16} {value}")
+        for key, value in info.items():  # long values (the meta) wrapped at 100 columns, under the first
+            print(textwrap.fill(str(value), WIDTH, initial_indent=f"{key:<18}", subsequent_indent=" " * 18,
+                                break_long_words=False, break_on_hyphens=False))
     return 0
 
 
