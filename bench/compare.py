@@ -102,7 +102,7 @@ from typing import Any
 
 from bench import results
 from bench.results import ResultRow
-from bench.table import render
+from bench.table import render, wrap_text
 
 DEFAULT_SPEED_THRESHOLD = 2.5
 DEFAULT_STATISTIC = "min"
@@ -256,8 +256,8 @@ class Comparison:
         if self.differences:
             lines += ["", "Deterministic figures changed: if the change is intended, refresh the baseline in the same "
                           "commit (re-run the gate's sweep into the baseline directory)."]
-        lines += ["", self.speed_line(), self.summary()]
-        return "\n".join(lines)
+        lines += ["", self.speed_line(), self.summary().replace("-> ", "->\u00a0")]  # the verdict stays on its line
+        return wrap_text("\n".join(lines)).replace("\u00a0", " ")  # at most 100 columns (tables: `render`)
 
     def markdown(self) -> str:
         verdict = "PASS" if self.ok else "FAIL"

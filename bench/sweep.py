@@ -61,24 +61,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 import allocators
 from bench import calibrate, executors, harness
+from bench.progress import SweepBar, cell_cost
 from bench.results import ResultRow, Results, atomic_write, write_results
-from bench.table import format_bytes, render
 from workloads import catalog
 from workloads.chunked import ChunkedTrace
 from workloads.order import first_out_of_order_row
 from workloads.stream import DEFAULT_CHUNK_ROWS, GeneratedTrace, TraceSource
-from workloads.trace import Trace
+from workloads.trace import Trace, from_rows
 
 
 @dataclass(frozen=True)
@@ -427,30 +426,12 @@ def _short_reason(reason: str) -> str:
     return "failed"
 
 
-def tables(rows: list[dict[str, Any]], specs: list[str], workloads: list[str]) -> str:
-    if not rows:
-        return "(no cells)"
-    seed = rows[0]["seed"]
-    cells = {(row["allocator"], row["workload"]): row for row in rows if row["seed"] == seed}
+def tables(rows: Sequence[Any], specs: Sequence[str], workloads: Sequence[str]) -> str:
+    """The console's grids (throughput, peak footprint, overhead factor): medians over seeds with their spread,
+    workloads x allocators, at most 100 columns wide (`bench.console`)."""
+    from bench import console
 
-    def grid(value) -> list[list[str]]:
-        lines = []
-        for spec in specs:
-            line = [spec]
-            for workload in workloads:
-                row = cells.get((spec, workload))
-                if row is None:
-                    line.append("-")
-                else:
-                    line.append(value(row) if row["status"] == "ok" else _short_reason(row["reason"]))
-            lines.append(line)
-        return lines
-
-    short = [workload.replace(":", " ") for workload in workloads]
-    speed = render([f"Mops/s (seed {seed})"] + short, grid(lambda row: f"{row['throughput_mops']:.1f}"))
-    footprint = render(["peak footprint"] + short, grid(lambda row: format_bytes(row["peak_footprint"])))
-    overhead = render(["overhead factor"] + short, grid(lambda row: f"{row['overhead_factor']:.2f}"))
-    return "\n\n".join((speed, footprint, overhead))
+    return console.tables(rows, specs, workloads)
 
 
 def _load_stored(path: Path) -> ResultRow | None:
@@ -506,6 +487,18 @@ def save_heapmap(out: Path, plan: Plan, rows: Sequence[ResultRow], wanted: str |
     log = harness.build_for_trace(cell["allocator"], source).replay(source)
     heapmap.save(out / "heapmap.npz", source, log, cell)
     return cell
+
+
+def warm_up(models: Sequence[str]) -> None:
+    """The compile step: every kernel the cells and the heap map call, compiled (or loaded from the cache) in this
+    process before the cells fan out (workers forked from it inherit them, others load the cache it filled).
+    A cold cache is said at the first compile and "compiled in T s" after this step (`labcore.jitcache`)."""
+    if models:
+        from bench import heapmap
+
+        tiny = from_rows([(0, 0, 16, 0), (1, 0, 0, 0)])
+        heapmap.occupancy(tiny, harness.build_for_trace(models[0], tiny).replay(tiny), time_bins=2, address_bins=2)
+    executors.warm_up(models)
 
 
 def run_sweep(
@@ -576,17 +569,25 @@ def _run_locked(plan: Plan, out: Path, cells_dir: Path, executor: Executor | Non
             f"x {len(plan.seeds)} seeds), {plan.ops:,} rows, {plan.repeats} repeats"
             + (f"; {len(done)} already stored" if done else "") + f" -> {out}")
     if todo:
-        executors.warm_up(models)  # every kernel compiled once, before the cells fan out
-    bar = tqdm(total=len(plan.cells), initial=len(done), unit="cell", file=sys.stderr, dynamic_ncols=True,
-               disable=not progress)
+        warm_up(models)  # every kernel compiled once, before the cells fan out
+    cost = {cell: cell_cost(cell.allocator, plan.ops, plan.repeats) for cell in plan.cells}  # weights the bar
+    bar = SweepBar([cost[cell] for cell in todo], [cost[cell] for cell in done], enabled=progress)
+    # Cells are submitted a few at a time (two per worker; one for the inline executor, which runs a cell when it
+    # is submitted), so that each is stored, and the bar moves, as soon as it is done.
+    window = 1 if isinstance(executor, executors.InlineExecutor) else 2 * max(1, jobs)
+    queue, pending = iter(todo), {}
     try:
-        futures = {executor.submit(run_cell, cell, plan.ops, plan.repeats): cell for cell in todo}
-        for future in as_completed(futures):
-            cell, row = futures[future], future.result()
-            finish(cell, row)
-            outcome = f"{row.throughput_mops:.1f} Mops/s" if row.ok else _short_reason(row.reason)
-            bar.set_postfix_str(f"{cell.allocator} x {cell.workload}: {outcome}", refresh=False)
-            bar.update()
+        while True:
+            for cell in islice(queue, max(0, window - len(pending))):
+                pending[executor.submit(run_cell, cell, plan.ops, plan.repeats)] = cell
+            if not pending:
+                break
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                cell, row = pending.pop(future), future.result()
+                finish(cell, row)
+                outcome = f"{row.throughput_mops:.1f} Mops/s" if row.ok else _short_reason(row.reason)
+                bar.advance(cost[cell], f"{cell.allocator} x {cell.workload}: {outcome}")
     finally:
         bar.close()
     rows = ordered_rows()

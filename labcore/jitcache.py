@@ -30,6 +30,18 @@ Importing this module configures the cache (each package of the lab imports
 `labcore` first).  The root is `$ALLOCLAB_CACHE_DIR`, else
 `$NUMBA_CACHE_DIR/allocator-lab`, else `$XDG_CACHE_HOME/allocator-lab/numba`
 (`~/.cache/...`).
+
+Saying so when it compiles.  A cold cache (a fresh install, a change to a
+kernel source, a first `NUMBA_BOUNDSCHECK=1` run) costs seconds to a minute of
+compiling before the first figure; a warm one loads in well under a second.
+`compile_notice(say)` (the command line holds one for the whole command) tells
+the two apart the way numba does: it listens to numba's `"numba:compile"`
+event, which numba broadcasts only when it compiles (a cache miss), never when
+it loads a kernel from the cache.  The first compile says "compiling kernels
+(first run only, cached in DIR) ..." and `compile_done()`, called where the
+warm-up ends (`bench.harness`, the sweep's warm-up), says how long it took
+("compiled in 12.3 s", wall time since that line); a later compile burst says
+so again.  Without a notice, or with nothing compiled, both are silent.
 """
 
 from __future__ import annotations
@@ -39,6 +51,9 @@ import os
 import re
 import shutil
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 KEEP_FINGERPRINTS = 8
@@ -127,6 +142,67 @@ def holds_kernels(module_file: str) -> None:
             f"{module_file}: holds_kernels(__file__) must stand at the start of a line of a module in the lab's "
             f"packages ({', '.join(LAB_PACKAGES)}), so that the compiled-kernel fingerprint sees it"
         )
+
+
+class _Notice:
+    """The state of one `compile_notice`: whether it announced a compile, since when, and how deep numba is."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.depth = 0
+        self.announced_at: float | None = None
+
+    def on_start(self, event: object) -> None:
+        if self.depth == 0 and self.announced_at is None:
+            self.announced_at = time.perf_counter()
+            self.say(f"compiling kernels (first run only, cached in {configure()}) ...")
+        self.depth += 1
+
+    def on_end(self, event: object) -> None:
+        self.depth = max(0, self.depth - 1)
+
+    def done(self) -> float | None:
+        if self.announced_at is None or self.depth:
+            return None
+        elapsed = time.perf_counter() - self.announced_at
+        self.announced_at = None
+        self.say(f"compiled in {elapsed:.1f} s")
+        return elapsed
+
+
+_notice: _Notice | None = None
+
+
+@contextmanager
+def compile_notice(say: Callable[[str], None]) -> Iterator[None]:
+    """While active, numba compiling a kernel (not loading it from the cache) is said through `say`, once per
+    burst: "compiling kernels (first run only, cached in DIR) ..." at its start, "compiled in T s" at the
+    next `compile_done()` or at the end of the block."""
+    global _notice
+    from numba.core import event
+
+    class Listener(event.Listener):
+        def on_start(self, numba_event: object) -> None:
+            notice.on_start(numba_event)
+
+        def on_end(self, numba_event: object) -> None:
+            notice.on_end(numba_event)
+
+    outer, notice, listener = _notice, _Notice(say), Listener()
+    _notice = notice
+    event.register("numba:compile", listener)
+    try:
+        yield
+    finally:
+        event.unregister("numba:compile", listener)
+        _notice = outer
+        notice.done()
+
+
+def compile_done() -> float | None:
+    """The end of a warm-up: if the active `compile_notice` announced a compile, say how long it took (seconds
+    since the announcement, returned); else nothing (None)."""
+    return _notice.done() if _notice is not None else None
 
 
 configure()

@@ -62,7 +62,7 @@ def test_rows_written_before_status_codes_get_them_from_the_reason():
 def test_library_functions_take_no_argparse_namespace():
     offenders = []
     for path in sorted((ROOT / "bench").rglob("*.py")):
-        if path.name == "cli.py":
+        if path.relative_to(ROOT).parts[:2] == ("bench", "cli"):  # the command line is where Namespaces live
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

@@ -85,3 +85,46 @@ def test_registering_outside_the_lab_packages_is_refused(tmp_path):
     stray.write_text("holds_kernels(__file__)\n")
     with pytest.raises(RuntimeError, match="holds_kernels"):
         jitcache.holds_kernels(str(stray))
+
+
+def test_compile_notice_says_when_numba_compiles_and_how_long():
+    from numba import njit
+
+    said: list[str] = []
+    with jitcache.compile_notice(said.append):
+        assert jitcache.compile_done() is None and said == []  # nothing compiled yet: silent
+
+        @njit
+        def twice(x):
+            return 2 * x
+
+        assert twice(21) == 42 and twice(1) == 2  # one compile (int64), then the compiled code
+        assert len(said) == 1 and said[0].startswith("compiling kernels (first run only, cached in ")
+        assert str(jitcache.configure()) in said[0]
+        assert jitcache.compile_done() is not None and re.fullmatch(r"compiled in \d+\.\d s", said[1])
+        assert twice(2.5) == 5.0  # a new signature is a new burst, reported at the end of the block
+        assert len(said) == 3
+    assert re.fullmatch(r"compiled in \d+\.\d s", said[3]) and len(said) == 4
+    assert jitcache.compile_done() is None  # no notice active: silent
+
+
+def test_cold_start_is_said_once_on_stderr_and_warm_start_is_silent(tmp_path):
+    """A fresh cache directory compiles (said on stderr, --json stdout stays JSON); the second run loads it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    environment = dict(os.environ, ALLOCLAB_CACHE_DIR=str(tmp_path))
+    command = [sys.executable, "-m", "bench", "run", "-a", "linear", "--ops", "1000", "--repeats", "1", "--json"]
+    runs = [subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600)
+            for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["status"] == "ok"
+    cold, warm = runs[0].stderr, runs[1].stderr
+    directory = next(path for path in tmp_path.iterdir() if path.is_dir())
+    assert f"compiling kernels (first run only, cached in {directory}) ..." in cold
+    assert re.search(r"^compiled in \d+\.\d s$", cold, re.MULTILINE)
+    assert cold.count("compiling kernels") == 1
+    assert "compiling" not in warm and "compiled" not in warm

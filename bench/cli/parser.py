@@ -1,0 +1,228 @@
+"""The argument parser of `python -m bench`: every subcommand, its options and their types."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench import api
+from bench.cli.common import Parser
+from bench.cli.measure import cmd_fidelity, cmd_list, cmd_perf, cmd_real, cmd_replay, cmd_run
+from bench.cli.sweeps import cmd_compare, cmd_plot, cmd_sweep
+from bench.cli.traces import cmd_sizeclasses, cmd_trace_gen, cmd_trace_import, cmd_trace_info, cmd_trace_record
+from workloads.stream import DEFAULT_CHUNK_ROWS
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _bytes(text: str) -> int:
+    from labcore.units import parse_bytes
+
+    try:
+        value = parse_bytes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed '{text}' is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("seed must be >= 0")
+    return value
+
+
+def sweep_presets() -> dict:
+    from bench.sweep import PRESETS
+
+    return PRESETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m bench", description="allocator lab: model allocators, replay workloads, measure.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+
+    listing = commands.add_parser("list", help="list allocators and workloads")
+    listing.add_argument("--allocators", action="store_true", help="only allocators")
+    listing.add_argument("--workloads", action="store_true", help="only workloads")
+    listing.add_argument("--metrics", action="store_true", help="only metrics, with their one-line definitions")
+    listing.add_argument("--fields", action="store_true", help="the fields of a result row, with their units")
+    listing.set_defaults(func=cmd_list)
+
+    def measured(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--allocator", "-a", required=True, metavar="SPEC",
+                         help="allocator spec: NAME, NAME:PRESET or NAME:key=value,... (see `list`)")
+        sub.add_argument("--repeats", type=_positive, default=3, help="timed replays; the median counts (default 3)")
+        sub.add_argument("--capacity", type=_bytes, default=None, metavar="BYTES",
+                         help="address space, e.g. 1GiB (units K/KiB, M/MiB, G/GiB, T/TiB; default: sized from "
+                         "the trace)")
+        sub.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+        sub.add_argument("--chunk-rows", type=_positive, default=None, metavar="N",
+                         help="replay chunk by chunk, N rows at a time, in bounded memory (the figures do not "
+                         f"change; default: in memory, chunks of {DEFAULT_CHUNK_ROWS} rows for chunked traces and "
+                         f"for more than {api.STREAM_THRESHOLD_ROWS:,} generated rows)")
+
+    run = commands.add_parser("run", help="one allocator on one generated workload; print its figures")
+    measured(run)
+    run.add_argument("--workload", "-w", default="lognormal", metavar="SPEC",
+                     help="workload: NAME or NAME:key=value,... (default lognormal)")
+    run.add_argument("--ops", type=_positive, default=200_000, help="trace rows (default 200000)")
+    run.add_argument("--seed", type=_seed, default=0, help="generator seed (default 0)")
+    run.set_defaults(func=cmd_run)
+
+    replay = commands.add_parser("replay", help="replay a trace file through one allocator")
+    measured(replay)
+    replay.add_argument("--trace", "-t", required=True, type=Path,
+                        help="trace file (.npz or .csv: replayed in memory) or chunked trace directory (streamed)")
+    replay.add_argument("--log", type=Path, default=None, metavar="OUT.npz",
+                        help="save the AllocLog (int64 arrays addr, granted, timeline + meta)")
+    replay.set_defaults(func=cmd_replay)
+
+    trace = commands.add_parser("trace", help="generate or inspect trace files")
+    trace_commands = trace.add_subparsers(dest="trace_command", metavar="SUBCOMMAND", parser_class=Parser)
+    trace_commands.required = True
+    gen = trace_commands.add_parser("gen", help="generate a workload trace into a file")
+    gen.add_argument("--workload", "-w", default="lognormal", metavar="SPEC", help="workload spec (default lognormal)")
+    gen.add_argument("--ops", type=_positive, default=200_000, help="trace rows (default 200000)")
+    gen.add_argument("--seed", type=_seed, default=0, help="generator seed (default 0)")
+    gen.add_argument("--output", "-o", required=True,
+                     help="output file (.npz or .csv), or DIR/ for a chunked trace directory written in bounded memory")
+    gen.set_defaults(func=cmd_trace_gen)
+    importing = trace_commands.add_parser(
+        "import", help="convert a real program's allocation log into a trace",
+        description="Formats: valgrind (--trace-malloc=yes log), heaptrack (raw .zst/.gz from heaptrack --raw), "
+        "cmu (malloc-lab .rep), android (memory_replay dump). Addresses become object ids; frees of unknown "
+        "pointers are counted in the report, never silently dropped.",
+    )
+    importing.add_argument("input", type=Path, help="log file to import")
+    importing.add_argument("--format", "-f", default="auto",
+                           choices=("auto", "valgrind", "heaptrack", "cmu", "android"), help="input format")
+    importing.add_argument("--output", "-o", required=True,
+                           help="output trace (.npz or .csv), or DIR/ for a chunked trace directory")
+    importing.set_defaults(func=cmd_trace_import)
+    recording = trace_commands.add_parser(
+        "record", help="run an unmodified program and record its allocations as a trace",
+        description="Runs CMD under heaptrack (raw mode; Debian package heaptrack) when installed, else under "
+        "valgrind --trace-malloc=yes (package valgrind). Python programs need PYTHONMALLOC=malloc.",
+    )
+    recording.add_argument("--output", "-o", type=Path, required=True, help="output trace (.npz or .csv)")
+    recording.add_argument("--tool", choices=("auto", "heaptrack", "valgrind"), default="auto",
+                           help="recorder (default: heaptrack if installed, else valgrind)")
+    recording.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    recording.set_defaults(func=cmd_trace_record)
+    info = trace_commands.add_parser("info", help="validate a trace file and summarise it")
+    info.add_argument("trace", type=Path, help="trace file (.npz or .csv) or chunked trace directory")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_trace_info)
+
+    sizes = commands.add_parser("sizeclasses", help="print a model's size-class table as CSV")
+    sizes.add_argument("model", choices=("go", "tcmalloc"), help="go (generated like Go's mksizeclasses) or tcmalloc")
+    sizes.add_argument("--table", choices=("default", "legacy"), default=None,
+                       help="tcmalloc table (default: the current google/tcmalloc default)")
+    sizes.set_defaults(func=cmd_sizeclasses)
+
+    from bench.compare import DEFAULT_SPEED_THRESHOLD, DEFAULT_STATISTIC, STATISTICS
+
+    comparing = commands.add_parser(
+        "compare", help="regression gate: compare two sweep results (exit 1 when a gate fails)",
+        description="Match the cells of two results.json files. Deterministic figures must be identical; "
+        "speed, normalised by each run's calibration kernel, may not be slower than --threshold times the base.",
+    )
+    comparing.add_argument("base", type=Path, help="baseline results.json (or the sweep directory holding it)")
+    comparing.add_argument("new", type=Path, help="results.json to check (or its directory)")
+    comparing.add_argument("--threshold", type=float, default=DEFAULT_SPEED_THRESHOLD, metavar="X",
+                           help=f"fail a cell whose calibrated time is more than X times the base's "
+                                f"(default {DEFAULT_SPEED_THRESHOLD})")
+    comparing.add_argument("--markdown", type=Path, default=None, metavar="FILE",
+                           help="also write the report as Markdown (CI logs, PR comments)")
+    comparing.add_argument("--statistic", choices=STATISTICS, default=DEFAULT_STATISTIC,
+                           help="time compared per cell: the fastest repeat (min, default: stable on a shared "
+                                "machine) or the median")
+    comparing.set_defaults(func=cmd_compare)
+
+    real = commands.add_parser(
+        "real", help="replay a trace through the machine's real malloc (glibc, jemalloc, tcmalloc, mimalloc)",
+        description="Replays in a child process with the Debian library preloaded (libjemalloc2, "
+        "libtcmalloc-minimal4, libmimalloc2.0; glibc is the default), driving malloc/realloc/free from a jitted "
+        "loop. Reports throughput, peak RSS growth, the allocator's own statistics and the overhead factor.",
+    )
+    real.add_argument("--trace", "-t", required=True, type=Path, help="trace file (.npz or .csv)")
+    real.add_argument("--allocator", "-a", choices=("glibc", "jemalloc", "tcmalloc", "mimalloc"), default="glibc",
+                      help="real allocator (default glibc)")
+    real.add_argument("--repeats", type=_positive, default=3, help="timed replays; the median counts (default 3)")
+    real.add_argument("--touch", choices=("page", "first", "none"), default="page",
+                      help="bytes written into each new block: one per 4 KiB page (default), the first, none")
+    real.add_argument("--json", action="store_true", help="print one JSON object")
+    real.set_defaults(func=cmd_real)
+
+    fidelity = commands.add_parser(
+        "fidelity", help="models beside the real allocators they model, on the same traces",
+        description="For each trace: real glibc vs freelist:glibc and real tcmalloc vs the tcmalloc model "
+        "(peak footprint, overhead factor, relative error), and the go/tcmalloc models' replay time over real "
+        "glibc's.",
+    )
+    fidelity.add_argument("traces", nargs="+", type=Path, help="trace files (.npz or .csv), e.g. from trace record")
+    fidelity.add_argument("--repeats", type=_positive, default=3, help="timed replays per run (default 3)")
+    fidelity.add_argument("--out", type=Path, default=None, help="also write fidelity.json and fidelity.png here")
+    fidelity.set_defaults(func=cmd_fidelity)
+
+    perf = commands.add_parser("perf", help="the README's performance table, measured on this machine")
+    perf.add_argument("--allocators", "-a", default=None, metavar="SPECS",
+                      help="semicolon-separated allocator specs (default: every registered allocator and preset)")
+    perf.add_argument("--ops", type=_positive, default=1_000_000, help="benchmark trace rows (default 1000000)")
+    perf.add_argument("--repeats", type=_positive, default=7, help="kernel runs; the median counts (default 7)")
+    perf.add_argument("--no-compile", action="store_true", help="skip the cold-compile measurement")
+    perf.set_defaults(func=cmd_perf)
+
+    plot = commands.add_parser("plot", help="redraw the plots and index.html of a results directory")
+    plot.add_argument("directory", type=Path, help="a sweep's --out directory (holding results.json)")
+    plot.set_defaults(func=cmd_plot)
+
+    sweep = commands.add_parser(
+        "sweep", help="allocators x workloads x seeds; print tables, store results",
+        description="Measure every allocator on every workload. Presets: "
+        + "; ".join(f"{name}: {preset.description}" for name, preset in sweep_presets().items()),
+    )
+    sweep.add_argument("--preset", default="default", help="grid preset (default 'default'; see above)")
+    sweep.add_argument("--quick", action="store_true", help="the 'quick' preset: seconds, not minutes")
+    sweep.add_argument("--allocators", "-a", default=None, metavar="SPECS",
+                       help="semicolon-separated allocator specs (default: every registered allocator and preset)")
+    sweep.add_argument("--workloads", "-w", default=None, metavar="SPECS",
+                       help="semicolon-separated workload specs; FAMILY:PARAM=V1/V2/... sweeps a parameter; "
+                       "trace:PATH replays a trace file or a chunked trace directory")
+    sweep.add_argument("--ops", type=_positive, default=None, help="rows per trace (default: the preset's)")
+    sweep.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    sweep.add_argument("--repeats", type=_positive, default=None, help="timed replays per cell (default: preset's)")
+    sweep.add_argument("--jobs", "-j", type=_positive, default=1, help="local worker processes (default 1)")
+    sweep.add_argument("--executor", choices=("local", "dask"), default="local",
+                       help="where cells run: local processes (default; --jobs) or a Dask cluster (--scheduler)")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="Dask scheduler address for --executor dask, e.g. tcp://127.0.0.1:8786 "
+                       "(needs the extra: pip install -e '.[dask]')")
+    sweep.add_argument("--resume", action="store_true", help="keep the cells already stored in --out")
+    sweep.add_argument("--real", action="store_true",
+                       help="add the machine's real allocators (glibc, and jemalloc/tcmalloc/mimalloc when installed) "
+                       "as cells real:NAME, with the figures measurable for them (speed, footprint, overhead)")
+    sweep.add_argument("--out", type=Path, default=Path("reports/latest"),
+                       help="results directory (default reports/latest)")
+    sweep.add_argument("--heapmap", default=None, metavar="ALLOCATOR@WORKLOAD",
+                       help="cell drawn as a heap map (default: freelist:glibc on the first workload)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument("--no-plots", action="store_true", help="skip the plots and index.html")
+    sweep.add_argument("--json", action="store_true", help="print the result rows as JSON")
+    sweep.set_defaults(func=cmd_sweep)
+    return parser
