@@ -205,7 +205,7 @@ from allocators.go_layout import (
     tiny_unpin,
     uncache_span,
 )
-from allocators.protocol import LIVE_MARGIN, Allocator, default_capacity, no_reuse_capacity
+from allocators.protocol import Allocator, default_capacity, no_reuse_capacity
 from allocators.registry import register
 from allocators.replay import Kernels
 from allocators.shared.central import LIST_FULL, central_pop_partial, central_push_span, init_central, reset_central
@@ -595,7 +595,7 @@ class Go(Allocator):
             if gogc < 0:
                 capacity = no_reuse_capacity(trace)
             else:
-                capacity = default_capacity(trace, LIVE_MARGIN * max(1.0, (100 + gogc) / 200))
+                capacity = default_capacity(trace, max(1.0, (100 + gogc) / 200))
         return max(capacity, cls.MIN_REPLAY_CAPACITY)
 
     def check_params(self) -> None:

@@ -86,18 +86,18 @@ def no_reuse_capacity(trace: Trace | TraceFacts) -> int:
     return _power_of_two_above(as_facts(trace).granule_sum(per_request=SLACK_PER_OBJECT) * 2 + (1 << 20))
 
 
-def default_capacity(trace: Trace | TraceFacts, margin: float = LIVE_MARGIN) -> int:
+def default_capacity(trace: Trace | TraceFacts, scale: float = 1.0) -> int:
     """The address space an allocator that reuses freed memory replays `trace` in when the user gives none.
 
     LIVE_MARGIN (4) x (the peak live bytes + 64 B per object live at the peak) + 2 x the largest request
-    + 16 MiB, rounded up to a power of two (`margin`: another factor than 4), and never more than
+    + 16 MiB, rounded up to a power of two (`scale` multiplies the margin), and never more than
     `no_reuse_capacity`: a short trace gets room for all of its requests, a long one room for what is live
     (a long realloc chain with 1 MiB live does not get a 256 GiB address space).  This is address space, not
     memory: models touch metadata only for what they use.
     """
     facts = as_facts(trace)
     live = facts.peak_live_bytes + SLACK_PER_OBJECT * facts.peak_live_objects
-    need = int(margin * live) + 2 * facts.max_request + BASE_CAPACITY
+    need = int(LIVE_MARGIN * scale * live) + 2 * facts.max_request + BASE_CAPACITY
     return min(_power_of_two_above(need), no_reuse_capacity(facts))
 
 
