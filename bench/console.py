@@ -1,7 +1,7 @@
 """The sweep's tables on the console: one grid per figure, workloads x allocators, medians over seeds.
 
 A sweep prints three grids (`python -m bench sweep`, `bench.sweep.tables`):
-throughput (Mops/s), peak footprint and overhead factor.  Each has one row per
+the model replay speed (Mops/s), peak footprint and overhead factor.  Each has one row per
 workload and one column per allocator spec, wrapped into blocks of columns so
 that no line is longer than 100 characters (`bench.table.render`; a spec's
 preset goes on a second header line: `freelist` over `:glibc`), whatever the
@@ -26,7 +26,7 @@ from bench.table import format_bytes, render, wrap_text
 
 #: (title, how a value is written) of each grid, by the row field it shows.
 FIGURES: dict[str, tuple[str, Callable[[float], str]]] = {
-    "throughput_mops": ("Mops/s", lambda value: f"{value:.1f}"),
+    "throughput_mops": ("model replay speed, Mops/s", lambda value: f"{value:.1f}"),
     "peak_footprint": ("peak footprint", format_bytes),
     "overhead_factor": ("overhead factor", lambda value: f"{value:.2f}"),
 }
@@ -89,6 +89,8 @@ def grid(rows: Sequence[Any], specs: Sequence[str], workloads: Sequence[str], fi
         caption = f"{title}, median of seeds {','.join(map(str, seeds))} ±half their range in % (n/m: seeds ok)"
     else:
         caption = f"{title} (seed {seeds[0]})"
+    if field == "throughput_mops" and any(spec.startswith("real:") for spec in specs):
+        caption += "; a real:NAME column is the real allocator replaying the same trace, the scale"
     return wrap_text(caption) + "\n" + render(["workload", *(short_header(spec) for spec in specs)], lines)
 
 

@@ -72,7 +72,7 @@ def _report(row: ResultRow, spec: str, args: argparse.Namespace, source: str, th
         ("allocator", spec),
         ("trace", f"{source} ({row['rows']:,} rows, {threads} thread(s))"),
         ("", "speed"),
-        ("throughput",
+        ("model replay speed",
          f"{row['throughput_mops']:.2f} Mops/s  ({row['ns_per_op']:.1f} ns/op, median of {args.repeats}; "
          f"min..max {row['rows'] / row['seconds_max'] / 1e6:.1f}..{row['rows'] / row['seconds_min'] / 1e6:.1f})"),
         ("compile/load", f"{row['compile_s']:.3f} s (not included above)"),
