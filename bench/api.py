@@ -83,6 +83,22 @@ def write_trace(
     return len(trace)
 
 
+def inject_faults(trace: Trace | str | Path, faults: str, seed: int, output: str | Path | None = None) -> Trace:
+    """A trace (or trace file, loaded into memory) as a fault trace with the faults of a `--faults` spec
+    (`workloads.faults`: 'double_free=0.001,overflow:k=8=0.0005'), seeded; saved to `output` (.npz, .csv) if
+    given."""
+    from workloads.faults import inject, parse_faults
+
+    requests = parse_faults(faults)
+    source = trace if isinstance(trace, Trace) else Trace.load(trace)
+    if source.faults is not None and len(source.faults):
+        raise ValueError("the trace is a fault trace already: inject into the trace it was made from")
+    result = inject(source, requests, seed)
+    if output is not None:
+        result.save(output)
+    return result
+
+
 def replay(
     allocator: str, trace: Trace | TraceSource | str | Path, repeats: int = 3, capacity: int | None = None,
     log: str | Path | None = None, chunk_rows: int | None = None,

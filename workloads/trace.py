@@ -162,6 +162,8 @@ class Trace:
     thread: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
     validate_on_init: bool = field(default=True, repr=False)
+    #: A fault trace's injected faults (`workloads.faults.FaultTable`); only with meta "fault_trace": true.
+    faults: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._dense: tuple[np.ndarray, int] | None = None
@@ -258,6 +260,7 @@ class Trace:
         if not isinstance(self.meta, dict):
             raise TraceError("meta must be a dict")
         if length == 0:
+            self._check_faults()
             return
         dense, n_ids = _dense_ids(self.obj)  # also handles negative ids, which the kernel reports
         row, code = _validate_kernel(
@@ -266,6 +269,15 @@ class Trace:
         if row >= 0:
             raise TraceError(self._describe(int(row), int(code)), row=int(row))
         self._dense = (dense, n_ids)
+        self._check_faults()
+
+    def _check_faults(self) -> None:
+        """A fault table only in a trace marked as a fault trace, and every fault valid at its row."""
+        if self.faults is None and not self.meta.get("fault_trace"):
+            return
+        from workloads.faults import check_fault_trace
+
+        self.faults = check_fault_trace(self)
 
     def _describe(self, row: int, code: int) -> str:
         return describe_error(row, code, int(self.op[row]), int(self.obj[row]), int(self.size[row]),
@@ -277,6 +289,8 @@ class Trace:
         from workloads.chunked import is_chunked_path, save_chunked
 
         if is_chunked_path(path):
+            if self.faults is not None:
+                raise TraceError(f"{path}: a fault trace is saved as .npz or .csv, not as a chunked directory")
             save_chunked(self, path)
             return
         path = Path(path)
@@ -286,6 +300,7 @@ class Trace:
             np.savez_compressed(
                 path, op=self.op, obj=self.obj, size=self.size, thread=self.thread,
                 meta=np.array(json.dumps(self.meta, sort_keys=True)),
+                **(self.faults.arrays() if self.faults is not None else {}),
             )
         else:
             raise TraceError(f"{path}: unknown trace suffix '{path.suffix}' (use .npz, .csv or DIR/)")
@@ -321,12 +336,13 @@ class Trace:
                                "write the trace as a chunked directory (DIR/), which is read chunk by chunk")
                 columns = {name: archive[name] for name, _ in COLUMNS}
                 meta = json.loads(str(archive["meta"])) if "meta" in archive.files else {}
+                faults = _npz_faults(archive)
         except (TraceError, NotEnoughMemory):
             raise
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
             raise TraceError(f"{path}: truncated or corrupt npz file ({error})") from None
         try:
-            return cls(**columns, meta=meta)
+            return cls(**columns, meta=meta, faults=faults)
         except TraceError as error:
             raise TraceError(f"{path}: {error}") from None
 
@@ -345,6 +361,20 @@ def _npz_rows(archive: Any, path: Path) -> int:
         else:
             shape = np.lib.format.read_array_header_2_0(member)[0]
     return int(shape[0]) if len(shape) else 0
+
+
+def _npz_faults(archive: Any) -> Any:
+    """The fault table stored in an npz trace (`fault_*` arrays), or None."""
+    names = ("fault_at", "fault_kind", "fault_obj", "fault_param")
+    present = [name in archive.files for name in names]
+    if not any(present):
+        return None
+    if not all(present):
+        missing = [name for name, found in zip(names, present, strict=True) if not found]
+        raise TraceError(f"fault table incomplete: missing {', '.join(missing)}")
+    from workloads.faults import FaultTable
+
+    return FaultTable.of(*(archive[name] for name in names))
 
 
 def describe_error(row: int, code: int, op: int, ident: int, request: int, thread: int) -> str:
@@ -375,12 +405,34 @@ def from_rows(rows: list[tuple[int, int, int, int]], meta: dict[str, Any] | None
 
 
 def save_csv(trace: Trace, path: Path) -> None:
+    """Rows as `op,obj,size,thread` lines; a fault trace's faults as lines at their place (`workloads.faults`)."""
+    faults: list[tuple[int, str]] = []
+    if trace.faults is not None:
+        from workloads.faults import CSV_MARKER, FAULT_KINDS
+
+        faults = [(at, f"{FAULT_KINDS[kind]},{ident},{param},0\n") for at, kind, ident, param in zip(
+            trace.faults.at.tolist(), trace.faults.kind.tolist(), trace.faults.obj.tolist(),
+            trace.faults.param.tolist(), strict=True)]
+    next_fault = 0
     with open(path, "w") as out:
         out.write("op,obj,size,thread\n")
-        for op, ident, request, thread in zip(
+        if trace.faults is not None:
+            out.write(CSV_MARKER + "\n")
+        for row, (op, ident, request, thread) in enumerate(zip(
             trace.op.tolist(), trace.obj.tolist(), trace.size.tolist(), trace.thread.tolist(), strict=True
-        ):
+        )):
+            while next_fault < len(faults) and faults[next_fault][0] == row:
+                out.write(faults[next_fault][1])
+                next_fault += 1
             out.write(f"{OP_NAMES[op]},{ident},{request},{thread}\n")
+        for _, line in faults[next_fault:]:
+            out.write(line)
+
+
+def _csv_faults(rows: list[tuple[int, int, int, int]]) -> Any:
+    from workloads.faults import FaultTable
+
+    return FaultTable.of(*(np.array([row[index] for row in rows], np.int64) for index in range(4)))
 
 
 def load_csv(path: Path) -> Trace:
@@ -390,6 +442,10 @@ def load_csv(path: Path) -> Trace:
     objs: list[int] = []
     sizes: list[int] = []
     threads: list[int] = []
+    from workloads.faults import CSV_MARKER, FAULT_KINDS
+
+    fault_trace = False
+    fault_rows: list[tuple[int, int, int, int]] = []  # (at, kind, obj, param)
     try:
         with open(path, encoding="utf-8-sig") as source:  # a UTF-8 byte-order mark is skipped
             header = source.readline().strip().replace(" ", "")
@@ -397,12 +453,24 @@ def load_csv(path: Path) -> Trace:
                 raise TraceError(f"{path}: line 1: expected header 'op,obj,size,thread', got '{header}'")
             for line_number, line in enumerate(source, start=2):
                 line = line.strip()
+                if line == CSV_MARKER and not ops:
+                    fault_trace = True
                 if not line or line.startswith("#"):
                     continue
                 fields = [part.strip() for part in line.split(",")]
                 if len(fields) != 4:
                     raise TraceError(f"{path}: line {line_number}: expected 4 fields, got {len(fields)}")
                 op_text = fields[0].lower()
+                if op_text in FAULT_KINDS:
+                    if not fault_trace:
+                        raise TraceError(f"{path}: line {line_number}: fault row '{op_text}' in a trace that is not "
+                                         f"a fault trace (a fault trace has the line '{CSV_MARKER}' first)")
+                    try:
+                        ident, param = int(fields[1]), int(fields[2])
+                    except ValueError:
+                        raise TraceError(f"{path}: line {line_number}: obj and param must be integers") from None
+                    fault_rows.append((len(ops), FAULT_KINDS.index(op_text), ident, param))
+                    continue
                 if op_text not in names:
                     raise TraceError(
                         f"{path}: line {line_number}: unknown op '{fields[0]}' (alloc|free|realloc|access)"
@@ -425,7 +493,9 @@ def load_csv(path: Path) -> Trace:
     try:
         return Trace(
             op=np.array(ops, np.int8), obj=np.array(objs, np.int64), size=np.array(sizes, np.int64),
-            thread=np.array(threads, np.int32), meta={"source": str(path)},
+            thread=np.array(threads, np.int32),
+            meta={"source": str(path), **({"fault_trace": True} if fault_trace else {})},
+            faults=_csv_faults(fault_rows) if fault_trace else None,
         )
     except TraceError as error:
         line = f" (line {line_of_row[error.row]})" if error.row is not None else ""

@@ -9,7 +9,14 @@ from bench import api
 from bench.cli.common import Parser
 from bench.cli.measure import cmd_fidelity, cmd_list, cmd_perf, cmd_real, cmd_replay, cmd_run
 from bench.cli.sweeps import cmd_compare, cmd_plot, cmd_sweep
-from bench.cli.traces import cmd_sizeclasses, cmd_trace_gen, cmd_trace_import, cmd_trace_info, cmd_trace_record
+from bench.cli.traces import (
+    cmd_sizeclasses,
+    cmd_trace_gen,
+    cmd_trace_import,
+    cmd_trace_info,
+    cmd_trace_inject,
+    cmd_trace_record,
+)
 from workloads.stream import DEFAULT_CHUNK_ROWS
 
 
@@ -124,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
                            help="recorder (default: heaptrack if installed, else valgrind)")
     recording.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     recording.set_defaults(func=cmd_trace_record)
+    injecting = trace_commands.add_parser(
+        "inject", help="turn a trace into a fault trace: misuse (double frees, overflows, ...) at given rates",
+        description="Faults per trace row, each at a random eligible row (seeded): KIND[:key=N...]=RATE, "
+        "comma-separated. Kinds and parameters: double_free[:delay=K][:reuse=1], invalid_free[:offset=O] "
+        "(offset 1: a misaligned pointer), foreign_free[:offset=O], uaf_write[:offset=O], overflow[:k=K], "
+        "underflow[:k=K], stale_free. The faults are kept beside the trace's rows (workloads/faults.py): "
+        "ordinary replays ignore them.",
+    )
+    injecting.add_argument("input", type=Path, help="trace file (.npz or .csv)")
+    injecting.add_argument("--output", "-o", required=True, help="output fault trace (.npz or .csv)")
+    injecting.add_argument("--faults", required=True, help="e.g. double_free=0.001,overflow:k=8=0.0005")
+    injecting.add_argument("--seed", type=int, default=0, help="seed of the fault placement (default 0)")
+    injecting.set_defaults(func=cmd_trace_inject)
     info = trace_commands.add_parser("info", help="validate a trace file and summarise it")
     info.add_argument("trace", type=Path, help="trace file (.npz or .csv) or chunked trace directory")
     info.add_argument("--json", action="store_true", help="print JSON")

@@ -49,6 +49,16 @@ def cmd_trace_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace_inject(args: argparse.Namespace) -> int:
+    output = _trace_output(args.output)
+    if not output.endswith((".npz", ".csv")):
+        raise UsageError(f"output {output}: a fault trace is written as .npz or .csv")
+    trace = api.inject_faults(args.input, args.faults, args.seed, output)
+    counts = ", ".join(f"{count:,} {kind}" for kind, count in trace.faults.counts().items() if count)
+    print(f"wrote {output}: {len(trace):,} rows and {len(trace.faults):,} faults ({counts}), seed {args.seed}")
+    return 0
+
+
 def cmd_trace_record(args: argparse.Namespace) -> int:
     from workloads.record import record
 
@@ -82,6 +92,8 @@ def cmd_trace_info(args: argparse.Namespace) -> int:
             "size_max": int(sizes.max()) if sizes.size else 0,
             "meta": trace.meta,
         }
+        if trace.faults is not None:
+            info["faults"] = {kind: count for kind, count in trace.faults.counts().items() if count}
     else:  # a chunked directory: what its facts say (the rows are read only when replayed)
         facts = source.facts()
         info = {
