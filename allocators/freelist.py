@@ -29,32 +29,16 @@ ST_OUT_OF_MEMORY.  Freeing into a top of at least `trim_threshold` bytes
 gives pages back (os_trims) when the merged chunk is >= 64 KiB (glibc's rule;
 0 = never trim).
 
-Fit policies (parameters `policy`, `order`; defaults first / address):
-- first + address: the lowest-addressed free chunk that fits (classic
-  address-ordered first fit).  The address-ordered free list is represented by
-  a max segment tree over the heap's granules (`shared.maxtree`: slot = chunk
-  start, value = free size), which finds the same chunk a list walk would in
-  O(log(heap granules)) instead of O(free chunks); insert/remove O(log).
-- next + address: the same tree searched from a rover (the address after the
-  last chunk handed out), wrapping around once.
-- first / next + lifo or fifo: one circular doubly linked list, new free chunks
-  pushed at the front (lifo) or the back (fifo); the search walks it from the
-  front (first) or from the rover node (next).  O(free chunks examined): this
-  is the textbook cost, kept on purpose (see `search_steps`).  A split leaves
-  the remainder in its victim's place in the list (as K&R does).
-- best (any order): the smallest free chunk that fits, exactly.  Free chunks
-  sit in one circular list per exact size (in granules); a hierarchical bitset
-  over sizes (`shared.bitset`) gives the smallest non-empty size >= nb in
-  O(log64(heap granules)).  Ties: newest first (lifo), oldest first (fifo), or
-  lowest address (address: insertion walks the equal-size list, O(k));
-  `shared.sizelists`.
-- bins="glibc" (preset `glibc`): ptmalloc2's bins instead, `allocators.glibc`.
-Every fit policy allocates from the low end of the chosen chunk.  Where a
-freed chunk is filed for each policy (`index_insert`/`index_remove`), the
-coalescing and the rest of the free path are in `shared.chunkfree`; top,
-sbrk and mmap in `shared.sysmem`.  This module holds the searches of the
-plain policies, malloc's front end (tcache, fastbins, then the policy: its
-own search or `glibc.malloc_glibc`), the replay kernels, realloc and reset.
+Fit policies (parameters `policy`, `order`; defaults first / address): first
+or next fit over an address-ordered free list (a max segment tree), a LIFO
+or FIFO list; best fit over per-size lists; their searches and costs are in
+`allocators.plainfit`.  bins="glibc" (preset `glibc`): ptmalloc2's bins
+instead, `allocators.glibc`.  Where a freed chunk is filed for each policy
+(`index_insert`/`index_remove`), the coalescing and the rest of the free
+path are in `shared.chunkfree`; top, sbrk and mmap in `shared.sysmem`.  This
+module holds malloc's front end (tcache, fastbins, then the policy's search,
+`plainfit.malloc_plain`, or `glibc.malloc_glibc`), the replay kernels,
+realloc and reset.
 
 Thread cache (`tcache_bins` > 0): per-thread LIFO singly linked lists, one per
 chunk size `min_chunk + i * granularity`, each holding at most
@@ -123,12 +107,13 @@ from numba import njit
 
 from allocators.errors import ST_OK, BadParameter
 from allocators.glibc import MALLOC_STATE_BYTES, malloc_glibc
+from allocators.plainfit import malloc_plain
 from allocators.protocol import Allocator
 from allocators.registry import register
 from allocators.replay import Kernels
 from allocators.shared.align import is_power_of_two
-from allocators.shared.bitset import bitset_clear_all, bitset_next, new_bitset
-from allocators.shared.chunkfree import index_insert, index_remove, int_free, malloc_consolidate
+from allocators.shared.bitset import bitset_clear_all, new_bitset
+from allocators.shared.chunkfree import index_remove, int_free, malloc_consolidate
 from allocators.shared.chunks import (
     BIN_STRIDE,
     C_ALLOCS,
@@ -195,18 +180,16 @@ from allocators.shared.chunks import (
     S_TRIM_THRESHOLD,
     S_USER_OFFSET,
     SIZE_MASK,
-    W_BK,
     W_FD,
     W_SIZE,
-    set_free_chunk,
     set_inuse_after,
     set_top,
     size_of,
     tcache_put,
 )
 from allocators.shared.glibc_bins import MIN_LARGE_SIZE, NBINS, init_bins
-from allocators.shared.maxtree import new_tree, tree_clear_range, tree_first_at_least
-from allocators.shared.sysmem import malloc_from_top, mremap_chunk, munmap_chunk
+from allocators.shared.maxtree import new_tree, tree_clear_range
+from allocators.shared.sysmem import mremap_chunk, munmap_chunk
 from labcore.jitcache import holds_kernels
 
 holds_kernels(__file__)
@@ -223,102 +206,6 @@ BINS = ("none", "glibc")
 PLAIN_ARENA_BYTES = 16
 #: Per tcache bin in tcache_perthread_struct (glibc >= 2.30): uint16 count + entry pointer.
 TCACHE_BYTES_PER_BIN = 10
-
-
-# ------------------------------------------------------------ plain policies
-@njit(cache=True)
-def _list_find(words, memory, nb):
-    """First or next fit over the lifo/fifo list: walk until a chunk is large enough."""
-    sentinel = words[S_ARENA]
-    head = memory[(sentinel >> 3) + W_FD]
-    start = head
-    if words[S_NEXT_FIT] != 0:
-        start = words[S_ROVER]
-        if start == sentinel:
-            start = head
-    steps = 0
-    found = NIL
-    chunk = start
-    while chunk != sentinel:
-        steps += 1
-        if size_of(memory, chunk) >= nb:
-            found = chunk
-            break
-        chunk = memory[(chunk >> 3) + W_FD]
-    if found == NIL and start != head:
-        chunk = head
-        while chunk != start:
-            steps += 1
-            if size_of(memory, chunk) >= nb:
-                found = chunk
-                break
-            chunk = memory[(chunk >> 3) + W_FD]
-    words[C_SEARCH_STEPS] += steps
-    return found
-
-
-@njit(cache=True)
-def _find_plain(words, memory, tree, sizebits, sizeheads, nb):
-    """The free chunk the policy picks for nb, or NIL (not removed)."""
-    mode = words[S_MODE]
-    shift = words[S_GRAN_SHIFT]
-    if mode == MODE_LIST:
-        return _list_find(words, memory, nb)
-    if mode == MODE_TREE:
-        start = words[S_ROVER] if words[S_NEXT_FIT] != 0 else 0
-        words[C_SEARCH_STEPS] += 1
-        slot = tree_first_at_least(tree, start, nb >> shift)
-        if slot < 0 and start > 0:
-            words[C_SEARCH_STEPS] += 1
-            slot = tree_first_at_least(tree, 0, nb >> shift)
-        return slot << shift if slot >= 0 else NIL
-    words[C_SEARCH_STEPS] += 1
-    slot = bitset_next(sizebits, nb >> shift)
-    return sizeheads[slot] if slot >= 0 else NIL
-
-
-@njit(cache=True)
-def _malloc_plain(state, nb):
-    words, memory, maptree = state[I_WORDS], state[I_MEMORY], state[I_MAPTREE]
-    tree, sizebits, sizeheads = state[I_TREE], state[I_SIZEBITS], state[I_SIZEHEADS]
-    mode = words[S_MODE]
-    shift = words[S_GRAN_SHIFT]
-    victim = _find_plain(words, memory, tree, sizebits, sizeheads, nb)
-    if victim < 0 and words[S_HAVE_FAST] != 0:
-        malloc_consolidate(state)
-        victim = _find_plain(words, memory, tree, sizebits, sizeheads, nb)
-    if victim < 0:
-        chunk = malloc_from_top(words, memory, maptree, nb)
-        if mode == MODE_TREE:
-            words[S_ROVER] = words[S_TOP] >> shift
-        return chunk
-    size = size_of(memory, victim)
-    rest = size - nb
-    if rest >= words[S_MIN_CHUNK]:
-        remainder = victim + nb
-        memory[(victim >> 3) + W_SIZE] = nb | PREV_INUSE
-        set_free_chunk(memory, remainder, rest)
-        if mode == MODE_LIST:
-            # the remainder takes the victim's place in the list
-            memory[(remainder >> 3) + W_FD] = memory[(victim >> 3) + W_FD]
-            memory[(remainder >> 3) + W_BK] = memory[(victim >> 3) + W_BK]
-            memory[(memory[(victim >> 3) + W_FD] >> 3) + W_BK] = remainder
-            memory[(memory[(victim >> 3) + W_BK] >> 3) + W_FD] = remainder
-            words[S_ROVER] = remainder
-        else:
-            index_remove(words, memory, tree, sizebits, sizeheads, victim, size)
-            index_insert(words, memory, tree, sizebits, sizeheads, remainder, rest)
-            words[S_ROVER] = remainder >> shift
-        words[C_SPLITS] += 1
-    else:
-        index_remove(words, memory, tree, sizebits, sizeheads, victim, size)
-        set_inuse_after(memory, victim, size)
-        if mode == MODE_LIST:
-            words[S_ROVER] = memory[(victim >> 3) + W_FD]  # unlinking leaves the victim's own links
-        else:
-            words[S_ROVER] = (victim + size) >> shift
-    words[S_METADATA] += words[S_HEADER]
-    return victim
 
 
 # ------------------------------------------------------------ malloc / free
@@ -346,7 +233,7 @@ def _malloc_core(state, nb, tbase):
         malloc_consolidate(state)
     if words[S_MODE] == MODE_GLIBC:
         return malloc_glibc(state, nb, tbase)
-    return _malloc_plain(state, nb)
+    return malloc_plain(state, nb)
 
 
 @njit(cache=True)
