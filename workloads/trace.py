@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,7 @@ class Trace:
         self._dense: tuple[np.ndarray, int] | None = None
         self._slots: tuple[np.ndarray, int] | None = None
         self._facts: Any = None
+        self._validated = False
         if self.validate_on_init:
             self.validate()
 
@@ -197,6 +199,7 @@ class Trace:
         if self._slots is None:
             from workloads.slots import assign_slots
 
+            self.require_valid()  # the slot kernel trusts the rows: a trace built unvalidated is validated here
             self._slots = assign_slots(self.op, self.dense_obj, self.n_ids)
         return self._slots[0]
 
@@ -258,6 +261,7 @@ class Trace:
         if not isinstance(self.meta, dict):
             raise TraceError("meta must be a dict")
         if length == 0:
+            self._validated = True
             return
         dense, n_ids = _dense_ids(self.obj)  # also handles negative ids, which the kernel reports
         row, code = _validate_kernel(
@@ -266,6 +270,14 @@ class Trace:
         if row >= 0:
             raise TraceError(self._describe(int(row), int(code)), row=int(row))
         self._dense = (dense, n_ids)
+        self._validated = True
+
+    def require_valid(self) -> None:
+        """validate() unless it passed already: what every path to a kernel calls first (slots, a replay), so a
+        Trace built with `validate_on_init=False` is validated before any kernel reads it.  Columns changed in
+        place after validation are the caller's to re-validate (`validate()`)."""
+        if not self._validated:
+            self.validate()
 
     def _describe(self, row: int, code: int) -> str:
         return describe_error(row, code, int(self.op[row]), int(self.obj[row]), int(self.size[row]),
@@ -317,13 +329,16 @@ class Trace:
                 missing = [name for name, _ in COLUMNS if name not in archive.files]
                 if missing:
                     raise TraceError(f"{path}: missing column(s) {', '.join(missing)}")
-                check_rows_fit(_npz_rows(archive, path), f"loading {path}",
+                check_rows_fit(_npz_check_headers(archive, path), f"loading {path}",
                                "write the trace as a chunked directory (DIR/), which is read chunk by chunk")
                 columns = {name: archive[name] for name, _ in COLUMNS}
-                meta = json.loads(str(archive["meta"])) if "meta" in archive.files else {}
+                meta = _npz_meta(archive, path)
         except (TraceError, NotEnoughMemory):
             raise
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
+        # zipfile raises RuntimeError for an encrypted member, NotImplementedError for an unknown compression
+        # method, zlib.error for corrupt deflate data: every one a corrupt file, never a traceback.
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, RuntimeError,
+                NotImplementedError) as error:
             raise TraceError(f"{path}: truncated or corrupt npz file ({error})") from None
         try:
             return cls(**columns, meta=meta)
@@ -336,15 +351,54 @@ def check_rows_fit(rows: int, what: str, fix: str) -> None:
     check_fits(f"{what} ({rows:,} rows in memory)", rows * IN_MEMORY_BYTES_PER_ROW, fix)
 
 
-def _npz_rows(archive: Any, path: Path) -> int:
-    """The row count of an npz trace's `op` column, read from its header (nothing else is read)."""
-    with archive.zip.open("op.npy") as member:
+def _npz_check_headers(archive: Any, path: Path) -> int:
+    """The row count of an npz trace, from its columns' `.npy` headers, which are checked before any data is
+    read: dtype (an object array, i.e. pickled data, is refused unread), one dimension, equal lengths.  So a
+    header claiming a huge shape is refused, not allocated."""
+    length = 0
+    for name, dtype in COLUMNS:
+        shape, fortran, found = _npz_header(archive, name, path)
+        if found != dtype:
+            what = "is an object array (pickled data, refused unread)" if found.hasobject else f"has dtype {found}"
+            raise TraceError(f"{path}: column '{name}' {what}, expected {np.dtype(dtype).name}")
+        if len(shape) != 1 or fortran:
+            raise TraceError(f"{path}: column '{name}' has {len(shape)} dimensions, expected 1")
+        if name == "op":
+            length = int(shape[0])
+        elif shape[0] != length:
+            raise TraceError(f"{path}: column '{name}' has {shape[0]} rows, column 'op' has {length}")
+    return length
+
+
+def _npz_header(archive: Any, name: str, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) of member `name` of an npz archive, from its header alone."""
+    with archive.zip.open(f"{name}.npy") as member:
         version = np.lib.format.read_magic(member)
         if version == (1, 0):
-            shape = np.lib.format.read_array_header_1_0(member)[0]
-        else:
-            shape = np.lib.format.read_array_header_2_0(member)[0]
-    return int(shape[0]) if len(shape) else 0
+            return np.lib.format.read_array_header_1_0(member)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(member)
+    raise TraceError(f"{path}: '{name}' has .npy format version {version}")
+
+
+#: Largest `meta` string an npz trace may carry (a generator's meta is a few hundred bytes).
+MAX_META_CHARS = 1 << 20
+
+
+def _npz_meta(archive: Any, path: Path) -> dict[str, Any]:
+    """The JSON `meta` of an npz trace ({} without one); a meta that is not a JSON object is a TraceError."""
+    if "meta" not in archive.files:
+        return {}
+    shape, _, dtype = _npz_header(archive, "meta", path)  # checked before it is read: no pickle, no huge string
+    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_META_CHARS:
+        raise TraceError(f"{path}: meta is an array of dtype {dtype} and shape {shape}, expected a JSON string")
+    try:
+        meta = json.loads(str(archive["meta"]))
+    except (ValueError, RecursionError) as error:  # RecursionError: '[[[[...' nested beyond Python's stack
+        raise TraceError(f"{path}: meta is not valid JSON ({type(error).__name__})") from None
+    if not isinstance(meta, dict):
+        raise TraceError(f"{path}: meta is JSON {type(meta).__name__}, expected an object")
+    return meta
 
 
 def describe_error(row: int, code: int, op: int, ident: int, request: int, thread: int) -> str:
