@@ -44,7 +44,7 @@ from numpy.lib import format as npy
 from workloads.facts import FactsAccumulator, TraceFacts
 from workloads.slots import SlotMap
 from workloads.stream import DEFAULT_CHUNK_ROWS, TraceChunk, TraceSource, check_chunk_rows, check_columns
-from workloads.trace import COLUMNS, Trace, TraceError
+from workloads.trace import COLUMNS, NPY_HEADER_ERRORS, Trace, TraceError
 
 FORMAT = "allocator-lab chunked trace"
 VERSION = 1
@@ -191,8 +191,8 @@ class ChunkedTrace(TraceSource):
                 offset = handle.tell()
         except FileNotFoundError:
             raise TraceError(f"{self.directory}: missing column file {name}.npy") from None
-        except (OSError, ValueError) as error:
-            raise TraceError(f"{path}: not a .npy file ({error})") from None
+        except (OSError, *NPY_HEADER_ERRORS) as error:
+            raise TraceError(f"{path}: not a .npy file ({type(error).__name__}: {error})") from None
         if found != dtype or fortran or len(shape) != 1:
             raise TraceError(f"{path}: {found} array of shape {shape}, expected one {dtype.name} column")
         if shape[0] != self._facts.rows:

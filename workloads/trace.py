@@ -33,6 +33,7 @@ written as `alloc|free|realloc|access` is for hand-written traces.
 from __future__ import annotations
 
 import json
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -337,8 +338,8 @@ class Trace:
             raise
         # zipfile raises RuntimeError for an encrypted member, NotImplementedError for an unknown compression
         # method, zlib.error for corrupt deflate data: every one a corrupt file, never a traceback.
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, RuntimeError,
-                NotImplementedError) as error:
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, RuntimeError, NotImplementedError,
+                *NPY_HEADER_ERRORS) as error:
             raise TraceError(f"{path}: truncated or corrupt npz file ({error})") from None
         try:
             return cls(**columns, meta=meta)
@@ -368,6 +369,12 @@ def _npz_check_headers(archive: Any, path: Path) -> int:
         elif shape[0] != length:
             raise TraceError(f"{path}: column '{name}' has {shape[0]} rows, column 'op' has {length}")
     return length
+
+
+#: What numpy's `.npy` header parser raises on a corrupt header besides ValueError: it evaluates the header
+#: with `ast.literal_eval` (SyntaxError, RecursionError when nested deep) and retries old headers through
+#: `tokenize` (TokenError).
+NPY_HEADER_ERRORS = (ValueError, SyntaxError, tokenize.TokenError, RecursionError)
 
 
 def _npz_header(archive: Any, name: str, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
