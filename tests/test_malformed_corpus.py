@@ -11,6 +11,7 @@ point (e.g. `trace inject`) is one more function in `ENTRY_POINTS`.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -18,7 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from allocators.replayjob import _Replay
 from bench.cli import main
+from workloads.chunked import ChunkedTrace
+from workloads.trace import TraceError
 
 CORPUS = Path(__file__).parent / "data" / "malformed"
 EXPECTED: dict[str, dict[str, str]] = json.loads((CORPUS / "expected.json").read_text())
@@ -38,6 +42,10 @@ def _info(path: Path, entry: dict[str, str], out: Path) -> list[str]:
 
 def _import(path: Path, entry: dict[str, str], out: Path) -> list[str]:
     return ["trace", "import", "-f", entry["format"], str(path), "-o", str(out)]
+
+
+def _no_kernel(*args: object, **kwargs: object) -> int:
+    raise AssertionError("a replay kernel ran on a malformed input")
 
 
 #: command name in expected.json -> argv builder (file, its entry, the output path a command may write).
@@ -62,11 +70,13 @@ def test_the_corpus_is_complete_and_small() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_each_malformed_input_is_one_line_and_exit_2(name: str, tmp_path: Path, capsys) -> None:
+def test_each_malformed_input_is_one_line_and_exit_2(name: str, tmp_path: Path, capsys, monkeypatch) -> None:
     entry = EXPECTED[name]
     if name.endswith(".zst") and shutil.which("zstd") is None:
         pytest.skip("reading .zst needs the zstd program")
     path = CORPUS / name.rstrip("/")
+    if not path.is_dir():  # a file is refused whole, before any replay kernel runs (even a warm-up's)
+        monkeypatch.setattr(_Replay, "_kernel", _no_kernel)
     out = tmp_path / "out.npz"
     before = sorted(p.name for p in tmp_path.iterdir())
     started = time.perf_counter()
@@ -81,3 +91,12 @@ def test_each_malformed_input_is_one_line_and_exit_2(name: str, tmp_path: Path, 
     assert captured.out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before and not out.exists()
     assert elapsed < CASE_SECONDS
+
+
+@pytest.mark.parametrize("name", sorted(name for name, entry in EXPECTED.items()
+                                        if name.endswith("/") and not entry.get("after_replay")))
+def test_a_lying_directory_is_refused_before_its_first_chunk_is_handed_on(name: str) -> None:
+    """A chunked directory is replayed as it is read: the refusal must come before the bad chunk is yielded
+    (to the replay kernel), so the kernel never sees rows that disagree with what it was sized by."""
+    with pytest.raises(TraceError, match=re.escape(EXPECTED[name]["expect"])):
+        next(iter(ChunkedTrace(CORPUS / name.rstrip("/")).chunks()))

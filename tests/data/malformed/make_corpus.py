@@ -58,7 +58,8 @@ EXPECTED: dict[str, dict[str, Any]] = {}
 
 
 def expect(name: str, command: str, substring: str, **extra: Any) -> Path:
-    """Record a corpus entry; return its path."""
+    """Record a corpus entry; return its path.  `after_replay`: the refusal comes after the rows were replayed
+    (a fact only the whole trace shows); every other entry is refused before any of its rows reaches a kernel."""
     assert name not in EXPECTED, name
     EXPECTED[name] = {"command": command, "expect": substring, **extra}
     return HERE / name.rstrip("/")
@@ -78,6 +79,13 @@ def npy_bytes(array: np.ndarray, header: dict[str, Any] | None = None) -> bytes:
         np.lib.format.write_array_header_1_0(out, header)
         out.write(array.tobytes())
     return out.getvalue()
+
+
+def unparsable_npy(array: np.ndarray) -> bytes:
+    """A .npy whose header is cut inside the shape's parenthesis, same length: numpy's parser raises
+    SyntaxError, then (retrying it as a Python 2 header) tokenize.TokenError."""
+    good = npy_bytes(array)
+    return good.replace(b"'shape': (", b"'shape': ((", 1).replace(b", }", b" }", 1)
 
 
 def write_npz(path: Path, members: dict[str, bytes | np.ndarray], compress: bool = True) -> bytes:
@@ -182,6 +190,8 @@ def make_npz() -> None:
         first = archive.infolist()[0]
     stored[first.header_offset + 30 + len(first.filename) + first.file_size - 1] ^= 0x01  # last data byte
     expect("npz_crc_mismatch.npz", "replay", "Bad CRC-32").write_bytes(bytes(stored))
+    trace_npz(expect("npz_header_unparsable.npz", "replay", "truncated or corrupt npz file (('EOF in multi-line"),
+              {"op": unparsable_npy(columns()["op"])}, compress=False)
     # Misuse traces: well-formed columns, wrong meaning; refused before an unhardened allocator runs them.
     misuse = {
         "npz_double_free.npz": ([(A, 0, 8, 0), (F, 0, 0, 0), (F, 0, 0, 0)], "row 2: double free of object 0"),
@@ -320,11 +330,14 @@ def make_directories() -> None:
     variant("dir_meta_max_request_lie/", "replay", "request 200 B, meta.json says at most 199", {"max_request": 199})
     variant("dir_meta_histogram_lie/", "replay", "facts say request_sizes [32, 112, 192]",
             {"request_sizes": [32, 112, 192]})
+    EXPECTED["dir_meta_histogram_lie/"]["after_replay"] = True  # known only once every row was read
     variant("dir_meta_rows_lie/", "replay", "op.npy: 6 rows, meta.json says 7", {"rows": 7, "accesses": 2})
     path = variant("dir_npy_short/", "replay", "size.npy: 168 bytes, expected 176 (truncated?)")
     (path / "size.npy").write_bytes((path / "size.npy").read_bytes()[:-8])
     path = variant("dir_npy_wrong_dtype/", "info", "size.npy: float64 array of shape (6,), expected one int64")
     (path / "size.npy").write_bytes(npy_bytes(np.zeros(6)))
+    path = variant("dir_npy_header_unparsable/", "info", "size.npy: not a .npy file (TokenError")
+    (path / "size.npy").write_bytes(unparsable_npy(np.load(path / "size.npy")))
     path = variant("dir_double_free/", "replay", "row 5: FREE of object 0, which is not live")
     obj = np.load(path / "obj.npy")
     obj[4] = 0  # rows 4 and 5 both free object 0
