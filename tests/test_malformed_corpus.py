@@ -64,7 +64,7 @@ def test_the_corpus_is_complete_and_small() -> None:
              if path.is_file() and path.name not in ("make_corpus.py", "expected.json")]
     assert max(sizes) <= 8192 and sum(sizes) <= 200_000
     suffixes = {Path(name.rstrip("/")).suffix for name in EXPECTED}
-    for suffix in (".npz", ".csv", ".log", ".raw", ".gz", ".rep", ".txt"):
+    for suffix in (".npz", ".csv", ".log", ".raw", ".gz", ".zst", ".rep", ".txt"):
         assert suffix in suffixes and any(
             name.endswith(suffix) and (CORPUS / name).stat().st_size == 0 for name in EXPECTED), suffix
 

@@ -291,7 +291,8 @@ def _open_lines(path: Path) -> Iterator[str]:
             yield from process.stdout
             error_text = process.stderr.read() if process.stderr else ""
         if process.returncode != 0:
-            raise TraceError(f"{path}: zstd could not decompress it: {error_text.strip().splitlines()[-1:]}")
+            last = (error_text.strip().splitlines() or [f"exit code {process.returncode}"])[-1]
+            raise TraceError(f"{path}: zstd could not decompress it ({last.strip()})")
         return
     with open(path, errors="replace") as source:
         yield from source

@@ -273,6 +273,8 @@ def make_logs() -> None:
         packed = subprocess.run(["zstd", "-q", "-c", "--no-check"], input=raw.encode() * 40, capture_output=True,
                                 check=True).stdout
         zst.write_bytes(packed[: len(packed) // 2])
+    empty_zst = expect("heaptrack_empty.raw.zst", "import", "zstd could not decompress it (", format="heaptrack")
+    empty_zst.write_bytes(b"")
     expect("heaptrack_bad_index.raw", "import", "interpreted heaptrack data",
            format="heaptrack").write_text("v 10000 2\n+ 3\n")
     expect("heaptrack_bad_hex.raw", "import", "line 3: bad size 'zz'", format="heaptrack").write_text(
