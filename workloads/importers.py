@@ -320,7 +320,15 @@ def _pointer(builder: _Builder, text: str) -> int:
         return 0
     if not text.lower().startswith("0x"):
         raise builder.fail(f"bad pointer '{text}' (expected 0x...)")
-    return _int(builder, text[2:], 16, "pointer")
+    return _address(builder, _int(builder, text[2:], 16, "pointer"), text)
+
+
+def _address(builder: _Builder, value: int, text: str) -> int:
+    """A pointer's value, which must fit 64 bits unsigned: '0x-10' or 2^80 is a bad line, not an address that
+    could collide with another process's map (valgrind keys addresses by PID above bit 64)."""
+    if not 0 <= value < 1 << 64:
+        raise builder.fail(f"bad pointer '{text}' (not a 64-bit address)")
+    return value
 
 
 # ----------------------------------------------------------------- valgrind
@@ -431,12 +439,12 @@ def _import_heaptrack(builder: _Builder, lines: Iterator[str]) -> None:
             if len(fields) != 4:
                 raise builder.fail(f"expected '+ SIZE TRACE PTR', got '{raw.strip()}'")
             size = _int(builder, fields[1], 16, "size")
-            address = _int(builder, fields[3], 16, "pointer")
+            address = _address(builder, _int(builder, fields[3], 16, "pointer"), fields[3])
             builder.alloc(address, size, 0, null=address == 0)
         elif kind == "-":
             if len(fields) != 2:
                 raise builder.fail(f"expected '- PTR', got '{raw.strip()}'")
-            address = _int(builder, fields[1], 16, "pointer")
+            address = _address(builder, _int(builder, fields[1], 16, "pointer"), fields[1])
             builder.free(address, 0, null=address == 0)
         elif len(kind) == 1 and (kind in _HEAPTRACK_SKIPPED or kind.isalpha()):
             report.ignored_lines += 1
