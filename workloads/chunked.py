@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -180,7 +181,8 @@ class ChunkedTrace(TraceSource):
     def _check_header(self, name: str, dtype: np.dtype) -> int:
         path = self.directory / f"{name}.npy"
         try:
-            with open(path, "rb") as handle:
+            with warnings.catch_warnings(), open(path, "rb") as handle:
+                warnings.simplefilter("ignore", UserWarning)  # numpy's note on a Python 2 header: not a 2nd line
                 version = npy.read_magic(handle)
                 if version == (1, 0):
                     shape, fortran, found = npy.read_array_header_1_0(handle)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import tokenize
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -326,7 +327,8 @@ class Trace:
         if not starts_like_a_zip:
             raise TraceError(f"{path}: not an npz archive (a .npy or another file renamed .npz?)")
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            with warnings.catch_warnings(), np.load(path, allow_pickle=False) as archive:
+                warnings.simplefilter("ignore", UserWarning)  # numpy's note on a Python 2 header: not a 2nd line
                 missing = [name for name, _ in COLUMNS if name not in archive.files]
                 if missing:
                     raise TraceError(f"{path}: missing column(s) {', '.join(missing)}")
