@@ -192,6 +192,9 @@ def make_npz() -> None:
     expect("npz_crc_mismatch.npz", "replay", "Bad CRC-32").write_bytes(bytes(stored))
     trace_npz(expect("npz_header_unparsable.npz", "replay", "truncated or corrupt npz file (('EOF in multi-line"),
               {"op": unparsable_npy(columns()["op"])}, compress=False)
+    python2 = npy_bytes(columns()["op"]).replace(b"'shape': (6,)", b"'shape': (6L) ", 1)  # numpy warns, then fails
+    trace_npz(expect("npz_python2_header.npz", "replay", "truncated or corrupt npz file (shape is not valid: 6)"),
+              {"op": python2}, compress=False)
     # Misuse traces: well-formed columns, wrong meaning; refused before an unhardened allocator runs them.
     misuse = {
         "npz_double_free.npz": ([(A, 0, 8, 0), (F, 0, 0, 0), (F, 0, 0, 0)], "row 2: double free of object 0"),
@@ -253,6 +256,12 @@ def make_logs() -> None:
            format="valgrind").write_text(valgrind + "--5-- calloc(-1,-16) = 0x4D6DD00\n")
     expect("valgrind_bad_pointer.log", "import", "line 3: bad pointer 'zz'",
            format="valgrind").write_text(valgrind + "--5-- free(zz)\n")
+    expect("valgrind_pointer_overflow.log", "import", "line 3: bad pointer '0x1000000000000000000' (not a 64-bit",
+           format="valgrind").write_text(valgrind + "--5-- malloc(8) = 0x1000000000000000000\n")
+    expect("valgrind_negative_pointer.log", "import", "line 3: bad pointer '0x-10'",
+           format="valgrind").write_text(valgrind + "--5-- free(0x-10)\n")
+    expect("heaptrack_negative_pointer.raw", "import", "line 2: bad pointer '-7f0010'",
+           format="heaptrack").write_text("v 10000 2\n+ 20 1 -7f0010\n")
     expect("valgrind_binary.log", "import", "no allocation calls found",
            format="valgrind").write_bytes(bytes(range(256)) * 4)
     raw = "v 10000 2\nx a.out\n+ 20 1 7f0010\n+ 40 1 7f0040\n- 7f0010\n- 7f0040\n"
