@@ -351,7 +351,7 @@ def _vg_is_free(name: str) -> bool:
 def _vg_size(builder: _Builder, name: str, args: str) -> int:
     named = dict(_VG_NAMED.findall(args))
     if "size" in named:
-        return int(named["size"])
+        return _int(builder, named["size"], what="size")  # not int(): 5000 digits is a bad line, not a ValueError
     parts = [part.strip() for part in args.split(",")]
     if name == "calloc":
         if len(parts) != 2:
@@ -379,7 +379,7 @@ def _import_valgrind(builder: _Builder, lines: Iterator[str]) -> None:
         if match is None:
             report.ignored_lines += 1
             continue
-        process = int(match.group(1)) << 64  # separate address maps per process
+        process = _int(builder, match.group(1), what="PID") << 64  # separate address maps per process
         body = match.group(2)
         call = _VG_CALL.fullmatch(body)
         if call is None:  # " = 0" closing a realloc(p,0), or another valgrind message
