@@ -67,7 +67,8 @@ CMU = "0\n3\n6\n1\na 0 8\na 1 16\nr 0 64\nf 1\na 2 24\nf 0\n"
 ANDROID = ("100: malloc 0x7000 16\n200: calloc 0x7100 4 8\n100: realloc 0x7200 0x7000 64\n200: free 0x7100\n"
            "100: memalign 0x7400 64 100\n200: thread_done 0x0\n100: free 0x7200\n")
 HOSTILE_NUMBERS = ["-1", "0", "-0", str((1 << 40) + 1), str(1 << 63), str(1 << 64), str(-(1 << 63) - 1),
-                   "nan", "inf", "1e9", "0x", "0x-1", "ffffffffffffffffff", "", " ", "1_0", "\x00", "ﾠ9"]
+                   "nan", "inf", "1e9", "0x", "0x-1", "ffffffffffffffffff", "", " ", "1_0", "\x00", "ﾠ9",
+                   "9" * 5000]  # more digits than Python's int() converts (4300)
 #: Allocators a loaded trace is replayed through (their state does not grow with a huge request's capacity).
 REPLAY_SPECS = ("pool", "linear", "freelist")
 
@@ -357,7 +358,7 @@ def test_hostile_arrays_in_npz_files(columns: dict[str, np.ndarray], compressed:
 # ------------------------------------------------------- logs from a grammar
 POINTERS = st.sampled_from(("0x0", "0x10", "0x20", "0x30", "0x40", "0xFFFFFFFFFFFFFFFF", "0x1" + "0" * 20))
 LOG_SIZES = st.sampled_from(("0", "1", "16", "4096", "-1", str(1 << 40), str((1 << 40) + 1), "99999999999999999999",
-                             "x", "")) | st.integers(0, 1 << 12).map(str)
+                             "x", "", "9" * 5000)) | st.integers(0, 1 << 12).map(str)
 
 
 @st.composite
@@ -375,7 +376,7 @@ def valgrind_logs(draw: st.DrawFn) -> str:
         "other": lambda: f"malloc_usable_size({draw(POINTERS)})",
         "result": lambda: " = 0",
     }
-    pids = st.sampled_from(("7", "8", "99999999999999999999"))
+    pids = st.sampled_from(("7", "8", "99999999999999999999", "9" * 5000))
     return "".join(f"--{draw(pids)}-- {calls[draw(st.sampled_from(sorted(calls)))]()}\n"
                    for _ in range(draw(st.integers(0, 16))))
 

@@ -262,6 +262,10 @@ def make_logs() -> None:
            format="valgrind").write_text(valgrind + "--5-- free(0x-10)\n")
     expect("heaptrack_negative_pointer.raw", "import", "line 2: bad pointer '-7f0010'",
            format="heaptrack").write_text("v 10000 2\n+ 20 1 -7f0010\n")
+    expect("valgrind_size_5000_digits.log", "import", "line 3: bad size '999", format="valgrind").write_text(
+        valgrind + "--5-- memalign(al 64, size " + "9" * 5000 + ") = 0x4D6DD00\n")
+    expect("valgrind_pid_5000_digits.log", "import", "line 3: bad PID '999", format="valgrind").write_text(
+        valgrind + "--" + "9" * 5000 + "-- malloc(8) = 0x4D6DD00\n")
     expect("valgrind_binary.log", "import", "no allocation calls found",
            format="valgrind").write_bytes(bytes(range(256)) * 4)
     raw = "v 10000 2\nx a.out\n+ 20 1 7f0010\n+ 40 1 7f0040\n- 7f0010\n- 7f0040\n"
