@@ -236,6 +236,7 @@ def make_csv() -> None:
     csv("csv_float_size.csv", "alloc,1,1.5,0\n", "line 2: obj, size and thread must be integers", command="info")
     csv("csv_missing_field.csv", "alloc,1,8,0\nfree,1,0\n", "line 3: expected 4 fields, got 3")
     csv("csv_unknown_op.csv", "malloc,1,8,0\n", "line 2: unknown op 'malloc'")
+    csv("csv_control_chars.csv", "\x1b[2J\x1cmal\u2028loc,1,8,0\n", "unknown op '\\x1b[2J\\x1cmal\\u2028loc'")
     csv("csv_nul_bytes.csv", "alloc,1,8\x00,0\n", "line 2: obj, size and thread must be integers")
 
 
