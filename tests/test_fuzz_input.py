@@ -12,11 +12,18 @@ garbage) and loads or imports it.  Only two outcomes are allowed:
   consistent figures (the driver's exact peak of live requested bytes equals
   the trace's own, every allocator agrees, every block is at least its request).
 
-Any other exception, a crash or a hang fails the test.  Example counts come
-from the hypothesis profile (tests/conftest.py: `ci` is derandomized, 40
+Any other exception, a crash, a hang or a warning fails the test; a refusal
+must name the file.  Besides corrupted seeds: a chunked directory with one file
+corrupted (loading it and streaming it must agree), logs written from each
+format's grammar with hostile numbers and pointers (the import report must add
+up), arrays of wrong dtypes, shapes and values (in memory, in `.npz` files, and
+in a Trace built with `validate_on_init=False` that is handed to a replay), any
+valid trace round-tripped through `.npz`, CSV and a chunked directory, and the
+CLI on every entry point of tests/test_malformed_corpus.py.  Example counts
+come from the hypothesis profile (tests/conftest.py: `ci` is derandomized, 40
 examples); the CLI test runs half as many.  A new entry point (`trace inject`)
-is one more `ENTRY_POINTS` function in tests/test_malformed_corpus.py and one
-more loader in `LOADERS` here.
+is one more `ENTRY_POINTS` function in tests/test_malformed_corpus.py (and a
+`CLI_CASES` row here), a new file format one more loader in `LOADERS`.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from hypothesis import strategies as st
 from allocators.errors import AllocatorError
 from bench import api, harness
 from bench.cli import main
+from tests.test_malformed_corpus import ENTRY_POINTS
 from workloads.chunked import ChunkedTrace
 from workloads.importers import import_trace
 from workloads.trace import OP_ACCESS, OP_ALLOC, OP_REALLOC, Trace, TraceError, from_rows
@@ -167,12 +175,14 @@ def check_replays(trace: Trace) -> None:
         assert (log.addr[grows | (trace.op == OP_ACCESS)] >= 0).all(), spec
 
 
-def load_or_refuse(load: Callable[[], Trace]) -> None:
-    """`load()` gives a valid trace (replayed) or a one-line TraceError; anything else fails the test."""
+def load_or_refuse(load: Callable[[], Trace], source: Path | None = None) -> None:
+    """`load()` gives a valid trace (replayed) or a one-line TraceError (naming `source`, a file); anything else
+    fails the test."""
     try:
         trace = load()
     except TraceError as error:
         assert str(error) and "\n" not in str(error), repr(str(error))
+        assert source is None or str(source) in str(error), str(error)
         event("refused")  # --hypothesis-show-statistics: how often each outcome is reached
         return
     event("loaded")
@@ -201,7 +211,7 @@ LOADERS: dict[str, tuple[str, Callable[[Path], Trace]]] = {
 
 def fuzz(format_name: str, data: bytes) -> None:
     name, loader = LOADERS[format_name]
-    with_file(name, data, lambda path: load_or_refuse(lambda: loader(path)))
+    with_file(name, data, lambda path: load_or_refuse(lambda: loader(path), path))
 
 
 def test_the_seeds_are_valid() -> None:
@@ -276,7 +286,7 @@ def test_corrupted_chunked_directory(case: tuple[str, bytes]) -> None:
         try:
             trace = Trace.load(path)
         except TraceError as error:
-            assert "\n" not in str(error)
+            assert "\n" not in str(error) and str(path) in str(error), str(error)
             event("refused")
             with pytest.raises(TraceError):
                 api.replay("freelist", ChunkedTrace(path), repeats=1)
@@ -429,7 +439,7 @@ def check_import(format_name: str, text: str) -> None:
         try:
             trace, report = import_trace(path, format_name)
         except TraceError as error:
-            assert "\n" not in str(error)
+            assert "\n" not in str(error) and str(path) in str(error), str(error)
             event("refused")
             return
         event("loaded")
@@ -513,30 +523,46 @@ def test_every_valid_trace_round_trips_every_format(trace: Trace) -> None:
 
 
 # --------------------------------------------------------------------- CLI
-CLI_FILES = {"t.npz": NPZ, "t.csv": CSV.encode()}
+#: (file name, seed contents, entry point of tests/test_malformed_corpus.py, its entry) fed to the CLI corrupted.
+CLI_CASES = [
+    ("t.npz", NPZ, "replay", {"allocator": "freelist"}), ("t.npz", NPZ, "info", {}),
+    ("t.csv", CSV.encode(), "replay", {"allocator": "freelist"}), ("t.csv", CSV.encode(), "info", {}),
+    ("t.log", VALGRIND.encode(), "import", {"format": "valgrind"}),
+    ("t.raw", HEAPTRACK.encode(), "import", {"format": "heaptrack"}),
+    ("t.rep", CMU.encode(), "import", {"format": "cmu"}),
+    ("t.txt", ANDROID.encode(), "import", {"format": "android"}),
+    ("t.log", VALGRIND.encode(), "import", {"format": "auto"}),
+]
 
 
-@settings(max_examples=max(5, settings.default.max_examples // 2),
+@settings(max_examples=max(10, settings.default.max_examples // 2),
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(sorted(CLI_FILES)).flatmap(
-    lambda name: st.tuples(st.just(name), corrupted_bytes(CLI_FILES[name]) | corrupted_text(CSV))))
-def test_the_cli_exits_0_or_2_with_one_line(case: tuple[str, bytes]) -> None:
-    name, data = case
+@given(st.sampled_from(range(len(CLI_CASES))).flatmap(
+    lambda index: st.tuples(st.just(index), corrupted_bytes(CLI_CASES[index][1])
+                            | corrupted_text(CLI_CASES[index][1].decode("latin-1")))))
+def test_the_cli_exits_0_1_or_2_with_one_line(case: tuple[int, bytes]) -> None:
+    """Every entry point of the corpus test, on corrupted input: 0 and nothing on stderr, 1 (the allocator
+    failed on a valid trace) or 2 with one line naming the file, and no output file after a refusal."""
+    index, data = case
+    name, _, command, entry = CLI_CASES[index]
 
     def run(path: Path) -> None:
-        for argv in (["trace", "info", str(path)], ["replay", "--trace", str(path), "-a", "freelist",
-                                                     "--repeats", "1", "--json"]):
-            err, out = io.StringIO(), io.StringIO()
-            with redirect_stderr(err), redirect_stdout(out):
-                code = main(argv)
-            lines = [line for line in err.getvalue().splitlines()
-                     if line.strip() and not line.startswith(("compiling kernels", "compiled in "))]
-            assert code in (0, 1, 2), (argv, code, err.getvalue())
-            if code == 0:  # nothing on stderr: no warning either (numpy's, on a Python 2 .npy header)
-                assert not lines, lines
-            if code == 2:
-                assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in err.getvalue(), lines
-            elif code == 1:  # the allocator failed on a valid trace: one line naming it
-                assert len(lines) == 1 and argv[0] == "replay", lines
+        out = path.parent / "out.npz"
+        argv = ENTRY_POINTS[command](path, entry, out)
+        err, stdout = io.StringIO(), io.StringIO()
+        with redirect_stderr(err), redirect_stdout(stdout):
+            code = main(argv)
+        lines = [line for line in err.getvalue().splitlines()
+                 if line.strip() and not line.startswith(("compiling kernels", "compiled in "))]
+        assert "Traceback" not in err.getvalue()
+        assert code in (0, 1, 2), (argv, code, err.getvalue())
+        if code == 0:  # nothing on stderr: no warning either (numpy's, on a Python 2 .npy header)
+            assert not lines, lines
+        elif code == 1:  # the allocator failed on a valid trace: one line naming it
+            assert len(lines) == 1 and command == "replay", lines
+        else:
+            assert len(lines) == 1 and str(path) in lines[0], lines
+            assert not out.exists()
+        event(f"{command} exit {code}")
 
     with_file(name, data, run)
