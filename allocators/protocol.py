@@ -312,6 +312,7 @@ class Allocator:
         """
         if not isinstance(trace, Trace):
             raise TypeError(f"replay() needs a Trace, got {type(trace).__name__}")
+        trace.require_valid()  # a Trace built with validate_on_init=False never reaches the kernel unchecked
         sample_every, max_failures = self._fresh_replay(len(trace), trace.n_threads, sample_every, max_failures)
         return ReplayJob(self, trace, sample_every, keep_going=bool(keep_going), max_failures=max_failures)
 

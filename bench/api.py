@@ -92,7 +92,8 @@ def inject_faults(trace: Trace | str | Path, faults: str, seed: int, output: str
     requests = parse_faults(faults)
     source = trace if isinstance(trace, Trace) else Trace.load(trace)
     if source.faults is not None and len(source.faults):
-        raise ValueError("the trace is a fault trace already: inject into the trace it was made from")
+        where = "the trace" if isinstance(trace, Trace) else str(trace)
+        raise ValueError(f"{where}: the trace is a fault trace already: inject into the trace it was made from")
     result = inject(source, requests, seed)
     if output is not None:
         result.save(output)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -44,7 +45,7 @@ from numpy.lib import format as npy
 from workloads.facts import FactsAccumulator, TraceFacts
 from workloads.slots import SlotMap
 from workloads.stream import DEFAULT_CHUNK_ROWS, TraceChunk, TraceSource, check_chunk_rows, check_columns
-from workloads.trace import COLUMNS, Trace, TraceError
+from workloads.trace import COLUMNS, NPY_HEADER_ERRORS, Trace, TraceError
 
 FORMAT = "allocator-lab chunked trace"
 VERSION = 1
@@ -170,6 +171,8 @@ class ChunkedTrace(TraceSource):
             self._facts = TraceFacts.from_json(document.get("facts") or {})
         except ValueError as error:
             raise TraceError(f"{where}/{META_FILE}: {error}") from None
+        self._facts_have_peak_bytes = isinstance(document.get("facts"), dict) and "peak_live_bytes" in document["facts"]
+        self._verified = False  # set once a complete read found the rows to agree with every fact
         self.meta = document.get("meta") if isinstance(document.get("meta"), dict) else {}
         self.offsets: dict[str, int] = {}
         for name, dtype in COLUMNS:
@@ -178,7 +181,8 @@ class ChunkedTrace(TraceSource):
     def _check_header(self, name: str, dtype: np.dtype) -> int:
         path = self.directory / f"{name}.npy"
         try:
-            with open(path, "rb") as handle:
+            with warnings.catch_warnings(), open(path, "rb") as handle:
+                warnings.simplefilter("ignore", UserWarning)  # numpy's note on a Python 2 header: not a 2nd line
                 version = npy.read_magic(handle)
                 if version == (1, 0):
                     shape, fortran, found = npy.read_array_header_1_0(handle)
@@ -189,8 +193,8 @@ class ChunkedTrace(TraceSource):
                 offset = handle.tell()
         except FileNotFoundError:
             raise TraceError(f"{self.directory}: missing column file {name}.npy") from None
-        except (OSError, ValueError) as error:
-            raise TraceError(f"{path}: not a .npy file ({error})") from None
+        except (OSError, *NPY_HEADER_ERRORS) as error:
+            raise TraceError(f"{path}: not a .npy file ({type(error).__name__}: {error})") from None
         if found != dtype or fortran or len(shape) != 1:
             raise TraceError(f"{path}: {found} array of shape {shape}, expected one {dtype.name} column")
         if shape[0] != self._facts.rows:
@@ -207,6 +211,7 @@ class ChunkedTrace(TraceSource):
         chunk_rows = check_chunk_rows(chunk_rows)
         facts, where = self._facts, str(self.directory)
         slot_map = SlotMap(facts.peak_live_objects)
+        accumulator = None if self._verified else FactsAccumulator()
         handles = {name: open(self.directory / f"{name}.npy", "rb") for name, _ in COLUMNS}  # noqa: SIM115
         try:
             for name, handle in handles.items():
@@ -233,10 +238,37 @@ class ChunkedTrace(TraceSource):
                 if slot_map.peak_live_bytes > facts.peak_live_bytes:
                     raise TraceError(f"{where}: rows {start}..{start + rows - 1} hold {slot_map.peak_live_bytes} B "
                                      f"live at once, {META_FILE} says at most {facts.peak_live_bytes}")
+                if rows and int(size.max()) > facts.max_request:  # FREE is 0 and ACCESS <= its object's size
+                    raise TraceError(f"{where}: rows {start}..{start + rows - 1} request {int(size.max())} B, "
+                                     f"{META_FILE} says at most {facts.max_request}")
+                if accumulator is not None:
+                    accumulator.add(op, size, thread)
                 yield TraceChunk(start, op, obj, size, thread, slots)
+            if accumulator is not None:
+                self._verify(accumulator.finish(slot_map.peak_live, slot_map.peak_live_bytes))
         finally:
             for handle in handles.values():
                 handle.close()
+
+
+    def _verify(self, found: TraceFacts) -> None:
+        """After the first complete read: every fact of meta.json must be what the rows give (the bounds an
+        allocator is sized by were checked chunk by chunk, before each chunk was handed on; the rest is
+        checked here, so a meta.json that lies is an error, not a cell with wrong figures)."""
+        declared, actual = self._facts.to_json(), found.to_json()
+        if not self._facts_have_peak_bytes:  # facts written before peak_live_bytes existed: an upper bound
+            declared.pop("peak_live_bytes")
+            actual.pop("peak_live_bytes")
+        for name, value in declared.items():
+            if actual[name] != value:
+                raise TraceError(f"{self.directory}/{META_FILE}: facts say {name} {_shown(value)}, "
+                                 f"the rows give {_shown(actual[name])}")
+        self._verified = True
+
+
+def _shown(value: Any) -> Any:
+    """A fact for a one-line message: a long list abridged."""
+    return f"{value[:8]}..." if isinstance(value, list) and len(value) > 8 else value
 
 
 def open_trace(path: str | Path) -> TraceSource:

@@ -73,18 +73,63 @@ class TraceFacts:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TraceFacts:
         """Read facts back (ValueError when fields are missing or not integers)."""
+        def integer(name: str, value: Any) -> int:
+            if isinstance(value, bool) or not isinstance(value, int):  # 6.5, "6", true: not a count
+                raise ValueError(f"trace facts: {name} is {value!r}, expected an integer")
+            if not 0 <= value < 1 << 63:
+                raise ValueError(f"trace facts: {name} is {value}, outside 0..2^63-1")
+            return value
+
         try:
-            scalars = {name: int(data[name]) for name in (
+            scalars = {name: integer(name, data[name]) for name in (
                 "rows", "allocs", "frees", "reallocs", "accesses", "n_threads", "peak_live_objects",
                 "max_request", "requested_bytes")}
-            scalars["peak_live_bytes"] = int(data.get("peak_live_bytes", scalars["requested_bytes"]))
-            sizes = np.asarray(data["request_sizes"], np.int64)
-            counts = np.asarray(data["request_counts"], np.int64)
+            scalars["peak_live_bytes"] = integer("peak_live_bytes",
+                                                 data.get("peak_live_bytes", scalars["requested_bytes"]))
+            lists = {name: data[name] for name in ("request_sizes", "request_counts")}
+            for name, values in lists.items():
+                if not isinstance(values, list):
+                    raise ValueError(f"trace facts: {name} is not a list")
+                for value in values:
+                    integer(name, value)
+            sizes = np.asarray(lists["request_sizes"], np.int64)
+            counts = np.asarray(lists["request_counts"], np.int64)
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"trace facts are incomplete or malformed ({error})") from None
-        if sizes.shape != counts.shape or sizes.ndim != 1 or min(scalars.values()) < 0:
-            raise ValueError("trace facts are malformed")
-        return cls(**scalars, request_sizes=sizes, request_counts=counts)
+        if sizes.shape != counts.shape:
+            raise ValueError("trace facts are malformed (request_sizes and request_counts differ in length)")
+        facts = cls(**scalars, request_sizes=sizes, request_counts=counts)
+        facts.check()
+        return facts
+
+    def check(self) -> None:
+        """ValueError naming the first inconsistency between the facts (of a file: they may lie), before
+        anything is sized by them: op counts that do not add up to the rows, a thread count, a peak or a
+        request size out of range, a histogram that does not match the request count."""
+        from workloads.trace import MAX_REQUEST_SIZE, MAX_THREADS
+
+        requests = self.allocs + self.reallocs
+        problems = [
+            (self.allocs + self.frees + self.reallocs + self.accesses != self.rows,
+             f"op counts add up to {self.allocs + self.frees + self.reallocs + self.accesses}, rows is {self.rows}"),
+            (not 1 <= self.n_threads <= MAX_THREADS, f"n_threads {self.n_threads} outside 1..{MAX_THREADS}"),
+            (self.peak_live_objects > self.allocs,
+             f"peak_live_objects {self.peak_live_objects} above the {self.allocs} allocations"),
+            (self.max_request > MAX_REQUEST_SIZE, f"max_request {self.max_request} above {MAX_REQUEST_SIZE}"),
+            (self.requested_bytes > requests * self.max_request,
+             f"requested_bytes {self.requested_bytes} above {requests} requests of at most {self.max_request} B"),
+            (self.peak_live_bytes > self.requested_bytes,
+             f"peak_live_bytes {self.peak_live_bytes} above requested_bytes {self.requested_bytes}"),
+            (int(self.request_counts.sum()) != requests or bool((self.request_counts <= 0).any()),
+             f"request_counts do not add up to the {requests} requests"),
+            (bool((np.diff(self.request_sizes) <= 0).any() or (self.request_sizes % GRANULE).any()
+                  or (self.request_sizes.size and (self.request_sizes[0] <= 0
+                      or self.request_sizes[-1] > -(-self.max_request // GRANULE) * GRANULE))),
+             f"request_sizes are not increasing multiples of {GRANULE} up to max_request"),
+        ]
+        for wrong, message in problems:
+            if wrong:
+                raise ValueError(f"trace facts are inconsistent: {message}")
 
 
 class FactsAccumulator:

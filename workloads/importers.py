@@ -71,6 +71,7 @@ import gzip
 import re
 import shutil
 import subprocess
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,7 +79,9 @@ from typing import Any
 
 import numpy as np
 
+from labcore.memory import check_fits
 from workloads.trace import (
+    IN_MEMORY_BYTES_PER_ROW,
     MAX_REQUEST_SIZE,
     MAX_THREADS,
     OP_ALLOC,
@@ -89,6 +92,11 @@ from workloads.trace import (
 )
 
 FORMATS = ("valgrind", "heaptrack", "cmu", "android")
+#: Bytes a row costs while a log is parsed: five Python list entries and three int objects (~130 B), then the
+#: Trace built from them (`IN_MEMORY_BYTES_PER_ROW`).  Every `ROWS_PER_MEMORY_CHECK` rows the import checks that
+#: the rows so far fit this machine's memory, so a huge (or decompressed-bomb) log is refused, not swapped.
+IMPORT_BYTES_PER_ROW = 130 + IN_MEMORY_BYTES_PER_ROW
+ROWS_PER_MEMORY_CHECK = 1 << 20
 
 
 class NoAllocations(TraceError):
@@ -171,6 +179,10 @@ class _Builder:
         return TraceError(f"{self.path}: line {self.line}: {message}")
 
     def _row(self, op: int, ident: int, size: int, thread: int) -> None:
+        if len(self.op) % ROWS_PER_MEMORY_CHECK == ROWS_PER_MEMORY_CHECK - 1:  # a log (or a gzip bomb) too big
+            check_fits(f"importing {self.path} ({len(self.op) + 1:,} rows so far)",
+                       (len(self.op) + 1) * IMPORT_BYTES_PER_ROW,
+                       "import it into a chunked trace directory (-o DIR/) in parts, or record fewer calls")
         self.op.append(op)
         self.obj.append(ident)
         self.size.append(size)
@@ -266,7 +278,7 @@ def _open_lines(path: Path) -> Iterator[str]:
         try:
             with gzip.open(path, "rt", errors="replace") as source:
                 yield from source
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:  # zlib.error: corrupt deflate data
             raise TraceError(f"{path}: truncated or corrupt gzip file ({error})") from None
         return
     if path.suffix == ".zst":
@@ -279,7 +291,8 @@ def _open_lines(path: Path) -> Iterator[str]:
             yield from process.stdout
             error_text = process.stderr.read() if process.stderr else ""
         if process.returncode != 0:
-            raise TraceError(f"{path}: zstd could not decompress it: {error_text.strip().splitlines()[-1:]}")
+            last = (error_text.strip().splitlines() or [f"exit code {process.returncode}"])[-1]
+            raise TraceError(f"{path}: zstd could not decompress it ({last.strip()})")
         return
     with open(path, errors="replace") as source:
         yield from source
@@ -293,6 +306,13 @@ def _int(builder: _Builder, text: str, base: int = 10, what: str = "number") -> 
     return value
 
 
+def _product(builder: _Builder, count: int, size: int) -> int:
+    """calloc's nmemb x size; a negative factor is refused (two of them would make a plausible positive size)."""
+    if count < 0 or size < 0:
+        raise builder.fail(f"calloc with a negative argument ({count}, {size})")
+    return count * size
+
+
 def _pointer(builder: _Builder, text: str) -> int:
     """A pointer written as 0x..., (nil), NULL or 0."""
     text = text.strip()
@@ -300,7 +320,15 @@ def _pointer(builder: _Builder, text: str) -> int:
         return 0
     if not text.lower().startswith("0x"):
         raise builder.fail(f"bad pointer '{text}' (expected 0x...)")
-    return _int(builder, text[2:], 16, "pointer")
+    return _address(builder, _int(builder, text[2:], 16, "pointer"), text)
+
+
+def _address(builder: _Builder, value: int, text: str) -> int:
+    """A pointer's value, which must fit 64 bits unsigned: '0x-10' or 2^80 is a bad line, not an address that
+    could collide with another process's map (valgrind keys addresses by PID above bit 64)."""
+    if not 0 <= value < 1 << 64:
+        raise builder.fail(f"bad pointer '{text}' (not a 64-bit address)")
+    return value
 
 
 # ----------------------------------------------------------------- valgrind
@@ -308,6 +336,7 @@ _VG_LINE = re.compile(r"--(\d+)-- (.*)")  # searched: program output may precede
 _VG_CALL = re.compile(r"([A-Za-z_]\w*)\(([^()]*)\)(.*)")
 _VG_RESULT = re.compile(r" = (0x[0-9A-Fa-f]+|0|\(nil\))")
 _VG_NAMED = re.compile(r"(al|size)\s+(\d+)")
+_VG_OPENED = re.compile(r"([A-Za-z_]\w*)\(")
 
 
 def _vg_is_alloc(name: str) -> bool:
@@ -322,12 +351,12 @@ def _vg_is_free(name: str) -> bool:
 def _vg_size(builder: _Builder, name: str, args: str) -> int:
     named = dict(_VG_NAMED.findall(args))
     if "size" in named:
-        return int(named["size"])
+        return _int(builder, named["size"], what="size")  # not int(): 5000 digits is a bad line, not a ValueError
     parts = [part.strip() for part in args.split(",")]
     if name == "calloc":
         if len(parts) != 2:
             raise builder.fail(f"calloc needs 2 arguments, got '{args}'")
-        return _int(builder, parts[0]) * _int(builder, parts[1])
+        return _product(builder, _int(builder, parts[0], what="nmemb"), _int(builder, parts[1], what="size"))
     if not parts or not parts[0]:
         raise builder.fail(f"{name}() without a size")
     return _int(builder, parts[0], what="size")
@@ -350,10 +379,14 @@ def _import_valgrind(builder: _Builder, lines: Iterator[str]) -> None:
         if match is None:
             report.ignored_lines += 1
             continue
-        process = int(match.group(1)) << 64  # separate address maps per process
+        process = _int(builder, match.group(1), what="PID") << 64  # separate address maps per process
         body = match.group(2)
         call = _VG_CALL.fullmatch(body)
         if call is None:  # " = 0" closing a realloc(p,0), or another valgrind message
+            opened = _VG_OPENED.match(body)
+            if opened and (opened.group(1) == "realloc" or _vg_is_alloc(opened.group(1))
+                           or _vg_is_free(opened.group(1))):  # 'malloc(4': a call cut short, not a message
+                raise builder.fail(f"truncated or malformed call '{body.strip()[:80]}'")
             report.ignored_lines += 1
             continue
         name, args, rest = call.groups()
@@ -406,12 +439,12 @@ def _import_heaptrack(builder: _Builder, lines: Iterator[str]) -> None:
             if len(fields) != 4:
                 raise builder.fail(f"expected '+ SIZE TRACE PTR', got '{raw.strip()}'")
             size = _int(builder, fields[1], 16, "size")
-            address = _int(builder, fields[3], 16, "pointer")
+            address = _address(builder, _int(builder, fields[3], 16, "pointer"), fields[3])
             builder.alloc(address, size, 0, null=address == 0)
         elif kind == "-":
             if len(fields) != 2:
                 raise builder.fail(f"expected '- PTR', got '{raw.strip()}'")
-            address = _int(builder, fields[1], 16, "pointer")
+            address = _address(builder, _int(builder, fields[1], 16, "pointer"), fields[1])
             builder.free(address, 0, null=address == 0)
         elif len(kind) == 1 and (kind in _HEAPTRACK_SKIPPED or kind.isalpha()):
             report.ignored_lines += 1
@@ -515,7 +548,7 @@ def _import_android(builder: _Builder, lines: Iterator[str]) -> None:
             builder.free(address, thread, null=address == 0)
         elif kind == "calloc":
             address = _pointer(builder, args[0])
-            size = _int(builder, args[1], what="nmemb") * _int(builder, args[2], what="size")
+            size = _product(builder, _int(builder, args[1], what="nmemb"), _int(builder, args[2], what="size"))
             builder.alloc(address, size, thread, null=address == 0)
         elif kind == "realloc":
             new, old = _pointer(builder, args[0]), _pointer(builder, args[1])

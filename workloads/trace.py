@@ -33,7 +33,10 @@ written as `alloc|free|realloc|access` is for hand-written traces.
 from __future__ import annotations
 
 import json
+import tokenize
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +172,7 @@ class Trace:
         self._dense: tuple[np.ndarray, int] | None = None
         self._slots: tuple[np.ndarray, int] | None = None
         self._facts: Any = None
+        self._validated = False
         if self.validate_on_init:
             self.validate()
 
@@ -199,6 +203,7 @@ class Trace:
         if self._slots is None:
             from workloads.slots import assign_slots
 
+            self.require_valid()  # the slot kernel trusts the rows: a trace built unvalidated is validated here
             self._slots = assign_slots(self.op, self.dense_obj, self.n_ids)
         return self._slots[0]
 
@@ -261,6 +266,7 @@ class Trace:
             raise TraceError("meta must be a dict")
         if length == 0:
             self._check_faults()
+            self._validated = True
             return
         dense, n_ids = _dense_ids(self.obj)  # also handles negative ids, which the kernel reports
         row, code = _validate_kernel(
@@ -270,6 +276,7 @@ class Trace:
             raise TraceError(self._describe(int(row), int(code)), row=int(row))
         self._dense = (dense, n_ids)
         self._check_faults()
+        self._validated = True
 
     def _check_faults(self) -> None:
         """A fault table only in a trace marked as a fault trace, and every fault valid at its row."""
@@ -278,6 +285,13 @@ class Trace:
         from workloads.faults import check_fault_trace
 
         self.faults = check_fault_trace(self)
+
+    def require_valid(self) -> None:
+        """validate() unless it passed already: what every path to a kernel calls first (slots, a replay), so a
+        Trace built with `validate_on_init=False` is validated before any kernel reads it.  Columns changed in
+        place after validation are the caller's to re-validate (`validate()`)."""
+        if not self._validated:
+            self.validate()
 
     def _describe(self, row: int, code: int) -> str:
         return describe_error(row, code, int(self.op[row]), int(self.obj[row]), int(self.size[row]),
@@ -328,18 +342,22 @@ class Trace:
         if not starts_like_a_zip:
             raise TraceError(f"{path}: not an npz archive (a .npy or another file renamed .npz?)")
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            with warnings.catch_warnings(), np.load(path, allow_pickle=False) as archive:
+                warnings.simplefilter("ignore", UserWarning)  # numpy's note on a Python 2 header: not a 2nd line
                 missing = [name for name, _ in COLUMNS if name not in archive.files]
                 if missing:
                     raise TraceError(f"{path}: missing column(s) {', '.join(missing)}")
-                check_rows_fit(_npz_rows(archive, path), f"loading {path}",
+                check_rows_fit(_npz_check_headers(archive, path), f"loading {path}",
                                "write the trace as a chunked directory (DIR/), which is read chunk by chunk")
                 columns = {name: archive[name] for name, _ in COLUMNS}
-                meta = json.loads(str(archive["meta"])) if "meta" in archive.files else {}
-                faults = _npz_faults(archive)
+                meta = _npz_meta(archive, path)
+                faults = _npz_faults(archive, path)
         except (TraceError, NotEnoughMemory):
             raise
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
+        # zipfile raises RuntimeError for an encrypted member, NotImplementedError for an unknown compression
+        # method, zlib.error for corrupt deflate data: every one a corrupt file, never a traceback.
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, RuntimeError, NotImplementedError,
+                *NPY_HEADER_ERRORS) as error:
             raise TraceError(f"{path}: truncated or corrupt npz file ({error})") from None
         try:
             return cls(**columns, meta=meta, faults=faults)
@@ -352,26 +370,81 @@ def check_rows_fit(rows: int, what: str, fix: str) -> None:
     check_fits(f"{what} ({rows:,} rows in memory)", rows * IN_MEMORY_BYTES_PER_ROW, fix)
 
 
-def _npz_rows(archive: Any, path: Path) -> int:
-    """The row count of an npz trace's `op` column, read from its header (nothing else is read)."""
-    with archive.zip.open("op.npy") as member:
+def _npz_check_headers(archive: Any, path: Path) -> int:
+    """The row count of an npz trace, from its columns' `.npy` headers, which are checked before any data is
+    read: dtype (an object array, i.e. pickled data, is refused unread), one dimension, equal lengths.  So a
+    header claiming a huge shape is refused, not allocated."""
+    length = 0
+    for name, dtype in COLUMNS:
+        shape, fortran, found = _npz_header(archive, name, path)
+        if found != dtype:
+            what = "is an object array (pickled data, refused unread)" if found.hasobject else f"has dtype {found}"
+            raise TraceError(f"{path}: column '{name}' {what}, expected {np.dtype(dtype).name}")
+        if len(shape) != 1 or fortran:
+            raise TraceError(f"{path}: column '{name}' has {len(shape)} dimensions, expected 1")
+        if name == "op":
+            length = int(shape[0])
+        elif shape[0] != length:
+            raise TraceError(f"{path}: column '{name}' has {shape[0]} rows, column 'op' has {length}")
+    return length
+
+
+#: What numpy's `.npy` header parser raises on a corrupt header besides ValueError: it evaluates the header
+#: with `ast.literal_eval` (SyntaxError, RecursionError when nested deep) and retries old headers through
+#: `tokenize` (TokenError).
+NPY_HEADER_ERRORS = (ValueError, SyntaxError, tokenize.TokenError, RecursionError)
+
+
+def _npz_header(archive: Any, name: str, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) of member `name` of an npz archive, from its header alone."""
+    with archive.zip.open(f"{name}.npy") as member:
         version = np.lib.format.read_magic(member)
         if version == (1, 0):
-            shape = np.lib.format.read_array_header_1_0(member)[0]
-        else:
-            shape = np.lib.format.read_array_header_2_0(member)[0]
-    return int(shape[0]) if len(shape) else 0
+            return np.lib.format.read_array_header_1_0(member)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(member)
+    raise TraceError(f"{path}: '{name}' has .npy format version {version}")
 
 
-def _npz_faults(archive: Any) -> Any:
-    """The fault table stored in an npz trace (`fault_*` arrays), or None."""
+#: Largest `meta` string an npz trace may carry (a generator's meta is a few hundred bytes).
+MAX_META_CHARS = 1 << 20
+
+
+def _npz_meta(archive: Any, path: Path) -> dict[str, Any]:
+    """The JSON `meta` of an npz trace ({} without one); a meta that is not a JSON object is a TraceError."""
+    if "meta" not in archive.files:
+        return {}
+    shape, _, dtype = _npz_header(archive, "meta", path)  # checked before it is read: no pickle, no huge string
+    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_META_CHARS:
+        raise TraceError(f"{path}: meta is an array of dtype {dtype} and shape {shape}, expected a JSON string")
+    try:
+        meta = json.loads(str(archive["meta"]))
+    except (ValueError, RecursionError) as error:  # RecursionError: '[[[[...' nested beyond Python's stack
+        raise TraceError(f"{path}: meta is not valid JSON ({type(error).__name__})") from None
+    if not isinstance(meta, dict):
+        raise TraceError(f"{path}: meta is JSON {type(meta).__name__}, expected an object")
+    return meta
+
+
+def _npz_faults(archive: Any, path: Path) -> Any:
+    """The fault table stored in an npz trace (`fault_*` arrays), or None; each array's header is checked before
+    it is read (one dimension of int64, equal lengths, no huge allocation from a lying header)."""
     names = ("fault_at", "fault_kind", "fault_obj", "fault_param")
     present = [name in archive.files for name in names]
     if not any(present):
         return None
     if not all(present):
         missing = [name for name, found in zip(names, present, strict=True) if not found]
-        raise TraceError(f"fault table incomplete: missing {', '.join(missing)}")
+        raise TraceError(f"{path}: fault table incomplete: missing {', '.join(missing)}")
+    lengths = set()
+    for name in names:
+        shape, fortran, dtype = _npz_header(archive, name, path)
+        if dtype != np.int64 or len(shape) != 1 or fortran:
+            raise TraceError(f"{path}: '{name}' has dtype {dtype} and shape {shape}, expected a 1-d int64 array")
+        lengths.add(int(shape[0]))
+    if len(lengths) != 1:
+        raise TraceError(f"{path}: the fault arrays have different lengths")
+    check_rows_fit(lengths.pop(), f"loading the faults of {path}", "inject fewer faults")
     from workloads.faults import FaultTable
 
     return FaultTable.of(*(archive[name] for name in names))

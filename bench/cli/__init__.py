@@ -27,7 +27,7 @@ import os
 import sys
 
 from allocators.errors import AllocatorError, BadParameter
-from bench.cli.common import UsageError, say
+from bench.cli.common import UsageError, one_line, say
 from bench.cli.parser import build_parser
 from labcore.jitcache import compile_notice
 from workloads.trace import TraceError
@@ -46,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
     except (TraceError, BadParameter, UsageError, ValueError, KeyError, FileNotFoundError, IsADirectoryError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"bench: error: {message}", file=sys.stderr)
+        print(f"bench: error: {one_line(message)}", file=sys.stderr)
         return 2
     except AllocatorError as error:
-        print(f"bench: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"bench: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
         return 1
     except MemoryError:
         print("bench: error: not enough memory for this command (a smaller --ops or --capacity, or a trace "

@@ -34,6 +34,12 @@ class RowsBar:
         self.bar.close()
 
 
+def one_line(text: object) -> str:
+    """`text` as one printable line: a control character or line separator quoted from a hostile file (an
+    escape sequence, '\x1c', '\u2028') is shown escaped, so an error stays one line and cannot drive the terminal."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(text))
+
+
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
