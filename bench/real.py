@@ -53,6 +53,20 @@ What each row does:
   last byte, "first" only the first byte, "none" nothing (RSS then shows only
   what the allocator itself writes: headers, free-list links).
 
+Start-up.  A child that dies by a signal or with ld.so's exit status 127 before
+it is set up (imports, preload check, kernel warm-up; it then creates a marker
+file) is started again, up to `START_ATTEMPTS` times in all; the crashes are
+listed in the result's `start_failures`.  A death after the marker is the
+replay's and is reported at once.  This is for Scudo: its embedded GWP-ASan
+(on by default) and glibc 2.36's dlopen crash together now and then (about one
+start of `python3 -c "import ctypes"` in 400 on this machine, either SIGSEGV
+in `_dl_find_object_update` sorting an array it had just filled, read back as
+zeros from a page-aligned block (GWP-ASan's sampled slots are page-aligned),
+or "Inconsistency detected by ld.so: dl-sort-maps.c ... rpo_head == rpo"; none
+in the same number of starts with GWP_ASAN_Enabled=false); the Python child
+dlopens dozens of extension modules, so about one Scudo child in 15 died so
+before its first row.  The replays keep Scudo's defaults, GWP-ASan included.
+
 Simulated threads are ignored: every row runs on the child's one OS thread
 (a real multi-threaded replay would need per-thread OS threads and ordering).
 
@@ -147,6 +161,11 @@ LINE = 64
 
 _OP_ALLOC, _OP_FREE, _OP_REALLOC = 0, 1, 2
 _EXIT_OOM = 3
+_EXIT_LOADER = 127  # what ld.so exits with on "Inconsistency detected by ld.so" (and the shell on a missing program)
+#: How often replay_real starts a child that crashed before its first replay row (module docstring, "Start-up").
+START_ATTEMPTS = 3
+#: The child creates RESULT_JSON + READY_SUFFIX when it is set up (imports done, preload checked, kernel warm).
+READY_SUFFIX = ".ready"
 
 
 class RealAllocatorMissing(ValueError):
@@ -429,11 +448,20 @@ def replay_real(
         ]
         if memory_limit_bytes is not None:
             command += ["--memory-limit", str(int(memory_limit_bytes))]
-        try:
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=root)
-        except subprocess.TimeoutExpired:
-            raise RealReplayFailed(f"real {allocator}: child replay did not finish within {timeout} s") from None
-        result = json.loads(target.read_text()) if target.exists() else None
+        start_failures: list[str] = []
+        while True:
+            try:
+                done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=root)
+            except subprocess.TimeoutExpired:
+                raise RealReplayFailed(f"real {allocator}: child replay did not finish within {timeout} s") from None
+            result = json.loads(target.read_text()) if target.exists() else None
+            ready = target.with_name(target.name + READY_SUFFIX).exists()
+            crashed = done.returncode < 0 or done.returncode == _EXIT_LOADER
+            if result is not None or ready or not crashed or len(start_failures) + 1 >= START_ATTEMPTS:
+                break
+            # died while starting up (imports, the loader), before any replay row: start it again
+            status = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
+            start_failures.append(f"{status}: {_tail(done.stderr, 2)}")
     if result is not None and result.get("error") == "out_of_memory":
         row = int(result["row"])
         raise RealOutOfMemory(
@@ -441,11 +469,16 @@ def replay_real(
             f"({result['op']} of {result['size']} bytes: {result['function']} returned NULL)", row
         )
     if done.returncode != 0 or result is None:
-        tail = "\n".join(done.stderr.strip().splitlines()[-6:])
         status = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
-        raise RealReplayFailed(f"real {allocator}: child replay failed ({status}): {tail}")
+        started = "" if not start_failures else f" (after {len(start_failures)} start-up crash(es))"
+        raise RealReplayFailed(f"real {allocator}: child replay failed ({status}){started}: {_tail(done.stderr, 6)}")
     result["library"] = library
+    result["start_failures"] = start_failures
     return result
+
+
+def _tail(text: str, lines: int) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 # ---------------------------------------------------------------- child side
@@ -666,6 +699,7 @@ def _child(source: str, target: str, allocator: str, repeats: int, touch_name: s
         return _EXIT_OOM
 
     target_path = Path(target)
+    target_path.with_name(target_path.name + READY_SUFFIX).touch()  # a crash from here on is the replay's
     baseline = stats.read()
     hwm_reset = _reset_hwm()
     rss_before = _proc_status()["VmRSS"]

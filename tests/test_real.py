@@ -221,3 +221,50 @@ def test_command_line_entry_point(tmp_path, capsys):
     assert "throughput" in out and "Mops/s" in out and "overhead factor" in out
     assert real.main(["--trace", str(tmp_path / "missing.npz")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def _crashing_python(tmp_path, crashes: int) -> str:
+    """A stand-in for sys.executable that dies by SIGSEGV on its first `crashes` starts, then runs Python."""
+    script = tmp_path / "python"
+    counter = tmp_path / "starts"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"echo start >> {counter}\n"
+        f"if [ \"$(wc -l < {counter})\" -le {crashes} ]; then echo 'Inconsistency detected by ld.so' >&2; "
+        "kill -SEGV $$; fi\n"
+        f"exec {sys.executable} \"$@\"\n"
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_child_that_crashes_while_starting_is_started_again(monkeypatch, tmp_path):
+    monkeypatch.setattr(real.sys, "executable", _crashing_python(tmp_path, crashes=1))
+    result = real.replay_real(_tiny_trace(), "glibc", repeats=1)
+    assert result["rows"] == len(_tiny_trace())
+    assert len(result["start_failures"]) == 1 and result["start_failures"][0].startswith("signal 11")
+    assert (tmp_path / "starts").read_text().count("start") == 2
+
+
+def test_a_child_that_keeps_crashing_while_starting_fails_after_the_attempts(monkeypatch, tmp_path):
+    monkeypatch.setattr(real.sys, "executable", _crashing_python(tmp_path, crashes=99))
+    with pytest.raises(real.RealReplayFailed, match=r"signal 11\) \(after 2 start-up crash\(es\)\)"):
+        real.replay_real(_tiny_trace(), "glibc", repeats=1)
+    assert (tmp_path / "starts").read_text().count("start") == real.START_ATTEMPTS
+
+
+def test_a_crash_during_the_replay_is_not_retried(monkeypatch):
+    trace = from_rows([(OP_ALLOC, 1, 100, 0), (OP_ACCESS, 1, 100, 0), (OP_FREE, 1, 0, 0)])
+    trace.size[1] = 1 << 44  # past validation: the ACCESS walks far beyond the block into unmapped memory
+    calls: list[int] = []
+    original = real.subprocess.run
+
+    def run(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(real.subprocess, "run", run)
+    with pytest.raises(real.RealReplayFailed, match=r"failed \(signal 11\): ") as caught:
+        real.replay_real(trace, "glibc", repeats=1)
+    assert "start-up" not in str(caught.value)
+    assert len(calls) == 1  # the child was set up (its marker existed) when it died: the replay's crash, reported
