@@ -205,7 +205,7 @@ def fidelity(traces: Sequence[str | Path], repeats: int = 3, out: str | Path | N
 
 
 def real(trace: Trace | str | Path, allocator: str = "glibc", repeats: int = 3, touch: str = "page") -> dict[str, Any]:
-    """A trace replayed through the machine's real malloc (glibc, jemalloc, tcmalloc, mimalloc), in a child."""
+    """A trace replayed through the machine's real malloc (glibc, jemalloc, tcmalloc, mimalloc, scudo), in a child."""
     from bench.real import replay_real
 
     if not isinstance(trace, Trace):

@@ -9,8 +9,11 @@ allocated almost nothing before the loop (its columns and pointer table are mmap
                       requested bytes peak (or at the end, whichever is larger) - the same at start.
 
 The replayer is compiled with gcc once per source version into
-~/.cache/allocator-lab/replayer/<sha256 of the source>/replayer.  jemalloc, tcmalloc and mimalloc are
-LD_PRELOADed (library found by `bench.real.library_path`); glibc runs without preload.
+~/.cache/allocator-lab/replayer/<sha256 of the source>/replayer.  jemalloc, tcmalloc, mimalloc and Scudo are
+LD_PRELOADed (library found by `bench.real.library_path`); glibc runs without preload.  The replayer
+refuses to measure (exit status 2, RealReplayFailed here) when the preloaded allocator's signature symbol
+is missing or malloc is not defined beside it (bench/replayer.c, "Preload check"): Scudo's statistic,
+mallinfo2, is also glibc's, so a preload that did not take would otherwise pass for Scudo.
 """
 
 from __future__ import annotations

@@ -19,6 +19,13 @@ about 0.1-1 MiB (glibc's first arena, tcmalloc's first 1 MiB; jemalloc starts
 with 6.4 MiB mapped), so traces with less live data than that are not
 meaningful.  Timings still come from `bench.real`.
 
+Not here: real jemalloc, mimalloc and Scudo.  Fidelity's rows are model/real
+pairs, and the pairs are the models built to imitate a real allocator; Scudo
+(LLVM's hardened allocator, `bench real --allocator scudo`, `sweep --real`) has
+no model in the lab yet, so there is nothing to put beside it.  Its speed and
+footprint against real glibc on the same trace come from `bench real` (README,
+"Real programs and real allocators").
+
 Speed against reality: the replay time of the `go` and `tcmalloc` models over
 real glibc's replay time on the same trace, measured in the same run
 (ratio <= 1.0: the model replays at least as fast as the real allocator).

@@ -1,4 +1,4 @@
-"""Replay a trace through the machine's real malloc: glibc, jemalloc, tcmalloc or mimalloc.
+"""Replay a trace through the machine's real malloc: glibc, jemalloc, tcmalloc, mimalloc or Scudo.
 
 The models in `allocators/` simulate an allocator over an address space; this
 module runs the same trace through a real C allocator, to put the models'
@@ -9,20 +9,40 @@ calling process.  It writes the trace's columns to a temporary `.npz` and runs
 `python -m bench.real --child IN OUT` in a child process, with `LD_PRELOAD`
 naming the allocator's shared library (glibc: no preload, the default malloc)
 and without the environment variables that tune an allocator
-(`ALLOCATOR_VARIABLES`: MALLOC_*, GLIBC_TUNABLES, TCMALLOC_*, MIMALLOC_*), so
-every real allocator runs with its defaults.
+(`ALLOCATOR_VARIABLES`: MALLOC_*, GLIBC_TUNABLES, TCMALLOC_*, MIMALLOC_*,
+SCUDO_OPTIONS), so every real allocator runs with its defaults.
 The child writes a JSON result; a malloc that returns NULL is reported as
 out of memory at row N (`RealReplayFailed`), and a child that dies (signal,
 kernel OOM killer) is reported with its exit status and the tail of its stderr.
 The parent is never affected.
 
+Libraries.  jemalloc, tcmalloc and mimalloc are found by file name in the
+usual library directories (`LIBRARY_DIRS`).  Scudo (LLVM's hardened allocator,
+the standalone build `libclang_rt.scudo_standalone-x86_64.so` from Debian's
+`libclang-rt-14-dev`) lives in a versioned clang directory
+(/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux on Debian 12), so its directory is
+a glob over `/usr/lib/llvm-*/lib/clang/*/lib/linux` (`LIBRARY_GLOBS`), newest
+version first.  (The same package also ships `libclang_rt.scudo-x86_64.so`, the
+older sanitizer-based Scudo; the lab uses the standalone one, the Scudo of
+Android and Fuchsia.)  Scudo runs with its defaults: quarantine off
+(quarantine_size_kb=0), no zero or pattern fill, the embedded GWP-ASan sampling
+about 1 allocation in 5000 (its default SampleRate), no memory tagging (x86).
+
 In the child.  `ctypes.CDLL(None)` looks up malloc, free, realloc and
 malloc_usable_size in the process's global symbol scope, where a preloaded
-library comes first; `dladdr` confirms that `malloc` really lives in the
-library asked for.  The function addresses are passed as plain integers to a
-numba kernel, which calls them through small LLVM intrinsics (`inttoptr` +
-an indirect call), so no Python runs per operation and the compiled kernel
-holds no process-specific address (it can be cached on disk).
+library comes first.  The preload check (`SIGNATURE_SYMBOLS`): `dladdr` must
+place both `malloc` and a symbol only that allocator exports (jemalloc
+`mallctl`, tcmalloc `MallocExtension_GetNumericProperty`, mimalloc `mi_version`,
+Scudo `__scudo_print_stats`; glibc `gnu_get_libc_version`) in the library asked
+for (glibc: libc.so.6, no preload), else the child exits with an error and the
+parent raises RealReplayFailed.  For Scudo this matters more than for the
+others: its statistic, `mallinfo2`, also exists in glibc, so a preload that did
+not take would otherwise report glibc's figures under Scudo's name.
+
+The function addresses are passed as plain integers to a numba kernel, which
+calls them through small LLVM intrinsics (`inttoptr` + an indirect call), so
+no Python runs per operation and the compiled kernel holds no process-specific
+address (it can be cached on disk).
 
 What each row does:
 - ALLOC: `malloc(size)`; REALLOC: `realloc(ptr, size)`; FREE: `free(ptr)`.
@@ -32,6 +52,22 @@ What each row does:
   that RSS reflects use: "page" (default) one byte in every 4 KiB page plus the
   last byte, "first" only the first byte, "none" nothing (RSS then shows only
   what the allocator itself writes: headers, free-list links).
+
+Start-up.  A child that dies by a signal or with ld.so's exit status 127 before
+it is set up (imports, preload check, kernel warm-up; it then creates a marker
+file) is started again, up to `START_ATTEMPTS` times in all; the crashes are
+listed in the result's `start_failures`.  A death after the marker is the
+replay's and is reported at once.  This is for Scudo: preloaded into a process
+that dlopens libraries, it now and then takes the loader down with it (glibc
+2.36, Scudo of LLVM 14): SIGSEGV in `_dl_find_object_update` sorting an array
+it had just filled, read back as zeros (the array was a page-aligned block, as
+the slots of Scudo's embedded GWP-ASan are), or "Inconsistency detected by
+ld.so: dl-sort-maps.c ... rpo_head == rpo" (exit status 127).  Measured on
+this machine: 6 crashes in 5 758 starts of a `python3` importing ctypes under
+Scudo's defaults (batches of 200 to 3 000: 0 to 2 per batch), none in 800 with
+GWP_ASAN_Enabled=false (too few to call GWP-ASan the cause), and one of 15 Scudo
+children of `bench real` before its first row.  The replays keep Scudo's
+defaults, GWP-ASan included.
 
 Simulated threads are ignored: every row runs on the child's one OS thread
 (a real multi-threaded replay would need per-thread OS threads and ordering).
@@ -56,7 +92,12 @@ Footprint.  Three views, all taken in the child:
   whole child's VmHWM (Python, numpy and numba included).
 - The allocator's own statistics (see `allocator_stats`): glibc `mallinfo2()`,
   jemalloc `mallctl("stats.*")` after `epoch`, tcmalloc
-  `MallocExtension_GetNumericProperty`, mimalloc `mi_process_info`.  They are
+  `MallocExtension_GetNumericProperty`, mimalloc `mi_process_info`, Scudo its
+  own `mallinfo2()` (hblkhd = Scudo's StatMapped counter: bytes it has mapped
+  for the primary's size-class regions, 256 KiB for each class at first, and
+  for the secondary's large blocks; uordblks = StatAllocated, fordblks = StatFree).
+  Scudo's other statistics entry point, `__scudo_print_stats`, only prints text
+  to stderr, and `malloc_info` writes an XML size histogram, so neither is used.  They are
   snapshotted before the repeats ("baseline"), during one extra untimed pass at
   the row where the trace's live requested bytes peak ("at_peak_live"), at the
   end of the trace ("end") and after freeing everything ("after_free").
@@ -76,8 +117,10 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import glob
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -96,20 +139,35 @@ from labcore.jitcache import holds_kernels
 
 holds_kernels(__file__)
 
-ALLOCATORS = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
+ALLOCATORS = ("glibc", "jemalloc", "tcmalloc", "mimalloc", "scudo")
 #: Shared library file names per allocator (first found wins) and the Debian package shipping them.
 LIBRARIES: dict[str, tuple[tuple[str, ...], str]] = {
     "jemalloc": (("libjemalloc.so.2", "libjemalloc.so"), "libjemalloc2"),
     "tcmalloc": (("libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libtcmalloc_minimal.so"), "libtcmalloc-minimal4"),
     "mimalloc": (("libmimalloc.so.2", "libmimalloc.so.2.0", "libmimalloc.so"), "libmimalloc2.0"),
+    "scudo": (("libclang_rt.scudo_standalone-x86_64.so",), "libclang-rt-14-dev"),
 }
 LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+#: Directory globs searched after LIBRARY_DIRS, newest version first (the clang runtime's directory is versioned).
+LIBRARY_GLOBS: dict[str, tuple[str, ...]] = {
+    "scudo": ("/usr/lib/llvm-*/lib/clang/*/lib/linux", "/usr/lib/clang/*/lib/linux",
+              "/usr/lib/clang/*/lib/x86_64-unknown-linux-gnu"),
+}
+#: A symbol only this allocator's library exports: the preload check wants it defined by the library asked for.
+SIGNATURE_SYMBOLS = {"glibc": "gnu_get_libc_version", "jemalloc": "mallctl",
+                     "tcmalloc": "MallocExtension_GetNumericProperty", "mimalloc": "mi_version",
+                     "scudo": "__scudo_print_stats"}
 TOUCH_MODES = {"none": 0, "first": 1, "page": 2}
 PAGE = 4096
 LINE = 64
 
 _OP_ALLOC, _OP_FREE, _OP_REALLOC = 0, 1, 2
 _EXIT_OOM = 3
+_EXIT_LOADER = 127  # what ld.so exits with on "Inconsistency detected by ld.so" (and the shell on a missing program)
+#: How often replay_real starts a child that crashed before its first replay row (module docstring, "Start-up").
+START_ATTEMPTS = 3
+#: The child creates RESULT_JSON + READY_SUFFIX when it is set up (imports done, preload checked, kernel warm).
+READY_SUFFIX = ".ready"
 
 
 class RealAllocatorMissing(ValueError):
@@ -279,8 +337,10 @@ def peak_live_requested(op, obj, size, n_ids):
 
 # ---------------------------------------------------------------- library lookup (parent)
 #: Environment variables that tune a real allocator (glibc's MALLOC_*_ and GLIBC_TUNABLES, jemalloc's MALLOC_CONF,
-#: gperftools' TCMALLOC_*, mimalloc's MIMALLOC_*) or preload one: removed for the replays, which measure defaults.
-ALLOCATOR_VARIABLES = ("MALLOC_", "GLIBC_TUNABLES", "TCMALLOC_", "MIMALLOC_", "JE_MALLOC_CONF", "LD_PRELOAD")
+#: gperftools' TCMALLOC_*, mimalloc's MIMALLOC_*, Scudo's SCUDO_OPTIONS, which also carries its embedded GWP-ASan's
+#: GWP_ASAN_* options) or preload one: removed for the replays, which measure defaults.
+ALLOCATOR_VARIABLES = ("MALLOC_", "GLIBC_TUNABLES", "TCMALLOC_", "MIMALLOC_", "JE_MALLOC_CONF", "SCUDO_OPTIONS",
+                       "LD_PRELOAD")
 
 
 def allocator_environment() -> dict[str, str]:
@@ -299,15 +359,24 @@ def library_path(allocator: str) -> str | None:
     if allocator not in LIBRARIES:
         raise ValueError(f"unknown real allocator '{allocator}' (known: {', '.join(ALLOCATORS)})")
     names, package = LIBRARIES[allocator]
-    for directory in LIBRARY_DIRS:
+    patterns = LIBRARY_GLOBS.get(allocator, ())
+    for directory in (*LIBRARY_DIRS, *(found for pattern in patterns for found in _newest_first(pattern))):
         for name in names:
             candidate = Path(directory) / name
             if candidate.exists():
                 return str(candidate)
     raise RealAllocatorMissing(
         f"real allocator '{allocator}': shared library not found ({' or '.join(names)} in "
-        f"{', '.join(LIBRARY_DIRS)}); install the Debian package: apt-get install -y {package}"
+        f"{', '.join((*LIBRARY_DIRS, *patterns))}); install the Debian package: apt-get install -y {package}"
     )
+
+
+def _newest_first(pattern: str) -> list[str]:
+    """Directories matching `pattern`, the highest version numbers in their path first (llvm-15 before llvm-14)."""
+    def version(path: str) -> list[int]:
+        return [int(number) for number in re.findall(r"\d+", path)]
+
+    return sorted(glob.glob(pattern), key=version, reverse=True)
 
 
 def available() -> dict[str, str | None]:
@@ -381,11 +450,20 @@ def replay_real(
         ]
         if memory_limit_bytes is not None:
             command += ["--memory-limit", str(int(memory_limit_bytes))]
-        try:
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=root)
-        except subprocess.TimeoutExpired:
-            raise RealReplayFailed(f"real {allocator}: child replay did not finish within {timeout} s") from None
-        result = json.loads(target.read_text()) if target.exists() else None
+        start_failures: list[str] = []
+        while True:
+            try:
+                done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=root)
+            except subprocess.TimeoutExpired:
+                raise RealReplayFailed(f"real {allocator}: child replay did not finish within {timeout} s") from None
+            result = json.loads(target.read_text()) if target.exists() else None
+            ready = target.with_name(target.name + READY_SUFFIX).exists()
+            crashed = done.returncode < 0 or done.returncode == _EXIT_LOADER
+            if result is not None or ready or not crashed or len(start_failures) + 1 >= START_ATTEMPTS:
+                break
+            # died while starting up (imports, the loader), before any replay row: start it again
+            status = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
+            start_failures.append(f"{status}: {_tail(done.stderr, 2)}")
     if result is not None and result.get("error") == "out_of_memory":
         row = int(result["row"])
         raise RealOutOfMemory(
@@ -393,11 +471,16 @@ def replay_real(
             f"({result['op']} of {result['size']} bytes: {result['function']} returned NULL)", row
         )
     if done.returncode != 0 or result is None:
-        tail = "\n".join(done.stderr.strip().splitlines()[-6:])
         status = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
-        raise RealReplayFailed(f"real {allocator}: child replay failed ({status}): {tail}")
+        started = "" if not start_failures else f" (after {len(start_failures)} start-up crash(es))"
+        raise RealReplayFailed(f"real {allocator}: child replay failed ({status}){started}: {_tail(done.stderr, 6)}")
     result["library"] = library
+    result["start_failures"] = start_failures
     return result
+
+
+def _tail(text: str, lines: int) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 # ---------------------------------------------------------------- child side
@@ -423,6 +506,38 @@ def _defining_library(address: int) -> str:
     if libdl.dladdr(ctypes.c_void_p(address), ctypes.byref(info)) and info.dli_fname:
         return os.path.realpath(info.dli_fname.decode())
     return "?"
+
+
+def preload_problem(process: ctypes.CDLL, allocator: str, malloc_from: str) -> str | None:
+    """Why this process's malloc is not `allocator`'s (None when it is): the preload check of the module docstring.
+
+    Both `malloc` (already resolved to `malloc_from`) and the allocator's SIGNATURE_SYMBOLS entry must be defined
+    by its library: LD_PRELOAD's (which must be the library `library_path` finds), or libc.so.6 for glibc.
+    """
+    preloaded = os.environ.get("LD_PRELOAD")
+    if allocator == "glibc":
+        if preloaded:
+            return f"glibc asked for, but LD_PRELOAD={preloaded}"
+        expected = malloc_from if os.path.basename(malloc_from).startswith("libc.so") else "libc.so.6"
+    else:
+        if not preloaded:
+            return f"{allocator} asked for, but nothing is preloaded (LD_PRELOAD unset): malloc is {malloc_from}'s"
+        expected = os.path.realpath(preloaded)
+        try:
+            wanted = os.path.realpath(library_path(allocator) or "")
+        except RealAllocatorMissing as error:
+            return str(error)
+        if expected != wanted:
+            return f"{allocator} asked for, but LD_PRELOAD={preloaded} is not its library {wanted}"
+    if malloc_from != expected:
+        return f"{allocator} asked for, but malloc resolves to {malloc_from}, not {expected}"
+    symbol = SIGNATURE_SYMBOLS[allocator]
+    address = _address(process, symbol) if hasattr(process, symbol) else 0
+    if not address:
+        return f"{allocator} asked for, but its symbol {symbol} is not in the process (malloc is {malloc_from}'s)"
+    if _defining_library(address) != expected:
+        return f"{allocator} asked for, but {symbol} is defined by {_defining_library(address)}, not {expected}"
+    return None
 
 
 class _Stats:
@@ -465,15 +580,23 @@ class _Stats:
             number = process.mi_version()
             self.version = f"mimalloc {number // 100}.{number // 10 % 10}.{number % 10}"
             self.measure = "mi_process_info current_commit (memory mimalloc has committed)"
+        elif self.allocator == "scudo":
+            process.mallinfo2.restype = _MallInfo2
+            library = _defining_library(_address(process, "malloc"))
+            match = re.search(r"/clang/(\d+(?:\.\d+)*)/", library)
+            self.version = f"Scudo standalone (LLVM {match.group(1)})" if match else "Scudo standalone"
+            self.measure = ("Scudo mallinfo2 hblkhd (StatMapped: bytes mapped for the primary's size-class regions "
+                            "and the secondary's large blocks)")
 
     def read(self) -> dict[str, int]:
         if not self.available:
             return {}
         process = self.process
-        if self.allocator == "glibc":
+        if self.allocator in ("glibc", "scudo"):
             info = process.mallinfo2()
             figures = {name: int(getattr(info, name)) for name, _ in _MallInfo2._fields_}
-            figures["heap"] = figures["arena"] + figures["hblkhd"]
+            # glibc: sbrk/mmap arenas + mmapped chunks; Scudo fills only hblkhd (mapped), uordblks, fordblks
+            figures["heap"] = figures["hblkhd"] + (figures["arena"] if self.allocator == "glibc" else 0)
             return figures
         if self.allocator == "jemalloc":
             epoch = ctypes.c_uint64(1)
@@ -536,9 +659,9 @@ def _child(source: str, target: str, allocator: str, repeats: int, touch_name: s
     functions = np.array([_address(process, name) for name in ("malloc", "free", "realloc", "malloc_usable_size")],
                          np.int64)
     malloc_from = _defining_library(int(functions[0]))
-    expected = os.environ.get("LD_PRELOAD")
-    if expected and malloc_from != os.path.realpath(expected):
-        print(f"malloc resolves to {malloc_from}, not the preloaded {expected}", file=sys.stderr)
+    problem = preload_problem(process, allocator, malloc_from)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     touch = TOUCH_MODES[touch_name]
     stats = _Stats(allocator, process)
@@ -578,6 +701,7 @@ def _child(source: str, target: str, allocator: str, repeats: int, touch_name: s
         return _EXIT_OOM
 
     target_path = Path(target)
+    target_path.with_name(target_path.name + READY_SUFFIX).touch()  # a crash from here on is the replay's
     baseline = stats.read()
     hwm_reset = _reset_hwm()
     rss_before = _proc_status()["VmRSS"]
@@ -609,6 +733,7 @@ def _child(source: str, target: str, allocator: str, repeats: int, touch_name: s
         "allocator": allocator,
         "version": stats.version,
         "malloc_from": malloc_from,
+        "preload_check": f"malloc and {SIGNATURE_SYMBOLS[allocator]} defined by {malloc_from}",
         "rows": rows,
         "threads_in_trace": n_threads,
         "repeats": repeats,

@@ -1,19 +1,26 @@
 /* Clean-heap replayer: replays a trace through the process's malloc with nothing else in the heap.
  *
- * bench/cleanheap.py compiles this file once and runs it (with LD_PRELOAD for jemalloc, tcmalloc or
- * mimalloc; glibc without).  Unlike bench/real.py's Python child, this process has made almost no heap
+ * bench/cleanheap.py compiles this file once and runs it (with LD_PRELOAD for jemalloc, tcmalloc,
+ * mimalloc or Scudo; glibc without).  Unlike bench/real.py's Python child, this process has made almost no heap
  * allocations before the replay, so the heap growth it measures is not hidden by memory the host freed
  * into the allocator earlier.
  *
  * Usage: replayer ALLOCATOR OP_FILE OBJ_FILE SIZE_FILE N_IDS
  *   OP_FILE: int8 per row (0 alloc, 1 free, 2 realloc, 3 access); OBJ_FILE: int64 dense object id
- *   (0..N_IDS-1) per row; SIZE_FILE: int64 per row.  ALLOCATOR (glibc|jemalloc|tcmalloc|mimalloc) picks
- *   the statistic read through dlsym(RTLD_DEFAULT, ...):
+ *   (0..N_IDS-1) per row; SIZE_FILE: int64 per row.  ALLOCATOR (glibc|jemalloc|tcmalloc|mimalloc|scudo)
+ *   picks the statistic read through dlsym(RTLD_DEFAULT, ...):
  *     glibc     mallinfo2() arena + hblkhd
  *     jemalloc  mallctl("epoch") then mallctl("stats.mapped")
  *     tcmalloc  MallocExtension_GetNumericProperty generic.heap_size - tcmalloc.pageheap_unmapped_bytes
  *     mimalloc  mi_process_info current_commit
+ *     scudo     Scudo's own mallinfo2() hblkhd (its StatMapped counter: primary regions + secondary blocks)
  *   falling back to VmRSS when the symbol is missing.
+ *
+ * Preload check: for every allocator but glibc, a symbol only that library exports (mallctl,
+ * MallocExtension_GetNumericProperty, mi_version, __scudo_print_stats) must resolve, and malloc must be
+ * defined by the same shared object (dladdr); otherwise exit status 2 with a message.  Scudo needs it
+ * most: glibc also has mallinfo2, so without the check a preload that did not take would be measured
+ * as glibc under Scudo's name.
  *
  * All of the replayer's own memory (columns, pointer table) is mmap'ed, never malloc'ed; the pointer
  * table is pre-faulted (MAP_POPULATE) and the columns are read in full before the baseline, so VmRSS growth
@@ -40,7 +47,7 @@
 #include <unistd.h>
 
 enum { OP_ALLOC = 0, OP_FREE = 1, OP_REALLOC = 2, OP_ACCESS = 3 };
-enum { ALLOC_GLIBC, ALLOC_JEMALLOC, ALLOC_TCMALLOC, ALLOC_MIMALLOC };
+enum { ALLOC_GLIBC, ALLOC_JEMALLOC, ALLOC_TCMALLOC, ALLOC_MIMALLOC, ALLOC_SCUDO, ALLOC_COUNT };
 
 typedef struct mallinfo2 (*mallinfo2_fn)(void);
 typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
@@ -49,6 +56,7 @@ typedef void (*mi_process_info_fn)(size_t *, size_t *, size_t *, size_t *, size_
                                    size_t *);
 
 static int allocator;
+static const char *names_of[] = {"glibc", "jemalloc", "tcmalloc", "mimalloc", "scudo"};
 static void *stat_fn;
 static const char *measure = "VmRSS (allocator statistic not found)";
 
@@ -73,14 +81,38 @@ static int64_t vm_rss(void) {
 
 static void setup_stats(void) {
     static const char *symbols[] = {"mallinfo2", "mallctl", "MallocExtension_GetNumericProperty",
-                                    "mi_process_info"};
+                                    "mi_process_info", "mallinfo2"};
     static const char *measures[] = {
         "mallinfo2 arena + hblkhd (sbrk/mmap heap + mmapped chunks)",
         "mallctl stats.mapped (bytes in extents jemalloc has mapped and not returned)",
         "generic.heap_size - tcmalloc.pageheap_unmapped_bytes (page heap mapped from the OS)",
-        "mi_process_info current_commit (memory mimalloc has committed)"};
+        "mi_process_info current_commit (memory mimalloc has committed)",
+        "Scudo mallinfo2 hblkhd (StatMapped: bytes mapped for the primary's size-class regions and the "
+        "secondary's large blocks)"};
     stat_fn = dlsym(RTLD_DEFAULT, symbols[allocator]);
     if (stat_fn) measure = measures[allocator];
+}
+
+/* The preload check of the header comment: exit status 2 unless malloc is the named allocator's. */
+static void check_preload(void) {
+    static const char *signatures[] = {NULL, "mallctl", "MallocExtension_GetNumericProperty", "mi_version",
+                                       "__scudo_print_stats"};
+    const char *symbol = signatures[allocator];
+    if (symbol == NULL) return;
+    void *signature = dlsym(RTLD_DEFAULT, symbol);
+    if (signature == NULL) {
+        fprintf(stderr, "replayer: %s asked for, but %s is not in the process (not preloaded?)\n", names_of[allocator],
+                symbol);
+        exit(2);
+    }
+    Dl_info from_malloc, from_signature;
+    void *malloc_address = dlsym(RTLD_DEFAULT, "malloc"); /* not &malloc: that may be this binary's PLT stub */
+    if (malloc_address == NULL || !dladdr(malloc_address, &from_malloc) || !dladdr(signature, &from_signature) ||
+        from_malloc.dli_fbase != from_signature.dli_fbase) {
+        fprintf(stderr, "replayer: %s asked for, but malloc is not defined by the library that defines %s\n",
+                names_of[allocator], symbol);
+        exit(2);
+    }
 }
 
 /* Heap the allocator has taken from the OS, by its own statistic (VmRSS when there is none). */
@@ -90,6 +122,10 @@ static int64_t heap_bytes(void) {
     case ALLOC_GLIBC: {
         struct mallinfo2 info = ((mallinfo2_fn)stat_fn)();
         return (int64_t)(info.arena + info.hblkhd);
+    }
+    case ALLOC_SCUDO: {
+        struct mallinfo2 info = ((mallinfo2_fn)stat_fn)();
+        return (int64_t)info.hblkhd;
     }
     case ALLOC_JEMALLOC: {
         uint64_t epoch = 1;
@@ -142,11 +178,11 @@ static void touch_pages(char *block, int64_t size) {
 
 int main(int argc, char **argv) {
     if (argc != 6) fail("usage: replayer ALLOCATOR OP_FILE OBJ_FILE SIZE_FILE N_IDS");
-    static const char *names[] = {"glibc", "jemalloc", "tcmalloc", "mimalloc"};
     allocator = -1;
-    for (int index = 0; index < 4; index++)
-        if (strcmp(argv[1], names[index]) == 0) allocator = index;
-    if (allocator < 0) fail("unknown allocator (glibc, jemalloc, tcmalloc or mimalloc)");
+    for (int index = 0; index < ALLOC_COUNT; index++)
+        if (strcmp(argv[1], names_of[index]) == 0) allocator = index;
+    if (allocator < 0) fail("unknown allocator (glibc, jemalloc, tcmalloc, mimalloc or scudo)");
+    check_preload();
     size_t op_length, obj_length, size_length;
     const int8_t *op = map_file(argv[2], &op_length);
     const int64_t *obj = map_file(argv[3], &obj_length);

@@ -20,7 +20,10 @@ allocator whose library is not installed.
 Real allocators.  A preset may name real allocators measured beside the models
 as the scale (`Preset.real`: the default preset has `real:glibc`; the ci and
 quick presets none, so their cells stay as they were); `SweepConfig.real`
-adds every installed one.  Given allocators (`SweepConfig.allocators`) replace
+adds every installed one (`bench.real.ALLOCATORS`: glibc, jemalloc, tcmalloc,
+mimalloc, Scudo) and says which it left out and the Debian package that would
+add it (`Plan.notes`); a `real:NAME` cell named explicitly whose library is
+missing is a skipped cell with that reason.  Given allocators (`SweepConfig.allocators`) replace
 the preset's models and its real ones alike (a `real:NAME` entry among them is
 a real cell).
 
@@ -161,6 +164,7 @@ class Plan:
     ops: int
     repeats: int
     cells: list[Cell] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # lines said before the sweep (real allocators --real left out)
 
     def __post_init__(self) -> None:
         self.cells = [
@@ -241,11 +245,19 @@ def make_plan(config: SweepConfig) -> Plan:
     for name, value in (("ops", config.ops), ("repeats", config.repeats)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    notes = []
     if config.real:
-        from bench.real import available
+        from bench.real import ALLOCATORS as REAL_ALLOCATORS
+        from bench.real import RealAllocatorMissing, library_path
 
-        specs = specs + [f"{REAL_PREFIX}{name}" for name in available()   # every installed one (glibc: always)
-                         if f"{REAL_PREFIX}{name}" not in specs]
+        for name in REAL_ALLOCATORS:   # every installed one (glibc: always); a missing one is said, not a cell
+            try:
+                library_path(name)
+            except RealAllocatorMissing as error:
+                notes.append(f"sweep --real: {REAL_PREFIX}{name} left out: {error}")
+                continue
+            if f"{REAL_PREFIX}{name}" not in specs:
+                specs.append(f"{REAL_PREFIX}{name}")
     for spec in specs:  # fail fast on a typo, before any work
         if not spec.startswith(REAL_PREFIX):
             allocators.parse_spec(spec)
@@ -257,7 +269,7 @@ def make_plan(config: SweepConfig) -> Plan:
             catalog.make(workload, n_ops=64, seed=0)
     return Plan(
         preset=config.preset, allocators=specs, workloads=workloads, seeds=seeds,
-        ops=config.ops or preset.ops, repeats=config.repeats or preset.repeats,
+        ops=config.ops or preset.ops, repeats=config.repeats or preset.repeats, notes=notes,
     )
 
 
@@ -537,6 +549,9 @@ def run_sweep(
 def _run_locked(plan: Plan, out: Path, cells_dir: Path, executor: Executor | None, jobs: int, resume: bool,
                 heapmap_cell: str | None, draw_plots: bool, progress: bool, say: Callable[[str], None] | None,
                 on_cell: Callable[[Cell, ResultRow], None] | None) -> Results:
+    for note in plan.notes:
+        if say is not None:
+            say(note)
     meta = run_metadata(plan)
     meta["jobs"] = jobs
     meta["calibration"] = calibrate.combine(calibrate.calibrate())  # before any cell: a killed sweep keeps it

@@ -13,7 +13,7 @@ from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, OP_REALLOC, from_rows
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (apt-get install -y gcc)")
 
-ALLOCATORS = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
+ALLOCATORS = ("glibc", "jemalloc", "tcmalloc", "mimalloc", "scudo")
 
 
 def _library_or_skip(name: str) -> None:
@@ -79,3 +79,19 @@ def test_missing_gcc_names_the_package(monkeypatch, tmp_path):
     monkeypatch.setattr(cleanheap.shutil, "which", lambda name: None)
     with pytest.raises(cleanheap.CompilerMissing, match="apt-get install -y gcc"):
         cleanheap.replayer_binary()
+
+
+def test_scudo_replayer_refuses_when_the_preload_did_not_take(monkeypatch):
+    _library_or_skip("scudo")
+    monkeypatch.setattr(cleanheap, "library_path", lambda name: None)  # no LD_PRELOAD: glibc's malloc (and mallinfo2)
+    with pytest.raises(real.RealReplayFailed, match="__scudo_print_stats is not in the process"):
+        cleanheap.clean_heap_footprint(_small_trace(), "scudo")
+
+
+def test_scudo_clean_heap_counts_its_mapped_bytes():
+    _library_or_skip("scudo")
+    trace = catalog.make("lognormal:mu=9,live=2000", n_ops=20000)
+    result = cleanheap.clean_heap_footprint(trace, "scudo")
+    assert result["measure"].startswith("Scudo mallinfo2 hblkhd")
+    # Scudo maps its size-class regions in 128 KiB steps: at least the live bytes plus the 16 B header per block
+    assert result["peak_heap_bytes"] >= result["peak_live_requested"] + 16 * 2000

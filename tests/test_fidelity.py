@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from bench import real as real_module
+from bench import sweep
 from bench.cli import main
 from workloads import catalog
 
@@ -41,3 +43,34 @@ def test_sweep_with_real_allocators(tmp_path, capsys):
     assert "real:glibc" in real
     assert real["real:glibc"]["status"] == "ok" and real["real:glibc"]["throughput_mops"] > 0
     assert real["real:glibc"]["overhead_factor"] >= 0
+    try:
+        real_module.library_path("scudo")
+    except real_module.RealAllocatorMissing:
+        return
+    assert real["real:scudo"]["status"] == "ok" and real["real:scudo"]["throughput_mops"] > 0
+    assert real["real:scudo"]["peak_footprint"] > 0
+    assert "Scudo" in real["real:scudo"]["real_measure"] or "RSS" in real["real:scudo"]["real_measure"]
+
+
+def test_sweep_real_plans_scudo_or_says_why_not(monkeypatch, tmp_path):
+    config = sweep.SweepConfig(preset="quick", allocators=["linear"], workloads=["fifo"], real=True)
+    try:
+        real_module.library_path("scudo")
+        assert "real:scudo" in sweep.make_plan(config).allocators
+    except real_module.RealAllocatorMissing:
+        pass
+    monkeypatch.setitem(real_module.LIBRARIES, "scudo", (("libclang_rt.scudo_standalone-nothere.so",),
+                                                         "libclang-rt-14-dev"))
+    plan = sweep.make_plan(config)
+    assert "real:scudo" not in plan.allocators and "real:glibc" in plan.allocators
+    assert any(note.startswith("sweep --real: real:scudo left out") and "apt-get install -y libclang-rt-14-dev" in note
+               for note in plan.notes)
+    # named explicitly, a missing real allocator is a skipped cell with the reason; --real's notes are said first
+    said: list[str] = []
+    named = sweep.make_plan(sweep.SweepConfig(preset="quick", allocators=["real:scudo"], workloads=["fifo"], ops=200,
+                                              repeats=1))
+    named.notes = plan.notes
+    rows = sweep.run_sweep(named, tmp_path, say=said.append, draw_plots=False).rows
+    assert [row.allocator for row in rows] == ["real:scudo"]
+    assert rows[0].skipped and "libclang-rt-14-dev" in rows[0].reason
+    assert said[:len(plan.notes)] == plan.notes

@@ -19,6 +19,9 @@ from bench.cli.traces import (
 )
 from workloads.stream import DEFAULT_CHUNK_ROWS
 
+#: `bench.real.ALLOCATORS`, spelled out so that building the parser does not import numba (a test keeps them equal)
+REAL_ALLOCATORS = ("glibc", "jemalloc", "tcmalloc", "mimalloc", "scudo")
+
 
 def _positive(text: str) -> int:
     try:
@@ -175,13 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     comparing.set_defaults(func=cmd_compare)
 
     real = commands.add_parser(
-        "real", help="replay a trace through the machine's real malloc (glibc, jemalloc, tcmalloc, mimalloc)",
+        "real", help="replay a trace through the machine's real malloc (glibc, jemalloc, tcmalloc, mimalloc, scudo)",
         description="Replays in a child process with the Debian library preloaded (libjemalloc2, "
-        "libtcmalloc-minimal4, libmimalloc2.0; glibc is the default), driving malloc/realloc/free from a jitted "
-        "loop. Reports throughput, peak RSS growth, the allocator's own statistics and the overhead factor.",
+        "libtcmalloc-minimal4, libmimalloc2.0, libclang-rt-14-dev for Scudo; glibc is the default), driving "
+        "malloc/realloc/free from a jitted loop. Reports throughput, peak RSS growth, the allocator's own "
+        "statistics and the overhead factor.",
     )
     real.add_argument("--trace", "-t", required=True, type=Path, help="trace file (.npz or .csv)")
-    real.add_argument("--allocator", "-a", choices=("glibc", "jemalloc", "tcmalloc", "mimalloc"), default="glibc",
+    real.add_argument("--allocator", "-a", choices=REAL_ALLOCATORS, default="glibc",
                       help="real allocator (default glibc)")
     real.add_argument("--repeats", type=_positive, default=3, help="timed replays; the median counts (default 3)")
     real.add_argument("--touch", choices=("page", "first", "none"), default="page",
@@ -235,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(needs the extra: pip install -e '.[dask]')")
     sweep.add_argument("--resume", action="store_true", help="keep the cells already stored in --out")
     sweep.add_argument("--real", action="store_true",
-                       help="add the machine's real allocators (glibc, and jemalloc/tcmalloc/mimalloc when installed) "
-                       "as cells real:NAME, with the figures measurable for them (speed, footprint, overhead)")
+                       help="add the machine's real allocators (glibc, and jemalloc/tcmalloc/mimalloc/scudo when "
+                       "installed; the ones left out are named with their package) as cells real:NAME, with the "
+                       "figures measurable for them (speed, footprint, overhead)")
     sweep.add_argument("--out", type=Path, default=Path("reports/latest"),
                        help="results directory (default reports/latest)")
     sweep.add_argument("--heapmap", default=None, metavar="ALLOCATOR@WORKLOAD",
