@@ -94,8 +94,9 @@ from workloads.trace import (
 FORMATS = ("valgrind", "heaptrack", "cmu", "android")
 #: Bytes a row costs while a log is parsed: five Python list entries and three int objects (~130 B), then the
 #: Trace built from them (`IN_MEMORY_BYTES_PER_ROW`); an upper bound: `trace import -f valgrind` of a 0.5M- and
-#: a 2M-row log peaked at 205 and 371 MB (/usr/bin/time), 111 B a row.  Every `ROWS_PER_MEMORY_CHECK` rows the import checks that
-#: the rows so far fit this machine's memory, so a huge (or decompressed-bomb) log is refused, not swapped.
+#: a 2M-row log peaked at 205 and 371 MB (/usr/bin/time), 111 B a row.  Every `ROWS_PER_MEMORY_CHECK` rows the
+#: import checks that the rows so far fit this machine's memory, so a huge (or decompressed-bomb) log is refused,
+#: not swapped.
 IMPORT_BYTES_PER_ROW = 130 + IN_MEMORY_BYTES_PER_ROW
 ROWS_PER_MEMORY_CHECK = 1 << 20
 
