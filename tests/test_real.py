@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from allocators.errors import OutOfMemory
-from bench import real
+from bench import real, realchild
 from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, OP_REALLOC, from_rows
 
 
@@ -124,13 +124,13 @@ def test_scudo_replays_a_small_trace_with_sane_figures():
 def test_preload_check_detects_glibc_serving_the_calls(monkeypatch):
     library = _scudo_or_skip()
     process = ctypes.CDLL(None)  # this test process: glibc's malloc
-    malloc_from = real._defining_library(real._address(process, "malloc"))
+    malloc_from = realchild._defining_library(realchild._address(process, "malloc"))
     monkeypatch.setenv("LD_PRELOAD", library)  # claimed, but not what this process loaded
-    problem = real.preload_problem(process, "scudo", malloc_from)
+    problem = realchild.preload_problem(process, "scudo", malloc_from)
     assert problem is not None and "libc.so" in problem and "not" in problem
     monkeypatch.delenv("LD_PRELOAD")
-    assert "nothing is preloaded" in real.preload_problem(process, "scudo", malloc_from)
-    assert real.preload_problem(process, "glibc", malloc_from) is None
+    assert "nothing is preloaded" in realchild.preload_problem(process, "scudo", malloc_from)
+    assert realchild.preload_problem(process, "glibc", malloc_from) is None
 
 
 def test_child_without_the_preload_refuses_to_measure_scudo(tmp_path):
