@@ -346,8 +346,9 @@ def render_index(results: ReportData, entries: list[dict[str, Any]]) -> str:
         _figures_html(entries),
         '<h2 id="summary">Summary</h2>',
         "<p>Medians over seeds; a failed cell shows a short reason, a skipped one 'n/a' (hover for the full reason, "
-        "or see the table). A real allocator's footprint is measured from the process (its own statistics or RSS "
-        "growth): its overhead factor is only meaningful on traces with a few MiB or more live.</p>",
+        "or see the table). A real allocator's footprint is the heap it took from the OS in a fresh C process "
+        "(the clean-heap replayer, by the allocator's own statistics), as bench fidelity measures it; without gcc it "
+        "is measured in the Python child, where it reads low on traces with little live data.</p>",
         _summary_html(results),
         '<h2 id="results">Results table</h2>',
         "<details><summary>All cells: one row per allocator x workload x seed "

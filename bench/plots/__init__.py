@@ -127,8 +127,8 @@ FIGURES: tuple[FigureSpec, ...] = (
         "requested bytes; 1 is perfect, log scale, dotted line at 1), the internal fragmentation (share of live "
         "granted bytes that is rounding padding, at peak, in %), and the overhead factor again on a linear scale "
         "without the special-purpose models (zoomed), median over seeds, one line per allocator. A line that "
-        "stops means the allocator failed at that parameter value. Real allocators are left out (their footprint "
-        "is measured from the process, and is not meaningful on traces with little live data).",
+        "stops means the allocator failed at that parameter value. Real allocators are left out (the figure "
+        "compares the models; a real allocator's footprint, from the clean-heap replayer, is in the tables).",
         "Read the zoomed bottom row first: with the special-purpose models gone (a pool grants every request its "
         "largest block, so its factor is off any common scale) the general-purpose lines separate, and a line that "
         "climbs as the parameter widens the size spread has rounding (size classes, powers of two) that the spread "
