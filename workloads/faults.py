@@ -73,6 +73,7 @@ import numpy as np
 from numba import njit
 
 from labcore.jitcache import holds_kernels
+from workloads.slots import sizes_before
 from workloads.trace import OP_ALLOC, OP_FREE, OP_REALLOC, Trace, TraceError
 
 holds_kernels(__file__)
@@ -291,7 +292,7 @@ _ENTRY = re.compile(r"^\s*([a-z_]+)((?::[a-z_]+=[0-9]+)*)\s*=\s*([0-9.eE+-]+)\s*
 def parse_faults(text: str) -> list[FaultRequest]:
     """'double_free=0.001,overflow:k=8=0.0005' -> requests (ValueError naming the bad entry)."""
     requests = []
-    for entry in _split_entries(text):
+    for entry in filter(str.strip, text.split(",")):
         match = _ENTRY.match(entry)
         if match is None:
             raise ValueError(f"--faults: '{entry}' is not KIND[:key=N...]=RATE (e.g. overflow:k=8=0.001)")
@@ -318,28 +319,6 @@ def parse_faults(text: str) -> list[FaultRequest]:
     if not requests:
         raise ValueError("--faults: no fault given (e.g. double_free=0.001)")
     return requests
-
-
-def _split_entries(text: str) -> list[str]:
-    """Split at the commas that start a new KIND (a comma inside 'k=8,offset=...' does not occur: ':' separates)."""
-    return [part for part in text.split(",") if part.strip()]
-
-
-@njit(cache=True)
-def _current_sizes(op, slots, size, n_slots):
-    """Per row, the size of the row's object just before the row (0 for an ALLOC)."""
-    live = np.zeros(max(n_slots, 1), np.int64)
-    out = np.zeros(op.shape[0], np.int64)
-    for row in range(op.shape[0]):
-        slot = slots[row]
-        if op[row] == OP_ALLOC:
-            out[row] = 0
-            live[slot] = size[row]
-        else:
-            out[row] = live[slot]
-            if op[row] == OP_REALLOC:
-                live[slot] = size[row]
-    return out
 
 
 @njit(cache=True)
@@ -371,7 +350,7 @@ def inject(trace: Trace, requests: list[FaultRequest], seed: int) -> Trace:
     rng = np.random.default_rng([int(seed), 0xFA017])
     at_all, kind_all, obj_all, param_all = [], [], [], []
     rows = len(trace)
-    current = _current_sizes(trace.op, trace.slots, trace.size, trace.n_slots) if rows else np.zeros(0, np.int64)
+    current = sizes_before(trace.op, trace.slots, trace.size, trace.n_slots)
     alloc_rows = np.flatnonzero(trace.op == OP_ALLOC)
     free_rows = np.flatnonzero(trace.op == OP_FREE)
     for request in requests:

@@ -217,27 +217,35 @@ def _assign_dense(op, dense, n_ids):
 
 
 @njit(cache=True)
-def _peak_live_bytes(op, slots, size, n_slots):
-    live_size = np.zeros(max(n_slots, 1), np.int64)
-    live = 0
-    peak = 0
+def _sizes_before(op, slots, size, n_slots):
+    live = np.zeros(max(n_slots, 1), np.int64)
+    out = np.zeros(op.shape[0], np.int64)
     for row in range(op.shape[0]):
-        code = op[row]
         slot = slots[row]
-        if code == OP_FREE:
-            live -= live_size[slot]
-            live_size[slot] = 0
-        elif code == OP_ALLOC or code == OP_REALLOC:
-            live += size[row] - live_size[slot]
-            live_size[slot] = size[row]
-            if live > peak:
-                peak = live
-    return peak
+        if op[row] == OP_ALLOC:
+            live[slot] = size[row]
+        else:
+            out[row] = live[slot]
+            if op[row] == OP_REALLOC:
+                live[slot] = size[row]
+    return out
+
+
+def sizes_before(op: np.ndarray, slots: np.ndarray, size: np.ndarray, n_slots: int) -> np.ndarray:
+    """Per row of a validated trace, the requested size its object had just before the row (0 for an ALLOC)."""
+    if not op.shape[0]:
+        return np.zeros(0, np.int64)
+    return _sizes_before(op, slots, size, int(n_slots))
 
 
 def peak_live_bytes(op: np.ndarray, slots: np.ndarray, size: np.ndarray, n_slots: int) -> int:
     """Largest sum of the requested sizes of the objects live at once, from a validated trace's slot column."""
-    return int(_peak_live_bytes(op, slots, size, int(n_slots))) if op.shape[0] else 0
+    if not op.shape[0]:
+        return 0
+    before = sizes_before(op, slots, size, n_slots)
+    grows = (op == OP_ALLOC) | (op == OP_REALLOC)
+    change = np.where(grows, size - before, np.where(op == OP_FREE, -before, 0))
+    return max(int(np.cumsum(change).max()), 0)
 
 
 def assign_slots(op: np.ndarray, dense: np.ndarray, n_ids: int) -> tuple[np.ndarray, int]:
@@ -248,4 +256,4 @@ def assign_slots(op: np.ndarray, dense: np.ndarray, n_ids: int) -> tuple[np.ndar
     return slots, int(peak)
 
 
-__all__ = ["NEED_ROOM", "OK", "SlotMap", "assign_slots", "peak_live_bytes"]
+__all__ = ["NEED_ROOM", "OK", "SlotMap", "assign_slots", "peak_live_bytes", "sizes_before"]
