@@ -51,9 +51,17 @@ STATUS_TEXT = {
 }
 
 
+class MisuseDetected(AllocatorError):
+    """A check of the allocator fired (a detection status, `allocators.detections`): the heap was misused."""
+
+
 def error_for(status: int, message: str) -> AllocatorError:
     """The exception that a kernel status stands for, carrying `message`."""
-    text = f"{message}: {STATUS_TEXT.get(status, f'status {status}')}"
+    from allocators.detections import is_detection, status_text
+
+    text = f"{message}: {STATUS_TEXT.get(status) or status_text(status) or f'status {status}'}"
+    if is_detection(status):
+        return MisuseDetected(text)
     if status == ST_OUT_OF_MEMORY:
         return OutOfMemory(text)
     if status == ST_INVALID_ADDRESS:

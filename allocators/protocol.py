@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from allocators import replay as driver
+from allocators.detections import SafetyKernels
 from allocators.errors import BadParameter, InvalidAddress, UnsupportedOperation, error_for
 from allocators.log import AllocLog
 from allocators.replayjob import ReplayJob, StreamReplay
@@ -142,6 +143,10 @@ class Allocator:
     #: lock (or a contended atomic) in a real allocator; their sum per 1000 trace rows is the metric
     #: `shared_ops_per_kop`.  None: not declared (the metric is NaN).
     shared_counters: ClassVar[tuple[str, ...] | None] = None
+
+    #: free_checked and write_bytes for safety replays (`allocators.detections`); None: the allocator has no
+    #: checks, and a safety replay records every fault as not detected without running it.
+    safety_kernels: ClassVar[SafetyKernels | None] = None
 
     #: The allocator's kernels; a subclass names them once, `kernels = Kernels(...)`.
     kernels: ClassVar[driver.Kernels]

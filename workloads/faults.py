@@ -100,6 +100,14 @@ INJECT_PARAMS: dict[str, dict[str, int]] = {
     "stale_free": {},
 }
 
+#: What a fault is, once the allocator it hits is known (`fault_class`): "kind:variant".
+FAULT_CLASSES = (
+    "double_free:immediate", "double_free:delayed", "double_free:after_reuse",
+    "invalid_free:interior", "invalid_free:misaligned", "foreign_free",
+    "uaf_write:first_word", "uaf_write:later_word", "uaf_write:after_reuse",
+    "overflow:slack", "overflow:past_usable", "overflow:long", "underflow", "stale_free",
+)
+
 # Fault validation errors.
 _OK, _E_ORDER, _E_AT, _E_KIND, _E_UNKNOWN, _E_NOT_DEAD, _E_NOT_LIVE, _E_NONE, _E_PARAM = range(9)
 
@@ -147,6 +155,29 @@ class FaultTable:
     def arrays(self) -> dict[str, np.ndarray]:
         """The table as the `.npz` arrays of a fault trace."""
         return {"fault_at": self.at, "fault_kind": self.kind, "fault_obj": self.obj, "fault_param": self.param}
+
+
+def fault_class(kind: int, param: int, requested: int, granted: int, immediate: bool, reused: bool) -> str:
+    """The class of a fault (`FAULT_CLASSES`) as it hits one allocator.
+
+    requested, granted: the target object's requested and usable bytes in that allocator (its last block, for a
+    freed object); immediate: a double free right after the object's FREE row; reused: a freed object's old
+    address is held by a live object again at the fault.  Overflows: within the slack (k <= granted -
+    requested), 1-8 bytes past the usable size, or longer, into the neighbour.
+    """
+    if kind == F_DOUBLE_FREE:
+        return "double_free:after_reuse" if reused else ("double_free:immediate" if immediate else
+                                                         "double_free:delayed")
+    if kind == F_INVALID_FREE:
+        return "invalid_free:interior" if param % 16 == 0 else "invalid_free:misaligned"
+    if kind == F_UAF_WRITE:
+        return "uaf_write:after_reuse" if reused else ("uaf_write:first_word" if param < 8 else
+                                                      "uaf_write:later_word")
+    if kind == F_OVERFLOW:
+        slack = granted - requested
+        return "overflow:slack" if param <= slack else ("overflow:past_usable" if param <= slack + 8 else
+                                                        "overflow:long")
+    return FAULT_KINDS[kind]
 
 
 def is_fault_trace(meta: dict[str, Any]) -> bool:
@@ -214,6 +245,35 @@ def _validate_faults(op, dense, size, n_ids, at, kind, fault_dense, param, max_b
         elif value < 1 or value > max_bytes:  # overflow, underflow
             return index, _E_PARAM
     return -1, _OK
+
+
+@njit(cache=True)
+def _last_block_rows(op, dense, at, fault_dense):
+    """Per fault: the last ALLOC or REALLOC row of its target before its anchor (-1: no target)."""
+    last = np.full(max(int(dense.max()) + 1, 1) if dense.shape[0] else 1, -1, np.int64)
+    out = np.full(at.shape[0], -1, np.int64)
+    row = 0
+    for index in range(at.shape[0]):
+        while row < at[index]:
+            if op[row] != OP_FREE and op[row] <= OP_REALLOC:
+                last[dense[row]] = row
+            row += 1
+        if fault_dense[index] >= 0:
+            out[index] = last[fault_dense[index]]
+    return out
+
+
+def target_rows(trace: Trace, faults: FaultTable) -> tuple[np.ndarray, np.ndarray]:
+    """(last_row, immediate) per fault: the row that made its target's block (its last ALLOC or REALLOC before
+    the anchor; -1 for a foreign free), and whether the fault comes right after the target's FREE row."""
+    if not len(faults):
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    targets = dense_targets(trace, faults.obj)
+    last_row = _last_block_rows(trace.op, trace.dense_obj, faults.at, targets)
+    before = np.maximum(faults.at - 1, 0)
+    immediate = ((faults.at > 0) & (trace.op[before] == OP_FREE) & (trace.obj[before] == faults.obj)
+                 if len(trace) else np.zeros(len(faults), bool))
+    return last_row, immediate
 
 
 def dense_targets(trace: Trace, obj: np.ndarray) -> np.ndarray:
