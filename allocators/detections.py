@@ -85,6 +85,16 @@ DETECTIONS: tuple[tuple[str, str, str], ...] = (
     ("unsorted_prev_inuse", "malloc(): invalid next->prev_inuse (unsorted)", "chunk header"),
     ("smallbin_list", "malloc(): smallbin double linked list corrupted", "free-list links"),
     ("fastbin_entry_free", "invalid fastbin entry (free)", "chunk header"),
+    ("tcache_too_many", "free(): too many chunks detected in tcache", "tcache key"),
+    ("free_unsorted", "free(): corrupted unsorted chunks", "free-list links"),
+    ("consolidate_unaligned", "malloc_consolidate(): unaligned fastbin chunk detected", "safe-linking"),
+    ("consolidate_size", "malloc_consolidate(): invalid chunk size", "chunk header"),
+    ("fastbins_prev_size", "corrupted size vs. prev_size in fastbins", "chunk header"),
+    ("realloc_pointer", "realloc(): invalid pointer", "chunk header"),
+    ("realloc_old_size", "realloc(): invalid old size", "chunk header"),
+    ("realloc_next_size", "realloc(): invalid next size", "chunk header"),
+    ("largebin_nextsize", "malloc(): largebin double linked list corrupted (nextsize)", "free-list links"),
+    ("largebin_bk", "malloc(): largebin double linked list corrupted (bk)", "free-list links"),
     # hardening mechanisms (allocators.hardening)
     ("slot_double_free", "double free (slot state)", "out-of-line slot state"),
     ("slot_invalid_free", "invalid free (slot state)", "out-of-line slot state"),
@@ -100,15 +110,19 @@ DETECTION_CODES = {name: code for code, (name, _, _) in enumerate(DETECTIONS)}
  D_INVALID_NEXT_SIZE_NORMAL, D_CORRUPTED_PREV_SIZE_CONSOLIDATING, D_CORRUPTED_SIZE_VS_PREV_SIZE, D_CORRUPTED_LIST,
  D_TOP_SIZE, D_MUNMAP_INVALID, D_FASTBIN_UNALIGNED, D_FASTBIN_CORRUPTION, D_UNSORTED_INVALID_SIZE,
  D_UNSORTED_INVALID_NEXT_SIZE, D_UNSORTED_PREV_SIZE, D_UNSORTED_LIST, D_UNSORTED_PREV_INUSE, D_SMALLBIN_LIST,
- D_FASTBIN_ENTRY_FREE, D_SLOT_DOUBLE_FREE, D_SLOT_INVALID_FREE, D_HEADER_CHECKSUM, D_HEADER_STATE, D_CANARY,
+ D_FASTBIN_ENTRY_FREE, D_TCACHE_TOO_MANY, D_FREE_UNSORTED, D_CONSOLIDATE_UNALIGNED, D_CONSOLIDATE_SIZE,
+ D_FASTBINS_PREV_SIZE, D_REALLOC_POINTER, D_REALLOC_OLD_SIZE, D_REALLOC_NEXT_SIZE, D_LARGEBIN_NEXTSIZE, D_LARGEBIN_BK,
+ D_SLOT_DOUBLE_FREE, D_SLOT_INVALID_FREE, D_HEADER_CHECKSUM, D_HEADER_STATE, D_CANARY,
  D_WRITE_AFTER_FREE, D_FREE_LIST_ENTRY) = range(len(DETECTIONS))
 
 #: The byte every injected write stores (overflow, underflow, write after free), in models and real replays:
 #: 0x41 ('A') leaves glibc's IS_MMAPPED and NON_MAIN_ARENA bits clear and sets PREV_INUSE.
 FAULT_BYTE = 0x41
-#: Where a foreign free points in a model: this many bytes past the model's capacity (its heap never reaches
-#: there; the memory reads as zeros, like the zeroed global buffer a real replay frees into).
-FOREIGN_GAP = 4096
+#: Where a foreign free points in a model: this many bytes past the model's capacity (its heap, its arena and
+#: its tables never reach there), plus the fault's offset; FOREIGN_BYTES from there read as zeros, like the
+#: zeroed global buffer a real replay frees into.
+FOREIGN_GAP = 1 << 16
+FOREIGN_BYTES = (1 << 20) + (1 << 16)
 
 
 @njit(cache=True, inline="always")

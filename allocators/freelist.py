@@ -105,6 +105,17 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from allocators.detections import (
+    D_FASTBIN_UNALIGNED,
+    D_REALLOC_NEXT_SIZE,
+    D_REALLOC_OLD_SIZE,
+    D_REALLOC_POINTER,
+    D_SEGV,
+    FOREIGN_BYTES,
+    FOREIGN_GAP,
+    SafetyKernels,
+    detected,
+)
 from allocators.errors import ST_OK, BadParameter
 from allocators.glibc import MALLOC_STATE_BYTES, malloc_glibc
 from allocators.plainfit import malloc_plain
@@ -113,6 +124,7 @@ from allocators.registry import register
 from allocators.replay import Kernels
 from allocators.shared.align import is_power_of_two
 from allocators.shared.bitset import bitset_clear_all, new_bitset
+from allocators.shared.chunkchecks import CHUNK_HDR_SZ, UNMAPPED, check_fastbin_victim, check_free, check_unlink
 from allocators.shared.chunkfree import index_remove, int_free, malloc_consolidate
 from allocators.shared.chunks import (
     BIN_STRIDE,
@@ -148,6 +160,7 @@ from allocators.shared.chunks import (
     PREV_INUSE,
     S_ARENA,
     S_BRK,
+    S_CHECKS,
     S_FASTBINS,
     S_FIXED_METADATA,
     S_FOOTPRINT,
@@ -180,15 +193,19 @@ from allocators.shared.chunks import (
     S_TRIM_THRESHOLD,
     S_USER_OFFSET,
     SIZE_MASK,
+    W_BK,
     W_FD,
     W_SIZE,
+    protect,
+    readable,
     set_inuse_after,
     set_top,
     size_of,
+    tcache_get,
     tcache_put,
 )
 from allocators.shared.glibc_bins import MIN_LARGE_SIZE, NBINS, init_bins
-from allocators.shared.maxtree import new_tree, tree_clear_range
+from allocators.shared.maxtree import new_tree, tree_clear_range, tree_get, tree_last_at_least
 from allocators.shared.sysmem import mremap_chunk, munmap_chunk
 from labcore.jitcache import holds_kernels
 
@@ -211,13 +228,21 @@ TCACHE_BYTES_PER_BIN = 10
 # ------------------------------------------------------------ malloc / free
 @njit(cache=True)
 def _malloc_core(state, nb, tbase):
-    """glibc _int_malloc: the fastbins (and their tcache stashing), then the policy's search, then top."""
+    """glibc _int_malloc: the fastbins (and their tcache stashing), then the policy's search, then top.
+    A chunk address, or a negative status (out of memory, a check that fired)."""
     words, memory, tcache = state[I_WORDS], state[I_MEMORY], state[I_TCACHE]
+    checks = words[S_CHECKS] != 0
     if nb <= words[S_MAX_FAST]:
         index = (nb - words[S_MIN_CHUNK]) >> words[S_GRAN_SHIFT]
         victim = words[S_FASTBINS + index]
         if victim != NIL:
-            words[S_FASTBINS + index] = memory[(victim >> 3) + W_FD]
+            if checks:
+                status = check_fastbin_victim(words, memory, victim, index)
+                if status < 0:
+                    return status
+                words[S_FASTBINS + index] = protect(victim + 8 * W_FD, memory[(victim >> 3) + W_FD])
+            else:
+                words[S_FASTBINS + index] = memory[(victim >> 3) + W_FD]
             words[C_SEARCH_STEPS] += 1
             if tbase >= 0 and index < words[S_TC_BINS]:
                 slot = tbase + 2 + 2 * index
@@ -225,12 +250,21 @@ def _malloc_core(state, nb, tbase):
                     cached = words[S_FASTBINS + index]
                     if cached == NIL:
                         break
-                    words[S_FASTBINS + index] = memory[(cached >> 3) + W_FD]
-                    tcache_put(memory, tcache, slot, cached)
+                    if checks:
+                        if cached & 15 != 0:
+                            return detected(D_FASTBIN_UNALIGNED)
+                        if not readable(words, memory, cached, 8 * (W_BK + 1)):
+                            return detected(D_SEGV)
+                        words[S_FASTBINS + index] = protect(cached + 8 * W_FD, memory[(cached >> 3) + W_FD])
+                    else:
+                        words[S_FASTBINS + index] = memory[(cached >> 3) + W_FD]
+                    tcache_put(words, memory, tcache, slot, cached)
                     words[C_TCACHE_PUTS] += 1
             return victim
     if nb >= MIN_LARGE_SIZE and words[S_HAVE_FAST] != 0:
-        malloc_consolidate(state)
+        status = malloc_consolidate(state)
+        if status < 0:
+            return status
     if words[S_MODE] == MODE_GLIBC:
         return malloc_glibc(state, nb, tbase)
     return malloc_plain(state, nb)
@@ -278,13 +312,17 @@ def _free_slow(state, chunk, thread):
             words[S_MMAP_THRESHOLD] = size
             words[S_TRIM_THRESHOLD] = 2 * size
         munmap_chunk(words, state[I_MAPTREE], chunk, size)
+        if words[S_CHECKS] != 0:
+            memory[(chunk >> 3) + W_SIZE] = UNMAPPED  # a later read of this header faults
         return ST_OK, size - words[S_USER_OFFSET]
     tbase = -1
     if words[S_TC_BINS] > 0:
         tbase = thread * words[S_TC_STRIDE]
         if state[I_TCACHE][tbase] == 0 and not _tcache_init(state, thread):
             tbase = -1
-    int_free(state, chunk, tbase)
+    status = int_free(state, chunk, tbase)
+    if status < 0:
+        return status, 0
     return ST_OK, size - words[S_HEADER]
 
 
@@ -304,9 +342,14 @@ def alloc_block(state, size, thread):
     if tidx < words[S_TC_BINS]:
         slot = thread * words[S_TC_STRIDE] + 2 + 2 * tidx
         if tcache[slot + 1] > 0:
-            chunk = tcache[slot]
-            tcache[slot] = memory[(chunk >> 3) + W_FD]
-            tcache[slot + 1] -= 1
+            if words[S_CHECKS] != 0:
+                chunk = tcache_get(words, memory, tcache, slot)
+                if chunk < 0:
+                    return chunk, 0
+            else:
+                chunk = tcache[slot]
+                tcache[slot] = memory[(chunk >> 3) + W_FD]
+                tcache[slot + 1] -= 1
             words[C_TCACHE_HITS] += 1
             words[C_ALLOCS] += 1
             return chunk + words[S_USER_OFFSET], nb - header
@@ -326,6 +369,10 @@ def free_block(state, addr, thread):
     memory = state[I_MEMORY]
     tcache = state[I_TCACHE]
     chunk = addr - words[S_USER_OFFSET]
+    if words[S_CHECKS] != 0:
+        status = _check_free_of(state, chunk, thread)
+        if status < 0:
+            return status, 0
     head = memory[(chunk >> 3) + W_SIZE]
     words[C_FREES] += 1
     if head & IS_MMAPPED == 0:
@@ -335,12 +382,53 @@ def free_block(state, addr, thread):
             tbase = thread * words[S_TC_STRIDE]
             slot = tbase + 2 + 2 * tidx
             if tcache[slot + 1] < words[S_TC_COUNT] and tcache[tbase] != 0:
-                memory[(chunk >> 3) + W_FD] = tcache[slot]
-                tcache[slot] = chunk
-                tcache[slot + 1] += 1
+                tcache_put(words, memory, tcache, slot, chunk)
                 words[C_TCACHE_PUTS] += 1
                 return ST_OK, size - words[S_HEADER]
     return _free_slow(state, chunk, thread)
+
+
+@njit(cache=True)
+def _check_free_of(state, chunk, thread):
+    """glibc's checks of a free() (`shared.chunkchecks.check_free`), with the thread's tcache if it has one."""
+    words = state[I_WORDS]
+    tbase = -1
+    if words[S_TC_BINS] > 0 and state[I_TCACHE][thread * words[S_TC_STRIDE]] != 0:
+        tbase = thread * words[S_TC_STRIDE]
+    return check_free(words, state[I_MEMORY], state[I_TCACHE], chunk, tbase)
+
+
+# ------------------------------------------------------------ safety kernels
+@njit(cache=True)
+def free_checked(state, addr, thread):
+    """free() of any address (with checks on, free_block's checks see every pointer before it is trusted)."""
+    return free_block(state, addr, thread)
+
+
+@njit(cache=True)
+def write_bytes(state, addr, nbytes, byte):
+    """The program writes `nbytes` x `byte` from `addr` into the simulated memory: the brk heap, or a mapped
+    chunk's pages.  The foreign buffer past the heap absorbs writes; anything else is a SIGSEGV (the write
+    stops at the first such byte, as a memset would)."""
+    words, memory, maptree = state[I_WORDS], state[I_MEMORY], state[I_MAPTREE]
+    raw = memory.view(np.uint8)
+    shift = words[S_PAGE_SHIFT]
+    foreign = words[S_MAP_TOP] + FOREIGN_GAP - 2 * words[S_PAGE]
+    for at in range(addr, addr + nbytes):
+        if 0 <= at < words[S_BRK]:
+            raw[at] = byte
+        elif words[S_HEAP_LIMIT] <= at < words[S_MAP_TOP]:
+            page = at >> shift
+            hole = tree_last_at_least(maptree, page, 1)
+            if hole >= 0 and hole + tree_get(maptree, hole) > page:
+                return detected(D_SEGV)  # a page munmap released
+            raw[at] = byte
+        elif not foreign <= at < foreign + FOREIGN_BYTES + 4 * words[S_PAGE]:
+            return detected(D_SEGV)
+    return ST_OK
+
+
+SAFETY_KERNELS = SafetyKernels(free_checked, write_bytes)
 
 
 @njit(cache=True, inline="always")
@@ -373,6 +461,10 @@ def realloc_in_place(state, addr, granted, new_size, thread):
         nb = min_chunk
     chunk = addr - user_offset
     cw = chunk >> 3
+    if words[S_CHECKS] != 0:
+        status = _check_realloc(words, memory, tcache, chunk)
+        if status < 0:
+            return status, 0
     head = memory[cw + W_SIZE]
     size = head & SIZE_MASK
     if head & IS_MMAPPED:
@@ -408,30 +500,68 @@ def realloc_in_place(state, addr, granted, new_size, thread):
             if fresh < 0:
                 return -1, 0
             if fresh != nxt:
-                int_free(state, chunk, tbase)
+                if words[S_CHECKS] != 0:
+                    status = check_free(words, memory, tcache, chunk, tbase)
+                    if status == ST_OK:
+                        status = int_free(state, chunk, tbase)
+                    if status < 0:
+                        return status, 0
+                else:
+                    int_free(state, chunk, tbase)
                 words[C_ALLOCS] += 1
                 words[C_FREES] += 1
                 fresh_head = memory[(fresh >> 3) + W_SIZE]
                 if fresh_head & IS_MMAPPED:
                     return fresh + user_offset, (fresh_head & SIZE_MASK) - user_offset
                 return fresh + user_offset, (fresh_head & SIZE_MASK) - header
-            # the new chunk is the next one (top grew): take both, no copy
+            # the new chunk is the next one (top grew): take both, no copy.  The flag is read again, as glibc's
+            # set_head_size does: _int_malloc may have consolidated a fastbin chunk before this one into a free one
             size += size_of(memory, fresh)
-            memory[cw + W_SIZE] = size | (head & PREV_INUSE)
+            memory[cw + W_SIZE] = size | (memory[cw + W_SIZE] & PREV_INUSE)
             words[S_METADATA] -= header
     rest = size - nb
     granted = size - header
     if rest >= min_chunk:
         remainder = chunk + nb
-        memory[cw + W_SIZE] = nb | (head & PREV_INUSE)
+        memory[cw + W_SIZE] = nb | (memory[cw + W_SIZE] & PREV_INUSE)
         memory[(remainder >> 3) + W_SIZE] = rest | PREV_INUSE
         set_inuse_after(memory, remainder, rest)
         words[S_METADATA] += header  # the remainder is an in-use chunk until it is freed
         words[C_SPLITS] += 1
-        int_free(state, remainder, tbase)
+        status = int_free(state, remainder, tbase)
+        if status < 0:
+            return status, 0
         granted = nb - header
     words[C_REALLOCS_IN_PLACE] += 1
     return addr, granted
+
+
+@njit(cache=True)
+def _check_realloc(words, memory, tcache, chunk):
+    """glibc __libc_realloc's and _int_realloc's checks of the old chunk and the one after it."""
+    if not readable(words, memory, chunk, 8 * (W_BK + 1)) or memory[(chunk >> 3) + W_SIZE] == UNMAPPED:
+        return detected(D_SEGV)
+    head = memory[(chunk >> 3) + W_SIZE]
+    size = head & SIZE_MASK
+    if size < 0 or chunk + size < chunk or chunk & 15:
+        return detected(D_REALLOC_POINTER)
+    if head & IS_MMAPPED:
+        return check_free(words, memory, tcache, chunk, -1)  # munmap_chunk's page checks (as mremap_chunk's)
+    if head <= CHUNK_HDR_SZ or size >= words[S_BRK]:
+        return detected(D_REALLOC_OLD_SIZE)
+    following = chunk + size
+    if not readable(words, memory, following, 8 * (W_SIZE + 1)):
+        return detected(D_SEGV)
+    next_head = memory[(following >> 3) + W_SIZE]
+    if next_head <= CHUNK_HDR_SZ or next_head & SIZE_MASK >= words[S_BRK]:
+        return detected(D_REALLOC_NEXT_SIZE)
+    if following != words[S_TOP]:
+        after = following + (next_head & SIZE_MASK)
+        if not readable(words, memory, after, 8 * (W_SIZE + 1)):
+            return detected(D_SEGV)
+        if memory[(after >> 3) + W_SIZE] & PREV_INUSE == 0:
+            return check_unlink(words, memory, following)
+    return ST_OK
 
 
 @njit(cache=True)
@@ -514,7 +644,7 @@ class Freelist(Allocator):
         "tcache_bins": 0, "tcache_count": 7, "max_fast": 0,
         "top_pad": 0, "trim_threshold": 0,
         "mmap_threshold": 0, "mmap_dynamic": False, "mmap_threshold_max": 32 << 20,
-        "page": 4096,
+        "page": 4096, "checks": False,
     }
     presets = {
         "glibc": {
@@ -523,7 +653,7 @@ class Freelist(Allocator):
             "tcache_bins": 64, "tcache_count": 7, "max_fast": 128,
             "top_pad": 128 << 10, "trim_threshold": 128 << 10,
             "mmap_threshold": 128 << 10, "mmap_dynamic": True, "mmap_threshold_max": 32 << 20,
-            "page": 4096,
+            "page": 4096, "checks": True,
         },
     }
     variants = ("policy=best", "policy=next,order=lifo", "order=fifo,tcache_bins=64,max_fast=128",
@@ -546,6 +676,9 @@ class Freelist(Allocator):
         if not isinstance(p["mmap_dynamic"], (bool, np.bool_)) and p["mmap_dynamic"] not in (0, 1):
             raise BadParameter(f"freelist: mmap_dynamic must be true or false, got {p['mmap_dynamic']!r}")
         p["mmap_dynamic"] = bool(p["mmap_dynamic"])
+        if not isinstance(p["checks"], (bool, np.bool_)) and p["checks"] not in (0, 1):
+            raise BadParameter(f"freelist: checks must be true or false, got {p['checks']!r}")
+        p["checks"] = bool(p["checks"])
         granularity = p["granularity"]
         if not is_power_of_two(granularity) or not 16 <= granularity <= 4096:
             raise BadParameter(f"freelist: granularity must be a power of two in 16..4096, got {granularity}")
@@ -581,8 +714,11 @@ class Freelist(Allocator):
                     f"freelist: bins=glibc needs granularity 16 and min_chunk below {MIN_LARGE_SIZE}, "
                     f"got {granularity} and {min_chunk}"
                 )
+        if p["checks"] and (p["bins"] != "glibc" or p["header"] != 8):
+            raise BadParameter("freelist: checks (glibc's integrity checks) need glibc's chunks: bins=glibc, header=8")
         if self.capacity < page:
             raise BadParameter(f"freelist: capacity_bytes {self.capacity} is smaller than one page ({page} B)")
+        self.safety_kernels = SAFETY_KERNELS if p["checks"] else None
 
     def make_state(self) -> tuple:
         p = self.params
@@ -636,6 +772,7 @@ class Freelist(Allocator):
         words[S_PAGE_SHIFT] = page.bit_length() - 1
         words[S_ARENA] = arena
         words[S_MAX_FAST] = p["max_fast"]
+        words[S_CHECKS] = p["checks"]
         words[S_FASTBINS: S_FASTBINS + NFASTBINS] = NIL
         words[S_FIXED_METADATA] = MALLOC_STATE_BYTES if mode == MODE_GLIBC else PLAIN_ARENA_BYTES
         words[S_METADATA] = words[S_FIXED_METADATA]

@@ -76,7 +76,9 @@ search_steps counts chunks examined plus one per bin looked at.
 import numpy as np
 from numba import njit
 
+from allocators.detections import D_SEGV, D_SMALLBIN_LIST, ST_CORRUPTED, detected
 from allocators.shared.bits import lowest_set_bit
+from allocators.shared.chunkchecks import check_top, check_unlink, check_unsorted_victim
 from allocators.shared.chunkfree import malloc_consolidate
 from allocators.shared.chunks import (
     BIN_STRIDE,
@@ -92,6 +94,7 @@ from allocators.shared.chunks import (
     S_ARENA,
     S_BINMAP,
     S_BRK,
+    S_CHECKS,
     S_GRAN_SHIFT,
     S_HAVE_FAST,
     S_HEADER,
@@ -108,6 +111,7 @@ from allocators.shared.chunks import (
     W_FD_NEXTSIZE,
     W_SIZE,
     link_after,
+    readable,
     set_free_chunk,
     set_inuse_after,
     size_of,
@@ -134,7 +138,12 @@ MALLOC_STATE_BYTES = 2200
 
 @njit(cache=True)
 def _take_glibc(words, memory, victim, size, nb, remember):
-    """Unlink a binned chunk, split off the remainder into the unsorted bin (or hand out all of it)."""
+    """Unlink a binned chunk, split off the remainder into the unsorted bin (or hand out all of it).
+    With checks, unlink_chunk's first (a negative status when one fires)."""
+    if words[S_CHECKS] != 0:
+        status = check_unlink(words, memory, victim)
+        if status < 0:
+            return status
     rest = size - nb
     unlink_chunk(memory, victim, size)
     if rest < words[S_MIN_CHUNK]:
@@ -168,6 +177,7 @@ def malloc_glibc(state, nb, tbase):
     if tbase >= 0 and tidx < words[S_TC_BINS]:
         tc_slot = tbase + 2 + 2 * tidx
     tc_limit = words[S_TC_COUNT]
+    checks = words[S_CHECKS] != 0
     small = nb < MIN_LARGE_SIZE
     if small:
         index = nb >> 4
@@ -176,6 +186,14 @@ def malloc_glibc(state, nb, tbase):
         victim = memory[bw + W_BK]
         if victim != bin_:
             words[C_SEARCH_STEPS] += 1
+            if checks:
+                if not readable(words, memory, victim, 8 * (W_BK + 1)):
+                    return detected(D_SEGV)
+                bck = memory[(victim >> 3) + W_BK]
+                if not readable(words, memory, bck, 8 * (W_BK + 1)):
+                    return detected(D_SEGV)
+                if memory[(bck >> 3) + W_FD] != victim:
+                    return detected(D_SMALLBIN_LIST)
             bck = memory[(victim >> 3) + W_BK]
             memory[bw + W_BK] = bck
             memory[(bck >> 3) + W_FD] = bin_
@@ -187,12 +205,15 @@ def malloc_glibc(state, nb, tbase):
                     cached = memory[bw + W_BK]
                     if cached == bin_:
                         break
+                    if checks and (not readable(words, memory, cached, 8 * (W_BK + 1))
+                                   or not readable(words, memory, memory[(cached >> 3) + W_BK], 8 * (W_BK + 1))):
+                        return detected(D_SEGV)
                     bck = memory[(cached >> 3) + W_BK]
                     set_inuse_after(memory, cached, nb)
                     memory[bw + W_BK] = bck
                     memory[(bck >> 3) + W_FD] = bin_
                     words[S_METADATA] += header
-                    tcache_put(memory, tcache, tc_slot, cached)
+                    tcache_put(words, memory, tcache, tc_slot, cached)
                     words[C_TCACHE_PUTS] += 1
             return victim
     return_cached = False
@@ -204,6 +225,10 @@ def malloc_glibc(state, nb, tbase):
             if victim == unsorted:
                 break
             words[C_SEARCH_STEPS] += 1
+            if checks:
+                status = check_unsorted_victim(words, memory, victim, unsorted)
+                if status < 0:
+                    return status
             vw = victim >> 3
             bck = memory[vw + W_BK]
             size = memory[vw + W_SIZE] & SIZE_MASK
@@ -229,31 +254,41 @@ def malloc_glibc(state, nb, tbase):
                 set_inuse_after(memory, victim, size)
                 words[S_METADATA] += header
                 if tc_slot >= 0 and tcache[tc_slot + 1] < tc_limit:
-                    tcache_put(memory, tcache, tc_slot, victim)
+                    tcache_put(words, memory, tcache, tc_slot, victim)
                     words[C_TCACHE_PUTS] += 1
                     return_cached = True
                     continue
                 return victim
-            place_in_bin(words, memory, victim, size)
+            status = place_in_bin(words, memory, victim, size)
+            if status < 0:
+                return status
             iterations += 1
             if iterations >= MAX_ITERS:
                 break
         if return_cached:
-            return tcache_get(memory, tcache, tc_slot)
+            return tcache_get(words, memory, tcache, tc_slot)
 
         if not small:
             bin_ = arena + index * BIN_STRIDE
             bw = bin_ >> 3
             first = memory[bw + W_FD]
+            if checks and not readable(words, memory, first, BIN_STRIDE):
+                return detected(D_SEGV)
             if first != bin_ and size_of(memory, first) >= nb:
                 victim = memory[(first >> 3) + W_BK_NEXTSIZE]
+                if checks and not readable(words, memory, victim, BIN_STRIDE):
+                    return detected(D_SEGV)
                 size = size_of(memory, victim)
                 steps = 1
                 while size < nb:
                     victim = memory[(victim >> 3) + W_BK_NEXTSIZE]
+                    if checks and (not readable(words, memory, victim, BIN_STRIDE) or steps > words[S_BRK] >> 4):
+                        return detected(D_SEGV) if steps <= words[S_BRK] >> 4 else ST_CORRUPTED
                     size = size_of(memory, victim)
                     steps += 1
                 words[C_SEARCH_STEPS] += steps
+                if checks and not readable(words, memory, memory[(victim >> 3) + W_FD], BIN_STRIDE):
+                    return detected(D_SEGV)
                 if victim != memory[bw + W_BK] and size_of(memory, memory[(victim >> 3) + W_FD]) == size:
                     victim = memory[(victim >> 3) + W_FD]
                 return _take_glibc(words, memory, victim, size, nb, False)
@@ -270,6 +305,8 @@ def malloc_glibc(state, nb, tbase):
             bin_ = arena + index * BIN_STRIDE
             victim = memory[(bin_ >> 3) + W_BK]
             words[C_SEARCH_STEPS] += 1
+            if checks and not readable(words, memory, victim, BIN_STRIDE):
+                return detected(D_SEGV)
             if victim == bin_:
                 words[S_BINMAP + half] &= ~(np.int64(1) << (index & 63))  # a false alarm: clear the bit
                 index += 1
@@ -277,5 +314,11 @@ def malloc_glibc(state, nb, tbase):
             return _take_glibc(words, memory, victim, size_of(memory, victim), nb, small)
         # use_top
         if words[S_BRK] - words[S_TOP] >= nb + min_chunk or words[S_HAVE_FAST] == 0:
+            if checks:
+                status = check_top(words, memory)
+                if status < 0:
+                    return status
             return malloc_from_top(words, memory, maptree, nb)
-        malloc_consolidate(state)  # then try the unsorted bin and the bins again
+        status = malloc_consolidate(state)  # then try the unsorted bin and the bins again
+        if status < 0:
+            return status

@@ -8,7 +8,8 @@ numpy arrays), named once in its class as `kernels = Kernels(...)`:
     heap_stats(state)                -> (footprint_bytes, metadata_bytes)
     reset_state(state)                                       free(): release every block
     realloc_in_place(state, addr, granted, new_size, thread) -> (addr, granted)
-                                        addr < 0: cannot resize in place (optional)
+                                        addr < 0: cannot resize in place (optional);
+                                        addr <= ST_CORRUPTED: a check fired (allocators.detections)
 
 The driver does everything else once for all allocators: the object-id to
 address map (`objects`, one 32 B record per dense object id: address, granted,
@@ -54,6 +55,7 @@ from typing import NamedTuple
 
 from numba import njit
 
+from allocators.detections import ST_CORRUPTED
 from labcore.jitcache import holds_kernels
 from labcore.kernels import njit_without_refcounts, rebind
 from workloads.trace import OP_ACCESS, OP_FREE, OP_REALLOC
@@ -145,7 +147,10 @@ def _replay_template(
                     if addr < 0:
                         release = old
             status = 0
-            if code != OP_FREE and addr < 0:
+            if addr <= ST_CORRUPTED:  # realloc_in_place found misuse (a detection), not just no room
+                status = addr
+                release = -1
+            if code != OP_FREE and addr < 0 and status == 0:
                 addr, granted = alloc_block(state, size[row], thread[row])  # noqa: F821
                 if addr < 0:
                     status = addr

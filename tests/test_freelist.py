@@ -36,6 +36,14 @@ def glibc(capacity: int = 16 * MiB, **params) -> Freelist:
 
 
 # ------------------------------------------------------------------ heap checker
+def _next_link(words, memory, chunk: int) -> int:
+    """The next chunk on a tcache or fastbin list (safe-linked when glibc's checks are on)."""
+    stored = int(memory[(chunk >> 3) + layout.W_FD])
+    if words[layout.S_CHECKS]:
+        return ((chunk + 8 * layout.W_FD) >> 12) ^ stored
+    return stored
+
+
 def chunks_in_list(memory: np.ndarray, sentinel: int) -> list[int]:
     found = []
     chunk = int(memory[(sentinel >> 3) + layout.W_FD])
@@ -131,14 +139,14 @@ def assert_heap_consistent(allocator: Freelist) -> None:
                     assert chunk in used and chunk not in live_chunks and chunk not in cached
                     assert int(memory[(chunk >> 3) + 1] & ~7) == min_chunk + tidx * granularity
                     cached.add(chunk)
-                    chunk = int(memory[(chunk >> 3) + layout.W_FD])
+                    chunk = _next_link(words, memory, chunk)
     for index in range(layout.NFASTBINS):
         chunk = int(words[layout.S_FASTBINS + index])
         while chunk != layout.NIL:
             assert chunk in used and chunk not in live_chunks and chunk not in cached
             assert int(memory[(chunk >> 3) + 1] & ~7) == min_chunk + index * granularity <= params["max_fast"]
             cached.add(chunk)
-            chunk = int(memory[(chunk >> 3) + layout.W_FD])
+            chunk = _next_link(words, memory, chunk)
     assert live_chunks <= used
     assert len(used) == len(live_chunks) + len(cached) + threads, "a chunk in use that nobody holds"
 

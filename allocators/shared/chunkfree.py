@@ -28,6 +28,16 @@ with the free-chunk index of each mode (words[S_MODE]) behind it:
 
 from numba import njit
 
+from allocators.detections import (
+    D_CONSOLIDATE_SIZE,
+    D_CONSOLIDATE_UNALIGNED,
+    D_FASTBINS_PREV_SIZE,
+    D_SEGV,
+    ST_CORRUPTED,
+    detected,
+)
+from allocators.errors import ST_OK
+from allocators.shared.chunkchecks import check_merge
 from allocators.shared.chunks import (
     BIN_STRIDE,
     C_COALESCES,
@@ -49,6 +59,7 @@ from allocators.shared.chunks import (
     PREV_INUSE,
     S_ARENA,
     S_BRK,
+    S_CHECKS,
     S_FASTBINS,
     S_GRAN_SHIFT,
     S_HAVE_FAST,
@@ -71,6 +82,8 @@ from allocators.shared.chunks import (
     W_PREV_SIZE,
     W_SIZE,
     link_after,
+    protect,
+    readable,
     set_free_chunk,
     set_top,
     size_of,
@@ -166,37 +179,71 @@ def merge_chunk(state, chunk):
 
 @njit(cache=True)
 def malloc_consolidate(state):
-    """glibc malloc_consolidate: empty every fastbin, coalescing each chunk as a free would."""
+    """glibc malloc_consolidate: empty every fastbin, coalescing each chunk as a free would.  With checks
+    (words[S_CHECKS]) each chunk's alignment, size and neighbours are checked first, as glibc does; ST_OK or the
+    status of the first check that fires (the fastbins are then left as they were from that chunk on)."""
     words = state[I_WORDS]
     memory = state[I_MEMORY]
+    checks = words[S_CHECKS] != 0
     words[S_HAVE_FAST] = 0
     words[C_CONSOLIDATIONS] += 1
+    steps_left = (words[S_BRK] >> 4) + 1  # more chunks than the heap can hold: a cycle
     for index in range(NFASTBINS):
         chunk = words[S_FASTBINS + index]
         words[S_FASTBINS + index] = NIL
         while chunk != NIL:
-            following = memory[(chunk >> 3) + W_FD]
+            if checks:
+                status = _check_consolidate(words, memory, chunk, index)
+                steps_left -= 1
+                if status == ST_OK and steps_left < 0:
+                    status = ST_CORRUPTED
+                if status < 0:
+                    words[S_FASTBINS + index] = chunk
+                    words[S_HAVE_FAST] = 1
+                    return status
+                following = protect(chunk + 8 * W_FD, memory[(chunk >> 3) + W_FD])
+            else:
+                following = memory[(chunk >> 3) + W_FD]
             merge_chunk(state, chunk)
             chunk = following
+    return ST_OK
+
+
+@njit(cache=True)
+def _check_consolidate(words, memory, chunk, index):
+    """malloc_consolidate's checks on one fastbin chunk, then those of merging it."""
+    if chunk & 15 != 0:
+        return detected(D_CONSOLIDATE_UNALIGNED)
+    if not readable(words, memory, chunk, 8 * (W_BK_NEXTSIZE + 1)):
+        return detected(D_SEGV)
+    size = size_of(memory, chunk)
+    if size < words[S_MIN_CHUNK] or (size - words[S_MIN_CHUNK]) >> words[S_GRAN_SHIFT] != index:
+        return detected(D_CONSOLIDATE_SIZE)
+    return check_merge(words, memory, chunk, D_FASTBINS_PREV_SIZE)
 
 
 # ------------------------------------------------------------------------ free
 @njit(cache=True)
 def free_chunk(state, chunk):
-    """The coalescing part of glibc _int_free, with its consolidation and trim rule for big frees."""
+    """The coalescing part of glibc _int_free, with its consolidation and trim rule for big frees.
+    ST_OK, or the status of a check that fired in malloc_consolidate."""
     words = state[I_WORDS]
     size = merge_chunk(state, chunk)
     if size >= FASTBIN_CONSOLIDATION_THRESHOLD:
         if words[S_HAVE_FAST] != 0:
-            malloc_consolidate(state)
+            status = malloc_consolidate(state)
+            if status < 0:
+                return status
         if words[S_TRIM_THRESHOLD] > 0 and words[S_BRK] - words[S_TOP] >= words[S_TRIM_THRESHOLD]:
             systrim(words, state[I_MEMORY])
+    return ST_OK
 
 
 @njit(cache=True)
 def int_free(state, chunk, tbase):
     """glibc _int_free (2.26 .. 2.41): the calling thread's tcache if it has room, else a fastbin for
-    small chunks (they stay in use: no coalescing until malloc_consolidate), else coalesce."""
+    small chunks (they stay in use: no coalescing until malloc_consolidate), else coalesce.  glibc's checks
+    of the chunk are the caller's (`shared.chunkchecks.check_free`); ST_OK or a status from consolidation."""
     words = state[I_WORDS]
     memory = state[I_MEMORY]
     size = size_of(memory, chunk)
@@ -205,13 +252,16 @@ def int_free(state, chunk, tbase):
         tcache = state[I_TCACHE]
         slot = tbase + 2 + 2 * index
         if tcache[slot + 1] < words[S_TC_COUNT]:
-            tcache_put(memory, tcache, slot, chunk)
+            tcache_put(words, memory, tcache, slot, chunk)
             words[C_TCACHE_PUTS] += 1
-            return
+            return ST_OK
     if size <= words[S_MAX_FAST]:
-        memory[(chunk >> 3) + W_FD] = words[S_FASTBINS + index]
+        if words[S_CHECKS] != 0:
+            memory[(chunk >> 3) + W_FD] = protect(chunk + 8 * W_FD, words[S_FASTBINS + index])
+        else:
+            memory[(chunk >> 3) + W_FD] = words[S_FASTBINS + index]
         words[S_FASTBINS + index] = chunk
         words[S_HAVE_FAST] = 1
         words[C_FASTBIN_PUTS] += 1
-        return
-    free_chunk(state, chunk)
+        return ST_OK
+    return free_chunk(state, chunk)

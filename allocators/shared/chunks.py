@@ -34,6 +34,7 @@ within a list (ORDER_*).
 
 from numba import njit
 
+from allocators.detections import D_SEGV, D_TCACHE_UNALIGNED, detected
 from labcore.jitcache import holds_kernels
 
 holds_kernels(__file__)
@@ -101,7 +102,12 @@ S_RETAINED = 47         # bytes of mappings released by free() but kept in the f
 S_MAX_FAST = 48         # largest chunk size that goes to a fastbin (0: no fastbins)
 S_HAVE_FAST = 49        # some fastbin is non-empty (glibc have_fastchunks)
 S_FASTBINS = 50         # NFASTBINS heads of singly linked LIFO lists
-N_WORDS = S_FASTBINS + NFASTBINS
+S_CHECKS = S_FASTBINS + NFASTBINS  # 1: glibc's integrity checks and safe-linking (`shared.chunkchecks`)
+N_WORDS = S_CHECKS + 1
+
+#: The tcache key a tcache'd chunk holds in its second word (glibc >= 2.34 draws a random one per process;
+#: the model's is fixed, so replays repeat).
+TCACHE_KEY = 0x2E3A_5C71_9B0D_4F86
 
 
 # ----------------------------------------------------------------- chunk words
@@ -149,15 +155,51 @@ def unlink(memory, chunk):
 
 
 @njit(cache=True, inline="always")
-def tcache_put(memory, tcache, slot, chunk):
-    memory[(chunk >> 3) + W_FD] = tcache[slot]
+def protect(pos, pointer):
+    """glibc's safe-linking (PROTECT_PTR and REVEAL_PTR): a link stored at address `pos`, masked with pos >> 12."""
+    return (pos >> 12) ^ pointer
+
+
+@njit(cache=True, inline="always")
+def readable(words, memory, addr, nbytes):
+    """Whether `nbytes` from `addr` lie in memory the heap has: the brk heap (and the header of the chunk after
+    top), the mapped region, or the arena's bins.  A corrupted link or size that points elsewhere would fault in a
+    real process (the checks report it as a SIGSEGV); the model never reads there."""
+    end = addr + nbytes
+    if addr < 0 or end < addr:
+        return False
+    if end <= words[S_BRK] + 16:
+        return True
+    if words[S_HEAP_LIMIT] <= addr and end <= words[S_MAP_TOP]:
+        return True
+    return words[S_ARENA] <= addr and end <= memory.shape[0] * 8
+
+
+@njit(cache=True, inline="always")
+def tcache_put(words, memory, tcache, slot, chunk):
+    """glibc tcache_put: the chunk in front of its bin; with checks, its link safe-linked and its key set."""
+    if words[S_CHECKS] != 0:
+        memory[(chunk >> 3) + W_FD] = protect(chunk + 8 * W_FD, tcache[slot])
+        memory[(chunk >> 3) + W_BK] = TCACHE_KEY
+    else:
+        memory[(chunk >> 3) + W_FD] = tcache[slot]
     tcache[slot] = chunk
     tcache[slot + 1] += 1
 
 
 @njit(cache=True, inline="always")
-def tcache_get(memory, tcache, slot):
+def tcache_get(words, memory, tcache, slot):
+    """glibc tcache_get: the chunk in front of a non-empty bin; with checks, an unaligned chunk is
+    'malloc(): unaligned tcache chunk detected' and one outside the heap a SIGSEGV (a negative status)."""
     chunk = tcache[slot]
-    tcache[slot] = memory[(chunk >> 3) + W_FD]
+    if words[S_CHECKS] != 0:
+        if chunk & 15 != 0:
+            return detected(D_TCACHE_UNALIGNED)
+        if not readable(words, memory, chunk, 8 * (W_BK + 1)):
+            return detected(D_SEGV)
+        tcache[slot] = protect(chunk + 8 * W_FD, memory[(chunk >> 3) + W_FD])
+        memory[(chunk >> 3) + W_BK] = 0
+    else:
+        tcache[slot] = memory[(chunk >> 3) + W_FD]
     tcache[slot + 1] -= 1
     return chunk

@@ -25,12 +25,16 @@ of that size).
 import numpy as np
 from numba import njit
 
+from allocators.detections import D_LARGEBIN_BK, D_LARGEBIN_NEXTSIZE, D_SEGV, ST_CORRUPTED, detected
+from allocators.errors import ST_OK
 from allocators.shared.chunks import (
     BIN_STRIDE,
     C_SEARCH_STEPS,
     NIL,
     S_ARENA,
     S_BINMAP,
+    S_BRK,
+    S_CHECKS,
     S_LAST_REMAINDER,
     W_BK,
     W_BK_NEXTSIZE,
@@ -38,6 +42,7 @@ from allocators.shared.chunks import (
     W_FD_NEXTSIZE,
     W_PREV_SIZE,
     W_SIZE,
+    readable,
     size_of,
 )
 from labcore.jitcache import holds_kernels
@@ -135,8 +140,10 @@ def unlink_chunk(memory, chunk, size):
 
 @njit(cache=True)
 def place_in_bin(words, memory, victim, size):
-    """Move a chunk from the unsorted bin into its small bin (front) or large bin (sorted)."""
+    """Move a chunk from the unsorted bin into its small bin (front) or large bin (sorted).  ST_OK; with checks
+    (words[S_CHECKS]), glibc's two large-bin link checks, and a SIGSEGV for a link out of the heap."""
     arena = words[S_ARENA]
+    checks = words[S_CHECKS] != 0
     vw = victim >> 3
     if size < MIN_LARGE_SIZE:
         index = size >> 4
@@ -148,13 +155,17 @@ def place_in_bin(words, memory, victim, size):
         fwd = memory[(bck >> 3) + W_FD]
         if fwd != bck:
             last = memory[(bck >> 3) + W_BK]
+            if checks and not (readable(words, memory, fwd, BIN_STRIDE) and readable(words, memory, last, BIN_STRIDE)):
+                return detected(D_SEGV)
             if size < size_of(memory, last):
                 # smaller than the smallest: goes last, and heads a new size
                 fwd = bck
                 bck = last
                 first = memory[(fwd >> 3) + W_FD]
-                memory[vw + W_FD_NEXTSIZE] = first
                 smallest_head = memory[(first >> 3) + W_BK_NEXTSIZE]
+                if checks and not readable(words, memory, smallest_head, BIN_STRIDE):
+                    return detected(D_SEGV)
+                memory[vw + W_FD_NEXTSIZE] = first
                 memory[vw + W_BK_NEXTSIZE] = smallest_head
                 memory[(first >> 3) + W_BK_NEXTSIZE] = victim
                 memory[(smallest_head >> 3) + W_FD_NEXTSIZE] = victim
@@ -163,21 +174,35 @@ def place_in_bin(words, memory, victim, size):
                 while size < size_of(memory, fwd):
                     fwd = memory[(fwd >> 3) + W_FD_NEXTSIZE]
                     steps += 1
+                    if checks and not readable(words, memory, fwd, BIN_STRIDE):
+                        return detected(D_SEGV)
+                    if checks and steps > words[S_BRK] >> 4:
+                        return ST_CORRUPTED  # a cycle
                 words[C_SEARCH_STEPS] += steps
                 if size == size_of(memory, fwd):
                     fwd = memory[(fwd >> 3) + W_FD]  # always insert in the second position
+                    if checks and not readable(words, memory, fwd, BIN_STRIDE):
+                        return detected(D_SEGV)
                 else:
                     before = memory[(fwd >> 3) + W_BK_NEXTSIZE]
+                    if checks and (not readable(words, memory, before, BIN_STRIDE)
+                                   or memory[(before >> 3) + W_FD_NEXTSIZE] != fwd):
+                        return detected(D_LARGEBIN_NEXTSIZE)
                     memory[vw + W_FD_NEXTSIZE] = fwd
                     memory[vw + W_BK_NEXTSIZE] = before
                     memory[(fwd >> 3) + W_BK_NEXTSIZE] = victim
                     memory[(before >> 3) + W_FD_NEXTSIZE] = victim
                 bck = memory[(fwd >> 3) + W_BK]
+                if checks and (not readable(words, memory, bck, BIN_STRIDE) or memory[(bck >> 3) + W_FD] != fwd):
+                    return detected(D_LARGEBIN_BK)
         else:
             memory[vw + W_FD_NEXTSIZE] = victim
             memory[vw + W_BK_NEXTSIZE] = victim
+    if checks and not readable(words, memory, fwd, BIN_STRIDE):
+        return detected(D_SEGV)
     words[S_BINMAP + (index >> 6)] |= np.int64(1) << (index & 63)
     memory[vw + W_BK] = bck
     memory[vw + W_FD] = fwd
     memory[(fwd >> 3) + W_BK] = victim
     memory[(bck >> 3) + W_FD] = victim
+    return ST_OK
