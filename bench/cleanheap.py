@@ -39,23 +39,28 @@ class CompilerMissing(RuntimeError):
     """gcc is not installed (the message names the Debian package)."""
 
 
-def replayer_binary() -> Path:
-    """Path of the compiled replayer, compiling bench/replayer.c with gcc on first use of this source."""
-    source = SOURCE.read_bytes()
+def replayer_binary(source_path: Path = SOURCE) -> Path:
+    """Path of a compiled C replayer (default bench/replayer.c), compiling it with gcc on first use of this source.
+
+    The binary, named after the source file's stem, lives in CACHE_ROOT/<sha256 of the source>/; bench.realsafety
+    compiles bench/faultreplayer.c through here too.
+    """
+    source = source_path.read_bytes()
     directory = CACHE_ROOT / hashlib.sha256(source).hexdigest()[:16]
-    binary = directory / "replayer"
+    binary = directory / source_path.stem
     if binary.exists():
         return binary
     compiler = shutil.which("gcc")
     if compiler is None:
-        raise CompilerMissing("clean-heap replayer: gcc not found; install the Debian package: apt-get install -y gcc")
+        raise CompilerMissing(f"C replayer {source_path.name}: gcc not found; install the Debian package: "
+                              "apt-get install -y gcc")
     directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f"replayer.{os.getpid()}.tmp"
-    completed = subprocess.run([compiler, "-O2", "-std=gnu11", "-o", str(partial), str(SOURCE), "-ldl"],
+    partial = directory / f"{source_path.stem}.{os.getpid()}.tmp"
+    completed = subprocess.run([compiler, "-O2", "-std=gnu11", "-o", str(partial), str(source_path), "-ldl"],
                                capture_output=True, text=True)
     if completed.returncode != 0:
         partial.unlink(missing_ok=True)
-        raise RealReplayFailed(f"clean-heap replayer: gcc failed on {SOURCE}:\n{completed.stderr}")
+        raise RealReplayFailed(f"C replayer: gcc failed on {source_path}:\n{completed.stderr}")
     os.replace(partial, binary)  # atomic: concurrent compilers leave one complete binary
     return binary
 
