@@ -5,10 +5,12 @@ One clean replay walks the trace once.  At each fault's anchor (before row
 on the copy:
 
 1. the fault is carried out as a program would do it: double, invalid,
-   foreign and stale frees call the allocator's `free_checked` (a stale
-   free first resets the heap, `reset_state`); overflows, underflows and
+   foreign and stale frees call the allocator's `free_checked`; overflows, underflows and
    writes after free store `FAULT_BYTE` into the model's simulated memory
-   (`write_bytes`), which a later check may read;
+   (`write_bytes`), which a later check may read.  A stale free releases the
+   whole heap (every live block freed, in object order, as the real replays
+   do; an allocator without single frees is reset), then frees the target's
+   old address again;
 2. the trace goes on for a continuation window of `window` rows through the
    ordinary replay kernels, with every check on (most checks fire only when
    the damaged block is next freed or handed out).
@@ -62,7 +64,7 @@ from workloads.faults import (
     fault_class,
     target_rows,
 )
-from workloads.trace import Trace
+from workloads.trace import OP_ACCESS, OP_FREE, Trace
 
 if TYPE_CHECKING:
     from allocators.protocol import Allocator
@@ -146,7 +148,8 @@ def replay_faults(allocator: Allocator, trace: Trace, window: int = DEFAULT_WIND
             continue
         state = _copy_state(allocator.state)
         thread = int(trace.thread[at - 1]) if at > 0 else 0
-        status = _carry_out(allocator, safety, state, kind_code, addr, requested, param, thread)
+        live = _live_blocks(trace, job.addr, at) if kind_code == F_STALE_FREE else None
+        status = _carry_out(allocator, safety, state, kind_code, addr, requested, param, thread, live)
         if status < 0:
             outcomes.append(_outcome(index, kind, klass, at, obj, param, status, 0, at - 1))
             continue
@@ -168,15 +171,33 @@ def replay_faults(allocator: Allocator, trace: Trace, window: int = DEFAULT_WIND
     return outcomes
 
 
+def _live_blocks(trace: Trace, addresses: np.ndarray, at: int) -> np.ndarray:
+    """Addresses of the objects live before row `at`, in dense object id order."""
+    rows = np.flatnonzero(trace.op[:at] != OP_ACCESS)
+    ids = trace.dense_obj[rows]
+    reverse = rows[::-1]
+    _, last = np.unique(ids[::-1], return_index=True)  # each id's last row (ids sorted: dense id order)
+    last_rows = reverse[last]
+    return addresses[last_rows[trace.op[last_rows] != OP_FREE]]
+
+
 def _carry_out(allocator: Allocator, safety: Any, state: Any, kind: int, addr: int, requested: int, param: int,
-               thread: int) -> int:
-    """Do what the fault's program does, on `state`; the first status < 0, or 0."""
+               thread: int, live: np.ndarray | None) -> int:
+    """Do what the fault's program does, on `state`; the first status < 0, or 0.  A stale free releases the
+    whole heap first: every live block freed in object order (as the real replays do), or, for an allocator
+    without single frees, its reset."""
     if kind == F_DOUBLE_FREE or kind == F_FOREIGN_FREE:
         return int(safety.free_checked(state, addr + (param if kind == F_FOREIGN_FREE else 0), thread)[0])
     if kind == F_INVALID_FREE:
         return int(safety.free_checked(state, addr + param, thread)[0])
     if kind == F_STALE_FREE:
-        allocator.kernels.reset_state(state)
+        if not allocator.supports_deallocate:
+            allocator.kernels.reset_state(state)
+        else:
+            for block in live.tolist():
+                status = int(safety.free_checked(state, block, thread)[0])
+                if status < 0:
+                    return status
         return int(safety.free_checked(state, addr, thread)[0])
     if kind == F_UAF_WRITE:
         return int(safety.write_bytes(state, addr + param, 8, FAULT_BYTE))

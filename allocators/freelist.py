@@ -660,6 +660,7 @@ class Freelist(Allocator):
                 "policy=best,order=address,mmap_threshold=131072,trim_threshold=131072")
 
     kernels = Kernels(alloc_block, free_block, heap_stats, reset_state, realloc_in_place)
+    hardening_params = {"checks": False}
 
     # ---------------------------------------------------------------- params
     def check_params(self) -> None:

@@ -144,6 +144,9 @@ class Allocator:
     #: `shared_ops_per_kop`.  None: not declared (the metric is NaN).
     shared_counters: ClassVar[tuple[str, ...] | None] = None
 
+    #: Parameters that are checks or hardening, with the value that switches each off (the unhardened baseline
+    #: a safety report compares an allocator's speed and footprint with).
+    hardening_params: ClassVar[dict[str, Any]] = {}
     #: free_checked and write_bytes for safety replays (`allocators.detections`); None: the allocator has no
     #: checks, and a safety replay records every fault as not detected without running it.
     safety_kernels: ClassVar[SafetyKernels | None] = None

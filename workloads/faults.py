@@ -29,9 +29,10 @@ A fault row is (at, kind, obj, param):
     requested size.
   - `underflow`: obj live at `at`; param = k >= 1 bytes written just before
     its block.
-  - `stale_free`: obj live at `at`; param 0.  The heap is reset (everything
-    released, as a region's or a stack's `free()`), then obj's old address is
-    freed.
+  - `stale_free`: obj live at `at`; param 0.  The heap is released as a
+    whole (a region's or a stack's `free()`; for an allocator with single
+    frees, and for the real ones, every live block is freed in object
+    order), then obj's old address is freed again.
 
 "Freed before `at`" means the object's id was freed and not allocated again
 before `at`: the fault names the block that id last had.  What happens

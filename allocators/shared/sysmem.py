@@ -29,6 +29,7 @@ in place when the pages above are a hole, else the chunk moves.
 
 from numba import njit
 
+from allocators.detections import D_SYSMALLOC_ASSERT, ST_CORRUPTED, detected
 from allocators.errors import ST_OUT_OF_MEMORY
 from allocators.shared.chunks import (
     C_MMAPS,
@@ -39,6 +40,7 @@ from allocators.shared.chunks import (
     IS_MMAPPED,
     PREV_INUSE,
     S_BRK,
+    S_CHECKS,
     S_FOOTPRINT,
     S_HEADER,
     S_HEAP_LIMIT,
@@ -53,6 +55,7 @@ from allocators.shared.chunks import (
     S_TOP,
     S_TOP_PAD,
     S_USER_OFFSET,
+    SIZE_MASK,
     W_SIZE,
     set_top,
 )
@@ -86,6 +89,12 @@ def malloc_from_top(words, memory, maptree, nb):
     min_chunk = words[S_MIN_CHUNK]
     top = words[S_TOP]
     top_size = words[S_BRK] - top
+    checks = words[S_CHECKS] != 0
+    if checks:  # glibc trusts top's size word: an overflow into it carries over to the next top
+        top_size = memory[(top >> 3) + W_SIZE] & SIZE_MASK
+        if top_size >= nb + min_chunk and top + nb + min_chunk > words[S_BRK]:
+            return ST_CORRUPTED  # the word says top reaches past the break: glibc would hand out unmapped memory
+    grown = False
     if top_size < nb + min_chunk:
         threshold = words[S_MMAP_THRESHOLD]
         if threshold > 0 and nb >= threshold:
@@ -93,6 +102,11 @@ def malloc_from_top(words, memory, maptree, nb):
             if chunk >= 0:
                 return chunk
         page_mask = words[S_PAGE] - 1
+        if words[S_CHECKS] != 0 and words[S_BRK] != 0:  # sysmalloc's assertion on the old top (glibc >= 2.26)
+            old_head = memory[(top >> 3) + W_SIZE]
+            old_size = old_head & SIZE_MASK
+            if old_size < min_chunk or old_head & PREV_INUSE == 0 or (top + old_size) & page_mask:
+                return detected(D_SYSMALLOC_ASSERT)
         need = nb + min_chunk - top_size
         grow = (need + words[S_TOP_PAD] + page_mask) & ~page_mask
         if words[S_BRK] + grow > words[S_HEAP_LIMIT]:
@@ -102,8 +116,11 @@ def malloc_from_top(words, memory, maptree, nb):
         words[S_BRK] += grow
         words[S_FOOTPRINT] += grow
         words[C_OS_GROWS] += 1
+        grown = True
     memory[(top >> 3) + W_SIZE] = nb | PREV_INUSE
     set_top(words, memory, top + nb)
+    if checks and not grown:
+        memory[((top + nb) >> 3) + W_SIZE] = (top_size - nb) | PREV_INUSE
     words[S_METADATA] += words[S_HEADER]
     return top
 
