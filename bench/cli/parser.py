@@ -8,6 +8,7 @@ from pathlib import Path
 from bench import api
 from bench.cli.common import Parser
 from bench.cli.measure import cmd_fidelity, cmd_list, cmd_perf, cmd_real, cmd_replay, cmd_run
+from bench.cli.safety import cmd_safety
 from bench.cli.sweeps import cmd_compare, cmd_plot, cmd_sweep
 from bench.cli.traces import (
     cmd_sizeclasses,
@@ -203,6 +204,35 @@ def build_parser() -> argparse.ArgumentParser:
     fidelity.add_argument("--repeats", type=_positive, default=3, help="timed replays per run (default 3)")
     fidelity.add_argument("--out", type=Path, default=None, help="also write fidelity.json and fidelity.png here")
     fidelity.set_defaults(func=cmd_fidelity)
+
+    safety = commands.add_parser(
+        "safety", help="which misuse (double frees, overflows, ...) each allocator catches, how late, at what cost",
+        description="Injects faults into a workload's trace per seed (or takes a fault trace, --trace), runs each "
+        "fault on a copy of the heap at its row and then a window of rows: models through their own checks, real "
+        "allocators in a forked child per fault. Prints detection per allocator and fault class, and each "
+        "allocator's slowdown and extra footprint against itself unhardened (real ones: against real glibc).",
+    )
+    safety.add_argument("--allocators", "-a", default=None, metavar="SPECS",
+                        help="semicolon-separated model specs (default freelist:glibc, or none with --real)")
+    safety.add_argument("--real", action="append", choices=REAL_ALLOCATORS, metavar="NAME",
+                        help="a real allocator too (repeatable): " + ", ".join(REAL_ALLOCATORS))
+    safety.add_argument("--trace", "-t", type=Path, default=None, help="a fault trace file (from trace inject)")
+    safety.add_argument("--workload", "-w", default="lognormal", help="workload spec (default lognormal)")
+    safety.add_argument("--faults", default=None,
+                        help="faults to inject, as for trace inject (default: every fault class, 10 each per "
+                        "20000 rows)")
+    safety.add_argument("--ops", type=_positive, default=20_000, help="rows per trace (default 20000)")
+    safety.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    safety.add_argument("--window", type=int, default=1000, help="rows replayed after each fault (default 1000)")
+    safety.add_argument("--cost-ops", type=_positive, default=200_000,
+                        help="rows of the clean trace the costs are measured on (default 200000)")
+    safety.add_argument("--repeats", type=_positive, default=3, help="timed replays per cost (default 3)")
+    safety.add_argument("--no-costs", action="store_true", help="skip the speed and footprint costs")
+    safety.add_argument("--out", type=Path, default=Path("reports/safety"),
+                        help="results directory (default reports/safety)")
+    safety.add_argument("--no-plots", action="store_true", help="skip the plots")
+    safety.add_argument("--json", action="store_true", help="print verdicts and costs as JSON")
+    safety.set_defaults(func=cmd_safety)
 
     perf = commands.add_parser("perf", help="the README's performance table, measured on this machine")
     perf.add_argument("--allocators", "-a", default=None, metavar="SPECS",
