@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import allocators
-from allocators.errors import AllocatorError
+from allocators.errors import AllocatorError, BadParameter
 from allocators.faultreplay import DEFAULT_WINDOW, DETECTED, SKIPPED, FaultOutcome, replay_faults
 from bench.harness import build_for_trace
 from workloads import catalog
-from workloads.faults import FAULT_CLASSES, check_fault_trace, inject, is_fault_trace, parse_faults
+from workloads.faults import FAULT_CLASSES, check_fault_trace, inject, is_fault_trace, mix_spec, parse_faults
 from workloads.trace import Trace, TraceError
 
 DEFAULT_WORKLOAD = "lognormal"
@@ -57,11 +57,7 @@ DEFAULT_SEEDS = (0, 1, 2)
 #: Rows of the clean trace the costs are measured on.
 DEFAULT_COST_OPS = 200_000
 #: Every fault class, 10 faults each in DEFAULT_OPS rows.
-DEFAULT_FAULTS = ",".join(f"{entry}=0.0005" for entry in (
-    "double_free", "double_free:delay=4", "double_free:reuse=1", "invalid_free:offset=16", "invalid_free:offset=1",
-    "foreign_free", "uaf_write", "uaf_write:offset=8", "overflow:k=1", "overflow:k=8", "overflow:k=64",
-    "underflow:k=8", "stale_free",
-))
+DEFAULT_FAULTS = mix_spec("all", 0.0005)
 DEFAULT_ALLOCATORS = ("freelist:glibc",)
 REAL_BASELINE = "glibc"
 #: z for a 95 % interval.
@@ -83,6 +79,7 @@ class SafetyConfig:
     cost_ops: int = DEFAULT_COST_OPS
     repeats: int = 3
     costs: bool = True
+    faults_given: bool = False  # `faults` was asked for (a fault workload's own faults are replaced)
 
     def check(self) -> None:
         """ValueError naming the first bad field."""
@@ -95,6 +92,9 @@ class SafetyConfig:
         if not self.seeds and self.trace is None:
             raise ValueError("safety: no seed given")
         parse_faults(self.faults)
+        for spec in self.allocators:  # BadParameter (a ValueError) for an unknown name or parameter, now
+            name, params = allocators.parse_spec(spec)
+            allocators.get(name)(1 << 22, **params)
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,13 @@ def fault_traces(config: SafetyConfig) -> list[tuple[int, Trace]]:
         check_fault_trace(trace)
         return [(-1, trace)]
     requests = parse_faults(config.faults)
-    return [(seed, inject(catalog.make(config.workload, config.ops, seed), requests, seed)) for seed in config.seeds]
+    traces = []
+    for seed in config.seeds:
+        trace = catalog.make(config.workload, config.ops, seed)
+        if not is_fault_trace(trace.meta) or config.faults_given:  # a fault workload (faults=MIX) keeps its own
+            trace = inject(trace, requests, seed)
+        traces.append((seed, trace))
+    return traces
 
 
 def unhardened_spec(spec: str) -> str:
@@ -205,6 +211,8 @@ def run_safety(config: SafetyConfig, progress: Callable[[str], None] | None = No
             say(f"model {spec}, seed {seed}: {len(trace.faults)} faults")
             try:
                 found = replay_faults(build_for_trace(spec, trace), trace, config.window)
+            except BadParameter:
+                raise
             except AllocatorError as error:  # the clean replay itself failed: every fault skipped
                 found = [FaultOutcome(i, "", "", 0, 0, 0, SKIPPED, message=str(error))
                          for i in range(len(trace.faults))]

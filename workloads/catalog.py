@@ -25,6 +25,9 @@ Generic keys:
 | | objects, `scan_bytes` each (0 = whole object) |
 | `realloc` | share of REALLOC rows (grow a random live object x1.5..2) |
 | `drain` | free every live object at the end (default true) |
+| `faults`, `fault_rate` | a fault trace: the named mix of `workloads.faults.FAULT_MIXES` (`all`, `frees`, |
+| | `writes`) injected at `fault_rate` faults per row and kind (default 0.0005, at least one each where a |
+| | row can anchor it), seeded with the trace's seed; ordinary replays ignore the faults, `bench safety` runs them |
 
 Every catalog trace caps requests at 1 MiB (`max_size`) unless the spec says
 otherwise, so every allocator model can replay it; the default size is
@@ -59,6 +62,8 @@ GENERIC_KEYS: dict[str, tuple[type, Any]] = {
     "scan_bytes": (int, 0),
     "realloc": (float, 0.0),
     "drain": (bool, True),
+    "faults": (str, "none"),
+    "fault_rate": (float, 0.0005),
 }
 SELECTOR_KEYS = ("sizes", "lifetime", "base", "threading")
 
@@ -108,6 +113,12 @@ _WORKLOADS = [
              {**_LOGNORMAL, **_RANDOM_10K, "touch": True, "scan_every": 1000, "scan_count": 256}),
     Workload("realloc", "log-normal sizes, random frees, 10 % REALLOC rows growing a live object x1.5..2",
              {**_LOGNORMAL, **_RANDOM_10K, "realloc": 0.1}),
+    Workload("misuse", "lognormal as a fault trace: every fault class (double/invalid/foreign/stale frees, writes "
+             "after free, overflows, underflows), 0.05 % of rows each", {**_LOGNORMAL, **_RANDOM_10K, "faults": "all"}),
+    Workload("misuse-frees", "lognormal as a fault trace: double, invalid, foreign and stale frees",
+             {**_LOGNORMAL, **_RANDOM_10K, "faults": "frees"}),
+    Workload("misuse-writes", "lognormal as a fault trace: writes after free, overflows, underflows",
+             {**_LOGNORMAL, **_RANDOM_10K, "faults": "writes"}),
     # After mimalloc-bench (shared/reference/production-allocators.md section 5); shapes, not the programs.
     Workload("larson", "after mimalloc-bench larson: uniform 8..1000 B, random replacement, 2 threads x 5000 live",
              {"sizes": "uniform", "lo": 8, "hi": 1000, "lifetime": "random", "live": 5000, "threads": 2}),
@@ -316,17 +327,32 @@ def make(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Trace:
     arguments = _arguments(spec, n_ops, seed)
     check_rows_fit(int(n_ops), f"generating {spec}",
                    "generate it chunk by chunk into a trace directory (trace gen -o DIR/), or give a smaller --ops")
-    return generate(**arguments)
+    trace = generate(**arguments)
+    params = arguments["extra_meta"]["params"]
+    if params["faults"] == "none":
+        return trace
+    from workloads.faults import inject, mix_spec, parse_faults
+
+    rate = max(float(params["fault_rate"]), 1.0 / max(len(trace), 1))
+    try:
+        return inject(trace, parse_faults(mix_spec(params["faults"], min(rate, 1.0))), seed, strict=False)
+    except ValueError as error:
+        raise ValueError(f"workload spec '{spec}': {error}") from None
 
 
 def make_chunks(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0,
                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> GeneratedChunks:
     """`make(spec, n_ops, seed)`'s trace in chunks of at most `chunk_rows` rows, generated in bounded memory.
+    A fault workload (`faults=MIX`) is not: its fault table needs the whole trace (ValueError).
 
     The result has `meta` (that of `make`) and is iterated once for
     (op, obj, size, thread) chunks (`workloads.generator.generate_chunks`).
     """
-    return generate_chunks(**_arguments(spec, n_ops, seed), chunk_rows=chunk_rows)
+    arguments = _arguments(spec, n_ops, seed)
+    if arguments["extra_meta"]["params"]["faults"] != "none":
+        raise ValueError(f"workload spec '{spec}': a fault workload is generated in memory (its fault table needs "
+                         "the whole trace); give fewer rows")
+    return generate_chunks(**arguments, chunk_rows=chunk_rows)
 
 
 def benchmark_trace(n_ops: int = 1_000_000, seed: int = 0) -> Trace:

@@ -109,6 +109,25 @@ FAULT_CLASSES = (
     "overflow:slack", "overflow:past_usable", "overflow:long", "underflow", "stale_free",
 )
 
+#: Named fault mixes (`--faults` entries without their rates): the catalog's fault workloads (`faults=MIX`) and
+#: `bench safety`'s default ("all": every fault class).
+FAULT_MIXES: dict[str, tuple[str, ...]] = {
+    "all": ("double_free", "double_free:delay=4", "double_free:reuse=1", "invalid_free:offset=16",
+            "invalid_free:offset=1", "foreign_free", "uaf_write", "uaf_write:offset=8", "overflow:k=1",
+            "overflow:k=8", "overflow:k=64", "underflow:k=8", "stale_free"),
+    "frees": ("double_free", "double_free:delay=4", "double_free:reuse=1", "invalid_free:offset=16",
+              "invalid_free:offset=1", "foreign_free", "stale_free"),
+    "writes": ("uaf_write", "uaf_write:offset=8", "overflow:k=1", "overflow:k=8", "overflow:k=64", "underflow:k=8"),
+}
+
+
+def mix_spec(mix: str, rate: float) -> str:
+    """The `--faults` spec of a named mix, every entry at `rate` faults per row (ValueError for an unknown mix)."""
+    if mix not in FAULT_MIXES:
+        raise ValueError(f"unknown fault mix '{mix}' (known: {', '.join(FAULT_MIXES)})")
+    return ",".join(f"{entry}={rate:g}" for entry in FAULT_MIXES[mix])
+
+
 # Fault validation errors.
 _OK, _E_ORDER, _E_AT, _E_KIND, _E_UNKNOWN, _E_NOT_DEAD, _E_NOT_LIVE, _E_NONE, _E_PARAM = range(9)
 
@@ -406,16 +425,21 @@ def _double_free_anchor(op, obj, size, current, row, delay, reuse):
     return -1
 
 
-def inject(trace: Trace, requests: list[FaultRequest], seed: int) -> Trace:
-    """`trace` as a fault trace with the requested faults added (seeded; ValueError when a kind finds no anchor)."""
+def inject(trace: Trace, requests: list[FaultRequest], seed: int, strict: bool = True) -> Trace:
+    """`trace` as a fault trace with the requested faults added (seeded).  A request that gives no fault (its rate
+    rounds to none, or no row can anchor it) is a ValueError, or with strict=False left out (meta "skipped")."""
     rng = np.random.default_rng([int(seed), 0xFA017])
     at_all, kind_all, obj_all, param_all = [], [], [], []
     rows = len(trace)
     current = sizes_before(trace.op, trace.slots, trace.size, trace.n_slots)
     alloc_rows = np.flatnonzero(trace.op == OP_ALLOC)
     free_rows = np.flatnonzero(trace.op == OP_FREE)
+    skipped = []
     for request in requests:
         wanted = int(round(request.rate * rows))
+        if wanted == 0 and not strict:
+            skipped.append(request.label)
+            continue
         if wanted == 0:
             raise ValueError(f"--faults: {request.label} at rate {request.rate} gives no fault in {rows:,} rows")
         code = kind_code(request.kind)
@@ -445,6 +469,9 @@ def inject(trace: Trace, requests: list[FaultRequest], seed: int) -> Trace:
             else:
                 at = row + 1
             chosen.append((at, int(trace.obj[row])))
+        if not chosen and not strict:
+            skipped.append(request.label)
+            continue
         if not chosen:
             raise ValueError(f"--faults: no row of this trace can anchor {request.label}")
         param = {F_DOUBLE_FREE: 0, F_STALE_FREE: 0, F_INVALID_FREE: params.get("offset", 0),
@@ -455,5 +482,5 @@ def inject(trace: Trace, requests: list[FaultRequest], seed: int) -> Trace:
     faults = FaultTable.of(at_all, kind_all, obj_all, param_all)
     meta = {**trace.meta, META_KEY: True,
             "faults": {"spec": ",".join(f"{r.label}={r.rate:g}" for r in requests), "seed": int(seed),
-                       "counts": faults.counts()}}
+                       "counts": faults.counts(), **({"skipped": skipped} if skipped else {})}}
     return Trace(op=trace.op, obj=trace.obj, size=trace.size, thread=trace.thread, meta=meta, faults=faults)

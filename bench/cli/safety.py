@@ -22,7 +22,7 @@ def cmd_safety(args: argparse.Namespace) -> int:
         cost_ops=args.cost_ops, repeats=args.repeats, costs=not args.no_costs,
     )
     if args.faults is not None:
-        config.faults = args.faults
+        config.faults, config.faults_given = args.faults, True
     if args.trace is not None and args.faults is not None:
         raise UsageError("--faults injects faults into a workload's trace; a --trace is a fault trace already")
     try:
