@@ -57,9 +57,12 @@ Checked against the real thing: replaying single-threaded traces (random
 sizes and lifetimes with realloc and mmap-sized requests, 300k rows; the 1M
 row benchmark trace) through glibc 2.36 with a small C replayer gives the
 same address for every allocation, relative to the heap start, and the same
-final brk.  Not modelled: several arenas (all threads share the main arena,
-as with arena_max=1, each with its own tcache), M_MMAP_MAX, the integrity
-checks.  glibc 2.26 .. 2.29 differ only in a 576 B tcache struct; glibc
+final brk.  glibc's integrity checks (2.36's, on in the preset: `checks`)
+run on the same words in the same order, with glibc's messages
+(`shared.chunkchecks`); on fault traces the model gives real glibc's verdict
+for every fault class (README "Safety").  Not modelled: several arenas (all
+threads share the main arena, as with arena_max=1, each with its own
+tcache), M_MMAP_MAX.  glibc 2.26 .. 2.29 differ only in a 576 B tcache struct; glibc
 master after 2.42 has no fastbins and 16-entry tcache bins
 (`freelist:glibc,max_fast=0,tcache_count=16`).
 

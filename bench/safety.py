@@ -314,21 +314,34 @@ def measure_costs(config: SafetyConfig, say: Callable[[str], None]) -> list[Cost
 
 
 # ------------------------------------------------------------------------ tables
-def verdict_lines(verdicts: Sequence[Verdict]) -> list[str]:
-    """The verdict table: one line per fault class, one column per allocator ('k/n' and the rate)."""
+def verdict_lines(verdicts: Sequence[Verdict], width_limit: int = 100) -> list[str]:
+    """The verdict table: one line per fault class, one column per allocator, each cell 'detected/faults' and the
+    95 % interval of the rate; split into tables of as many allocators as fit `width_limit` columns."""
     names = list(dict.fromkeys(v.allocator for v in verdicts))
     cells = {(v.allocator, v.fault_class): v for v in verdicts}
     classes = [klass for klass in FAULT_CLASSES if any((name, klass) in cells for name in names)]
     width = max([len(klass) for klass in classes] + [11])
-    column = max([len(name) for name in names] + [12])
-    lines = ["fault class".ljust(width) + "".join(name.rjust(column + 2) for name in names)]
-    for klass in classes:
-        row = klass.ljust(width)
-        for name in names:
-            verdict = cells.get((name, klass))
-            text = "-" if verdict is None else f"{verdict.detected}/{verdict.faults} {verdict.rate:4.0%}"
-            row += text.rjust(column + 2)
-        lines.append(row)
+
+    def text(name: str, klass: str) -> str:
+        verdict = cells.get((name, klass))
+        if verdict is None:
+            return "-"
+        return f"{verdict.detected}/{verdict.faults} {100 * verdict.rate_low:.0f}-{100 * verdict.rate_high:.0f}%"
+
+    columns = {name: max([len(name)] + [len(text(name, klass)) for klass in classes]) + 2 for name in names}
+    groups: list[list[str]] = [[]]
+    for name in names:
+        if groups[-1] and width + sum(columns[n] for n in groups[-1]) + columns[name] > width_limit:
+            groups.append([])
+        groups[-1].append(name)
+    lines = []
+    for group in groups:
+        if lines:
+            lines.append("")
+        lines.append("fault class".ljust(width) + "".join(name.rjust(columns[name]) for name in group))
+        lines += [klass.ljust(width) + "".join(text(name, klass).rjust(columns[name]) for name in group)
+                  for klass in classes]
+    lines.append("cells: faults detected / faults of the class, and the 95 % Wilson interval of the rate")
     return lines
 
 
