@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from allocators.detections import (
-    D_FASTBIN_UNALIGNED,
+    D_FASTBIN_STASH_UNALIGNED,
     D_REALLOC_NEXT_SIZE,
     D_REALLOC_OLD_SIZE,
     D_REALLOC_POINTER,
@@ -137,7 +137,7 @@ def _malloc_core(state, nb, tbase):
                         break
                     if checks:
                         if cached & 15 != 0:
-                            return detected(D_FASTBIN_UNALIGNED)
+                            return detected(D_FASTBIN_STASH_UNALIGNED)
                         if not readable(words, memory, cached, 8 * (W_BK + 1)):
                             return detected(D_SEGV)
                         words[S_FASTBINS + index] = protect(cached + 8 * W_FD, memory[(cached >> 3) + W_FD])
@@ -168,7 +168,11 @@ def _tcache_init(state, thread):
     chunk = _malloc_core(state, nb, -1)
     if chunk < 0:
         return False
-    tcache[thread * words[S_TC_STRIDE]] = 1
+    base = thread * words[S_TC_STRIDE]
+    tcache[base] = 1
+    for index in range(words[S_TC_BINS]):  # every bin empty: head NULL (NIL), count 0
+        tcache[base + 2 + 2 * index] = NIL
+        tcache[base + 3 + 2 * index] = 0
     words[S_METADATA] += struct_bytes
     return True
 

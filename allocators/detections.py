@@ -76,7 +76,7 @@ DETECTIONS: tuple[tuple[str, str, str], ...] = (
     ("corrupted_list", "corrupted double-linked list", "free-list links"),
     ("top_size", "malloc(): corrupted top size", "chunk header"),
     ("munmap_invalid", "munmap_chunk(): invalid pointer", "chunk header"),
-    ("fastbin_unaligned", "malloc(): unaligned fastbin chunk detected", "safe-linking"),
+    ("fastbin_unaligned", "malloc(): unaligned fastbin chunk detected 2", "safe-linking"),
     ("fastbin_corruption", "malloc(): memory corruption (fast)", "chunk header"),
     ("unsorted_invalid_size", "malloc(): invalid size (unsorted)", "chunk header"),
     ("unsorted_invalid_next_size", "malloc(): invalid next size (unsorted)", "chunk header"),
@@ -95,6 +95,7 @@ DETECTIONS: tuple[tuple[str, str, str], ...] = (
     ("realloc_next_size", "realloc(): invalid next size", "chunk header"),
     ("largebin_nextsize", "malloc(): largebin double linked list corrupted (nextsize)", "free-list links"),
     ("largebin_bk", "malloc(): largebin double linked list corrupted (bk)", "free-list links"),
+    ("fastbin_stash_unaligned", "malloc(): unaligned fastbin chunk detected 3", "safe-linking"),
     ("sysmalloc_assert", "Fatal glibc error: malloc assertion failure in sysmalloc: (old_top == initial_top (av) && "
      "old_size == 0) || ((unsigned long) (old_size) >= MINSIZE && prev_inuse (old_top) && "
      "((unsigned long) old_end & (pagesize - 1)) == 0)", "chunk header"),
@@ -115,8 +116,8 @@ DETECTION_CODES = {name: code for code, (name, _, _) in enumerate(DETECTIONS)}
  D_UNSORTED_INVALID_NEXT_SIZE, D_UNSORTED_PREV_SIZE, D_UNSORTED_LIST, D_UNSORTED_PREV_INUSE, D_SMALLBIN_LIST,
  D_FASTBIN_ENTRY_FREE, D_TCACHE_TOO_MANY, D_FREE_UNSORTED, D_CONSOLIDATE_UNALIGNED, D_CONSOLIDATE_SIZE,
  D_FASTBINS_PREV_SIZE, D_REALLOC_POINTER, D_REALLOC_OLD_SIZE, D_REALLOC_NEXT_SIZE, D_LARGEBIN_NEXTSIZE, D_LARGEBIN_BK,
- D_SYSMALLOC_ASSERT, D_SLOT_DOUBLE_FREE, D_SLOT_INVALID_FREE, D_HEADER_CHECKSUM, D_HEADER_STATE, D_CANARY,
- D_WRITE_AFTER_FREE, D_FREE_LIST_ENTRY) = range(len(DETECTIONS))
+ D_FASTBIN_STASH_UNALIGNED, D_SYSMALLOC_ASSERT, D_SLOT_DOUBLE_FREE, D_SLOT_INVALID_FREE, D_HEADER_CHECKSUM,
+ D_HEADER_STATE, D_CANARY, D_WRITE_AFTER_FREE, D_FREE_LIST_ENTRY) = range(len(DETECTIONS))
 
 #: The byte every injected write stores (overflow, underflow, write after free), in models and real replays:
 #: 0x41 ('A') leaves glibc's IS_MMAPPED and NON_MAIN_ARENA bits clear and sets PREV_INUSE.

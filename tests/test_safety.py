@@ -225,3 +225,26 @@ def test_fault_workloads_are_fault_traces():
     assert np.array_equal(catalog.make("misuse", 20_000, 2).faults.at, trace.faults.at)
     with pytest.raises(ValueError, match="generated in memory"):
         catalog.make_chunks("misuse", 20_000, 2)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.sampled_from(["lognormal", "realloc", "bimodal", "pareto:max_size=300000"]), st.integers(0, 10_000))
+def test_random_faults_never_take_the_model_outside_its_arrays(workload, seed):
+    """Every fault class at 20x the default rate, on traces with reallocs and mmapped chunks: every outcome is
+    one of the three, and (NUMBA_BOUNDSCHECK=1 in CI) no kernel indexes outside its arrays."""
+    trace = catalog.make(workload, 3000, seed)
+    from workloads.faults import inject, parse_faults
+
+    faulty = inject(trace, parse_faults(safety.mix_spec("all", 0.01)), seed, strict=False)
+    outcomes = replay_faults(build_for_trace("freelist:glibc", faulty), faulty, window=300)
+    assert len(outcomes) == len(faulty.faults)
+    assert {o.outcome for o in outcomes} <= {DETECTED, NOT_DETECTED, "skipped"}
+
+
+def test_every_detection_has_its_named_code():
+    from allocators import detections
+
+    for code, (name, message, mechanism) in enumerate(detections.DETECTIONS):
+        assert getattr(detections, f"D_{name.upper()}") == code, name
+        assert message and mechanism
+        assert detections.detection_of(detections.ST_DETECTED_BASE - code)[0] == name
