@@ -42,11 +42,14 @@ class CompilerMissing(RuntimeError):
 def replayer_binary(source_path: Path = SOURCE) -> Path:
     """Path of a compiled C replayer (default bench/replayer.c), compiling it with gcc on first use of this source.
 
-    The binary, named after the source file's stem, lives in CACHE_ROOT/<sha256 of the source>/; bench.realsafety
+    The binary, named after the source file's stem, lives in CACHE_ROOT/<sha256 of the source and the headers beside
+    it>/; bench.realsafety
     compiles bench/faultreplayer.c through here too.
     """
-    source = source_path.read_bytes()
-    directory = CACHE_ROOT / hashlib.sha256(source).hexdigest()[:16]
+    digest = hashlib.sha256(source_path.read_bytes())
+    for header in sorted(source_path.parent.glob("*.h")):  # the headers it may include (bench/preload.h)
+        digest.update(header.read_bytes())
+    directory = CACHE_ROOT / digest.hexdigest()[:16]
     binary = directory / source_path.stem
     if binary.exists():
         return binary

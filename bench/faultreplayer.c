@@ -70,6 +70,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "preload.h"
+
 enum { OP_ALLOC = 0, OP_FREE = 1, OP_REALLOC = 2, OP_ACCESS = 3 };
 enum { F_DOUBLE_FREE, F_INVALID_FREE, F_FOREIGN_FREE, F_UAF_WRITE, F_OVERFLOW, F_UNDERFLOW, F_STALE_FREE, F_COUNT };
 enum { ALLOC_GLIBC, ALLOC_JEMALLOC, ALLOC_TCMALLOC, ALLOC_MIMALLOC, ALLOC_SCUDO, ALLOC_COUNT };
@@ -84,7 +86,6 @@ enum { STATE_NEVER = 0, STATE_LIVE = 1, STATE_FREED = 2 };
 #define REEXEC_MARKER "ALLOCLAB_FAULTREPLAYER_REEXEC"
 #define HANG_HOOK "ALLOCLAB_FAULTREPLAYER_HANG"
 
-static const char *names_of[] = {"glibc", "jemalloc", "tcmalloc", "mimalloc", "scudo"};
 static int allocator;
 
 /* Memory the heap never handed out: a foreign free points FOREIGN_OFFSET bytes into it. */
@@ -114,27 +115,6 @@ static void fail_row(const char *what, int64_t index) {
     exit(2);
 }
 
-/* The preload check of the header comment. */
-static void check_preload(void) {
-    static const char *signatures[] = {NULL, "mallctl", "MallocExtension_GetNumericProperty", "mi_version",
-                                       "__scudo_print_stats"};
-    const char *symbol = signatures[allocator];
-    if (symbol == NULL) return;
-    void *signature = dlsym(RTLD_DEFAULT, symbol);
-    if (signature == NULL) {
-        fprintf(stderr, "faultreplayer: %s asked for, but %s is not in the process (not preloaded?)\n",
-                names_of[allocator], symbol);
-        exit(2);
-    }
-    Dl_info from_malloc, from_signature;
-    void *malloc_address = dlsym(RTLD_DEFAULT, "malloc"); /* not &malloc: that may be this binary's PLT stub */
-    if (malloc_address == NULL || !dladdr(malloc_address, &from_malloc) || !dladdr(signature, &from_signature) ||
-        from_malloc.dli_fbase != from_signature.dli_fbase) {
-        fprintf(stderr, "faultreplayer: %s asked for, but malloc is not defined by the library that defines %s\n",
-                names_of[allocator], symbol);
-        exit(2);
-    }
-}
 
 /* Turn ASLR off for this process (re-exec with ADDR_NO_RANDOMIZE); 1 if it is off. */
 static int disable_aslr(char **argv) {
@@ -462,7 +442,7 @@ int main(int argc, char **argv) {
     for (int index = 0; index < ALLOC_COUNT; index++)
         if (strcmp(argv[1], names_of[index]) == 0) allocator = index;
     if (allocator < 0) fail("unknown allocator (glibc, jemalloc, tcmalloc, mimalloc or scudo)");
-    check_preload();
+    check_preload("faultreplayer", allocator);
     usable_size = (size_t(*)(void *))dlsym(RTLD_DEFAULT, "malloc_usable_size");
     if (usable_size == NULL) fail("malloc_usable_size is not in the process");
     struct rlimit no_core = {0, 0};

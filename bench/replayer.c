@@ -46,6 +46,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "preload.h"
+
 enum { OP_ALLOC = 0, OP_FREE = 1, OP_REALLOC = 2, OP_ACCESS = 3 };
 enum { ALLOC_GLIBC, ALLOC_JEMALLOC, ALLOC_TCMALLOC, ALLOC_MIMALLOC, ALLOC_SCUDO, ALLOC_COUNT };
 
@@ -56,7 +58,6 @@ typedef void (*mi_process_info_fn)(size_t *, size_t *, size_t *, size_t *, size_
                                    size_t *);
 
 static int allocator;
-static const char *names_of[] = {"glibc", "jemalloc", "tcmalloc", "mimalloc", "scudo"};
 static void *stat_fn;
 static const char *measure = "VmRSS (allocator statistic not found)";
 
@@ -93,27 +94,6 @@ static void setup_stats(void) {
     if (stat_fn) measure = measures[allocator];
 }
 
-/* The preload check of the header comment: exit status 2 unless malloc is the named allocator's. */
-static void check_preload(void) {
-    static const char *signatures[] = {NULL, "mallctl", "MallocExtension_GetNumericProperty", "mi_version",
-                                       "__scudo_print_stats"};
-    const char *symbol = signatures[allocator];
-    if (symbol == NULL) return;
-    void *signature = dlsym(RTLD_DEFAULT, symbol);
-    if (signature == NULL) {
-        fprintf(stderr, "replayer: %s asked for, but %s is not in the process (not preloaded?)\n", names_of[allocator],
-                symbol);
-        exit(2);
-    }
-    Dl_info from_malloc, from_signature;
-    void *malloc_address = dlsym(RTLD_DEFAULT, "malloc"); /* not &malloc: that may be this binary's PLT stub */
-    if (malloc_address == NULL || !dladdr(malloc_address, &from_malloc) || !dladdr(signature, &from_signature) ||
-        from_malloc.dli_fbase != from_signature.dli_fbase) {
-        fprintf(stderr, "replayer: %s asked for, but malloc is not defined by the library that defines %s\n",
-                names_of[allocator], symbol);
-        exit(2);
-    }
-}
 
 /* Heap the allocator has taken from the OS, by its own statistic (VmRSS when there is none). */
 static int64_t heap_bytes(void) {
@@ -182,7 +162,7 @@ int main(int argc, char **argv) {
     for (int index = 0; index < ALLOC_COUNT; index++)
         if (strcmp(argv[1], names_of[index]) == 0) allocator = index;
     if (allocator < 0) fail("unknown allocator (glibc, jemalloc, tcmalloc, mimalloc or scudo)");
-    check_preload();
+    check_preload("replayer", allocator);
     size_t op_length, obj_length, size_length;
     const int8_t *op = map_file(argv[2], &op_length);
     const int64_t *obj = map_file(argv[3], &obj_length);

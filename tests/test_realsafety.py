@@ -12,6 +12,7 @@ import pytest
 
 from allocators.faultreplay import DETECTED, NOT_DETECTED, SKIPPED
 from bench import cleanheap, real, realsafety
+from tests.faultrows import alloc, fault_trace, free
 from workloads import catalog
 from workloads.faults import FAULT_CLASSES, FaultTable, inject, kind_code, parse_faults
 from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, Trace, TraceError, from_rows
@@ -28,30 +29,13 @@ def _library_or_skip(name: str) -> None:
         pytest.skip(str(error))
 
 
-def _fault_trace(rows: list[tuple[int, int, int, int]], faults: list[tuple[int, str, int, int]]) -> Trace:
-    """A fault trace from (op, obj, size, thread) rows and (at, kind name, obj, param) faults."""
-    base = from_rows(rows)
-    at, kind, obj, param = zip(*[(at, kind_code(name), ident, value) for at, name, ident, value in faults],
-                               strict=True)
-    return Trace(op=base.op, obj=base.obj, size=base.size, thread=base.thread, meta={"fault_trace": True},
-                 faults=FaultTable.of(at, kind, obj, param))
-
-
-def _alloc(ident: int, size: int) -> tuple[int, int, int, int]:
-    return (OP_ALLOC, ident, size, 0)
-
-
-def _free(ident: int) -> tuple[int, int, int, int]:
-    return (OP_FREE, ident, 0, 0)
-
-
 #: Two 32-byte blocks freed (glibc's tcache: 0 on top of 1), three more 32-byte mallocs and their frees.
-SMALL_ROWS = [_alloc(0, 32), _alloc(1, 32), _free(1), _free(0), _alloc(2, 32), _alloc(3, 32), _alloc(4, 32),
-              (OP_ACCESS, 4, 0, 0), _free(2), _free(3), _free(4)]
+SMALL_ROWS = [alloc(0, 32), alloc(1, 32), free(1), free(0), alloc(2, 32), alloc(3, 32), alloc(4, 32),
+              (OP_ACCESS, 4, 0, 0), free(2), free(3), free(4)]
 
 
 def test_glibc_immediate_double_free_is_caught_by_the_tcache_key():
-    trace = _fault_trace(SMALL_ROWS, [(4, "double_free", 0, 0)])
+    trace = fault_trace(SMALL_ROWS, [(4, "double_free", 0, 0)])
     (outcome,) = realsafety.replay_faults_real(trace, "glibc")
     assert (outcome.fault_class, outcome.outcome, outcome.message) == ("double_free:immediate", DETECTED,
                                                                         TCACHE_DOUBLE_FREE)
@@ -60,7 +44,7 @@ def test_glibc_immediate_double_free_is_caught_by_the_tcache_key():
 
 
 def test_glibc_misaligned_and_foreign_frees():
-    trace = _fault_trace(SMALL_ROWS, [(1, "invalid_free", 0, 1), (5, "foreign_free", -1, 0)])
+    trace = fault_trace(SMALL_ROWS, [(1, "invalid_free", 0, 1), (5, "foreign_free", -1, 0)])
     misaligned, foreign = realsafety.replay_faults_real(trace, "glibc")
     assert (misaligned.fault_class, misaligned.outcome, misaligned.message) == (
         "invalid_free:misaligned", DETECTED, "free(): invalid pointer")
@@ -69,8 +53,8 @@ def test_glibc_misaligned_and_foreign_frees():
 
 def test_glibc_overflow_within_the_slack_goes_unnoticed():
     # 20 requested bytes: a 32-byte chunk, 24 usable; 4 bytes past the request stay inside the block
-    rows = [_alloc(0, 20), _alloc(1, 20), _free(0), _free(1), _alloc(2, 20), _free(2)]
-    trace = _fault_trace(rows, [(1, "overflow", 0, 4), (1, "overflow", 0, 12)])
+    rows = [alloc(0, 20), alloc(1, 20), free(0), free(1), alloc(2, 20), free(2)]
+    trace = fault_trace(rows, [(1, "overflow", 0, 4), (1, "overflow", 0, 12)])
     slack, past = realsafety.replay_faults_real(trace, "glibc")
     assert slack.fault_class == "overflow:slack" and slack.outcome == NOT_DETECTED
     assert slack.message == "no abort or crash in the 5 rows after the fault"
@@ -81,7 +65,7 @@ def test_glibc_write_after_free_of_the_first_word_is_caught_later_by_safe_linkin
     # 0 is on top of the tcache bin with 1 below it: the write overwrites 0's encoded next pointer; malloc(2)
     # pops 0 and makes the garbage the bin's head, malloc(3) finds it misaligned (15/16 of heap addresses; with
     # ASLR off the address, and so the outcome, is the same every run)
-    trace = _fault_trace(SMALL_ROWS, [(4, "uaf_write", 0, 0)])
+    trace = fault_trace(SMALL_ROWS, [(4, "uaf_write", 0, 0)])
     first, details = realsafety.replay_faults_real_details(trace, "glibc")
     second = realsafety.replay_faults_real(trace, "glibc")
     (outcome,) = first
@@ -97,8 +81,8 @@ def test_glibc_write_after_free_of_the_first_word_is_caught_later_by_safe_linkin
 def test_glibc_double_free_after_reuse_is_caught_at_the_new_owners_free():
     # 1 gets 0's old block back from the tcache: freeing 0 again frees 1's block (unnoticed), 1's own FREE is
     # then the double free
-    rows = [_alloc(0, 32), _free(0), _alloc(1, 32), (OP_ACCESS, 1, 0, 0), _free(1)]
-    trace = _fault_trace(rows, [(3, "double_free", 0, 0)])
+    rows = [alloc(0, 32), free(0), alloc(1, 32), (OP_ACCESS, 1, 0, 0), free(1)]
+    trace = fault_trace(rows, [(3, "double_free", 0, 0)])
     (outcome,) = realsafety.replay_faults_real(trace, "glibc")
     assert outcome.fault_class == "double_free:after_reuse"
     assert (outcome.outcome, outcome.message, outcome.row, outcome.latency) == (DETECTED, TCACHE_DOUBLE_FREE, 4, 2)
@@ -107,8 +91,8 @@ def test_glibc_double_free_after_reuse_is_caught_at_the_new_owners_free():
 def test_one_abort_does_not_stop_later_faults():
     # the same immediate double free twice over, an undetected overflow between them: each child starts from
     # the parent's clean heap, so the second double free is detected exactly like the first
-    rows = [*SMALL_ROWS, _alloc(5, 32), _free(5), _alloc(6, 48)]
-    trace = _fault_trace(rows, [(4, "double_free", 0, 0), (5, "overflow", 2, 1), (13, "double_free", 5, 0),
+    rows = [*SMALL_ROWS, alloc(5, 32), free(5), alloc(6, 48)]
+    trace = fault_trace(rows, [(4, "double_free", 0, 0), (5, "overflow", 2, 1), (13, "double_free", 5, 0),
                                 (14, "invalid_free", 6, 1)])
     outcomes = realsafety.replay_faults_real(trace, "glibc", window=3)
     assert [outcome.index for outcome in outcomes] == [0, 1, 2, 3]
@@ -119,7 +103,7 @@ def test_one_abort_does_not_stop_later_faults():
 
 
 def test_a_hanging_child_is_killed(monkeypatch):
-    trace = _fault_trace(SMALL_ROWS, [(4, "double_free", 0, 0), (5, "overflow", 2, 1), (9, "double_free", 2, 0)])
+    trace = fault_trace(SMALL_ROWS, [(4, "double_free", 0, 0), (5, "overflow", 2, 1), (9, "double_free", 2, 0)])
     # test hook of bench/faultreplayer.c: the child of fault 1 sleeps forever after carrying out its fault
     monkeypatch.setenv(realsafety.HANG_HOOK, "1")
     outcomes, details = realsafety.replay_faults_real_details(trace, "glibc", timeout=0.25)
@@ -134,8 +118,8 @@ def test_a_hanging_child_is_killed(monkeypatch):
 def test_faults_after_a_failed_clean_replay_are_skipped():
     if Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1":
         pytest.skip("vm.overcommit_memory=1: a 1 TiB malloc may succeed")
-    rows = [_alloc(0, 32), _free(0), _alloc(1, 1 << 40), _alloc(2, 32)]
-    trace = _fault_trace(rows, [(2, "double_free", 0, 0), (4, "overflow", 2, 8)])
+    rows = [alloc(0, 32), free(0), alloc(1, 1 << 40), alloc(2, 32)]
+    trace = fault_trace(rows, [(2, "double_free", 0, 0), (4, "overflow", 2, 8)])
     first, second = realsafety.replay_faults_real(trace, "glibc")
     assert first.outcome == DETECTED
     assert second.outcome == SKIPPED
@@ -144,7 +128,7 @@ def test_faults_after_a_failed_clean_replay_are_skipped():
 
 def test_scudo_double_and_misaligned_frees():
     _library_or_skip("scudo")
-    trace = _fault_trace(SMALL_ROWS, [(1, "invalid_free", 0, 1), (4, "double_free", 0, 0)])
+    trace = fault_trace(SMALL_ROWS, [(1, "invalid_free", 0, 1), (4, "double_free", 0, 0)])
     misaligned, double = realsafety.replay_faults_real(trace, "scudo")
     assert misaligned.outcome == double.outcome == DETECTED and misaligned.latency == double.latency == 0
     assert misaligned.message == "Scudo ERROR: misaligned pointer when deallocating address 0x<addr>"
@@ -155,8 +139,8 @@ def test_scudo_double_and_misaligned_frees():
 @pytest.mark.parametrize("allocator", ("jemalloc", "tcmalloc", "mimalloc"))
 def test_other_allocators_give_an_outcome_per_fault(allocator):
     _library_or_skip(allocator)
-    rows = [_alloc(0, 20), _alloc(1, 32), _free(1), _free(0)]
-    trace = _fault_trace(rows, [(1, "invalid_free", 0, 1), (1, "foreign_free", -1, 0), (1, "overflow", 0, 1),
+    rows = [alloc(0, 20), alloc(1, 32), free(1), free(0)]
+    trace = fault_trace(rows, [(1, "invalid_free", 0, 1), (1, "foreign_free", -1, 0), (1, "overflow", 0, 1),
                                 (3, "double_free", 1, 0)])
     outcomes = realsafety.replay_faults_real(trace, allocator)
     assert [outcome.index for outcome in outcomes] == [0, 1, 2, 3]
@@ -187,7 +171,7 @@ def test_every_fault_kind_on_an_injected_trace(allocator):
 
 # ------------------------------------------------------------------ the boundaries
 def test_bad_arguments_are_refused_before_any_c_runs():
-    trace = _fault_trace(SMALL_ROWS, [(4, "double_free", 0, 0)])
+    trace = fault_trace(SMALL_ROWS, [(4, "double_free", 0, 0)])
     with pytest.raises(ValueError, match="window"):
         realsafety.replay_faults_real(trace, "glibc", window=-1)
     with pytest.raises(ValueError, match="unknown real allocator"):
@@ -211,7 +195,7 @@ def test_a_bad_fault_table_is_a_trace_error():
 def test_a_missing_library_names_its_package(monkeypatch):
     monkeypatch.setattr(real, "LIBRARY_DIRS", ())
     monkeypatch.setattr(real, "LIBRARY_GLOBS", {})
-    trace = _fault_trace(SMALL_ROWS, [(4, "double_free", 0, 0)])
+    trace = fault_trace(SMALL_ROWS, [(4, "double_free", 0, 0)])
     with pytest.raises(real.RealAllocatorMissing, match="apt-get install -y libclang-rt-14-dev"):
         realsafety.replay_faults_real(trace, "scudo")
 

@@ -18,27 +18,12 @@ from allocators.registry import create
 from bench import safety
 from bench.cli import main
 from bench.harness import build_for_trace
+from tests.faultrows import alloc, fault_trace, free
 from workloads import catalog
-from workloads.faults import FAULT_CLASSES, FaultTable, kind_code
-from workloads.trace import OP_ALLOC, OP_FREE, OP_REALLOC, Trace, from_rows
+from workloads.faults import FAULT_CLASSES
+from workloads.trace import OP_REALLOC, Trace
 
 MiB = 1 << 20
-
-
-def _fault_trace(rows: list[tuple[int, int, int, int]], faults: list[tuple[int, str, int, int]]) -> Trace:
-    base = from_rows(rows)
-    at, kind, obj, param = zip(*[(at, kind_code(name), ident, value) for at, name, ident, value in faults],
-                               strict=True)
-    return Trace(op=base.op, obj=base.obj, size=base.size, thread=base.thread, meta={"fault_trace": True},
-                 faults=FaultTable.of(at, kind, obj, param))
-
-
-def _alloc(ident: int, size: int) -> tuple[int, int, int, int]:
-    return (OP_ALLOC, ident, size, 0)
-
-
-def _free(ident: int) -> tuple[int, int, int, int]:
-    return (OP_FREE, ident, 0, 0)
 
 
 def _glibc(trace: Trace) -> list:
@@ -47,7 +32,7 @@ def _glibc(trace: Trace) -> list:
 
 # ---------------------------------------------------------------- each check, with glibc's message
 def test_immediate_double_free_is_caught_by_the_tcache_key_at_the_call():
-    trace = _fault_trace([_alloc(0, 32), _alloc(1, 32), _free(0), _alloc(2, 32), _free(1), _free(2)],
+    trace = fault_trace([alloc(0, 32), alloc(1, 32), free(0), alloc(2, 32), free(1), free(2)],
                          [(3, "double_free", 0, 0)])
     (outcome,) = _glibc(trace)
     assert (outcome.fault_class, outcome.outcome, outcome.latency) == ("double_free:immediate", DETECTED, 0)
@@ -55,15 +40,15 @@ def test_immediate_double_free_is_caught_by_the_tcache_key_at_the_call():
 
 
 def test_double_free_with_a_full_tcache_is_fasttop():
-    rows = [_alloc(i, 24) for i in range(9)] + [_free(i) for i in range(8)] + [_free(8)]
-    trace = _fault_trace(rows, [(17, "double_free", 7, 0)])  # 0..6 fill the tcache, 7 goes to the fastbin's top
+    rows = [alloc(i, 24) for i in range(9)] + [free(i) for i in range(8)] + [free(8)]
+    trace = fault_trace(rows, [(17, "double_free", 7, 0)])  # 0..6 fill the tcache, 7 goes to the fastbin's top
     (outcome,) = _glibc(trace)
     assert (outcome.outcome, outcome.latency, outcome.message) == (DETECTED, 0, "double free or corruption (fasttop)")
 
 
 def test_a_double_free_after_reuse_frees_the_new_owner_undetected():
-    rows = [_alloc(0, 40), _alloc(1, 40), _free(0), _alloc(2, 40), _free(2), _free(1)]
-    trace = _fault_trace(rows, [(4, "double_free", 0, 0)])  # object 2 holds object 0's old block
+    rows = [alloc(0, 40), alloc(1, 40), free(0), alloc(2, 40), free(2), free(1)]
+    trace = fault_trace(rows, [(4, "double_free", 0, 0)])  # object 2 holds object 0's old block
     (outcome,) = _glibc(trace)
     assert outcome.fault_class == "double_free:after_reuse"
     # glibc frees object 2's block; the trace's own free of 2 right after is the second free of that block, which
@@ -77,23 +62,23 @@ def test_a_double_free_after_reuse_frees_the_new_owner_undetected():
     (16, "invalid_free:interior", "free(): invalid size"),  # the 'header' read inside the block is zero
 ])
 def test_invalid_frees(offset, klass, message):
-    trace = _fault_trace([_alloc(0, 100), _alloc(1, 32), _free(0), _free(1)], [(2, "invalid_free", 0, offset)])
+    trace = fault_trace([alloc(0, 100), alloc(1, 32), free(0), free(1)], [(2, "invalid_free", 0, offset)])
     (outcome,) = _glibc(trace)
     assert (outcome.fault_class, outcome.outcome, outcome.latency, outcome.message) == (klass, DETECTED, 0, message)
 
 
 def test_a_foreign_free_reads_a_zero_size():
-    trace = _fault_trace([_alloc(0, 100), _free(0)], [(1, "foreign_free", -1, 0)])
+    trace = fault_trace([alloc(0, 100), free(0)], [(1, "foreign_free", -1, 0)])
     (outcome,) = _glibc(trace)
     assert (outcome.fault_class, outcome.message) == ("foreign_free", "free(): invalid size")
 
 
 def test_an_overflow_within_the_slack_is_absorbed_and_one_into_top_corrupts_its_size():
-    rows = [_alloc(0, 20), _alloc(1, 20), _alloc(2, 5000), _free(0), _free(1), _free(2)]
-    slack = _fault_trace(rows, [(2, "overflow", 1, 4)])  # 20 B requested, 24 usable
+    rows = [alloc(0, 20), alloc(1, 20), alloc(2, 5000), free(0), free(1), free(2)]
+    slack = fault_trace(rows, [(2, "overflow", 1, 4)])  # 20 B requested, 24 usable
     (absorbed,) = _glibc(slack)
     assert (absorbed.fault_class, absorbed.outcome) == ("overflow:slack", NOT_DETECTED)
-    into_top = _fault_trace(rows, [(2, "overflow", 1, 64)])  # object 1 is the chunk before top
+    into_top = fault_trace(rows, [(2, "overflow", 1, 64)])  # object 1 is the chunk before top
     (caught,) = _glibc(into_top)
     assert (caught.fault_class, caught.outcome, caught.message) == ("overflow:long", DETECTED,
                                                                     "malloc(): corrupted top size")
@@ -102,30 +87,30 @@ def test_an_overflow_within_the_slack_is_absorbed_and_one_into_top_corrupts_its_
 
 def test_a_write_after_free_into_a_tcache_link_is_caught_when_the_list_is_walked():
     # 0 on top of 1 in the tcache; the write corrupts 0's safe-linked next; the second malloc pops the garbage
-    rows = [_alloc(0, 32), _alloc(1, 32), _free(1), _free(0), _alloc(2, 32), _alloc(3, 32), _free(2), _free(3)]
-    trace = _fault_trace(rows, [(4, "uaf_write", 0, 0)])
+    rows = [alloc(0, 32), alloc(1, 32), free(1), free(0), alloc(2, 32), alloc(3, 32), free(2), free(3)]
+    trace = fault_trace(rows, [(4, "uaf_write", 0, 0)])
     (outcome,) = _glibc(trace)
     assert (outcome.fault_class, outcome.outcome, outcome.latency) == ("uaf_write:first_word", DETECTED, 2)
     assert outcome.message in ("malloc(): unaligned tcache chunk detected", "SIGSEGV: access to a guard page")
 
 
 def test_faults_at_one_row_never_see_each_other():
-    rows = [_alloc(0, 32), _alloc(1, 32), _free(0), _free(1)]
-    key_written = _fault_trace(rows, [(3, "uaf_write", 0, 8), (3, "double_free", 0, 0)])
+    rows = [alloc(0, 32), alloc(1, 32), free(0), free(1)]
+    key_written = fault_trace(rows, [(3, "uaf_write", 0, 8), (3, "double_free", 0, 0)])
     outcomes = _glibc(key_written)  # in table order: the double free, then the write over its tcache key
     assert [(o.kind, o.outcome) for o in outcomes] == [("double_free", DETECTED), ("uaf_write", NOT_DETECTED)]
 
 
 def test_a_realloc_of_a_block_whose_header_an_underflow_smashed():
-    rows = [_alloc(0, 200), _alloc(1, 200), (OP_REALLOC, 1, 300, 0), _free(0), _free(1)]
-    trace = _fault_trace(rows, [(2, "underflow", 1, 8)])
+    rows = [alloc(0, 200), alloc(1, 200), (OP_REALLOC, 1, 300, 0), free(0), free(1)]
+    trace = fault_trace(rows, [(2, "underflow", 1, 8)])
     (outcome,) = _glibc(trace)
     # the size word reads 0x4141414141414140: no wrap-around, so not 'invalid pointer' but more than the arena has
     assert (outcome.outcome, outcome.latency, outcome.message) == (DETECTED, 1, "realloc(): invalid old size")
 
 
 def test_an_allocator_without_checks_runs_no_fault():
-    trace = _fault_trace([_alloc(0, 32), _free(0)], [(2, "double_free", 0, 0)])
+    trace = fault_trace([alloc(0, 32), free(0)], [(2, "double_free", 0, 0)])
     (outcome,) = replay_faults(build_for_trace("pool", trace), trace)
     assert (outcome.outcome, outcome.message) == (NOT_DETECTED, "the allocator has no checks")
     with pytest.raises(Exception, match="checks"):
