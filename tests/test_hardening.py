@@ -223,7 +223,8 @@ def test_each_option_costs_footprint_or_metadata(base):
     plain_log = plain.replay(trace)
     for option in ("checksum=1", "canary=1", "slot_state=1", "quarantine=64"):
         log = build_for_trace(f"{base}:{option}", trace).replay(trace)
-        assert (log.peak_footprint, log.peak_metadata) > (plain_log.peak_footprint, plain_log.peak_metadata), option
+        assert log.peak_footprint >= plain_log.peak_footprint, option
+        assert log.peak_metadata_bytes > plain_log.peak_metadata_bytes, option  # the layer's per-block words
 
 
 # ------------------------------------------------------------ any address

@@ -124,7 +124,7 @@ def reset_layer(hw, meta, memory, q_addr, r_addr, hints):
 
 # ------------------------------------------------------------------ templates
 # Never called as they are: `kernels_for` binds BASE_LEN, base_alloc_block, base_free_block, base_heap_stats,
-# base_reset_state, release_block, drain_blocks and retry_alloc.
+# base_reset_state, release_block (release_now: its inlined copy), drain_blocks, retry_alloc, refuse_block.
 def _release_template(state, user, thread, recycled):
     """A block leaves the layer: recycle checks if it was held, header/canary/guards undone, base free."""
     base = state[:BASE_LEN]  # noqa: F821
@@ -173,6 +173,12 @@ def _retry_template(state, need, thread):
     return base_alloc_block(state[:BASE_LEN], need, thread)  # noqa: F821
 
 
+def _refuse_template(state, addr, thread):
+    """A block the layer cannot keep records for goes back to the base: out of memory."""
+    base_free_block(state[:BASE_LEN], addr, thread)  # noqa: F821
+    return ST_OUT_OF_MEMORY
+
+
 def _alloc_template(state, size, thread):
     base = state[:BASE_LEN]  # noqa: F821
     hw, meta, memory, q_addr, q_granted, r_addr, r_granted, hints = state[BASE_LEN:]  # noqa: F821
@@ -187,6 +193,8 @@ def _alloc_template(state, size, thread):
         addr, granted = retry_alloc(state, need, thread)  # noqa: F821
     if addr < 0:
         return addr, granted
+    if addr + granted > hw[H_CAPACITY]:  # beyond the layer's records (capacities above COVERED_LIMIT)
+        return refuse_block(state, addr, thread), 0  # noqa: F821
     return hand_out(hw, meta, memory, addr, granted, size, large)
 
 
@@ -203,8 +211,8 @@ def _free_template(state, addr, thread):
     if status < 0:
         return status, 0
     retire(hw, meta, memory, addr, granted)
-    if hw[H_QUARANTINE] == 0 and hw[H_SHUFFLE] == 0:  # hot path: straight back to the base
-        return release_block(state, addr, thread, False), granted  # noqa: F821
+    if hw[H_QUARANTINE] == 0 and hw[H_SHUFFLE] == 0:  # hot path: straight back to the base (inlined)
+        return release_now(state, addr, thread, False), granted  # noqa: F821
     if hw[H_CHECKSUM] != 0:
         write_header(hw, meta, memory, addr, granted, HS_QUARANTINED)
     meta[index] = (meta[index] & ~KIND_MASK) | K_HELD
@@ -264,8 +272,10 @@ def kernels_for(base_cls: type, base_len: int) -> HardenedKernels:
         return njit(cache=True, inline="always")(function) if inline else njit(cache=True)(function)
 
     bindings["release_block"] = jit(_release_template, "release")
+    bindings["release_now"] = jit(_release_template, "release_now", inline=True)
     bindings["drain_blocks"] = jit(_drain_template, "drain")
     bindings["retry_alloc"] = jit(_retry_template, "retry")
+    bindings["refuse_block"] = jit(_refuse_template, "refuse")
     kernels = Kernels(
         alloc_block=jit(_alloc_template, "alloc_block", inline=True),
         free_block=jit(_free_template, "free_block", inline=True),

@@ -76,6 +76,10 @@ LAYER_ARRAYS = ("hw", "meta", "memory", "q_addr", "q_granted", "r_addr", "r_gran
 SLOT_STATE_BYTES = 1
 HOLDING_ENTRY_BYTES = 8
 
+#: The layer's records and memory cover at most this much of the address space (8 B of each per 8 B): a block
+#: the base places beyond it is refused as out of memory (a 1 TiB request in a pool of 1 TiB blocks).
+COVERED_LIMIT = 1 << 30
+
 MASK64 = (1 << 64) - 1
 
 
@@ -122,6 +126,7 @@ def make_layer_state(options, capacity: int, fixed_blocks: bool) -> tuple[np.nda
     hw[H_SHUFFLE] = options.shuffle
     hw[H_PREFIX] = prefix_bytes(options.checksum)
     hw[H_SUFFIX] = suffix_bytes(options.canary)
+    capacity = min(capacity, COVERED_LIMIT)
     hw[H_CAPACITY] = capacity
     keys = [_splitmix(options.seed * 8 + index + 1) for index in range(5)]
     hw[H_KEY_SUM], hw[H_KEY_CANARY], hw[H_KEY_LINK0], hw[H_KEY_LINK1], hw[H_RNG] = (_signed(k) for k in keys)
