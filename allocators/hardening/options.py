@@ -34,6 +34,9 @@ from typing import Any
 import numpy as np
 
 from allocators.errors import BadParameter
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 #: Entries of the shuffle's random array for `shuffle=1`.
 DEFAULT_SHUFFLE_ENTRIES = 16
