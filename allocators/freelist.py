@@ -126,6 +126,7 @@ from allocators.chunkheap import (
 )
 from allocators.errors import BadParameter
 from allocators.glibc import MALLOC_STATE_BYTES
+from allocators.hardening import HARDENING_OFF, HARDENING_PRESETS, harden, with_hardening
 from allocators.protocol import Allocator
 from allocators.registry import register
 from allocators.replay import Kernels
@@ -224,14 +225,14 @@ class Freelist(Allocator):
             found["allocs"] + found["frees"] - found["tcache_hits"] - found["tcache_puts"]
         )
         return found
-    defaults = {
+    defaults = with_hardening({
         "policy": "first", "order": "address", "bins": "none",
         "granularity": 16, "min_chunk": 32, "header": 8,
         "tcache_bins": 0, "tcache_count": 7, "max_fast": 0,
         "top_pad": 0, "trim_threshold": 0,
         "mmap_threshold": 0, "mmap_dynamic": False, "mmap_threshold_max": 32 << 20,
         "page": 4096, "checks": False,
-    }
+    })
     presets = {
         "glibc": {
             "policy": "best", "order": "fifo", "bins": "glibc",
@@ -241,12 +242,14 @@ class Freelist(Allocator):
             "mmap_threshold": 128 << 10, "mmap_dynamic": True, "mmap_threshold_max": 32 << 20,
             "page": 4096, "checks": True,
         },
+        **HARDENING_PRESETS,  # on the default policy (first fit, address order)
     }
+    configure_instance = harden
     variants = ("policy=best", "policy=next,order=lifo", "order=fifo,tcache_bins=64,max_fast=128",
                 "policy=best,order=address,mmap_threshold=131072,trim_threshold=131072")
 
     kernels = Kernels(alloc_block, free_block, heap_stats, reset_state, realloc_in_place)
-    hardening_params = {"checks": False}
+    hardening_params = {"checks": False, **HARDENING_OFF}
 
     # ---------------------------------------------------------------- params
     def check_params(self) -> None:

@@ -205,6 +205,7 @@ from allocators.go_layout import (
     tiny_unpin,
     uncache_span,
 )
+from allocators.hardening import HARDENING_OFF, HARDENING_PRESETS, harden, with_hardening
 from allocators.protocol import Allocator, default_capacity, no_reuse_capacity
 from allocators.registry import register
 from allocators.replay import Kernels
@@ -572,8 +573,12 @@ class Go(Allocator):
         "GOGC-paced stop-the-world mark-sweep (free_mode=gc)"
     )
     alignment = ALIGNMENT  # per instance: 1 when the tiny allocator packs odd-sized objects
-    defaults = {"free_mode": "explicit", "gogc": 100, "noscan": "all", "tiny": True, "go_version": LATEST_VERSION}
-    presets = {"gc": {"free_mode": "gc"}}
+    defaults = with_hardening(
+        {"free_mode": "explicit", "gogc": 100, "noscan": "all", "tiny": True, "go_version": LATEST_VERSION}
+    )
+    presets = {"gc": {"free_mode": "gc"}, **HARDENING_PRESETS}
+    configure_instance = harden
+    hardening_params = HARDENING_OFF
     variants = ("noscan=none", "free_mode=gc,noscan=small", "tiny=false,go_version=1.21")
     counter_names = OWN_COUNTERS + PH_COUNTER_NAMES
     #: mcentral and mheap operations take locks; mcache allocation and tiny packing do not.

@@ -32,6 +32,7 @@ import numpy as np
 from numba import njit
 
 from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, ST_TOO_LARGE, BadParameter
+from allocators.hardening import HARDENING_OFF, HARDENING_PRESETS, harden, with_hardening
 from allocators.protocol import Allocator
 from allocators.registry import register
 from allocators.replay import Kernels
@@ -97,7 +98,10 @@ class Pool(Allocator):
     summary = "fixed-size blocks carved from one region, LIFO free list; O(1) both ways"
     general_purpose = False  # one block size: every request up to it takes a whole block
     alignment = ALIGNMENT
-    defaults = {"block_size": None}
+    defaults = with_hardening({"block_size": None})
+    presets = dict(HARDENING_PRESETS)
+    configure_instance = harden
+    hardening_params = HARDENING_OFF
     counter_names = ("allocs", "frees", "blocks_carved")
     shared_counters = ("allocs", "frees")  # one free list for all threads
 

@@ -151,6 +151,10 @@ class Allocator:
     #: checks, and a safety replay records every fault as not detected without running it.
     safety_kernels: ClassVar[SafetyKernels | None] = None
 
+    #: Called with each new instance right after check_params, or None: a per-instance set-up that may give the
+    #: instance its own kernels, replay_kernel, safety_kernels and make_state (`allocators.hardening.harden`).
+    configure_instance: ClassVar[Callable[[Allocator], None] | None] = None
+
     #: The allocator's kernels; a subclass names them once, `kernels = Kernels(...)`.
     kernels: ClassVar[driver.Kernels]
     #: The replay loop bound to `kernels`, built when a class that names kernels is defined.
@@ -179,6 +183,8 @@ class Allocator:
         self.max_threads = int(max_threads)
         self.params = self._resolve_params(params)
         self.check_params()
+        if type(self).configure_instance is not None:
+            type(self).configure_instance(self)
         self._check_state_fits(params)
         self.state = self.make_state()
         self._live: dict[int, int] = {}

@@ -96,6 +96,7 @@ import numpy as np
 from numba import njit
 
 from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, BadParameter
+from allocators.hardening import HARDENING_OFF, HARDENING_PRESETS, harden, with_hardening
 from allocators.protocol import Allocator
 from allocators.registry import register
 from allocators.replay import Kernels
@@ -514,13 +515,15 @@ class TCMalloc(Allocator):
         "lists of spans, best-fit page heap; > 256 KiB straight from the page heap"
     )
     alignment = ALIGNMENT
-    defaults = {
+    defaults = with_hardening({
         "table": "default",
         "thread_cache_bytes": DEFAULT_OVERALL_THREAD_CACHE,
         "transfer_cache": True,
         "grow_bytes": DEFAULT_GROW_BYTES,
-    }
-    presets = {"legacy": {"table": "legacy"}}
+    })
+    presets = {"legacy": {"table": "legacy"}, **HARDENING_PRESETS}
+    configure_instance = harden
+    hardening_params = HARDENING_OFF
     variants = ("transfer_cache=false", "thread_cache_bytes=0", "grow_bytes=8KiB")
     counter_names = OWN_COUNTERS + PH_COUNTER_NAMES
     #: Lock-taking operations: each fetch from / release to the middle end takes the class's central-list

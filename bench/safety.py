@@ -185,17 +185,24 @@ def fault_traces(config: SafetyConfig) -> list[tuple[int, Trace]]:
 
 
 def unhardened_spec(spec: str) -> str:
-    """The spec with every check and hardening option off (the class's `hardening_params`), or the spec itself."""
+    """The spec with every check and hardening option off (the class's `hardening_params`), or the spec itself:
+    a preset that only switches hardening on (`pool:hardened`) is dropped, given options are removed, and a
+    preset's checks (`freelist:glibc`'s) are switched off explicitly."""
     name, params = allocators.parse_spec(spec)
     cls = allocators.get(name)
     off_values = dict(getattr(cls, "hardening_params", {}))
-    resolved = dict(cls.defaults)
-    if "preset" in params:
-        resolved.update(cls.presets.get(params["preset"], {}))
-    resolved.update(params)
-    switched = [f"{key}={int(value) if isinstance(value, bool) else value}"
-                for key, value in off_values.items() if key in resolved and resolved[key] != value]
-    return spec + ("," if ":" in spec else ":") + ",".join(switched) if switched else spec
+    if not off_values:
+        return spec
+    preset = params.pop("preset", None)
+    preset_params = cls.presets.get(preset, {}) if preset else {}
+    if preset and set(preset_params) <= set(off_values):
+        preset, preset_params = None, {}
+    kept = {key: value for key, value in params.items() if key not in off_values}
+    resolved = {**cls.defaults, **preset_params, **kept}
+    kept.update({key: value for key, value in off_values.items() if key in resolved and resolved[key] != value})
+    items = ([preset] if preset else []) + [f"{key}={int(value) if isinstance(value, bool) else value}"
+                                            for key, value in kept.items()]
+    return f"{name}:{','.join(items)}" if items else name
 
 
 # ----------------------------------------------------------------------- running

@@ -292,6 +292,8 @@ def _resolve(spec: str) -> _Resolved:
     components = {"sizes": sizes, "lifetime": lifetime, "threads": threads, "access": access}
     # Report every parameter in force, defaults included, as the components hold them.
     resolved = {key: params[key] for key in GENERIC_KEYS}
+    if resolved["faults"] == "none":  # an ordinary workload: its meta as before fault workloads existed
+        del resolved["faults"], resolved["fault_rate"]
     resolved["threading"] = threads.name
     for part in (sizes, lifetime, threads):
         described = part.params()
@@ -329,7 +331,7 @@ def make(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Trace:
                    "generate it chunk by chunk into a trace directory (trace gen -o DIR/), or give a smaller --ops")
     trace = generate(**arguments)
     params = arguments["extra_meta"]["params"]
-    if params["faults"] == "none":
+    if params.get("faults", "none") == "none":
         return trace
     from workloads.faults import inject, mix_spec, parse_faults
 
@@ -349,7 +351,7 @@ def make_chunks(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0,
     (op, obj, size, thread) chunks (`workloads.generator.generate_chunks`).
     """
     arguments = _arguments(spec, n_ops, seed)
-    if arguments["extra_meta"]["params"]["faults"] != "none":
+    if arguments["extra_meta"]["params"].get("faults", "none") != "none":
         raise ValueError(f"workload spec '{spec}': a fault workload is generated in memory (its fault table needs "
                          "the whole trace); give fewer rows")
     return generate_chunks(**arguments, chunk_rows=chunk_rows)
