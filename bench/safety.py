@@ -292,7 +292,8 @@ def measure_costs(config: SafetyConfig, say: Callable[[str], None]) -> list[Cost
         say(f"cost of {spec} against {baseline}: {len(trace):,} rows x {config.repeats}")
         try:
             mops, footprint = _model_speed(spec, trace, config.repeats)
-            base_mops, base_footprint = _model_speed(baseline, trace, config.repeats)
+            base_mops, base_footprint = ((mops, footprint) if baseline == spec
+                                         else _model_speed(baseline, trace, config.repeats))
         except AllocatorError as error:
             costs.append(Cost(spec, "model", baseline, None, None, None, None, None, None, str(error)))
             continue

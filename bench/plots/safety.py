@@ -9,7 +9,8 @@
    allocator is blank.
 2. `safety_cost.png`: detection (the mean of the allocator's per-class rates)
    against slowdown over the same allocator unhardened (real ones: over real
-   glibc), one labelled point per allocator.  Needs costs.
+   glibc; log axis), one point per allocator, named in the legend with its
+   slowdown.  Needs costs.
 
 What to look at: rows that differ where the mechanisms say they should
 (double free after reuse is blank for everyone; a canary catches overflows
@@ -22,9 +23,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 
-from bench.plots.style import new_figure, save_figure
+from bench.plots.style import REAL_PALETTE, new_figure, save_figure
 from workloads.faults import FAULT_CLASSES
 
 #: Which real allocator a model spec follows (its row goes right under the model's).
@@ -88,22 +90,25 @@ def _cost(verdicts: list[dict[str, Any]], costs: list[dict[str, Any]], path: Pat
     by_allocator: dict[str, list[float]] = {}
     for verdict in verdicts:
         by_allocator.setdefault(verdict["allocator"], []).append(verdict["rate"])
-    figure = new_figure(6.5, 4.5)
+    points = [(cost, 100 * float(np.mean(by_allocator[cost["allocator"]]))) for cost in costs
+              if cost["slowdown"] is not None and by_allocator.get(cost["allocator"])]
+    figure = new_figure(8.5, 4.8)
     ax = figure.add_subplot()
-    for cost in costs:
-        rates = by_allocator.get(cost["allocator"])
-        if cost["slowdown"] is None or not rates:
-            continue
+    colors = matplotlib.colormaps["tab20"]
+    reals = [cost["allocator"] for cost, _ in points if cost["source"] == "real"]
+    for index, (cost, rate) in enumerate(points):
         real = cost["source"] == "real"
-        ax.scatter(cost["slowdown"], 100 * float(np.mean(rates)), marker="s" if real else "o",
-                   color="black" if real else "tab:blue", zorder=3)
-        ax.annotate(cost["allocator"], (cost["slowdown"], 100 * float(np.mean(rates))), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
+        color = REAL_PALETTE[reals.index(cost["allocator"]) % len(REAL_PALETTE)] if real else colors(index % 20)
+        ax.scatter(max(cost["slowdown"], 0.5), rate, marker="s" if real else "o", s=48, zorder=3,
+                   color=color, edgecolor="white", linewidth=0.5,
+                   label=f"{cost['allocator']} ({cost['slowdown']:.2f}x)")
+    ax.set_xscale("log")
     ax.axvline(1.0, color="#999999", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("slowdown on the clean trace (x, against the same allocator unhardened; real: against glibc)")
+    ax.set_xlabel("slowdown on the clean trace (log; against the same allocator unhardened, real: against glibc)")
     ax.set_ylabel("mean detection rate over fault classes (%)")
     ax.set_ylim(-5, 105)
-    ax.grid(True, alpha=0.3)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_title("what catching misuse costs: models (circles), real allocators (squares)", fontsize=9)
     save_figure(figure, path)
     return path
