@@ -102,6 +102,7 @@ DETECTIONS: tuple[tuple[str, str, str], ...] = (
     # hardening mechanisms (allocators.hardening)
     ("slot_double_free", "double free (slot state)", "out-of-line slot state"),
     ("slot_invalid_free", "invalid free (slot state)", "out-of-line slot state"),
+    ("misaligned", "misaligned pointer", "header checksum"),
     ("header_checksum", "corrupted chunk header", "header checksum"),
     ("header_state", "invalid chunk state", "header checksum"),
     ("canary", "canary corrupted", "canary"),
@@ -116,8 +117,8 @@ DETECTION_CODES = {name: code for code, (name, _, _) in enumerate(DETECTIONS)}
  D_UNSORTED_INVALID_NEXT_SIZE, D_UNSORTED_PREV_SIZE, D_UNSORTED_LIST, D_UNSORTED_PREV_INUSE, D_SMALLBIN_LIST,
  D_FASTBIN_ENTRY_FREE, D_TCACHE_TOO_MANY, D_FREE_UNSORTED, D_CONSOLIDATE_UNALIGNED, D_CONSOLIDATE_SIZE,
  D_FASTBINS_PREV_SIZE, D_REALLOC_POINTER, D_REALLOC_OLD_SIZE, D_REALLOC_NEXT_SIZE, D_LARGEBIN_NEXTSIZE, D_LARGEBIN_BK,
- D_FASTBIN_STASH_UNALIGNED, D_SYSMALLOC_ASSERT, D_SLOT_DOUBLE_FREE, D_SLOT_INVALID_FREE, D_HEADER_CHECKSUM,
- D_HEADER_STATE, D_CANARY, D_WRITE_AFTER_FREE, D_FREE_LIST_ENTRY) = range(len(DETECTIONS))
+ D_FASTBIN_STASH_UNALIGNED, D_SYSMALLOC_ASSERT, D_SLOT_DOUBLE_FREE, D_SLOT_INVALID_FREE, D_MISALIGNED,
+ D_HEADER_CHECKSUM, D_HEADER_STATE, D_CANARY, D_WRITE_AFTER_FREE, D_FREE_LIST_ENTRY) = range(len(DETECTIONS))
 
 #: The byte every injected write stores (overflow, underflow, write after free), in models and real replays:
 #: 0x41 ('A') leaves glibc's IS_MMAPPED and NON_MAIN_ARENA bits clear and sets PREV_INUSE.

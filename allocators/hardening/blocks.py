@@ -29,6 +29,7 @@ from numba import njit
 from allocators.detections import (
     D_HEADER_CHECKSUM,
     D_HEADER_STATE,
+    D_MISALIGNED,
     D_SLOT_DOUBLE_FREE,
     D_SLOT_INVALID_FREE,
     ST_CORRUPTED,
@@ -193,6 +194,8 @@ def reject(hw, meta, memory, addr):
                 return detected(D_SLOT_DOUBLE_FREE)
         return detected(D_SLOT_INVALID_FREE)
     if hw[H_CHECKSUM] != 0:
+        if addr & 15 != 0:  # Scudo checks the alignment before it reads the header
+            return detected(D_MISALIGNED)
         state = header_status(hw[H_KEY_SUM], addr, load(hw, memory, addr - 8))
         if state < 0:
             return detected(D_HEADER_CHECKSUM)
