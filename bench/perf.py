@@ -1,6 +1,6 @@
 """`python -m bench perf`: the performance table of the README, measured on this machine.
 
-For every allocator spec (default: every registered allocator and preset):
+For every allocator spec (default: every registered allocator and preset but the hardening presets):
 - replay throughput on the 1M-operation benchmark trace (`workloads.benchmark_trace()`:
   log-normal sizes, random lifetimes; `stack` replays the same sizes with LIFO
   lifetimes, the only order it supports): median of `--repeats` kernel runs,
@@ -70,7 +70,7 @@ def measure(spec: str, traces: dict[str, Any], repeats: int, compile_time: bool)
 
 def measure_all(specs: Sequence[str] | None = None, ops: int = 1_000_000, repeats: int = 7, compile_time: bool = True,
                 progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """One row per spec (default: every registered allocator and preset) on the benchmark traces of `ops` rows."""
+    """One row per spec (default: `bench.sweep.default_allocators()`) on the benchmark traces of `ops` rows."""
     specs = [spec.strip() for spec in specs or () if spec.strip()] or default_allocators()
     for spec in specs:
         allocators.parse_spec(spec)

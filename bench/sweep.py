@@ -73,6 +73,7 @@ from pathlib import Path
 from typing import Any
 
 import allocators
+from allocators.hardening import HARDENING_PRESETS
 from bench import calibrate, executors, harness
 from bench.progress import SweepBar, cell_cost
 from bench.results import ResultRow, Results, atomic_write, write_results
@@ -177,10 +178,12 @@ class Plan:
 
 
 def default_allocators() -> list[str]:
+    """Every registered allocator and preset, but the hardening presets (`:hardened`, `:scudo`), which
+    `bench safety` measures against their base: a sweep or `perf` takes them when named (-a)."""
     specs = []
     for name in allocators.names():
         specs.append(name)
-        specs.extend(f"{name}:{preset}" for preset in allocators.get(name).presets)
+        specs.extend(f"{name}:{preset}" for preset in allocators.get(name).presets if preset not in HARDENING_PRESETS)
     return specs
 
 
