@@ -236,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     perf = commands.add_parser("perf", help="the README's performance table, measured on this machine")
     perf.add_argument("--allocators", "-a", default=None, metavar="SPECS",
-                      help="semicolon-separated allocator specs (default: every registered allocator and preset but the "
-                      "hardening presets :hardened and :scudo)")
+                      help="semicolon-separated allocator specs (default: every registered allocator and "
+                      "preset but the hardening presets :hardened and :scudo)")
     perf.add_argument("--ops", type=_positive, default=1_000_000, help="benchmark trace rows (default 1000000)")
     perf.add_argument("--repeats", type=_positive, default=7, help="kernel runs; the median counts (default 7)")
     perf.add_argument("--no-compile", action="store_true", help="skip the cold-compile measurement")
@@ -255,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--preset", default="default", help="grid preset (default 'default'; see above)")
     sweep.add_argument("--quick", action="store_true", help="the 'quick' preset: seconds, not minutes")
     sweep.add_argument("--allocators", "-a", default=None, metavar="SPECS",
-                       help="semicolon-separated allocator specs (default: every registered allocator and preset but the "
-                      "hardening presets :hardened and :scudo)")
+                       help="semicolon-separated allocator specs (default: every registered allocator and "
+                      "preset but the hardening presets :hardened and :scudo)")
     sweep.add_argument("--workloads", "-w", default=None, metavar="SPECS",
                        help="semicolon-separated workload specs; FAMILY:PARAM=V1/V2/... sweeps a parameter; "
                        "trace:PATH replays a trace file or a chunked trace directory")
