@@ -130,7 +130,8 @@ def run_program(allocator: Allocator, program: list[tuple[str, int, int]]) -> He
             # Memory the allocator kept must be reused.  Memory it handed back to its OS on
             # this free (munmap, trimming the top) owes no reuse: an adaptive allocator may
             # then serve the same request another way (glibc raises its mmap threshold).
-            if footprint == before and allocator.footprint > footprint:
+            # An allocator that holds freed blocks back (a quarantine) owes no immediate reuse either.
+            if footprint == before and allocator.footprint > footprint and not allocator.delays_reuse:
                 raise ConformanceError(
                     f"{where}: re-allocating {requested} B right after freeing it grew the footprint "
                     f"{before} -> {footprint} -> {allocator.footprint} (freed memory not reused)"

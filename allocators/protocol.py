@@ -129,6 +129,9 @@ class Allocator:
     #: Whether freed memory is ever handed out again (False: a bump allocator; its default capacity is then
     #: `no_reuse_capacity`, room for every request).
     reuses_freed_memory: ClassVar[bool] = True
+    #: Whether freed blocks are held back from reuse (a quarantine; set per instance): the conformance suite then
+    #: does not ask that a block freed and requested again be served from the freed memory at once.
+    delays_reuse: bool = False
     #: Whether the allocator can stand in for malloc: any size, any number of objects, freed in any order,
     #: memory reused object by object.  False for special-purpose designs (a bump pointer, fixed-size
     #: blocks, a LIFO stack, whole-region frees): the report marks them as such and keeps them out of its

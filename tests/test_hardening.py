@@ -120,7 +120,7 @@ def test_a_quarantine_alone_detects_nothing_but_lengthens_the_slot_states_window
     (without,) = run("pool:slot_state=1", ROWS, double_free_of_2)
     assert without.fault_class == "double_free:after_reuse" and without.outcome == NOT_DETECTED
     (with_quarantine,) = run("pool:slot_state=1,quarantine=4", ROWS, double_free_of_2)
-    # FIFO: obj 4 got the oldest held block (1); block 2 is still in the quarantine, so the double free is seen
+    # block 2 is still in the quarantine (nothing is handed out from it), so the double free is seen
     assert with_quarantine.fault_class == "double_free:delayed"
     assert verdict(with_quarantine) == (DETECTED, message("slot_double_free"), 0)
 
@@ -132,7 +132,10 @@ def test_a_full_quarantine_pushes_its_oldest_block_back_to_the_base():
         allocator.deallocate(addr)
     hw = allocator.state[2]
     assert hw[allocators.hardening.layout.H_HELD] == 2 and hw[allocators.hardening.layout.H_RECYCLED] == 1
-    assert allocator.allocate(64) == blocks[1]  # the oldest block still held, before the base's (block 0)
+    assert allocator.allocate(64) == blocks[0]  # the base reuses the block the quarantine gave back ...
+    fresh = allocator.allocate(64)
+    assert fresh not in blocks  # ... and the held ones stay out of reach: the next block is a new one
+    assert allocator.footprint > 4 * 64
 
 
 # ------------------------------------------------------------ canary

@@ -129,4 +129,5 @@ def harden(allocator: Any) -> None:
 
     allocator.make_state = make_state
     allocator.hardening = options
+    allocator.delays_reuse = options.quarantine > 0
     allocator.alignment = cls.alignment

@@ -9,18 +9,18 @@ oldest block leaves it.  A block leaving the last area that is on goes back to
 the base allocator, after the recycle checks (`checks.recycle_checks`: its
 link, its zeroing, its header state).
 
-A held block may also be handed out again without going through the base: a
-request of `size` bytes takes a *fitting* held block (usable size in
-size..2 x size + 64; any usable size >= size for a base of fixed-size blocks,
-`pool`), a uniformly random fitting entry of the random array, else the
-oldest fitting entry of the quarantine, before it asks the base.  So a freed
-block is reused only after every older fitting block in the quarantine (FIFO
-reuse instead of the LIFO reuse of the base's free lists), or at random among
-the random array's fitting blocks, and the memory the areas hold is never the
-reason the heap grows (the conformance suite's "a block freed and requested
-again does not grow the footprint" holds).  When the base runs out of
-memory, every held block goes back to it (`drain`) and the request is tried
-again.
+A block in the random array may also be handed out again without going
+through the base (the random slot selection): a request of `size` bytes takes
+a uniformly random *fitting* entry (usable size in size..2 x size + 64; any
+usable size >= size for a base of fixed-size blocks, `pool`) before it asks
+the base.  A block in the quarantine is never handed out: it waits until N
+younger frees push it out (Scudo's and hardened_malloc's quarantines), so
+the held blocks are the quarantine's memory cost in the footprint, and a
+freed block's address stays out of reach of the next allocations (which is
+what lets slot state see a double free that would otherwise come after
+reuse).  The conformance suite knows (`Allocator.delays_reuse`).  When the
+base runs out of memory, every held block goes back to it (`drain`) and the
+request is tried again.
 
 `hints` counts the held blocks per bit length of their usable size, so a
 request with no fitting candidate scans nothing; a scan is otherwise
@@ -121,7 +121,7 @@ def hold(hw, q_addr, q_granted, r_addr, r_granted, hints, user, granted):
 
 @njit(cache=True)
 def take(hw, meta, q_addr, q_granted, r_addr, r_granted, hints, size, large):
-    """A held block fitting `size` (random array: at random; quarantine: the oldest), or -1."""
+    """A block of the random array fitting `size`, at random, or -1 (the quarantine's blocks are not taken)."""
     if not may_fit(hw, hints, size):
         return EMPTY
     fixed = hw[H_FIXED_BLOCKS] != 0
@@ -141,17 +141,7 @@ def take(hw, meta, q_addr, q_granted, r_addr, r_granted, hints, size, large):
             hints[bit_length(r_granted[found])] -= 1
             hw[H_HELD] -= 1
             return user
-    n_ring = hw[H_QUARANTINE]
-    position = hw[H_Q_HEAD]
-    for _ in range(hw[H_Q_LEN]):
-        if q_addr[position] >= 0 and fits(meta, q_addr[position], q_granted[position], size, fixed, large):
-            user = q_addr[position]
-            q_addr[position] = EMPTY
-            hints[bit_length(q_granted[position])] -= 1
-            hw[H_HELD] -= 1
-            return user
-        position = position + 1 if position + 1 < n_ring else 0
-    return EMPTY
+    return EMPTY  # the quarantine hands nothing out
 
 
 @njit(cache=True)
