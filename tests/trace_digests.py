@@ -44,6 +44,11 @@ def specs() -> list[str]:
     return list(catalog.names()) + list(EXTRA_SPECS)
 
 
+def stream_specs() -> list[str]:
+    """The specs `catalog.make_chunks` generates: all but the fault workloads (their table needs the whole trace)."""
+    return [spec for spec in specs() if catalog.parameters(spec).get("faults", "none") == "none"]
+
+
 def digest(trace) -> str:
     hasher = hashlib.sha256()
     for column in ("op", "obj", "size", "thread"):
