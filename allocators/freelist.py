@@ -65,7 +65,7 @@ safe-linked (PROTECT_PTR), a tcache'd chunk carries the tcache key in its
 second word, and free, malloc, realloc and malloc_consolidate test the
 chunk words glibc tests, in its order, returning a detection status with
 glibc's message (`allocators.detections`) where glibc aborts.  They cost
-10-17 % of the replay speed (README "Safety").  The safety kernels (`free_checked`,
+10-30 % of the replay speed (README "Safety").  The safety kernels (`free_checked`,
 `write_bytes`) let a safety replay free any pointer and write into the
 simulated memory (`allocators.faultreplay`).
 

@@ -287,13 +287,19 @@ def measure_costs(config: SafetyConfig, say: Callable[[str], None]) -> list[Cost
     trace = (Trace.load(config.trace) if config.trace is not None
              else catalog.make(config.workload, config.cost_ops, 0))
     costs = []
+    measured: dict[str, tuple[float, int]] = {}  # one measure per spec: a baseline several specs share, once
+
+    def speed(spec: str) -> tuple[float, int]:
+        if spec not in measured:
+            measured[spec] = _model_speed(spec, trace, config.repeats)
+        return measured[spec]
+
     for spec in config.allocators:
         baseline = unhardened_spec(spec)
         say(f"cost of {spec} against {baseline}: {len(trace):,} rows x {config.repeats}")
         try:
-            mops, footprint = _model_speed(spec, trace, config.repeats)
-            base_mops, base_footprint = ((mops, footprint) if baseline == spec
-                                         else _model_speed(baseline, trace, config.repeats))
+            mops, footprint = speed(spec)
+            base_mops, base_footprint = speed(baseline)
         except AllocatorError as error:
             costs.append(Cost(spec, "model", baseline, None, None, None, None, None, None, str(error)))
             continue

@@ -38,8 +38,11 @@ with a test run (so +-20 %); Mops/s from the median of the 3 repeats, then the s
 repeat: a low first repeat is the first touch of the records' and memory's pages); peak footprint; peak
 metadata (B).  pool's footprint is its carved blocks (block size = the largest request, 4432 B; 80 B more
 per block with everything on); tcmalloc's and go's stay within their page heap's growth steps (1 MiB, 4 MiB)
-on this small trace, so their extra bytes show only in the metadata here.  The quarantine's and the
-random array's time is mostly the model's scan of their entries per allocation while they hold blocks.
+on this small trace, so their extra bytes show only in the metadata here; pool's quarantine holds 256 of
+its 4.4 KiB blocks (+1.1 MiB).  The random array's time is mostly the model's scan of its entries per
+allocation while it holds blocks.  The quarantine and hardened rows were measured again after the quarantine
+became strict (it hands nothing out), the others before; README "Safety" has tcmalloc's slowdowns measured
+in one run against one baseline.
 
 | spec | Mops/s | spread | peak footprint (MiB) | peak metadata (B) |
 |---|---|---|---|---|
@@ -48,34 +51,34 @@ random array's time is mostly the model's scan of their entries per allocation w
 | `pool:checksum=1` | 6.76 | 1.36..8.58 | 43.16 | 81408 |
 | `pool:canary=1` | 9.32 | 6.53..10.50 | 43.16 | 81408 |
 | `pool:zero_on_free=1` | 1.83 | 1.33..1.84 | 43.00 | 16 |
-| `pool:quarantine=256` | 6.50 | 6.35..6.54 | 43.00 | 2064 |
+| `pool:quarantine=256` | 13.57 | 2.64..14.12 | 44.08 | 2064 |
 | `pool:shuffle=1` | 12.97 | 12.04..12.99 | 43.00 | 144 |
 | `pool:guard_pages=1` | 23.98 | 22.57..24.47 | 43.00 | 16 |
 | `pool:encode_links=1` | 12.23 | 7.15..12.54 | 43.00 | 16 |
 | `pool:scudo` | 7.83 | 7.19..7.86 | 43.16 | 81464 |
-| `pool:hardened` | 1.55 | 1.36..1.69 | 43.31 | 175094 |
+| `pool:hardened` | 1.35 | 0.68..1.45 | 44.40 | 179422 |
 | `tcmalloc` | 41.13 | 38.44..44.92 | 2.00 | 66209 |
 | `tcmalloc:slot_state=1` | 27.06 | 25.86..28.80 | 2.00 | 76450 |
 | `tcmalloc:checksum=1` | 21.58 | 19.80..22.26 | 2.00 | 148657 |
 | `tcmalloc:canary=1` | 19.83 | 13.08..20.28 | 2.00 | 148657 |
 | `tcmalloc:zero_on_free=1` | 15.44 | 12.86..16.18 | 2.00 | 66305 |
-| `tcmalloc:quarantine=256` | 5.17 | 4.91..5.51 | 2.00 | 70177 |
+| `tcmalloc:quarantine=256` | 11.06 | 11.02..11.25 | 2.00 | 68545 |
 | `tcmalloc:shuffle=1` | 11.11 | 10.29..11.21 | 2.00 | 68449 |
 | `tcmalloc:guard_pages=1` | 33.96 | 33.60..34.87 | 2.00 | 66305 |
 | `tcmalloc:encode_links=1` | 25.29 | 23.55..26.38 | 2.00 | 66305 |
 | `tcmalloc:scudo` | 8.77 | 8.52..9.09 | 2.00 | 150529 |
-| `tcmalloc:hardened` | 5.84 | 5.31..6.17 | 2.00 | 245578 |
+| `tcmalloc:hardened` | 4.09 | 3.87..4.28 | 2.00 | 249393 |
 | `go` | 43.62 | 42.31..43.67 | 4.00 | 62456 |
 | `go:slot_state=1` | 25.82 | 25.42..26.98 | 4.00 | 72742 |
 | `go:checksum=1` | 15.36 | 15.31..16.38 | 4.00 | 147392 |
 | `go:canary=1` | 18.70 | 18.15..21.40 | 4.00 | 147392 |
 | `go:zero_on_free=1` | 16.13 | 16.09..16.24 | 4.00 | 62584 |
-| `go:quarantine=256` | 6.40 | 6.37..6.43 | 4.00 | 71384 |
+| `go:quarantine=256` | 13.56 | 11.37..13.69 | 4.00 | 65512 |
 | `go:shuffle=1` | 7.53 | 7.48..7.56 | 4.00 | 70296 |
 | `go:guard_pages=1` | 26.61 | 26.02..26.71 | 4.00 | 62584 |
 | `go:encode_links=1` | 23.51 | 23.30..23.59 | 4.00 | 62584 |
 | `go:scudo` | 8.48 | 8.33..8.63 | 4.00 | 154360 |
-| `go:hardened` | 4.36 | 4.31..5.15 | 4.00 | 251359 |
+| `go:hardened` | 7.13 | 6.75..7.65 | 4.00 | 256048 |
 """
 
 from __future__ import annotations
