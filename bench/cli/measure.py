@@ -159,6 +159,8 @@ def cmd_real(args: argparse.Namespace) -> int:
     from bench.real import RealAllocatorMissing, RealOutOfMemory, RealReplayFailed, replay_real, summary_lines
 
     trace = Trace.load(args.trace)
+    if args.allocator == "go":
+        return _real_go(trace, args)
     try:
         result = replay_real(trace, args.allocator, repeats=args.repeats, touch=args.touch)
     except RealAllocatorMissing as error:
@@ -170,6 +172,30 @@ def cmd_real(args: argparse.Namespace) -> int:
         print(json.dumps(result, sort_keys=True, default=str))
     else:  # label, then value from column 24: long values continue under it
         print(wrap_text("\n".join(summary_lines(result)), indent=" " * 24))
+    return 0
+
+
+def _real_go(trace: Trace, args: argparse.Namespace) -> int:
+    from bench.real import RealReplayFailed
+    from bench.realgo import GoMissing, replay_go, summary_lines
+
+    gogc: int | str = args.gogc
+    if gogc != "off":
+        try:
+            gogc = int(gogc)
+        except ValueError:
+            raise UsageError(f"--gogc must be a positive integer or off, got {args.gogc!r}") from None
+    try:
+        result = replay_go(trace, gogc=gogc)
+    except GoMissing as error:
+        raise UsageError(str(error)) from None
+    except RealReplayFailed as error:
+        print(f"bench: go failed on {args.trace}: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, sort_keys=True, default=str))
+    else:
+        print("\n".join(summary_lines(result)))
     return 0
 
 

@@ -186,8 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         "statistics and the overhead factor.",
     )
     real.add_argument("--trace", "-t", required=True, type=Path, help="trace file (.npz or .csv)")
-    real.add_argument("--allocator", "-a", choices=REAL_ALLOCATORS, default="glibc",
-                      help="real allocator (default glibc)")
+    real.add_argument("--allocator", "-a", choices=(*REAL_ALLOCATORS, "go"), default="glibc",
+                      help="real allocator (default glibc); go: the trace on the real Go heap (golang-go), "
+                      "with the runtime's heap metrics")
+    real.add_argument("--gogc", default="100", help="GOGC for --allocator go (default 100; off: never collect)")
     real.add_argument("--repeats", type=_positive, default=3, help="timed replays; the median counts (default 3)")
     real.add_argument("--touch", choices=("page", "first", "none"), default="page",
                       help="bytes written into each new block: one per 4 KiB page (default), the first, none")

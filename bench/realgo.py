@@ -1,0 +1,130 @@
+"""The real Go runtime as a backend: a trace replayed on the Go heap, measured by the runtime's own metrics.
+
+`replay_go(trace)` runs the Go replayer (bench/goreplayer/main.go: its
+header says what each row does and which `runtime/metrics` it reads) with
+GOGC and GOMAXPROCS set (100 and 1 by default, Debian's Go 1.19 toolchain),
+and returns its figures: the peak in-use heap (Go's HeapInuse: object bytes
+plus the free slots of spans that hold objects), the peak mapped heap
+(in-use + free + released pages), GC cycles, the final heap goal, and the
+samples read every `sample_every` rows.  The trace's own share is the figure
+minus the baseline read after a GC before the first row (`*_over_baseline`),
+which holds the replayer's one table of references (8 B per object slot,
+`table_bytes`: the collector must see the blocks' references, so the table
+is on the Go heap and counts in the pacer's live heap, as a program's own
+references would) and the runtime's own first allocations.
+
+The replayer is built with `go build` on first use of its source into
+~/.cache/allocator-lab/goreplayer/<sha256 of the source>/ (the Go build cache
+beside it), like the C replayer (`bench.cleanheap`).  Without Go:
+`GoMissing` naming the Debian package (golang-go).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.real import RealReplayFailed
+
+SOURCE = Path(__file__).with_name("goreplayer") / "main.go"
+CACHE_ROOT = Path.home() / ".cache" / "allocator-lab" / "goreplayer"
+#: Samples of the runtime's metrics per replay by default (every rows // this rows).
+DEFAULT_SAMPLES = 1000
+
+
+class GoMissing(RuntimeError):
+    """The Go toolchain is not installed (the message names the Debian package)."""
+
+
+def goreplayer_binary() -> Path:
+    """Path of the built Go replayer, building bench/goreplayer/main.go with `go build` on first use."""
+    source = SOURCE.read_bytes()
+    directory = CACHE_ROOT / hashlib.sha256(source).hexdigest()[:16]
+    binary = directory / "goreplayer"
+    if binary.exists():
+        return binary
+    go = shutil.which("go")
+    if go is None:
+        raise GoMissing("real Go: the go toolchain is not installed; install the Debian package: "
+                        "apt-get install -y golang-go")
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="alloclab-gobuild-") as build:
+        (Path(build) / "main.go").write_bytes(source)
+        (Path(build) / "go.mod").write_text("module goreplayer\n\ngo 1.19\n")
+        partial = directory / f"goreplayer.{os.getpid()}.tmp"
+        env = {**os.environ, "GOCACHE": str(CACHE_ROOT / "gocache"), "GOFLAGS": "-mod=mod", "GO111MODULE": "on",
+               "CGO_ENABLED": "0"}
+        env.setdefault("HOME", str(Path.home()))
+        completed = subprocess.run([go, "build", "-o", str(partial), "."], cwd=build, env=env, capture_output=True,
+                                   text=True)
+        if completed.returncode != 0:
+            partial.unlink(missing_ok=True)
+            raise RealReplayFailed(f"real Go: go build failed on {SOURCE}:\n{completed.stderr}")
+        os.replace(partial, binary)  # atomic: concurrent builders leave one complete binary
+    return binary
+
+
+def replay_go(trace: Any, gogc: int | str = 100, gomaxprocs: int = 1, samples: int = DEFAULT_SAMPLES,
+              timeout: float | None = 1800.0) -> dict[str, Any]:
+    """Replay `trace` on the real Go heap; return the runtime's figures (module docstring)."""
+    if not hasattr(trace, "slots") or not hasattr(trace, "op"):
+        raise TypeError(f"replay_go() needs a Trace, got {type(trace).__name__}")
+    if not len(trace):
+        raise ValueError("real Go: the trace has no rows")
+    if not (gogc == "off" or (isinstance(gogc, int) and not isinstance(gogc, bool) and gogc > 0)):
+        raise ValueError(f"real Go: GOGC must be a positive integer or 'off', got {gogc!r}")
+    if isinstance(gomaxprocs, bool) or not isinstance(gomaxprocs, int) or gomaxprocs < 1:
+        raise ValueError(f"real Go: GOMAXPROCS must be a positive integer, got {gomaxprocs!r}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"real Go: samples must be a positive integer, got {samples!r}")
+    binary = goreplayer_binary()
+    every = max(1, len(trace) // samples)
+    with tempfile.TemporaryDirectory(prefix="alloclab-go-") as scratch:
+        paths = [Path(scratch) / name for name in ("op.bin", "obj.bin", "size.bin")]
+        np.ascontiguousarray(trace.op, dtype=np.int8).tofile(paths[0])
+        np.ascontiguousarray(trace.slots, dtype=np.int64).tofile(paths[1])
+        np.ascontiguousarray(trace.size, dtype=np.int64).tofile(paths[2])
+        env = {**os.environ, "GOGC": str(gogc), "GOMAXPROCS": str(gomaxprocs)}
+        env.pop("GODEBUG", None)
+        try:
+            done = subprocess.run([str(binary), *map(str, paths), str(max(trace.n_slots, 1)), str(every)],
+                                  env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RealReplayFailed(f"real Go: the replay did not finish within {timeout} s") from None
+    if done.returncode != 0:
+        raise RealReplayFailed(f"real Go: the replayer failed (exit status {done.returncode}): "
+                               f"{done.stderr.strip()[-2000:]}")
+    result = json.loads(done.stdout)
+    baseline = result["baseline"]
+    baseline_inuse = baseline["heap_objects_bytes"] + baseline["heap_unused_bytes"]
+    result["baseline_heap_inuse_bytes"] = baseline_inuse
+    result["peak_heap_inuse_over_baseline"] = result["peak_heap_inuse_bytes"] - baseline_inuse
+    result["peak_heap_objects_over_baseline"] = result["peak_heap_objects_bytes"] - baseline["heap_objects_bytes"]
+    result["sample_every"] = every
+    result["binary"] = str(binary)
+    return result
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """The figures of `replay_go` as label/value lines for the console."""
+    mib = 1 << 20
+    return [
+        f"{'runtime':<24}{result['go_version']} (GOGC={result['gogc']}, GOMAXPROCS={result['gomaxprocs']})",
+        f"{'rows':<24}{result['rows']:,}",
+        f"{'peak in-use heap':<24}{result['peak_heap_inuse_bytes'] / mib:.2f} MiB (HeapInuse; "
+        f"{result['peak_heap_inuse_over_baseline'] / mib:.2f} MiB over the baseline)",
+        f"{'peak mapped heap':<24}{result['peak_heap_mapped_bytes'] / mib:.2f} MiB",
+        f"{'peak object bytes':<24}{result['peak_heap_objects_bytes'] / mib:.2f} MiB",
+        f"{'GC cycles':<24}{result['gc_cycles']}",
+        f"{'final heap goal':<24}{result['final_heap_goal_bytes'] / mib:.2f} MiB",
+        f"{'baseline':<24}{result['baseline_heap_inuse_bytes'] / mib:.2f} MiB in use before the first row "
+        f"(the replayer's reference table: {result['table_bytes']:,} B)",
+    ]
