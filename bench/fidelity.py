@@ -26,6 +26,11 @@ no model in the lab yet, so there is nothing to put beside it.  Its speed and
 footprint against real glibc on the same trace come from `bench real` (README,
 "Real programs and real allocators").
 
+Real Go <-> `go:gc` (`bench.realgo`, the trace on the real Go 1.19 heap with GOGC=100 and GOMAXPROCS=1):
+the model's peak footprint (its mapped heap pages) beside real Go's peak mapped heap (in-use + free +
+released pages), and GC cycles beside GC cycles, with relative errors; real Go's peak in-use heap
+(HeapInuse) is shown too.  Skipped, with the reason, when Go is not installed.
+
 Speed against reality: the replay time of the `go` and `tcmalloc` models over
 real glibc's replay time on the same trace, measured in the same run
 (ratio <= 1.0: the model replays at least as fast as the real allocator).
@@ -76,6 +81,7 @@ def measure_trace(path: Path, repeats: int) -> dict[str, Any]:
         else:
             entry["reason"] = model["reason"]
         result["pairs"].append(entry)
+    result["go"] = _go_entry(trace, repeats)
     if "glibc" in real_runs:
         glibc_seconds = real_runs["glibc"]["seconds_median"]
         for spec in SPEED_MODELS:
@@ -85,6 +91,30 @@ def measure_trace(path: Path, repeats: int) -> dict[str, Any]:
                                         "glibc_seconds": glibc_seconds,
                                         "ratio": model["seconds_median"] / glibc_seconds})
     return result
+
+
+def _go_entry(trace: Trace, repeats: int) -> dict[str, Any]:
+    """Real Go beside `go:gc`: mapped heap and GC cycles, with relative errors."""
+    from bench.realgo import GoMissing, replay_go
+
+    try:
+        real = replay_go(trace)
+    except GoMissing as error:
+        return {"status": f"skipped: {error}"}
+    model, _ = harness.measure("go:gc", trace, repeats=repeats)
+    entry: dict[str, Any] = {"status": model["status"], "real_peak_heap_inuse": real["peak_heap_inuse_bytes"],
+                             "real_peak_heap_mapped": real["peak_heap_mapped_bytes"],
+                             "real_gc_cycles": real["gc_cycles"], "real_heap_goal": real["final_heap_goal_bytes"],
+                             "go_version": real["go_version"]}
+    if model["status"] != "ok":
+        entry["reason"] = model["reason"]
+        return entry
+    cycles = int(model["counters"]["gc_cycles"])
+    entry.update(model_peak_footprint=model["peak_footprint"], model_gc_cycles=cycles,
+                 mapped_error=(model["peak_footprint"] - real["peak_heap_mapped_bytes"])
+                 / max(1, real["peak_heap_mapped_bytes"]),
+                 cycles_error=(cycles - real["gc_cycles"]) / real["gc_cycles"] if real["gc_cycles"] else None)
+    return entry
 
 
 def measure_traces(paths: Sequence[Path], repeats: int = 3, out: Path | None = None,
@@ -128,6 +158,23 @@ def render_tables(results: Sequence[dict[str, Any]]) -> str:
                                 f"{entry['glibc_seconds'] * 1e3:.2f}", f"{entry['ratio']:.2f}"])
     text = render(["trace", "real / model", "peak live", "real peak heap", "model peak", "overhead real / model",
                    "error", "real measure"], lines, [False, False] + [True] * 5 + [False])
+    go_lines = []
+    for result in results:
+        go = result.get("go")
+        if not go:
+            continue
+        name = Path(result["trace"]).name
+        if "mapped_error" not in go:
+            go_lines.append([name, "-", "-", "-", "-", "-", go.get("reason") or go["status"]])
+            continue
+        cycles_error = "-" if go["cycles_error"] is None else f"{100 * go['cycles_error']:+.0f} %"
+        go_lines.append([name, format_bytes(go["real_peak_heap_inuse"]), format_bytes(go["real_peak_heap_mapped"]),
+                         format_bytes(go["model_peak_footprint"]), f"{100 * go['mapped_error']:+.1f} %",
+                         f"{go['real_gc_cycles']} / {go['model_gc_cycles']}", cycles_error])
+    if go_lines:
+        text += "\n\n" + render(["trace", "real Go in use", "real Go mapped", "go:gc mapped", "error",
+                                  "GC cycles real / model", "error"], go_lines,
+                                 [False, True, True, True, True, True, True])
     if speed_lines:
         text += "\n\n" + render(["trace", "model", "model ms", "real glibc ms", "model / glibc time"], speed_lines)
     return text

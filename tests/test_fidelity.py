@@ -21,6 +21,10 @@ def test_fidelity_reports_pairs_and_speed_ratio(tmp_path, capsys):
     assert glibc["status"] == "ok" and glibc["real_peak_heap"] > 0 and glibc["model_peak_footprint"] > 0
     assert isinstance(glibc["relative_error"], float)
     assert {entry["model"] for entry in results[0]["speed"]} == {"go", "tcmalloc"}
+    go = results[0]["go"]
+    if not go["status"].startswith("skipped"):  # Go installed (.ci/run installs it)
+        assert go["real_peak_heap_mapped"] >= go["real_peak_heap_inuse"] > 0 and go["model_peak_footprint"] > 0
+        assert isinstance(go["mapped_error"], float) and "GC cycles real / model" in out
     assert (tmp_path / "out" / "fidelity.png").stat().st_size > 10_000
 
 
