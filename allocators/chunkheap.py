@@ -303,14 +303,17 @@ def write_bytes(state, addr, nbytes, byte):
     raw = memory.view(np.uint8)
     shift = words[S_PAGE_SHIFT]
     foreign = words[S_MAP_TOP] + FOREIGN_GAP - 2 * words[S_PAGE]
+    mapped_page = -1  # the last page of the mmap region found mapped (one hole lookup per page, not per byte)
     for at in range(addr, addr + nbytes):
         if 0 <= at < words[S_BRK]:
             raw[at] = byte
         elif words[S_HEAP_LIMIT] <= at < words[S_MAP_TOP]:
             page = at >> shift
-            hole = tree_last_at_least(maptree, page, 1)
-            if hole >= 0 and hole + tree_get(maptree, hole) > page:
-                return detected(D_SEGV)  # a page munmap released
+            if page != mapped_page:
+                hole = tree_last_at_least(maptree, page, 1)
+                if hole >= 0 and hole + tree_get(maptree, hole) > page:
+                    return detected(D_SEGV)  # a page munmap released
+                mapped_page = page
             raw[at] = byte
         elif not foreign <= at < foreign + FOREIGN_BYTES + 4 * words[S_PAGE]:
             return detected(D_SEGV)

@@ -136,6 +136,7 @@ def _replay_template(
             addr = -1
             granted = 0
             release = -1
+            status = 0
             if code == OP_FREE:
                 release = objects[slot]
             elif code == OP_REALLOC:
@@ -144,12 +145,10 @@ def _replay_template(
                     addr, granted = realloc_in_place(  # noqa: F821
                         state, old, objects[slot + 1], size[row], thread[row]
                     )
-                    if addr < 0:
+                    if addr <= ST_CORRUPTED:  # realloc_in_place found misuse (a detection), not just no room
+                        status = addr
+                    elif addr < 0:
                         release = old
-            status = 0
-            if addr <= ST_CORRUPTED:  # realloc_in_place found misuse (a detection), not just no room
-                status = addr
-                release = -1
             if code != OP_FREE and addr < 0 and status == 0:
                 addr, granted = alloc_block(state, size[row], thread[row])  # noqa: F821
                 if addr < 0:

@@ -48,7 +48,7 @@ from allocators.errors import AllocatorError, BadParameter
 from allocators.faultreplay import DEFAULT_WINDOW, DETECTED, SKIPPED, FaultOutcome, replay_faults
 from bench.harness import build_for_trace
 from workloads import catalog
-from workloads.faults import FAULT_CLASSES, check_fault_trace, inject, is_fault_trace, mix_spec, parse_faults
+from workloads.faults import FAULT_CLASSES, inject, is_fault_trace, mix_spec, parse_faults
 from workloads.trace import Trace, TraceError
 
 DEFAULT_WORKLOAD = "lognormal"
@@ -168,11 +168,10 @@ def load_report(out: str | Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------ inputs
 def fault_traces(config: SafetyConfig) -> list[tuple[int, Trace]]:
     """(seed, fault trace) pairs: the user's fault trace, or the workload's trace per seed with faults injected."""
-    if config.trace is not None:
+    if config.trace is not None:  # its faults are checked where they are replayed
         trace = Trace.load(config.trace)
         if not is_fault_trace(trace.meta):
             raise TraceError(f"{config.trace}: not a fault trace (make one with: python -m bench trace inject ...)")
-        check_fault_trace(trace)
         return [(-1, trace)]
     requests = parse_faults(config.faults)
     traces = []
@@ -231,7 +230,8 @@ def run_safety(config: SafetyConfig, progress: Callable[[str], None] | None = No
             found = replay_faults_real(trace, name, config.window)
             outcomes += [{"allocator": f"real:{name}", "source": "real", "seed": seed, **o.as_dict()} for o in found]
     verdicts = summarise(outcomes)
-    costs = measure_costs(config, say) if config.costs else []
+    clean = traces[0][1] if config.trace is not None else None  # a file's trace: loaded once
+    costs = measure_costs(config, say, clean) if config.costs else []
     meta = {"seconds": round(time.perf_counter() - started, 2), "traces": len(traces),
             "faults_per_trace": [len(trace.faults) for _, trace in traces]}
     return SafetyReport(config, outcomes, verdicts, costs, meta)
@@ -282,10 +282,11 @@ def _model_speed(spec: str, trace: Trace, repeats: int) -> tuple[float, int]:
     return len(trace) / statistics.median(times) / 1e6, int(log.peak_footprint)
 
 
-def measure_costs(config: SafetyConfig, say: Callable[[str], None]) -> list[Cost]:
-    """Each allocator's speed and footprint on the clean trace against its unhardened baseline."""
-    trace = (Trace.load(config.trace) if config.trace is not None
-             else catalog.make(config.workload, config.cost_ops, 0))
+def measure_costs(config: SafetyConfig, say: Callable[[str], None], trace: Trace | None = None) -> list[Cost]:
+    """Each allocator's speed and footprint on the clean trace (`trace`, else the workload's `cost_ops` rows)
+    against its unhardened baseline."""
+    if trace is None:
+        trace = catalog.make(config.workload, config.cost_ops, 0)
     costs = []
     measured: dict[str, tuple[float, int]] = {}  # one measure per spec: a baseline several specs share, once
 

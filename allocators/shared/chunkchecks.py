@@ -259,16 +259,24 @@ def check_free(words, memory, tcache, chunk, tbase):
 
 
 @njit(cache=True)
+def check_fastbin_chunk(words, memory, chunk, index, nbytes, unaligned_code, size_code):
+    """The checks glibc makes on a chunk it takes off fastbin `index` (malloc's pop, malloc_consolidate's walk):
+    its alignment (`unaligned_code`), `nbytes` of it readable, and a size that belongs in this bin (`size_code`)."""
+    if chunk & 15 != 0:
+        return detected(unaligned_code)
+    if not readable(words, memory, chunk, nbytes):
+        return detected(D_SEGV)
+    size = memory[(chunk >> 3) + W_SIZE] & SIZE_MASK
+    if size < words[S_MIN_CHUNK] or (size - words[S_MIN_CHUNK]) >> words[S_GRAN_SHIFT] != index:
+        return detected(size_code)
+    return ST_OK
+
+
+@njit(cache=True)
 def check_fastbin_victim(words, memory, victim, index):
     """malloc's checks on the chunk at the front of fastbin `index` (its link revealed, with checks)."""
-    if victim & 15 != 0:
-        return detected(D_FASTBIN_UNALIGNED)
-    if not readable(words, memory, victim, 8 * (W_FD + 1)):
-        return detected(D_SEGV)
-    size = memory[(victim >> 3) + W_SIZE] & SIZE_MASK
-    if size < words[S_MIN_CHUNK] or (size - words[S_MIN_CHUNK]) >> words[S_GRAN_SHIFT] != index:
-        return detected(D_FASTBIN_CORRUPTION)
-    return ST_OK
+    return check_fastbin_chunk(words, memory, victim, index, 8 * (W_FD + 1), D_FASTBIN_UNALIGNED,
+                               D_FASTBIN_CORRUPTION)
 
 
 @njit(cache=True)

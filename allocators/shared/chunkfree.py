@@ -32,12 +32,10 @@ from allocators.detections import (
     D_CONSOLIDATE_SIZE,
     D_CONSOLIDATE_UNALIGNED,
     D_FASTBINS_PREV_SIZE,
-    D_SEGV,
     ST_CORRUPTED,
-    detected,
 )
 from allocators.errors import ST_OK
-from allocators.shared.chunkchecks import check_merge
+from allocators.shared.chunkchecks import check_fastbin_chunk, check_merge
 from allocators.shared.chunks import (
     BIN_STRIDE,
     C_COALESCES,
@@ -83,7 +81,6 @@ from allocators.shared.chunks import (
     W_SIZE,
     link_after,
     protect,
-    readable,
     set_free_chunk,
     set_top,
     size_of,
@@ -212,13 +209,10 @@ def malloc_consolidate(state):
 @njit(cache=True)
 def _check_consolidate(words, memory, chunk, index):
     """malloc_consolidate's checks on one fastbin chunk, then those of merging it."""
-    if chunk & 15 != 0:
-        return detected(D_CONSOLIDATE_UNALIGNED)
-    if not readable(words, memory, chunk, 8 * (W_BK_NEXTSIZE + 1)):
-        return detected(D_SEGV)
-    size = size_of(memory, chunk)
-    if size < words[S_MIN_CHUNK] or (size - words[S_MIN_CHUNK]) >> words[S_GRAN_SHIFT] != index:
-        return detected(D_CONSOLIDATE_SIZE)
+    status = check_fastbin_chunk(words, memory, chunk, index, 8 * (W_BK_NEXTSIZE + 1), D_CONSOLIDATE_UNALIGNED,
+                                 D_CONSOLIDATE_SIZE)
+    if status < 0:
+        return status
     return check_merge(words, memory, chunk, D_FASTBINS_PREV_SIZE)
 
 
