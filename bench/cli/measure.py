@@ -32,7 +32,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, unit, doc in describe_fields():
             _entry(f"  {name:<28} {('[' + unit + ']') if unit else '':<16} ", doc)
         return 0
-    show_all = not (args.allocators or args.workloads or args.metrics)
+    show_all = not (args.allocators or args.workloads or args.metrics or args.scenarios)
     if args.allocators or show_all:
         print("allocators:")
         for name in allocators.names():
@@ -43,6 +43,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("workloads:")
         for name in catalog.names():
             _entry(f"  {name:<18} ", catalog.describe(name))
+    if args.scenarios or show_all:
+        from bench.scenarios import SCENARIOS
+
+        print("scenarios (each is a subcommand: python -m bench NAME --help):")
+        for name, line in SCENARIOS.items():
+            _entry(f"  {name:<18} ", line)
     if args.metrics or show_all:
         from bench.metrics import describe_metrics
 

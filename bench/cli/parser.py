@@ -67,9 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
 
-    listing = commands.add_parser("list", help="list allocators and workloads")
+    listing = commands.add_parser("list", help="list allocators, workloads, scenarios and metrics")
     listing.add_argument("--allocators", action="store_true", help="only allocators")
     listing.add_argument("--workloads", action="store_true", help="only workloads")
+    listing.add_argument("--scenarios", action="store_true", help="only scenarios (each is a subcommand)")
     listing.add_argument("--metrics", action="store_true", help="only metrics, with their one-line definitions")
     listing.add_argument("--fields", action="store_true", help="the fields of a result row, with their units")
     listing.set_defaults(func=cmd_list)
