@@ -78,15 +78,19 @@ Frees (`free_mode`):
   correct), so it stays exact.
 - "gc" (preset `go:gc`): a FREE only makes the object garbage (the trace
   says when a Go program drops its last reference), and a GOGC-paced
-  stop-the-world mark-sweep collector, allocators.go_gc, reclaims it.  The
-  allocator keeps the mark bits current (set when a slot is allocated,
-  cleared by the FREE; a large object has a live flag), checks the
-  collector's trigger before every span refill and large allocation, and
-  runs one emergency cycle before it fails with out of memory.  A cycle
-  flushes every mcache and sweeps every span, so a dead slot is reusable
-  only after one.  `gogc` = GOGC (default 100, `off` never collects),
-  ignored in explicit mode.  go_gc's docstring explains marking, pacing and
-  the cycle.
+  mark-sweep collector, allocators.go_gc, reclaims it: by default Go's
+  pacer with a concurrent mark (a trigger below the goal, allocate-black,
+  objects dropped during the mark surviving it), or `collector=stw`, a
+  stop-the-world cycle at the goal.  The allocator keeps the mark bits
+  current (set when a slot is allocated, cleared by the FREE; a large
+  object has a live flag), sets the survivor ("black") bits while a mark
+  runs, checks the pacer before every span refill and large allocation,
+  and runs one emergency cycle before it fails with out of memory.  A
+  cycle flushes every mcache and sweeps every span, so a dead slot is
+  reusable only after one.  `gogc` = GOGC (default 100, `off` never
+  collects); `collector`, `trigger` (45/64), `mark_bytes` ("goal") and
+  `roots` (0 B) are the pacer's parameters; all ignored in explicit mode.
+  go_gc's docstring explains marking, pacing and the cycle.
 
 Counters: allocs, frees (FREE rows), tiny_allocs (requests served by the tiny
 allocator), tiny_blocks (16 B blocks it took), large_allocs, large_frees (given
@@ -96,8 +100,11 @@ mheap_alloc_spans / mheap_free_spans (each takes mheap.lock; Go serves < 16
 page requests from a per-P page cache and takes the lock only to refill it,
 which is not modelled), spans_allocated (small spans made by mcentral.grow),
 spans_swept, spans_freed (small spans given back to the mheap), gc_cycles,
-gc_emergency_cycles, objects_marked (live objects found by the cycles, summed),
-sweep_freed_objects, peak_heap_live (bytes), then the page heap's counters.
+gc_emergency_cycles, objects_marked (survivors of the cycles, summed),
+sweep_freed_objects, peak_heap_live (bytes), peak_heap_inuse (bytes: the
+pages of spans in use, Go's HeapInuse, at their peak; `bench fidelity`
+compares it with real Go's), mark_phase_frees (FREEs while a mark ran:
+floating garbage), then the page heap's counters.
 
 footprint = the mheap's mapped pages * 8 KiB.  metadata_bytes = an mspan (160
 B) per span in use (free page runs have none in Go: the page allocator's bitmap
@@ -116,10 +123,11 @@ partial/full list heads, allocators.shared.central),
 size, pages, nelems, divMagic, tail bytes, GC-bitmap bytes, span bytes),
 `mcache` (per thread: 136 span ids, tiny block, tiny offset, in-use flag),
 `tiny_counts`, then the page heap's `spans`, `pagemap`, `run_heads`,
-`run_bits`, `run_tree` and the span bitmaps `bits` (allocation and mark
-regions).  Span record fields used: SP_START, SP_NPAGES, SP_STATE, SP_CLASS (the
-span class), SP_OBJ_SIZE, SP_NOBJ, SP_NFREE, the bitmap offsets, SP_SCAN,
-SP_LIST (NO_SPAN for a small span: it is in an mcache), SP_USER0 (a large
+`run_bits`, `run_tree`, the span bitmaps `bits` (allocation and mark
+regions) and `black` (the concurrent mark's survivor bits).  Span record
+fields used: SP_START, SP_NPAGES, SP_STATE, SP_CLASS (the span class),
+SP_OBJ_SIZE, SP_NOBJ, SP_NFREE, the bitmap offsets, SP_SCAN, SP_LIST
+(NO_SPAN for a small span: it is in an mcache), SP_USER0 (a large
 object's live flag), SP_USER2 (divMagic).
 
 Costs.  Allocation hit: one lookup, one bitmap word search, O(1) (a span's
@@ -138,20 +146,27 @@ from numba import njit
 
 from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, BadParameter
 from allocators.go_gc import (
+    TRIGGER_MIN,
+    Pacer,
+    clear_black,
     collect_before_refill,
     collect_if_over_goal,
     emergency_cycle,
-    gc_cycle,
+    full_cycle,
     init_pacer,
+    mark_black,
     parse_gogc,
     reset_pacer,
 )
 from allocators.go_layout import (
+    BITMAP_WORDS,
     C_ALLOCS,
     C_CACHE_SPAN,
     C_FREES,
     C_LARGE_ALLOCS,
+    C_MARK_PHASE_FREES,
     C_MHEAP_ALLOCS,
+    C_PEAK_HEAP_INUSE,
     C_PEAK_HEAP_LIVE,
     C_REFILLS,
     C_SPANS_ALLOCATED,
@@ -159,6 +174,7 @@ from allocators.go_layout import (
     C_TINY_BLOCKS,
     CB,
     I_BITS,
+    I_BLACK,
     I_CLASS8,
     I_CLASS128,
     I_CLASSES,
@@ -192,12 +208,15 @@ from allocators.go_layout import (
     S_HEADER_MIN,
     S_HEAP_GOAL,
     S_HEAP_LIVE,
+    S_MARKING,
     S_METADATA,
     S_NOSCAN_RULE,
     S_SMALL_LIMIT,
     S_STATIC_METADATA,
     S_THREADS_SEEN,
     S_TINY_LIMIT,
+    S_TRIGGER,
+    SP_BLACK,
     TINY_SHIFT,
     explicit_span_transition,
     free_slot,
@@ -228,6 +247,7 @@ from allocators.shared.go_sizeclasses import (
 )
 from allocators.shared.pageheap import (
     PH_COUNTER_NAMES,
+    PH_FREE_PAGES,
     PH_FREE_RUNS,
     PH_HEAP_PAGES,
     PH_METADATA,
@@ -268,7 +288,6 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 TINY_SPAN_CLASS = (TINY_SIZE_CLASS << 1) | 1  # 5: class 2 (16 B), noscan
 GROW_PAGES = 512  # mheap.grow: alignUp(npages, 512) pages = 4 MiB
 ARENA_PAGES = 8192  # 64 MiB heap arenas (linux/amd64)
-BITMAP_WORDS = 16  # 1024 objects (class 1) per span at most
 LATEST_VERSION = "1.27"
 ALIGNMENT = 8  # every class size is a multiple of 8 and spans start on pages: MinHeapAlign
 
@@ -292,6 +311,14 @@ def _heap_live_add(words, delta):
         words[C_PEAK_HEAP_LIVE] = live
 
 
+@njit(cache=True, inline="always")
+def _note_heap_inuse(words):
+    """Peak HeapInuse: the pages of spans in use (mapped - free), after the mheap handed out a span."""
+    inuse = (words[PH + PH_HEAP_PAGES] - words[PH + PH_FREE_PAGES]) << PAGE_SHIFT
+    if inuse > words[C_PEAK_HEAP_INUSE]:
+        words[C_PEAK_HEAP_INUSE] = inuse
+
+
 # ---------------------------------------------------------- mcentral / mheap
 @njit(cache=True)
 def _cache_span(state, spc):
@@ -310,6 +337,7 @@ def _cache_span(state, spc):
         return s
     words[C_MHEAP_ALLOCS] += 1
     words[C_SPANS_ALLOCATED] += 1
+    _note_heap_inuse(words)
     words[S_METADATA] += classes[row + K_GCBITS]
     base = s << SPAN_SHIFT
     nobj = classes[row + K_NELEMS]
@@ -322,6 +350,7 @@ def _cache_span(state, spc):
     spans[base + SP_USER2] = classes[row + K_MAGIC]
     pagemap_set_range(pagemap, s, spans[base + SP_START], spans[base + SP_NPAGES])
     bitmap_init(spans, bits, s, nobj)
+    clear_black(state, s, nobj)
     return s
 
 
@@ -384,12 +413,14 @@ def alloc_large(state, size, noscan, thread):
     spans[base + SP_NOBJ] = 1
     spans[base + SP_NFREE] = 0
     spans[base + SP_USER0] = 1  # live
+    spans[base + SP_BLACK] = 1  # survives a running mark (allocate black)
     if words[S_GC_MODE] != 0:  # Go puts large spans on their mcentral's full list for the sweeper
         central_push_span(words, CB, noscan, spans, s, LIST_FULL, True)
     words[S_METADATA] += 16
     words[C_MHEAP_ALLOCS] += 1
     words[C_LARGE_ALLOCS] += 1
     words[C_ALLOCS] += 1
+    _note_heap_inuse(words)
     _heap_live_add(words, nbytes)
     return spans[base + SP_START] << PAGE_SHIFT, nbytes
 
@@ -467,6 +498,7 @@ def alloc_block(state, size, thread):
     spans[base + SP_NFREE] -= 1
     if words[S_GC_MODE] != 0:
         bitmap_mark(spans, bits, s, index)
+        mark_black(state, s, index)
     elemsize = spans[base + SP_OBJ_SIZE]
     addr = (spans[base + SP_START] << PAGE_SHIFT) + index * elemsize
     words[C_ALLOCS] += 1
@@ -483,6 +515,7 @@ def free_block(state, addr, thread):
         state[I_WORDS], state[I_TINY], state[I_SPANS], state[I_PAGEMAP], state[I_BITS]
     )
     words[C_FREES] += 1
+    words[C_MARK_PHASE_FREES] += words[S_MARKING]
     s = pagemap[addr >> PAGE_SHIFT]
     base = s << SPAN_SHIFT
     if spans[base + SP_STATE] != SPAN_SMALL:
@@ -570,11 +603,12 @@ class Go(Allocator):
     summary = (
         "Go runtime allocator: 68 size classes, per-thread mcache spans (lowest free index first), mcentral "
         "partial/full spans, first-fit 8 KiB-page mheap growing by 4 MiB; tiny allocator; explicit frees or "
-        "GOGC-paced stop-the-world mark-sweep (free_mode=gc)"
+        "a GOGC-paced mark-sweep with Go's concurrent-mark pacer (free_mode=gc; collector=stw for stop-the-world)"
     )
     alignment = ALIGNMENT  # per instance: 1 when the tiny allocator packs odd-sized objects
     defaults = with_hardening(
-        {"free_mode": "explicit", "gogc": 100, "noscan": "all", "tiny": True, "go_version": LATEST_VERSION}
+        {"free_mode": "explicit", "gogc": 100, "noscan": "all", "tiny": True, "go_version": LATEST_VERSION,
+         "collector": "stw", "trigger": TRIGGER_MIN, "mark_bytes": "goal", "roots": 0}
     )
     presets = {"gc": {"free_mode": "gc"}, **HARDENING_PRESETS}
     configure_instance = harden
@@ -613,6 +647,7 @@ class Go(Allocator):
             raise BadParameter(f"go: tiny must be true or false, got {p['tiny']!r}")
         p["tiny"] = bool(p["tiny"])
         p["gogc"] = parse_gogc(p["gogc"])
+        self.pacer = Pacer.from_params(p)
         p["go_version"] = _parse_version(p["go_version"])
         if self.capacity < PAGE_SIZE:
             raise BadParameter(f"go: capacity_bytes {self.capacity} is smaller than one {PAGE_SIZE} B page")
@@ -631,7 +666,7 @@ class Go(Allocator):
             pagemap_entry_bytes=PAGE_META_BYTES, bitmap_words=BITMAP_WORDS,
         )
         init_central(words, CB, N_SPAN_CLASSES)
-        init_pacer(words, p["free_mode"] == "gc", p["gogc"])
+        init_pacer(words, p["free_mode"] == "gc", p["gogc"], self.pacer)
         words[S_SMALL_LIMIT] = small_size_limit(version)
         words[S_TINY_LIMIT] = TINY_SIZE if p["tiny"] else 0
         words[S_NOSCAN_RULE] = NOSCAN_RULES.index(p["noscan"])
@@ -661,6 +696,8 @@ class Go(Allocator):
                 capacity_pages, POLICY_FIRST_FIT, BITMAP_WORDS
             )
             bits = new_span_bits(capacity_pages + 1, BITMAP_WORDS)
+            concurrent = p["free_mode"] == "gc" and self.pacer.concurrent
+            black = np.zeros((capacity_pages + 1) * BITMAP_WORDS if concurrent else 1, np.int64)
         except (MemoryError, ValueError):
             raise BadParameter(
                 f"go: capacity_bytes {self.capacity} too large for this model's page- and block-indexed tables"
@@ -668,7 +705,7 @@ class Go(Allocator):
         arrays = {
             I_WORDS: words, I_CLASS8: SIZE_TO_CLASS8, I_CLASS128: SIZE_TO_CLASS128, I_CLASSES: classes,
             I_MCACHE: mcache, I_TINY: tiny_counts, I_SPANS: spans, I_PAGEMAP: pagemap, I_RUN_HEADS: run_heads,
-            I_RUN_BITS: run_bits, I_RUN_TREE: run_tree, I_BITS: bits,
+            I_RUN_BITS: run_bits, I_RUN_TREE: run_tree, I_BITS: bits, I_BLACK: black,
         }
         return tuple(arrays[i] for i in range(len(arrays)))
 
@@ -683,8 +720,18 @@ class Go(Allocator):
         """The current GOGC heap goal, bytes (gc mode)."""
         return int(self.state[I_WORDS][S_HEAP_GOAL])
 
+    @property
+    def heap_trigger(self) -> int:
+        """heap_live at which the concurrent collector starts its next mark, bytes (gc mode)."""
+        return int(self.state[I_WORDS][S_TRIGGER])
+
+    @property
+    def marking(self) -> bool:
+        """True while a concurrent mark runs (gc mode)."""
+        return bool(self.state[I_WORDS][S_MARKING])
+
     def collect(self) -> None:
-        """Run one GC cycle now (gc mode only; like runtime.GC())."""
+        """Run a whole GC cycle now, after finishing a running mark (gc mode only; like runtime.GC())."""
         if self.params["free_mode"] != "gc":
             raise BadParameter("go: collect() needs free_mode=gc")
-        gc_cycle(self.state)
+        full_cycle(self.state)

@@ -14,7 +14,9 @@ tables), `classes` (K_STRIDE words per span class, columns K_*), `mcache`
 (MC_STRIDE words per thread: one span id per span class, NO_SPAN if none, then
 MC_TINY, MC_TINY_OFFSET, MC_ACTIVE), `tiny_counts` (one int8 per 16 B block,
 TINY_SHIFT), then the page heap's `spans`, `pagemap`, `run_heads`,
-`run_bits`, `run_tree` and the span bitmaps `bits`.
+`run_bits`, `run_tree` and the span bitmaps `bits`, then `black` (the concurrent
+collector's survivor bits: one region of the page heap's bitmap words per span
+record, at `s * bitmap_words`; one word when there is no concurrent collector).
 
 Span returns.  A span leaves an mcache (`uncache_span`, mcentral.uncacheSpan:
 at a refill, or when a GC cycle flushes every mcache), an mcache lets go of its
@@ -45,6 +47,7 @@ from allocators.shared.spans import (
     SP_NOBJ,
     SP_OBJ_SIZE,
     SP_START,
+    SP_USER1,
     SP_USER2,
     SPAN_SHIFT,
 )
@@ -53,6 +56,7 @@ from labcore.jitcache import holds_kernels
 holds_kernels(__file__)
 
 N_SPAN_CLASSES = NUM_SIZE_CLASSES << 1  # 136
+BITMAP_WORDS = 16  # bitmap words per span region: 1024 objects (class 1) per span at most
 TINY_SHIFT = 4  # 16 B blocks
 NO_BLOCK = -1
 
@@ -61,13 +65,13 @@ OWN_COUNTERS = (
     "allocs", "frees", "tiny_allocs", "tiny_blocks", "large_allocs", "large_frees",
     "mcache_refills", "mcentral_cache_span", "mcentral_uncache_span", "mheap_alloc_spans", "mheap_free_spans",
     "spans_allocated", "spans_swept", "spans_freed", "gc_cycles", "gc_emergency_cycles",
-    "objects_marked", "sweep_freed_objects", "peak_heap_live",
+    "objects_marked", "sweep_freed_objects", "peak_heap_live", "peak_heap_inuse", "mark_phase_frees",
 )
 (
     C_ALLOCS, C_FREES, C_TINY_ALLOCS, C_TINY_BLOCKS, C_LARGE_ALLOCS, C_LARGE_FREES,
     C_REFILLS, C_CACHE_SPAN, C_UNCACHE_SPAN, C_MHEAP_ALLOCS, C_MHEAP_FREES,
     C_SPANS_ALLOCATED, C_SPANS_SWEPT, C_SPANS_FREED, C_GC_CYCLES, C_GC_EMERGENCY,
-    C_OBJECTS_MARKED, C_SWEEP_FREED, C_PEAK_HEAP_LIVE,
+    C_OBJECTS_MARKED, C_SWEEP_FREED, C_PEAK_HEAP_LIVE, C_PEAK_HEAP_INUSE, C_MARK_PHASE_FREES,
 ) = range(len(OWN_COUNTERS))
 PH = len(OWN_COUNTERS)  # the page heap's region: its counters extend ours
 S_BASE = PH + PH_SLOTS
@@ -85,7 +89,15 @@ S_HEAP_GOAL = S_BASE + 10
 S_METADATA = S_BASE + 11  # GC bitmaps + mcaches + mcentrals (the page heap keeps its own)
 S_STATIC_METADATA = S_BASE + 12
 S_THREADS_SEEN = S_BASE + 13  # 1 + the highest thread whose mcache is in use
-CB = S_BASE + 16  # the mcentrals' lists: central_slots(136) words
+# The concurrent collector's pacer (allocators.go_gc): its parameters, then its state.
+S_CONCURRENT = S_BASE + 14  # 1: collector=concurrent (a mark phase between trigger and termination), 0: stw
+S_TRIGGER_NUM = S_BASE + 15  # the trigger's place between heap_marked and the goal, in 1/65536ths (45/64 in Go)
+S_MARK_BYTES = S_BASE + 16  # bytes allocated during a mark before it terminates; -1: until the goal
+S_ROOTS = S_BASE + 17  # stack + globals scan bytes: the goal is marked + (marked + roots) * GOGC/100
+S_MARKING = S_BASE + 18  # 1 while a mark phase runs
+S_TRIGGER = S_BASE + 19  # heap_live at which the next mark starts
+S_MARK_END = S_BASE + 20  # heap_live at which the running mark terminates
+CB = S_BASE + 24  # the mcentrals' lists: central_slots(136) words
 N_WORDS = CB + central_slots(N_SPAN_CLASSES)
 
 # classes[] columns, per span class
@@ -98,9 +110,12 @@ MC_TINY_OFFSET = MC_TINY + 1
 MC_ACTIVE = MC_TINY + 2
 MC_STRIDE = 144
 
+# spans[] field of a large object's span: its survivor ("black") flag during a mark (SP_USER0 is its live flag)
+SP_BLACK = SP_USER1
+
 # state tuple indices
 I_WORDS, I_CLASS8, I_CLASS128, I_CLASSES, I_MCACHE, I_TINY = 0, 1, 2, 3, 4, 5
-I_SPANS, I_PAGEMAP, I_RUN_HEADS, I_RUN_BITS, I_RUN_TREE, I_BITS = 6, 7, 8, 9, 10, 11
+I_SPANS, I_PAGEMAP, I_RUN_HEADS, I_RUN_BITS, I_RUN_TREE, I_BITS, I_BLACK = 6, 7, 8, 9, 10, 11, 12
 
 
 # ------------------------------------------------------------ span returns

@@ -26,10 +26,14 @@ no model in the lab yet, so there is nothing to put beside it.  Its speed and
 footprint against real glibc on the same trace come from `bench real` (README,
 "Real programs and real allocators").
 
-Real Go <-> `go:gc` (`bench.realgo`, the trace on the real Go 1.19 heap with GOGC=100 and GOMAXPROCS=1):
-the model's peak footprint (its mapped heap pages) beside real Go's peak mapped heap (in-use + free +
-released pages), and GC cycles beside GC cycles, with relative errors; real Go's peak in-use heap
-(HeapInuse) is shown too.  Skipped, with the reason, when Go is not installed.
+Real Go <-> `go:gc` (`bench.realgo`, the trace on the real Go 1.19 heap with GOGC=100 and GOMAXPROCS=1,
+at least three runs, medians): the model's peak in-use heap (its `peak_heap_inuse` counter: pages of
+spans in use) beside real Go's peak HeapInuse over the replayer's baseline, the model's peak footprint
+(its mapped heap pages) beside real Go's peak mapped heap (in-use + free + released pages), and GC
+cycles beside GC cycles, with relative errors.  The model runs as `go:gc,roots=R` with R from the real
+run (`bench.realgo.model_roots`: the stacks and globals the real collector scanned, and the replayer's
+own reference table), so that both goals count the same roots.  Skipped, with the reason, when Go is
+not installed.
 
 Speed against reality: the replay time of the `go` and `tcmalloc` models over
 real glibc's replay time on the same trace, measured in the same run
@@ -94,23 +98,32 @@ def measure_trace(path: Path, repeats: int) -> dict[str, Any]:
 
 
 def _go_entry(trace: Trace, repeats: int) -> dict[str, Any]:
-    """Real Go beside `go:gc`: mapped heap and GC cycles, with relative errors."""
-    from bench.realgo import GoMissing, replay_go
+    """Real Go beside `go:gc`: peak in-use heap (HeapInuse), mapped heap and GC cycles, with relative errors."""
+    from bench.realgo import GoMissing, model_roots, replay_go_repeated
 
     try:
-        real = replay_go(trace)
+        real = replay_go_repeated(trace, repeats=max(3, repeats))
     except GoMissing as error:
         return {"status": f"skipped: {error}"}
-    model, _ = harness.measure("go:gc", trace, repeats=repeats)
-    entry: dict[str, Any] = {"status": model["status"], "real_peak_heap_inuse": real["peak_heap_inuse_bytes"],
-                             "real_peak_heap_mapped": real["peak_heap_mapped_bytes"],
-                             "real_gc_cycles": real["gc_cycles"], "real_heap_goal": real["final_heap_goal_bytes"],
-                             "go_version": real["go_version"]}
+    roots = model_roots(real)
+    spec = f"go:gc,roots={roots}"
+    model, _ = harness.measure(spec, trace, repeats=repeats)
+    inuse = real["peak_heap_inuse_over_baseline"]
+    entry: dict[str, Any] = {
+        "status": model["status"], "model": spec, "real_repeats": real["repeats"],
+        "real_peak_heap_inuse": inuse, "real_peak_heap_inuse_min": real["peak_heap_inuse_over_baseline_min"],
+        "real_peak_heap_inuse_max": real["peak_heap_inuse_over_baseline_max"],
+        "real_peak_heap_mapped": real["peak_heap_mapped_bytes"], "real_gc_cycles": real["gc_cycles"],
+        "real_gc_cycles_runs": real["gc_cycles_runs"], "real_heap_goal": real["final_heap_goal_bytes"],
+        "go_version": real["go_version"],
+    }
     if model["status"] != "ok":
         entry["reason"] = model["reason"]
         return entry
     cycles = int(model["counters"]["gc_cycles"])
-    entry.update(model_peak_footprint=model["peak_footprint"], model_gc_cycles=cycles,
+    model_inuse = int(model["counters"]["peak_heap_inuse"])
+    entry.update(model_peak_heap_inuse=model_inuse, model_peak_footprint=model["peak_footprint"],
+                 model_gc_cycles=cycles, inuse_error=(model_inuse - inuse) / max(1, inuse),
                  mapped_error=(model["peak_footprint"] - real["peak_heap_mapped_bytes"])
                  / max(1, real["peak_heap_mapped_bytes"]),
                  cycles_error=(cycles - real["gc_cycles"]) / real["gc_cycles"] if real["gc_cycles"] else None)
@@ -164,17 +177,21 @@ def render_tables(results: Sequence[dict[str, Any]]) -> str:
         if not go:
             continue
         name = Path(result["trace"]).name
-        if "mapped_error" not in go:
-            go_lines.append([name, "-", "-", "-", "-", "-", go.get("reason") or go["status"]])
+        if "inuse_error" not in go:
+            go_lines.append([name] + ["-"] * 7 + [go.get("reason") or go["status"]])
             continue
         cycles_error = "-" if go["cycles_error"] is None else f"{100 * go['cycles_error']:+.0f} %"
-        go_lines.append([name, format_bytes(go["real_peak_heap_inuse"]), format_bytes(go["real_peak_heap_mapped"]),
-                         format_bytes(go["model_peak_footprint"]), f"{100 * go['mapped_error']:+.1f} %",
+        spread = f"{format_bytes(go['real_peak_heap_inuse_min'])}..{format_bytes(go['real_peak_heap_inuse_max'])}"
+        go_lines.append([name, format_bytes(go["real_peak_heap_inuse"]), spread,
+                         format_bytes(go["model_peak_heap_inuse"]), f"{100 * go['inuse_error']:+.1f} %",
+                         format_bytes(go["real_peak_heap_mapped"]), format_bytes(go["model_peak_footprint"]),
                          f"{go['real_gc_cycles']} / {go['model_gc_cycles']}", cycles_error])
     if go_lines:
-        text += "\n\n" + render(["trace", "real Go in use", "real Go mapped", "go:gc mapped", "error",
-                                  "GC cycles real / model", "error"], go_lines,
-                                 [False, True, True, True, True, True, True])
+        text += ("\n\nreal Go 1.19 (GOGC=100, GOMAXPROCS=1; median of the runs, in-use over the replayer's baseline) "
+                 "beside go:gc (given the real run's roots):\n")
+        text += render(["trace", "real in use", "real runs", "go:gc in use", "error", "real mapped", "go:gc mapped",
+                        "GC cycles real / model", "error"], go_lines,
+                       [False, True, False, True, True, True, True, True, True])
     if speed_lines:
         text += "\n\n" + render(["trace", "model", "model ms", "real glibc ms", "model / glibc time"], speed_lines)
     return text

@@ -24,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -38,6 +40,8 @@ SOURCE = Path(__file__).with_name("goreplayer") / "main.go"
 CACHE_ROOT = Path.home() / ".cache" / "allocator-lab" / "goreplayer"
 #: Samples of the runtime's metrics per replay by default (every rows // this rows).
 DEFAULT_SAMPLES = 1000
+#: GODEBUG=gcpacertrace=1's end-of-cycle line: "... for HEAP+STACK+GLOBALS B work ...".
+PACER_WORK = re.compile(r" for (\d+)\+(\d+)\+(\d+) B work")
 
 
 class GoMissing(RuntimeError):
@@ -92,8 +96,7 @@ def replay_go(trace: Any, gogc: int | str = 100, gomaxprocs: int = 1, samples: i
         np.ascontiguousarray(trace.op, dtype=np.int8).tofile(paths[0])
         np.ascontiguousarray(trace.slots, dtype=np.int64).tofile(paths[1])
         np.ascontiguousarray(trace.size, dtype=np.int64).tofile(paths[2])
-        env = {**os.environ, "GOGC": str(gogc), "GOMAXPROCS": str(gomaxprocs)}
-        env.pop("GODEBUG", None)
+        env = {**os.environ, "GOGC": str(gogc), "GOMAXPROCS": str(gomaxprocs), "GODEBUG": "gcpacertrace=1"}
         try:
             done = subprocess.run([str(binary), *map(str, paths), str(max(trace.n_slots, 1)), str(every)],
                                   env=env, capture_output=True, text=True, timeout=timeout)
@@ -103,6 +106,9 @@ def replay_go(trace: Any, gogc: int | str = 100, gomaxprocs: int = 1, samples: i
         raise RealReplayFailed(f"real Go: the replayer failed (exit status {done.returncode}): "
                                f"{done.stderr.strip()[-2000:]}")
     result = json.loads(done.stdout)
+    work = PACER_WORK.findall(done.stderr)  # one line per cycle: heap + stack + globals scan work
+    result["gc_stack_scan_bytes"] = int(work[-1][1]) if work else 0
+    result["gc_globals_scan_bytes"] = int(work[-1][2]) if work else 0
     baseline = result["baseline"]
     baseline_inuse = baseline["heap_objects_bytes"] + baseline["heap_unused_bytes"]
     result["baseline_heap_inuse_bytes"] = baseline_inuse
@@ -111,6 +117,37 @@ def replay_go(trace: Any, gogc: int | str = 100, gomaxprocs: int = 1, samples: i
     result["sample_every"] = every
     result["binary"] = str(binary)
     return result
+
+
+def replay_go_repeated(trace: Any, repeats: int = 3, gogc: int | str = 100) -> dict[str, Any]:
+    """`replay_go` `repeats` times: the median of each figure, and the in-use heap's spread over the runs.
+
+    One run's peak is set by its worst cycle, and a cycle whose mark the OS delays overshoots its goal
+    (a 20-40 % higher peak on a busy machine), so one run is not a measurement: the median of three is."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"real Go: repeats must be a positive integer, got {repeats!r}")
+    runs = [replay_go(trace, gogc=gogc) for _ in range(repeats)]
+    inuse = sorted(run["peak_heap_inuse_over_baseline"] for run in runs)
+    result = dict(runs[0])
+    result.pop("samples", None)
+    for key in ("peak_heap_inuse_bytes", "peak_heap_inuse_over_baseline", "peak_heap_mapped_bytes",
+                "peak_heap_objects_bytes", "gc_cycles", "final_heap_goal_bytes", "gc_stack_scan_bytes",
+                "gc_globals_scan_bytes", "baseline_heap_inuse_bytes"):
+        result[key] = statistics.median_low(sorted(run[key] for run in runs))
+    result.update(repeats=repeats, peak_heap_inuse_over_baseline_min=inuse[0],
+                  peak_heap_inuse_over_baseline_max=inuse[-1],
+                  gc_cycles_runs=[run["gc_cycles"] for run in runs])
+    return result
+
+
+def model_roots(result: dict[str, Any], gogc: int = 100) -> int:
+    """The `roots` (scan work) that gives `go:gc` the real run's goal: the stacks and globals the real
+    collector scanned, plus the replayer's own live heap at the start (its reference table and the runtime's
+    first objects: `baseline_heap_objects`, T), which the trace does not hold.  Real Go's goal is
+    (M + T) + (M + T + stacks + globals) * GOGC/100 for a trace heap M; the model's is M + (M + roots) *
+    GOGC/100, equal for roots = stacks + globals + T * (100 + GOGC) / GOGC."""
+    table = result["baseline"]["heap_objects_bytes"]
+    return int(result["gc_stack_scan_bytes"] + result["gc_globals_scan_bytes"] + table * (100 + gogc) // gogc)
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
@@ -125,6 +162,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"{'peak object bytes':<24}{result['peak_heap_objects_bytes'] / mib:.2f} MiB",
         f"{'GC cycles':<24}{result['gc_cycles']}",
         f"{'final heap goal':<24}{result['final_heap_goal_bytes'] / mib:.2f} MiB",
+        f"{'GC roots':<24}{result['gc_stack_scan_bytes']:,} B of stacks and {result['gc_globals_scan_bytes']:,} B "
+        f"of globals scanned (the last cycle)",
         f"{'baseline':<24}{result['baseline_heap_inuse_bytes'] / mib:.2f} MiB in use before the first row "
         f"(the replayer's reference table: {result['table_bytes']:,} B)",
     ]

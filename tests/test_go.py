@@ -312,7 +312,7 @@ def test_gc_frees_are_not_reusable_before_a_cycle():
 
 
 def test_gc_cycle_runs_at_the_4_mib_goal():
-    heap = make(free_mode="gc")
+    heap = make(free_mode="gc", collector="stw")
     nelems = objects_per_span(6, "1.27")  # 64 B noscan: 126 per 8 KiB span; heapLive grows 8 KiB per span
     for _ in range(512 * nelems):
         heap.deallocate(heap.allocate(64))  # all garbage
@@ -333,7 +333,7 @@ def test_gc_goal_follows_the_live_heap_and_gogc():
     heap.collect()
     marked = 12 * 13 * PAGE
     assert heap.heap_live == marked and heap.heap_goal == max(marked + marked // 2, 2 * MIB)
-    big = make(free_mode="gc")
+    big = make(free_mode="gc", collector="stw")
     live = [big.allocate(100_000) for _ in range(40)]  # 4 MiB of large objects, all live
     assert counter(big, "gc_cycles") == 1  # the 40th passed the 4 MiB goal
     big.collect()

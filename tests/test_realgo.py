@@ -79,3 +79,20 @@ def test_real_go_on_the_command_line(tmp_path, capsys):
     assert "peak in-use heap" in capsys.readouterr().out
     assert main(["real", "--allocator", "go", "--trace", str(path), "--gogc", "x"]) == 2
     assert "--gogc" in capsys.readouterr().err
+
+
+def test_repeated_runs_give_medians_and_the_roots_for_the_model():
+    from bench.realgo import model_roots, replay_go_repeated
+
+    trace = catalog.make("lognormal:live=20000", 60_000, 2)
+    result = replay_go_repeated(trace, repeats=3)
+    assert result["repeats"] == 3 and len(result["gc_cycles_runs"]) == 3
+    assert (result["peak_heap_inuse_over_baseline_min"] <= result["peak_heap_inuse_over_baseline"]
+            <= result["peak_heap_inuse_over_baseline_max"])
+    # gcpacertrace's scan work of the last cycle: a goroutine stack or two and the binary's globals
+    assert 0 < result["gc_stack_scan_bytes"] < 1 << 20 and 0 < result["gc_globals_scan_bytes"] < 4 << 20
+    table = result["baseline"]["heap_objects_bytes"]
+    assert table >= result["table_bytes"]
+    assert model_roots(result) == result["gc_stack_scan_bytes"] + result["gc_globals_scan_bytes"] + 2 * table
+    with pytest.raises(ValueError, match="repeats"):
+        replay_go_repeated(trace, repeats=0)
