@@ -104,7 +104,8 @@ gc_emergency_cycles, objects_marked (survivors of the cycles, summed),
 sweep_freed_objects, peak_heap_live (bytes), peak_heap_inuse (bytes: the
 pages of spans in use, Go's HeapInuse, at their peak; `bench fidelity`
 compares it with real Go's), mark_phase_frees (FREEs while a mark ran:
-floating garbage), then the page heap's counters.
+floating garbage), heap_goal (the last goal, bytes), then the page heap's
+counters.
 
 footprint = the mheap's mapped pages * 8 KiB.  metadata_bytes = an mspan (160
 B) per span in use (free page runs have none in Go: the page allocator's bitmap
@@ -128,7 +129,7 @@ regions) and `black` (the concurrent mark's survivor bits).  Span record
 fields used: SP_START, SP_NPAGES, SP_STATE, SP_CLASS (the span class),
 SP_OBJ_SIZE, SP_NOBJ, SP_NFREE, the bitmap offsets, SP_SCAN, SP_LIST
 (NO_SPAN for a small span: it is in an mcache), SP_USER0 (a large
-object's live flag), SP_USER2 (divMagic).
+object's live flag), SP_USER1 (its black flag, SP_BLACK), SP_USER2 (divMagic).
 
 Costs.  Allocation hit: one lookup, one bitmap word search, O(1) (a span's
 search skips at most its 16 bitmap words).  Refill: O(1) list work, plus for
@@ -608,7 +609,7 @@ class Go(Allocator):
     alignment = ALIGNMENT  # per instance: 1 when the tiny allocator packs odd-sized objects
     defaults = with_hardening(
         {"free_mode": "explicit", "gogc": 100, "noscan": "all", "tiny": True, "go_version": LATEST_VERSION,
-         "collector": "stw", "trigger": TRIGGER_MIN, "mark_bytes": "goal", "roots": 0}
+         "collector": "concurrent", "trigger": TRIGGER_MIN, "mark_bytes": "goal", "roots": 0}
     )
     presets = {"gc": {"free_mode": "gc"}, **HARDENING_PRESETS}
     configure_instance = harden

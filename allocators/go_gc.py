@@ -90,7 +90,8 @@ S_TRIGGER_NUM (k/64 in 1/65536ths), S_MARK_BYTES (-1: the goal), S_ROOTS, and
 its state S_MARKING, S_TRIGGER, S_MARK_END (allocators.go_layout; heap_live
 is kept in explicit mode too, for peak_heap_live).  Counters: spans_swept,
 gc_cycles, gc_emergency_cycles, objects_marked (survivors, summed over
-cycles), sweep_freed_objects, mark_phase_frees.
+cycles), sweep_freed_objects, mark_phase_frees, heap_goal (the goal set by
+the last cycle, bytes; 0 when GOGC is off or in explicit mode).
 
 Costs.  The checks: O(1).  A mark start: O(bitmap words of the spans in
 use) to copy the snapshot.  A cycle: O(threads * 136) to flush the mcaches +
@@ -112,6 +113,7 @@ from allocators.go_layout import (
     BITMAP_WORDS,
     C_GC_CYCLES,
     C_GC_EMERGENCY,
+    C_HEAP_GOAL,
     C_OBJECTS_MARKED,
     C_SPANS_SWEPT,
     C_SWEEP_FREED,
@@ -143,6 +145,7 @@ from allocators.go_layout import (
     S_MARK_END,
     S_MARKING,
     S_ROOTS,
+    S_RUNWAY_KNOWN,
     S_THREADS_SEEN,
     S_TRIGGER,
     S_TRIGGER_NUM,
@@ -184,6 +187,7 @@ DEFAULT_HEAP_MINIMUM = 4 << 20  # mgcpacer.go defaultHeapMinimum
 COLLECTORS = ("concurrent", "stw")
 TRIGGER_MIN, TRIGGER_MAX = 45 / 64, 61 / 64  # mgcpacer.go minTriggerRatioNum, maxTriggerRatioNum / 64
 FIXED_ONE = 1 << 16  # S_TRIGGER_NUM's unit: 1/65536
+FIRST_TRIGGER_NUM = round(TRIGGER_MAX * FIXED_ONE)  # no cons/mark measured yet: runway 0, the trigger at 61/64
 
 
 def parse_gogc(value: Any) -> int:
@@ -247,16 +251,19 @@ def _commit(words, marked):
     words[S_HEAP_MARKED] = marked
     words[S_HEAP_LIVE] = marked
     words[S_HEAP_GOAL] = goal
+    words[C_HEAP_GOAL] = goal * words[S_GC_ON]
+    num = words[S_TRIGGER_NUM] if words[S_RUNWAY_KNOWN] != 0 else FIRST_TRIGGER_NUM
     trigger = goal
     if marked < goal:  # Go's ((goal - marked) / 64) * 45 + marked for the default 45/64
-        trigger = marked + ((((goal - marked) >> 6) * words[S_TRIGGER_NUM]) >> 10)
+        trigger = marked + ((((goal - marked) >> 6) * num) >> 10)
     words[S_TRIGGER] = trigger
     words[S_MARKING] = 0
 
 
 @njit(cache=True, inline="always")
 def reset_pacer(words):
-    """An empty heap: nothing live or marked, no mark running, the goal back to heapMinimum."""
+    """An empty heap: nothing live or marked, no mark running, no runway measured, the goal back to heapMinimum."""
+    words[S_RUNWAY_KNOWN] = 0
     _commit(words, 0)
 
 
@@ -447,5 +454,6 @@ def _collect(state, concurrent):
                 spans[(s << SPAN_SHIFT) + SP_LIST] = NO_SPAN
                 marked += _sweep_span(state, s, concurrent)
                 s = after
-    _commit(words, marked)
     words[C_GC_CYCLES] += 1
+    words[S_RUNWAY_KNOWN] = 1
+    _commit(words, marked)

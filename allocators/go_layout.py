@@ -65,13 +65,14 @@ OWN_COUNTERS = (
     "allocs", "frees", "tiny_allocs", "tiny_blocks", "large_allocs", "large_frees",
     "mcache_refills", "mcentral_cache_span", "mcentral_uncache_span", "mheap_alloc_spans", "mheap_free_spans",
     "spans_allocated", "spans_swept", "spans_freed", "gc_cycles", "gc_emergency_cycles",
-    "objects_marked", "sweep_freed_objects", "peak_heap_live", "peak_heap_inuse", "mark_phase_frees",
+    "objects_marked", "sweep_freed_objects", "peak_heap_live", "peak_heap_inuse", "mark_phase_frees", "heap_goal",
 )
 (
     C_ALLOCS, C_FREES, C_TINY_ALLOCS, C_TINY_BLOCKS, C_LARGE_ALLOCS, C_LARGE_FREES,
     C_REFILLS, C_CACHE_SPAN, C_UNCACHE_SPAN, C_MHEAP_ALLOCS, C_MHEAP_FREES,
     C_SPANS_ALLOCATED, C_SPANS_SWEPT, C_SPANS_FREED, C_GC_CYCLES, C_GC_EMERGENCY,
     C_OBJECTS_MARKED, C_SWEEP_FREED, C_PEAK_HEAP_LIVE, C_PEAK_HEAP_INUSE, C_MARK_PHASE_FREES,
+    C_HEAP_GOAL,
 ) = range(len(OWN_COUNTERS))
 PH = len(OWN_COUNTERS)  # the page heap's region: its counters extend ours
 S_BASE = PH + PH_SLOTS
@@ -97,6 +98,7 @@ S_ROOTS = S_BASE + 17  # stack + globals scan bytes: the goal is marked + (marke
 S_MARKING = S_BASE + 18  # 1 while a mark phase runs
 S_TRIGGER = S_BASE + 19  # heap_live at which the next mark starts
 S_MARK_END = S_BASE + 20  # heap_live at which the running mark terminates
+S_RUNWAY_KNOWN = S_BASE + 21  # 0 until a cycle has measured the runway (Go: consMark = 0, the trigger at 61/64)
 CB = S_BASE + 24  # the mcentrals' lists: central_slots(136) words
 N_WORDS = CB + central_slots(N_SPAN_CLASSES)
 

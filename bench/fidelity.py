@@ -30,7 +30,8 @@ Real Go <-> `go:gc` (`bench.realgo`, the trace on the real Go 1.19 heap with GOG
 at least three runs, medians): the model's peak in-use heap (its `peak_heap_inuse` counter: pages of
 spans in use) beside real Go's peak HeapInuse over the replayer's baseline, the model's peak footprint
 (its mapped heap pages) beside real Go's peak mapped heap (in-use + free + released pages), and GC
-cycles beside GC cycles, with relative errors.  The model runs as `go:gc,roots=R` with R from the real
+cycles beside GC cycles, and the last cycle's heap goal (real: over the baseline's heap objects, which
+the goal counts once), with relative errors.  The model runs as `go:gc,roots=R` with R from the real
 run (`bench.realgo.model_roots`: the stacks and globals the real collector scanned, and the replayer's
 own reference table), so that both goals count the same roots.  Skipped, with the reason, when Go is
 not installed.
@@ -114,7 +115,8 @@ def _go_entry(trace: Trace, repeats: int) -> dict[str, Any]:
         "real_peak_heap_inuse": inuse, "real_peak_heap_inuse_min": real["peak_heap_inuse_over_baseline_min"],
         "real_peak_heap_inuse_max": real["peak_heap_inuse_over_baseline_max"],
         "real_peak_heap_mapped": real["peak_heap_mapped_bytes"], "real_gc_cycles": real["gc_cycles"],
-        "real_gc_cycles_runs": real["gc_cycles_runs"], "real_heap_goal": real["final_heap_goal_bytes"],
+        "real_gc_cycles_runs": real["gc_cycles_runs"],
+        "real_heap_goal": real["final_heap_goal_bytes"] - real["baseline"]["heap_objects_bytes"],
         "go_version": real["go_version"],
     }
     if model["status"] != "ok":
@@ -124,6 +126,9 @@ def _go_entry(trace: Trace, repeats: int) -> dict[str, Any]:
     model_inuse = int(model["counters"]["peak_heap_inuse"])
     entry.update(model_peak_heap_inuse=model_inuse, model_peak_footprint=model["peak_footprint"],
                  model_gc_cycles=cycles, inuse_error=(model_inuse - inuse) / max(1, inuse),
+                 model_heap_goal=int(model["counters"]["heap_goal"]),
+                 goal_error=(model["counters"]["heap_goal"] - entry["real_heap_goal"])
+                 / max(1, entry["real_heap_goal"]),
                  mapped_error=(model["peak_footprint"] - real["peak_heap_mapped_bytes"])
                  / max(1, real["peak_heap_mapped_bytes"]),
                  cycles_error=(cycles - real["gc_cycles"]) / real["gc_cycles"] if real["gc_cycles"] else None)
@@ -178,20 +183,22 @@ def render_tables(results: Sequence[dict[str, Any]]) -> str:
             continue
         name = Path(result["trace"]).name
         if "inuse_error" not in go:
-            go_lines.append([name] + ["-"] * 7 + [go.get("reason") or go["status"]])
+            go_lines.append([name] + ["-"] * 9 + [go.get("reason") or go["status"]])
             continue
         cycles_error = "-" if go["cycles_error"] is None else f"{100 * go['cycles_error']:+.0f} %"
         spread = f"{format_bytes(go['real_peak_heap_inuse_min'])}..{format_bytes(go['real_peak_heap_inuse_max'])}"
         go_lines.append([name, format_bytes(go["real_peak_heap_inuse"]), spread,
                          format_bytes(go["model_peak_heap_inuse"]), f"{100 * go['inuse_error']:+.1f} %",
                          format_bytes(go["real_peak_heap_mapped"]), format_bytes(go["model_peak_footprint"]),
-                         f"{go['real_gc_cycles']} / {go['model_gc_cycles']}", cycles_error])
+                         f"{go['real_gc_cycles']} / {go['model_gc_cycles']}", cycles_error,
+                         f"{format_bytes(go['real_heap_goal'])} / {format_bytes(go['model_heap_goal'])}",
+                         f"{100 * go['goal_error']:+.1f} %"])
     if go_lines:
         text += ("\n\nreal Go 1.19 (GOGC=100, GOMAXPROCS=1; median of the runs, in-use over the replayer's baseline) "
                  "beside go:gc (given the real run's roots):\n")
         text += render(["trace", "real in use", "real runs", "go:gc in use", "error", "real mapped", "go:gc mapped",
-                        "GC cycles real / model", "error"], go_lines,
-                       [False, True, False, True, True, True, True, True, True])
+                        "GC cycles real / model", "error", "final goal real / model", "error"], go_lines,
+                       [False, True, False, True, True, True, True, True, True, True, True])
     if speed_lines:
         text += "\n\n" + render(["trace", "model", "model ms", "real glibc ms", "model / glibc time"], speed_lines)
     return text

@@ -50,10 +50,18 @@ def marked(heap) -> int:
     return int(heap.state[I_WORDS][S_HEAP_MARKED])
 
 
-def test_the_first_trigger_is_45_64ths_of_the_minimum_goal():
-    heap = make()
-    assert heap.heap_goal == 4 * MIB and heap.heap_trigger == go_trigger(0, 4 * MIB)
-    assert make(trigger=61 / 64).heap_trigger == go_trigger(0, 4 * MIB, 61)
+def test_the_first_trigger_is_61_64ths_then_the_parameter():
+    heap = make()  # no cons/mark measured yet: Go's runway is 0 and the trigger at its upper bound
+    assert heap.heap_goal == 4 * MIB and heap.heap_trigger == go_trigger(0, 4 * MIB, 61)
+    fill_spans(heap, 10, keep=True)
+    heap.collect()
+    assert heap.heap_trigger == go_trigger(marked(heap), heap.heap_goal, 45)
+    other = make(trigger=52 / 64)
+    fill_spans(other, 10, keep=True)
+    other.collect()
+    assert other.heap_trigger == go_trigger(marked(other), other.heap_goal, 52)
+    other.free()  # a fresh heap: no runway measured again
+    assert other.heap_trigger == go_trigger(0, 4 * MIB, 61)
 
 
 def test_the_mark_starts_at_the_trigger_and_terminates_at_the_goal():
@@ -163,7 +171,7 @@ def test_bad_pacer_parameters():
 def test_the_concurrent_mark_keeps_a_larger_heap_than_stop_the_world():
     """The issue's point: marking concurrently, the objects allocated and dropped during the mark survive, so
     the marked heap, the goal and the peak in-use heap are larger than a collector stopping at the goal."""
-    trace = catalog.make("lognormal:live=50000", n_ops=150_000, seed=3)
+    trace = catalog.make("lognormal:live=50000", n_ops=400_000, seed=3)
     peaks = {}
     for collector in ("concurrent", "stw"):
         heap = allocators.create(f"go:gc,collector={collector}", 1 << 28)
