@@ -61,6 +61,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)  # its constants are read by workloads.escape's kernel's caller
+
 #: ir.MaxStackVarSize (cmd/compile/internal/ir/cfg.go, Go 1.19): the largest explicit variable kept on the stack.
 MAX_STACK_VAR_SIZE = 10 * 1024 * 1024
 #: ir.MaxImplicitStackVarSize: the largest new(T), &T{} or constant-length make kept on the stack.
