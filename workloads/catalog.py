@@ -377,18 +377,32 @@ def make_chunks(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0,
     return generate_chunks(**arguments, chunk_rows=chunk_rows)
 
 
-def _program_trace(resolved: _Resolved, spec: str, n_ops: int, seed: int) -> Trace:
-    """The heap trace of a program workload (workloads/escape.py), with the catalog's meta keys."""
+def program(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Any:
+    """A program workload's run (`workloads.escape.Program`: its heap trace, which `make` returns, and its frame
+    table and sites); ValueError for a spec that is not a program workload (`goescape`)."""
+    resolved = _resolve(spec)
+    if "program" not in resolved.components:
+        raise ValueError(f"workload spec '{spec}': not a program workload (known: "
+                         f"{', '.join(name for name, item in CATALOG.items() if 'program' in item.params)})")
+    return _program_run(resolved, spec, n_ops, seed)
+
+
+def _program_run(resolved: _Resolved, spec: str, n_ops: int, seed: int) -> Any:
     from workloads import escape
 
-    program = resolved.components["program"]
-    rows = 2 * (program.allocs + program.init) if program.allocs else int(n_ops)
+    params = resolved.components["program"]
+    rows = 2 * (params.allocs + params.init) if params.allocs else int(n_ops)
     check_rows_fit(rows, f"generating {spec}", "give a smaller --ops or allocs=")
     meta = {"workload": resolved.name, "spec": spec, "params": resolved.params}
     try:
-        return escape.program(program, n_ops, seed, meta).trace
+        return escape.program(params, n_ops, seed, meta)
     except ValueError as error:
         raise ValueError(f"workload spec '{spec}': {error}") from None
+
+
+def _program_trace(resolved: _Resolved, spec: str, n_ops: int, seed: int) -> Trace:
+    """The heap trace of a program workload (workloads/escape.py), with the catalog's meta keys."""
+    return _program_run(resolved, spec, n_ops, seed).trace
 
 
 def benchmark_trace(n_ops: int = 1_000_000, seed: int = 0) -> Trace:

@@ -78,7 +78,8 @@ from numba import njit
 
 from labcore.jitcache import holds_kernels
 from workloads import escape_rules as rules
-from workloads.sizes import SIZE_DISTRIBUTIONS, LogNormal, SizeDistribution
+from workloads import sizes as size_models
+from workloads.sizes import LogNormal, SizeDistribution
 from workloads.trace import OP_ALLOC, OP_FREE, Trace
 
 holds_kernels(__file__)
@@ -161,10 +162,10 @@ def resolve(given: dict[str, str], defaults: dict[str, Any], convert: Any) -> tu
     merged.update({key: value for key, value in defaults.items() if key in PARAMS})
     if "sizes" in given:
         merged["sizes"] = given["sizes"].strip()
-    if merged["sizes"] not in SIZE_DISTRIBUTIONS:
-        raise ValueError(f"key 'sizes': unknown size distribution '{merged['sizes']}' "
-                         f"(known: {', '.join(SIZE_DISTRIBUTIONS)})")
-    sizes_cls = SIZE_DISTRIBUTIONS[merged["sizes"]]
+    known = size_models.SIZE_DISTRIBUTIONS  # not imported by name: no kernel reads it
+    if merged["sizes"] not in known:
+        raise ValueError(f"key 'sizes': unknown size distribution '{merged['sizes']}' (known: {', '.join(known)})")
+    sizes_cls = known[merged["sizes"]]
     size_fields = {item.name: item.type for item in dataclasses.fields(sizes_cls)}
     valid = {key: kind for key, (kind, _, _) in PARAMS.items()} | size_fields
     unknown = [key for key in given if key not in valid]
