@@ -22,11 +22,12 @@ allocators.goframes (bump allocation, frames freed at return).
 One `EscapeRow` per (allocator, ratio, seed, analysis on/off):
 
 - heap: heap_allocs (ALLOC rows), heap_bytes, gc_cycles, peak_heap_footprint,
-  the locality proxies (hot_reuse_rate, alloc_same_line_rate, l1_miss_rate,
-  tlb_miss_rate), heap_seconds (median replay);
+  the locality proxies (hot_reuse_rate, alloc_same_line_rate,
+  alloc_same_page_rate, l1_miss_rate, tlb_miss_rate), heap_seconds (median
+  replay);
 - stack: stack_objects, stack_bytes, peak_stack_bytes, stack_reserved_bytes
-  (the power-of-two goroutine stack that holds the peak), stack_same_line_rate,
-  stack_seconds;
+  (the power-of-two goroutine stack that holds the peak),
+  stack_same_line_rate, stack_same_page_rate, stack_seconds;
 - together: peak_footprint = peak heap footprint + reserved stack (an upper
   bound: the two peaks need not coincide), ns_per_site = (heap + stack
   seconds) / sites, the program's time per allocation;
@@ -126,6 +127,7 @@ class EscapeRow:
     peak_heap_footprint: int | None
     hot_reuse_rate: float | None
     alloc_same_line_rate: float | None
+    alloc_same_page_rate: float | None
     l1_miss_rate: float | None
     tlb_miss_rate: float | None
     heap_seconds: float | None
@@ -134,6 +136,7 @@ class EscapeRow:
     peak_stack_bytes: int
     stack_reserved_bytes: int
     stack_same_line_rate: float
+    stack_same_page_rate: float
     stack_seconds: float
     peak_footprint: int | None
     ns_per_site: float | None
@@ -175,10 +178,12 @@ def _row(allocator: str, ratio: float, seed: int, analysis: bool, program: Any, 
             program.trace.op == OP_ALLOC].sum()),
         gc_cycles=cell.counters.get("gc_cycles") if ok else None, peak_heap_footprint=peak_heap,
         hot_reuse_rate=metrics.get("hot_reuse_rate"), alloc_same_line_rate=metrics.get("alloc_same_line_rate"),
+        alloc_same_page_rate=metrics.get("alloc_same_page_rate"),
         l1_miss_rate=metrics.get("l1_miss_rate"), tlb_miss_rate=metrics.get("tlb_miss_rate"),
         heap_seconds=heap_seconds, stack_objects=frames.objects, stack_bytes=frames.bytes,
         peak_stack_bytes=frames.peak_bytes, stack_reserved_bytes=frames.reserved_bytes,
-        stack_same_line_rate=frames.same_line_rate, stack_seconds=frames.seconds,
+        stack_same_line_rate=frames.same_line_rate, stack_same_page_rate=frames.same_page_rate,
+        stack_seconds=frames.seconds,
         peak_footprint=None if peak_heap is None else peak_heap + frames.reserved_bytes,
         ns_per_site=None if total is None else total * 1e9 / max(figures["sites"], 1),
     )
