@@ -40,7 +40,8 @@ from workloads.trace import Trace
 
 __all__ = [
     "PRESETS", "Cell", "Comparison", "Plan", "ResultRow", "Results", "SweepConfig", "Thresholds", "compare",
-    "escape", "escape_check_go", "escape_program", "fidelity", "load_results", "make_plan", "make_trace", "open_trace", "perf", "real", "replay", "run_cell",
+    "escape", "escape_check_go", "escape_program", "fidelity", "load_results", "make_plan", "make_trace",
+    "open_trace", "perf", "real", "replay", "run_cell",
     "stream_trace", "sweep", "write_trace",
 ]
 

@@ -244,14 +244,20 @@ def placement(escapes: np.ndarray, flow: np.ndarray, analysis: bool) -> np.ndarr
 
 
 @njit(cache=True)
+def _free_row(ident, rows, op, obj, size):
+    """Write the FREE row of `ident` at `rows`; return the next row."""
+    op[rows] = OP_FREE
+    obj[rows] = ident
+    size[rows] = 0
+    return rows + 1
+
+
+@njit(cache=True)
 def _free_list(head, next_obj, rows, op, obj, size, live):
     """Emit a FREE row for every object of one frame's list; return (rows, live)."""
     current = head
     while current >= 0:
-        op[rows] = OP_FREE
-        obj[rows] = current
-        size[rows] = 0
-        rows += 1
+        rows = _free_row(current, rows, op, obj, size)
         live -= 1
         current = next_obj[current]
     return rows, live
@@ -325,10 +331,7 @@ def _run_program(place, site_size, step_u, frame_bytes, slot, init_sizes, n_glob
         else:  # PLACE_HEAP_GLOBAL: replaces the slot's previous object, which dies
             previous = globals_[slot[site]]
             if previous >= 0:
-                op[rows] = OP_FREE
-                obj[rows] = previous
-                size[rows] = 0
-                rows += 1
+                rows = _free_row(previous, rows, op, obj, size)
                 live -= 1
             globals_[slot[site]] = ident
     while depth >= 1:
@@ -341,16 +344,10 @@ def _run_program(place, site_size, step_u, frame_bytes, slot, init_sizes, n_glob
     rows, live = _free_list(frame_head[0], next_obj, rows, op, obj, size, live)
     for index in range(n_globals):
         if globals_[index] >= 0:
-            op[rows] = OP_FREE
-            obj[rows] = globals_[index]
-            size[rows] = 0
-            rows += 1
+            rows = _free_row(globals_[index], rows, op, obj, size)
             live -= 1
     for index in range(init_sizes.shape[0]):
-        op[rows] = OP_FREE
-        obj[rows] = index
-        size[rows] = 0
-        rows += 1
+        rows = _free_row(index, rows, op, obj, size)
         live -= 1
     return rows, events, done, calls, deepest
 

@@ -34,9 +34,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.plots.style import allocator_styles, new_figure, save_figure
-
 from matplotlib.lines import Line2D
+
+from bench.plots.style import allocator_styles, new_figure, save_figure
 
 #: Heap locality proxies are drawn for runs with at least this many heap allocations.
 MIN_HEAP_ALLOCS = 1000
