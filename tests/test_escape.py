@@ -180,3 +180,14 @@ def test_the_sweep_takes_the_family_and_the_api_the_scenario():
     row = api.run_cell("go:gc", "goescape:escape=0.5", ops=2000, repeats=1)
     assert row.status == "ok" and row.rows in (2000, 1999)
     assert api.escape_program("goescape:allocs=100", seed=1).figures["sites"] == 100
+
+
+def test_the_command_line_defaults_are_the_scenario_defaults():
+    from bench.cli.parser import build_parser
+    from bench.scenarios.escape import EscapeConfig
+
+    args = build_parser().parse_args(["escape"])
+    config = EscapeConfig()
+    assert (args.allocs, args.program, args.repeats) == (config.allocs, config.program, config.repeats)
+    assert [float(r) for r in args.ratios.split("/")] == list(config.ratios)
+    assert [int(s) for s in args.seeds.split(",")] == list(config.seeds)
