@@ -40,7 +40,8 @@ from workloads.trace import Trace
 
 __all__ = [
     "PRESETS", "Cell", "Comparison", "Plan", "ResultRow", "Results", "SweepConfig", "Thresholds", "compare",
-    "fidelity", "load_results", "make_plan", "make_trace", "open_trace", "perf", "real", "replay", "run_cell",
+    "escape", "escape_check_go", "escape_program", "fidelity", "load_results", "make_plan", "make_trace",
+    "open_trace", "perf", "real", "replay", "run_cell",
     "stream_trace", "sweep", "write_trace",
 ]
 
@@ -178,6 +179,34 @@ def sweep(
     with executors.local_executor(jobs) as local:
         return run_sweep(plan, out, local, jobs=jobs, resume=resume, heapmap_cell=config.heapmap,
                          draw_plots=draw_plots, progress=progress, say=say, on_cell=on_cell)
+
+
+def escape(config: Any = None, out: str | Path | None = "reports/escape", plots: bool = True,
+           progress: Callable[[str], None] | None = None) -> Any:
+    """The escape-analysis scenario (`bench.scenarios.escape.EscapeConfig`, default: go:gc over the ratios
+    0/0.25/0.5/0.75/1, seeds 0 and 1): an `EscapeReport`, saved to `out` (escape.json, escape.csv, plots/)."""
+    from bench.scenarios.escape import run_escape
+
+    report = run_escape(config, progress=progress)
+    if out is not None:
+        report.save(out)
+        if plots:
+            from bench.plots.escape import draw_escape
+
+            draw_escape(out)
+    return report
+
+
+def escape_program(workload: str = "goescape", ops: int = catalog.DEFAULT_N_OPS, seed: int = 0) -> Any:
+    """A `goescape` program run (`workloads.escape.Program`): its heap trace, its frame table, its sites."""
+    return catalog.program(workload, ops, seed)
+
+
+def escape_check_go() -> list[Any]:
+    """The lab's escape rules against `go build -gcflags=-m`, one `SiteVerdict` per rule case (needs go)."""
+    from bench.scenarios.escape_go import check_sites
+
+    return check_sites()
 
 
 def compare(base: str | Path, new: str | Path, speed_threshold: float = gate.DEFAULT_SPEED_THRESHOLD,

@@ -107,6 +107,13 @@ PRESETS: dict[str, Preset] = {
         ("lognormal:sigma=0.5/1.5", "pareto", "fifo", "phased", "producer-consumer"),
         ops=20_000, repeats=5,
     ),
+    "escape": Preset(
+        "go:gc and go on one Go-like program of 200k allocation sites (goescape, mu=5) per escape ratio "
+        "0/0.25/0.5/0.75/1 (its heap trace after escape analysis; `bench escape` adds the stack and the "
+        "counterfactual)",
+        ("goescape:allocs=200000,mu=5,escape=0/0.25/0.5/0.75/1",),
+        ops=200_000, repeats=3, allocators=("go:gc", "go"),
+    ),
     "quick": Preset(
         "every allocator x 5 workloads, 10k rows, 1 repeat: seconds",
         ("lognormal:sigma=0.5/1.5", "fixed", "lifo", "producer-consumer"),

@@ -70,7 +70,7 @@ def test_chunks_are_the_recorded_large_traces(spec):
 def test_the_reference_cases_take_the_retry_and_touch_paths():
     """The recorded specs include skeletons that are regenerated longer and cuts that keep an ALLOC's touch."""
     retried, touch_cut = set(), set()
-    for spec in trace_digests.specs():
+    for spec in trace_digests.generator_specs():
         for n_ops in (1000, 30_000):
             arguments = catalog._arguments(spec, n_ops, 0)
             setup = generator._setup(**arguments)

@@ -44,6 +44,12 @@ def specs() -> list[str]:
     return list(catalog.names()) + list(EXTRA_SPECS)
 
 
+def generator_specs() -> list[str]:
+    """The specs made by `workloads.generator` (sizes x lifetimes x threads): all but the program models
+    (`goescape`, workloads/escape.py), which have a generator of their own."""
+    return [spec for spec in specs() if "program" not in catalog.CATALOG[spec.partition(":")[0]].params]
+
+
 def stream_specs() -> list[str]:
     """The specs `catalog.make_chunks` generates: all but the fault workloads (their table needs the whole trace)."""
     return [spec for spec in specs() if catalog.parameters(spec).get("faults", "none") == "none"]

@@ -131,6 +131,9 @@ _WORKLOADS = [
     Workload("glibc-thread", "after glibc bench-malloc-thread: 4..32768 B inverse-square, 2 threads x 1024 live",
              {"sizes": "pareto", "alpha": 1.0, "minimum": 4, "max_size": 32768, "lifetime": "random", "live": 1024,
               "threads": 2, "touch": True}),
+    # A program model of its own (workloads/escape.py): keys `escape`, `escape_analysis`, `allocs`, ... + sizes.
+    Workload("goescape", "a Go-like program after escape analysis: its heap side (escape=0.5 of the sites escape; "
+             "the stack frames in meta), workloads/escape.py", {"program": "goescape"}),
 ]
 CATALOG: dict[str, Workload] = {workload.name: workload for workload in _WORKLOADS}
 
@@ -224,6 +227,14 @@ class _Resolved:
 
 def _resolve(spec: str) -> _Resolved:
     name, given = _parse_spec(spec)
+    if "program" in CATALOG[name].params:  # a program model (workloads/escape.py): its own keys
+        from workloads import escape
+
+        try:
+            params, program = escape.resolve(given, CATALOG[name].params, _convert)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"workload spec '{spec}': {error}") from None
+        return _Resolved(name, params, {"program": program})
     merged: dict[str, Any] = dict(CATALOG[name].params)
     for key in SELECTOR_KEYS:
         if key in given:
@@ -326,6 +337,9 @@ def _arguments(spec: str, n_ops: int, seed: int) -> dict[str, Any]:
 def make(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Trace:
     """Generate the trace of a workload spec (`name` or `name:key=value,...`); bad specs raise ValueError, and so
     does a trace too long to hold in this machine's memory (`labcore.memory.NotEnoughMemory`)."""
+    resolved = _resolve(spec)
+    if "program" in resolved.components:
+        return _program_trace(resolved, spec, n_ops, seed)
     arguments = _arguments(spec, n_ops, seed)
     check_rows_fit(int(n_ops), f"generating {spec}",
                    "generate it chunk by chunk into a trace directory (trace gen -o DIR/), or give a smaller --ops")
@@ -345,16 +359,50 @@ def make(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Trace:
 def make_chunks(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0,
                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> GeneratedChunks:
     """`make(spec, n_ops, seed)`'s trace in chunks of at most `chunk_rows` rows, generated in bounded memory.
-    A fault workload (`faults=MIX`) is not: its fault table needs the whole trace (ValueError).
+    A fault workload (`faults=MIX`) is not: its fault table needs the whole trace (ValueError); a program
+    workload (`goescape`) is generated in memory and handed out in chunks.
 
     The result has `meta` (that of `make`) and is iterated once for
     (op, obj, size, thread) chunks (`workloads.generator.generate_chunks`).
     """
+    resolved = _resolve(spec)
+    if "program" in resolved.components:
+        from workloads.escape import ProgramChunks
+
+        return ProgramChunks(_program_trace(resolved, spec, n_ops, seed), chunk_rows)
     arguments = _arguments(spec, n_ops, seed)
     if arguments["extra_meta"]["params"].get("faults", "none") != "none":
         raise ValueError(f"workload spec '{spec}': a fault workload is generated in memory (its fault table needs "
                          "the whole trace); give fewer rows")
     return generate_chunks(**arguments, chunk_rows=chunk_rows)
+
+
+def program(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Any:
+    """A program workload's run (`workloads.escape.Program`: its heap trace, which `make` returns, and its frame
+    table and sites); ValueError for a spec that is not a program workload (`goescape`)."""
+    resolved = _resolve(spec)
+    if "program" not in resolved.components:
+        raise ValueError(f"workload spec '{spec}': not a program workload (known: "
+                         f"{', '.join(name for name, item in CATALOG.items() if 'program' in item.params)})")
+    return _program_run(resolved, spec, n_ops, seed)
+
+
+def _program_run(resolved: _Resolved, spec: str, n_ops: int, seed: int) -> Any:
+    from workloads import escape
+
+    params = resolved.components["program"]
+    rows = 2 * (params.allocs + params.init) if params.allocs else int(n_ops)
+    check_rows_fit(rows, f"generating {spec}", "give a smaller --ops or allocs=")
+    meta = {"workload": resolved.name, "spec": spec, "params": resolved.params}
+    try:
+        return escape.program(params, n_ops, seed, meta)
+    except ValueError as error:
+        raise ValueError(f"workload spec '{spec}': {error}") from None
+
+
+def _program_trace(resolved: _Resolved, spec: str, n_ops: int, seed: int) -> Trace:
+    """The heap trace of a program workload (workloads/escape.py), with the catalog's meta keys."""
+    return _program_run(resolved, spec, n_ops, seed).trace
 
 
 def benchmark_trace(n_ops: int = 1_000_000, seed: int = 0) -> Trace:

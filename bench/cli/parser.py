@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench import api
 from bench.cli.common import Parser
+from bench.cli.escape import cmd_escape
 from bench.cli.measure import cmd_fidelity, cmd_list, cmd_perf, cmd_real, cmd_replay, cmd_run
 from bench.cli.safety import cmd_safety
 from bench.cli.sweeps import cmd_compare, cmd_plot, cmd_sweep
@@ -236,6 +237,34 @@ def build_parser() -> argparse.ArgumentParser:
     safety.add_argument("--no-plots", action="store_true", help="skip the plots")
     safety.add_argument("--json", action="store_true", help="print verdicts and costs as JSON")
     safety.set_defaults(func=cmd_safety)
+
+    escaping = commands.add_parser(
+        "escape", help="what Go's escape analysis saves (heap allocations, GC cycles, footprint, locality, speed)",
+        description="Runs one Go-like program (workload goescape: frames of allocation sites whose escape is "
+        "decided by Go's rules) per escape ratio and seed, with escape analysis and without it (every object on "
+        "the heap), replays each heap trace through the allocators (default go:gc) and the stack frames through "
+        "the frame model, and writes escape.json, escape.csv and plots/escape.png. --check-go compiles every "
+        "rule case with go build -gcflags=-m and compares the compiler's decisions with the lab's.",
+    )
+    escaping.add_argument("--ratios", default="0/0.25/0.5/0.75/1",
+                          help="escape ratios in 0..1, separated by / or , (default 0/0.25/0.5/0.75/1)")
+    escaping.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
+    escaping.add_argument("--allocators", "-a", default=None, metavar="SPECS",
+                          help="semicolon-separated heap allocator specs (default go:gc)")
+    escaping.add_argument("--allocs", type=_positive, default=200_000,
+                          help="allocation sites of the program (default 200000)")
+    escaping.add_argument("--program", default="mu=5",
+                          help="more goescape keys, comma-separated (default mu=5; see list --workloads and the "
+                          "README: sites, depth, frame, globals, init, sizes and the size model's keys)")
+    escaping.add_argument("--repeats", type=_positive, default=3, help="timed replays; the median counts (default 3)")
+    escaping.add_argument("--out", type=Path, default=Path("reports/escape"),
+                          help="results directory (default reports/escape)")
+    escaping.add_argument("--no-plots", action="store_true", help="skip the plots")
+    escaping.add_argument("--json", action="store_true", help="print the rows (or --check-go's verdicts) as JSON")
+    escaping.add_argument("--check-go", action="store_true",
+                          help="only compare the lab's escape rules with the Go compiler's (needs go; exit 1 on "
+                          "a disagreement)")
+    escaping.set_defaults(func=cmd_escape)
 
     perf = commands.add_parser("perf", help="the README's performance table, measured on this machine")
     perf.add_argument("--allocators", "-a", default=None, metavar="SPECS",

@@ -14,5 +14,7 @@ from __future__ import annotations
 
 #: name -> one-line description (`python -m bench list --scenarios`); each name is also a subcommand.
 SCENARIOS: dict[str, str] = {
+    "escape": "Go escape analysis over the escape ratio 0..1, with and without it: heap allocations avoided, GC "
+              "cycles, footprint, locality, speed (--check-go: the rules against the Go compiler)",
     "safety": "fault classes x allocator modes (models and real allocators): detection rate, latency, cost",
 }
