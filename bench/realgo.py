@@ -15,7 +15,8 @@ references would) and the runtime's own first allocations.
 
 The replayer is built with `go build` on first use of its source into
 ~/.cache/allocator-lab/goreplayer/<sha256 of the source>/ (the Go build cache
-beside it), like the C replayer (`bench.cleanheap`).  Without Go:
+beside it), like the C replayer (`bench.cleanheap`); `build_go` does that for
+any one-file Go program (bench.realgostack's too).  Without Go:
 `GoMissing` naming the Debian package (golang-go).
 """
 
@@ -50,9 +51,17 @@ class GoMissing(RuntimeError):
 
 def goreplayer_binary() -> Path:
     """Path of the built Go replayer, building bench/goreplayer/main.go with `go build` on first use."""
-    source = SOURCE.read_bytes()
-    directory = CACHE_ROOT / hashlib.sha256(source).hexdigest()[:16]
-    binary = directory / "goreplayer"
+    return build_go(SOURCE, "goreplayer")
+
+
+def build_go(source: Path, name: str, gcflags: str | None = None) -> Path:
+    """Path of the binary `name` built from one Go file with `go build` (module `name`, Go 1.19, no cgo) into
+    ~/.cache/allocator-lab/NAME/<sha256 of the source and flags>/, on first use; later calls find it there.
+    With `gcflags` (e.g. "-S") the compiler's output is kept beside the binary as `build.log`
+    (`build_log(binary)`).  GoMissing without the toolchain, RealReplayFailed if the build fails."""
+    text = source.read_bytes()
+    directory = CACHE_ROOT.parent / name / hashlib.sha256(text + (gcflags or "").encode()).hexdigest()[:16]
+    binary = directory / name
     if binary.exists():
         return binary
     go = shutil.which("go")
@@ -61,19 +70,29 @@ def goreplayer_binary() -> Path:
                         "apt-get install -y golang-go")
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="alloclab-gobuild-") as build:
-        (Path(build) / "main.go").write_bytes(source)
-        (Path(build) / "go.mod").write_text("module goreplayer\n\ngo 1.19\n")
-        partial = directory / f"goreplayer.{os.getpid()}.tmp"
+        (Path(build) / "main.go").write_bytes(text)
+        (Path(build) / "go.mod").write_text(f"module {name}\n\ngo 1.19\n")
+        partial = directory / f"{name}.{os.getpid()}.tmp"
         env = {**os.environ, "GOCACHE": str(CACHE_ROOT / "gocache"), "GOFLAGS": "-mod=mod", "GO111MODULE": "on",
                "CGO_ENABLED": "0"}
         env.setdefault("HOME", str(Path.home()))
-        completed = subprocess.run([go, "build", "-o", str(partial), "."], cwd=build, env=env, capture_output=True,
-                                   text=True)
+        flags = [f"-gcflags={name}={gcflags}"] if gcflags else []
+        completed = subprocess.run([go, "build", *flags, "-o", str(partial), "."], cwd=build, env=env,
+                                   capture_output=True, text=True)
         if completed.returncode != 0:
             partial.unlink(missing_ok=True)
-            raise RealReplayFailed(f"real Go: go build failed on {SOURCE}:\n{completed.stderr}")
+            raise RealReplayFailed(f"real Go: go build failed on {source}:\n{completed.stderr[-4000:]}")
+        if gcflags:
+            log = directory / f"build.{os.getpid()}.tmp"
+            log.write_text(completed.stderr)
+            os.replace(log, directory / "build.log")
         os.replace(partial, binary)  # atomic: concurrent builders leave one complete binary
     return binary
+
+
+def build_log(binary: Path) -> str:
+    """The compiler output kept by `build_go(..., gcflags=...)` beside `binary`."""
+    return (binary.parent / "build.log").read_text()
 
 
 def replay_go(trace: Any, gogc: int | str = 100, gomaxprocs: int = 1, samples: int = DEFAULT_SAMPLES,
