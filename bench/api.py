@@ -40,8 +40,8 @@ from workloads.trace import Trace
 
 __all__ = [
     "PRESETS", "Cell", "Comparison", "Plan", "ResultRow", "Results", "SweepConfig", "Thresholds", "compare",
-    "escape", "escape_check_go", "escape_program", "fidelity", "load_results", "make_plan", "make_trace",
-    "open_trace", "perf", "real", "replay", "run_cell",
+    "escape", "escape_check_go", "escape_program", "fidelity", "load_results", "make_calltrace", "make_plan",
+    "make_trace", "open_trace", "perf", "real", "real_stacks", "replay", "replay_stack", "run_cell", "stacks",
     "stream_trace", "sweep", "write_trace",
 ]
 
@@ -240,3 +240,45 @@ def real(trace: Trace | str | Path, allocator: str = "glibc", repeats: int = 3, 
     if not isinstance(trace, Trace):
         trace = Trace.load(trace)
     return replay_real(trace, allocator, repeats=repeats, touch=touch)
+
+
+def make_calltrace(workload: str = "boundary", ops: int = 100_000, seed: int = 0) -> Any:
+    """A call-depth trace (`workloads.calldepth.CallTrace`) of a call-depth workload spec (`workloads.callgen`:
+    randomwalk, recursion, boundary); `.save(path)` writes it (.npz or .csv)."""
+    from workloads import callgen
+
+    return callgen.make(workload, ops, seed)
+
+
+def replay_stack(model: str, trace: Any, repeats: int = 1, timeline: bool = False, **params: Any) -> Any:
+    """A goroutine-stack model spec (`allocators.gostack`: contiguous[:go1.19,...], segmented[:go1.1,...]) over a
+    call-depth trace (a CallTrace or a .npz/.csv path): a `StackResult` (counters, median kernel seconds)."""
+    from allocators.gostack import replay_stack as replay
+    from workloads.calldepth import CallTrace
+
+    if isinstance(trace, str | Path):
+        trace = CallTrace.load(trace)
+    return replay(model, trace, repeats=repeats, timeline=timeline, **params)
+
+
+def stacks(config: Any = None, out: str | Path | None = "reports/stacks", plots: bool = True,
+           progress: Callable[[str], None] | None = None) -> Any:
+    """The stacks scenario (`bench.scenarios.stacks.StacksConfig` -> `StacksReport`): models x call-depth
+    workloads x seeds, the hot-split sweep, real Go beside the contiguous model; saved (and drawn) into `out`."""
+    from bench.scenarios.stacks import StacksConfig, run_stacks
+
+    report = run_stacks(config or StacksConfig(), progress=progress)
+    if out is not None:
+        report.save(out)
+        if plots:
+            from bench.plots.stacks import draw_stacks
+
+            draw_stacks(out)
+    return report
+
+
+def real_stacks(depths: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Real Go's goroutine stack bytes beside the contiguous model's, per frame variant and recursion depth."""
+    from bench.realgostack import DEFAULT_DEPTHS, measure_real_stacks
+
+    return measure_real_stacks(list(depths) if depths is not None else DEFAULT_DEPTHS)

@@ -96,3 +96,29 @@ def measure_real_stacks(depths: tuple[int, ...] | list[int] = DEFAULT_DEPTHS,
                 "model_used_at_probe": model_used + RET + frames["probe"], "go_version": result["go_version"],
             })
     return rows
+
+
+def first_growth_depths(limit: int = 10_000) -> dict[str, int]:
+    """Per variant, the smallest depth at which the contiguous model grows the goroutine's 2 KiB stack (the real
+    check then measures it and the depth before it); a variant whose depth 0 already grows is left out."""
+    _, frames = gostack_binary()
+    edges = {}
+    for variant in VARIANTS:
+        entry, rec = RET + frames[ENTRIES[variant]], RET + frames[VARIANTS[variant]]
+        for depth in range(limit):
+            if replay_stack("contiguous", descend([entry] + [rec] * (depth + 1)))["splits"]:
+                if depth > 0:
+                    edges[variant] = depth
+                break
+    return edges
+
+
+def model_steps(variant: str, max_depth: int) -> list[tuple[int, int]]:
+    """(depth, stack bytes) where the contiguous model's stack size changes as `variant` recurses to `max_depth`
+    (from one replay with a timeline: the size after the k-th CALL is the size at depth k - 2)."""
+    _, frames = gostack_binary()
+    entry, rec = RET + frames[ENTRIES[variant]], RET + frames[VARIANTS[variant]]
+    result = replay_stack("contiguous", descend([entry] + [rec] * (max_depth + 1)), timeline=True)
+    assert result.timeline is not None
+    sizes = result.timeline[1:max_depth + 2].tolist()  # after the CALL of rec at depth 0, 1, ..., max_depth
+    return [(depth, size) for depth, size in enumerate(sizes) if depth == 0 or size != sizes[depth - 1]]

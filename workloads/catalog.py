@@ -147,6 +147,11 @@ def _workload(name: str) -> Workload:
     try:
         return CATALOG[name]
     except KeyError:
+        from workloads.callgen import CALLDEPTH
+
+        if name in CALLDEPTH:
+            raise ValueError(f"'{name}' is a call-depth workload, not a heap workload: run it on the goroutine "
+                             f"stack models with python -m bench stacks -w {name}") from None
         raise ValueError(f"unknown workload '{name}' (known: {', '.join(CATALOG)})") from None
 
 

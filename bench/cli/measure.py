@@ -43,6 +43,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("workloads:")
         for name in catalog.names():
             _entry(f"  {name:<18} ", catalog.describe(name))
+        from workloads import callgen
+
+        print("call-depth workloads (goroutine stacks: python -m bench stacks -w NAME):")
+        for name in callgen.names():
+            _entry(f"  {name:<18} ", callgen.describe(name))
     if args.scenarios or show_all:
         from bench.scenarios import SCENARIOS
 

@@ -10,6 +10,7 @@ from bench.cli.common import Parser
 from bench.cli.escape import cmd_escape
 from bench.cli.measure import cmd_fidelity, cmd_list, cmd_perf, cmd_real, cmd_replay, cmd_run
 from bench.cli.safety import cmd_safety
+from bench.cli.stacks import cmd_stacks
 from bench.cli.sweeps import cmd_compare, cmd_plot, cmd_sweep
 from bench.cli.traces import (
     cmd_sizeclasses,
@@ -265,6 +266,34 @@ def build_parser() -> argparse.ArgumentParser:
                           help="only compare the lab's escape rules with the Go compiler's (needs go; exit 1 on "
                           "a disagreement)")
     escaping.set_defaults(func=cmd_escape)
+
+    stacks = commands.add_parser(
+        "stacks", help="goroutine stacks: segmented (Go <= 1.2) vs contiguous (Go >= 1.3) on call-depth traces",
+        description="Replays call-depth workloads (randomwalk, recursion, boundary: see `list --workloads`) on "
+        "the stack models (segmented[:go1.1|keep=1|segment=N,...], contiguous[:go1.19|adaptive=1|shrink=0,...]), "
+        "sweeps the boundary loop's depth to show the hot split, and, with the go toolchain, checks the "
+        "contiguous model's stack size against real Go's for recursions of known frames.",
+    )
+    stacks.add_argument("--models", "-m", default=None, metavar="SPECS",
+                        help="semicolon-separated stack model specs (default: segmented; segmented:go1.1; "
+                        "segmented:keep=1; contiguous; contiguous:go1.19)")
+    stacks.add_argument("--workloads", "-w", default=None, metavar="SPECS",
+                        help="semicolon-separated call-depth workload specs, e.g. 'boundary:depth=61;recursion'")
+    stacks.add_argument("--trace", "-t", type=Path, default=None,
+                        help="a call-depth trace file (.npz or .csv: op,frame,goroutine) instead of workloads")
+    stacks.add_argument("--ops", type=_positive, default=100_000, help="rows per generated trace (default 100000)")
+    stacks.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    stacks.add_argument("--repeats", type=_positive, default=3, help="timed runs per cell; the median counts "
+                        "(default 3)")
+    realness = stacks.add_mutually_exclusive_group()
+    realness.add_argument("--real", dest="real", action="store_const", const=True, default=None,
+                          help="require the real Go check (default: run it when go is installed)")
+    realness.add_argument("--no-real", dest="real", action="store_const", const=False, help="skip real Go")
+    stacks.add_argument("--out", type=Path, default=Path("reports/stacks"),
+                        help="results directory (default reports/stacks)")
+    stacks.add_argument("--no-plots", action="store_true", help="skip the plots")
+    stacks.add_argument("--json", action="store_true", help="print cells, hot-split points and real rows as JSON")
+    stacks.set_defaults(func=cmd_stacks)
 
     perf = commands.add_parser("perf", help="the README's performance table, measured on this machine")
     perf.add_argument("--allocators", "-a", default=None, metavar="SPECS",
