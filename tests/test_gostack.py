@@ -163,7 +163,7 @@ def test_stacks_command_writes_its_report(tmp_path, capsys):
                  "-m", "segmented;contiguous", "--repeats", "1", "--no-real", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "boundary (mean of 2 seed(s))" in printed and "segmented: 61, 62" in printed
+    assert "boundary (mean of 2 seed(s))" in printed and "segmented            61, 62\n" in printed
     document = json.loads((out / "stacks.json").read_text())
     assert len(document["cells"]) == 2 * 2 * 2
     spikes = {row["depth"] for row in document["hot"] if row["model"] == "segmented"
@@ -193,3 +193,11 @@ def test_list_shows_the_call_depth_workloads_and_the_scenario(capsys):
     assert "call-depth workloads" in printed and "boundary" in printed
     assert main(["list", "--scenarios"]) == 0
     assert "stacks" in capsys.readouterr().out
+
+
+def test_a_call_depth_file_given_as_a_heap_trace_says_what_it_is(tmp_path, capsys):
+    callgen.make("recursion", 400, 0).save(tmp_path / "calls.npz")
+    assert main(["replay", "-a", "pool", "--trace", str(tmp_path / "calls.npz")]) == 2
+    assert "a call-depth trace" in capsys.readouterr().err
+    assert main(["stacks", "--trace", str(tmp_path / "calls.npz"), "--no-real", "--no-plots", "--repeats", "1",
+                 "--out", str(tmp_path / "out")]) == 0

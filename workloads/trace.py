@@ -28,6 +28,14 @@ is sized by (`workloads.facts.TraceFacts`).
 Files: `.npz` (numpy `savez_compressed` of the four columns plus `meta` as a
 JSON string) is canonical; `.csv` with header `op,obj,size,thread` and ops
 written as `alloc|free|realloc|access` is for hand-written traces.
+
+Call-depth traces, the other trace kind, are the goroutine-stack models'
+input (`workloads.calldepth`, generators in `workloads.callgen`): per row a
+CALL (with the bytes the call puts on the stack), a RETURN or a GC, and the
+goroutine; columns `op` (int8: 0 call, 1 return, 2 gc), `frame` (int64) and
+`goroutine` (int32), `meta` with `kind: "calldepth"`, in `.npz` or `.csv`
+(`op,frame,goroutine`).  They have their own op codes and columns, so no heap
+trace file changes meaning; loading one as a heap trace says what it is.
 """
 
 from __future__ import annotations
@@ -345,6 +353,9 @@ class Trace:
             with warnings.catch_warnings(), np.load(path, allow_pickle=False) as archive:
                 warnings.simplefilter("ignore", UserWarning)  # numpy's note on a Python 2 header: not a 2nd line
                 missing = [name for name, _ in COLUMNS if name not in archive.files]
+                if missing and "frame" in archive.files:
+                    raise TraceError(f"{path}: a call-depth trace (workloads.calldepth), not a heap trace: run it "
+                                     f"on the stack models with python -m bench stacks --trace {path}")
                 if missing:
                     raise TraceError(f"{path}: missing column(s) {', '.join(missing)}")
                 check_rows_fit(_npz_check_headers(archive, path), f"loading {path}",

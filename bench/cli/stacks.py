@@ -38,9 +38,9 @@ def cmd_stacks(args: argparse.Namespace) -> int:
                           "real": report.real, "out": str(out)}, default=str))
         return 0
     print("\n".join(table_lines(report.cells)))
-    print("\nloop depths (frames of 128 B) where a 256 B call splits or grows the stack: "
-          + "; ".join(f"{model}: {', '.join(map(str, depths)) or 'none'}"
-                      for model, depths in report.boundaries.items()))
+    print("\nloop depths (frames of 128 B) where the boundary loop's 256 B call splits or grows the stack:")
+    for model, depths in report.boundaries.items():
+        print(f"  {model:<20} {', '.join(map(str, depths)) or 'none'}")
     if report.real:
         print("\nreal Go beside the contiguous model (GOGC=off, GOMAXPROCS=1):")
         print("\n".join(real_lines(report.real)))
