@@ -291,6 +291,30 @@ def _note_peaks(w, g_size):
 
 
 @njit(cache=True, inline="always")
+def _start_goroutine(w, gor, g, size, used):
+    """Goroutine g starts (its first CALL) on a stack (or first segment) of `size` bytes, `used` of them in use."""
+    gor[g, G_LIVE] = 1
+    gor[g, G_SIZE] = size
+    gor[g, G_USED] = used
+    gor[g, G_SEGS] = 1
+    gor[g, G_LAST_RELEASE] = -1
+    gor[g, G_SHRUNK] = 0
+    w[W_GOROUTINES] += 1
+    w[W_SEG_ALLOCS] += 1
+    w[W_RESERVED] += size
+
+
+@njit(cache=True, inline="always")
+def _push(w, gor, g, frames, at, frame_bytes):
+    """The callee's frame is on goroutine g's stack at frame-table index `at` (its depth is one more)."""
+    frames[at] = frame_bytes
+    gor[g, G_DEPTH] += 1
+    w[W_CALLS] += 1
+    if gor[g, G_DEPTH] > w[W_MAX_DEPTH]:
+        w[W_MAX_DEPTH] = gor[g, G_DEPTH]
+
+
+@njit(cache=True, inline="always")
 def _round2(value):
     size = 1
     while size < value:
@@ -307,13 +331,7 @@ def contiguous_kernel(op, frame, goroutine, offset, p, w, gor, frames, timeline)
         g = goroutine[row]
         if code == OP_CALL:
             if gor[g, G_LIVE] == 0:
-                gor[g, G_LIVE] = 1
-                gor[g, G_SIZE] = w[W_START_SIZE]
-                gor[g, G_USED] = p[P_BASE]
-                gor[g, G_SHRUNK] = 0
-                w[W_GOROUTINES] += 1
-                w[W_SEG_ALLOCS] += 1
-                w[W_RESERVED] += gor[g, G_SIZE]
+                _start_goroutine(w, gor, g, w[W_START_SIZE], p[P_BASE])
             size = gor[g, G_SIZE]
             entry = gor[g, G_USED] + p[P_RET]
             callee = max(frame[row] - p[P_RET], 0)
@@ -335,13 +353,8 @@ def contiguous_kernel(op, frame, goroutine, offset, p, w, gor, frames, timeline)
                     w[W_HOT_SPLITS] += 1
                 gor[g, G_SHRUNK] = 0
                 gor[g, G_SIZE] = new_size
-            depth = gor[g, G_DEPTH]
-            frames[offset[g] + depth] = frame[row]
-            gor[g, G_DEPTH] = depth + 1
+            _push(w, gor, g, frames, offset[g] + gor[g, G_DEPTH], frame[row])
             gor[g, G_USED] += frame[row]
-            w[W_CALLS] += 1
-            if depth + 1 > w[W_MAX_DEPTH]:
-                w[W_MAX_DEPTH] = depth + 1
             _note_peaks(w, gor[g, G_SIZE])
         elif code == OP_RETURN:
             depth = gor[g, G_DEPTH] - 1
@@ -402,15 +415,8 @@ def segmented_kernel(op, frame, goroutine, offset, p, w, gor, frames, split_used
         g = goroutine[row]
         if code == OP_CALL:
             if gor[g, G_LIVE] == 0:
-                gor[g, G_LIVE] = 1
-                gor[g, G_SIZE] = p[P_START]
-                gor[g, G_USED] = p[P_BASE]
-                gor[g, G_SEGS] = 1
-                gor[g, G_LAST_RELEASE] = -1
+                _start_goroutine(w, gor, g, p[P_START], p[P_BASE])
                 segs[offset[g] + g] = p[P_START]
-                w[W_GOROUTINES] += 1
-                w[W_SEG_ALLOCS] += 1
-                w[W_RESERVED] += p[P_START]
             depth = gor[g, G_DEPTH]
             current = segs[offset[g] + g + gor[g, G_SEGS] - 1]
             entry = gor[g, G_USED] + p[P_RET]
@@ -447,11 +453,7 @@ def segmented_kernel(op, frame, goroutine, offset, p, w, gor, frames, split_used
             else:
                 split_used[offset[g] + depth] = -1
                 gor[g, G_USED] += frame[row]
-            frames[offset[g] + depth] = frame[row]
-            gor[g, G_DEPTH] = depth + 1
-            w[W_CALLS] += 1
-            if depth + 1 > w[W_MAX_DEPTH]:
-                w[W_MAX_DEPTH] = depth + 1
+            _push(w, gor, g, frames, offset[g] + depth, frame[row])
             _note_peaks(w, gor[g, G_SIZE] + gor[g, G_KEPT])
         elif code == OP_RETURN:
             depth = gor[g, G_DEPTH] - 1

@@ -69,7 +69,14 @@ import numpy as np
 from numba import njit
 
 from labcore.jitcache import holds_kernels
-from workloads.trace import NPY_HEADER_ERRORS, TraceError, _npz_header, _npz_meta, check_rows_fit
+from workloads.trace import (
+    NPY_HEADER_ERRORS,
+    TraceError,
+    _npz_header,
+    _npz_meta,
+    check_columns,
+    check_rows_fit,
+)
 
 holds_kernels(__file__)
 
@@ -160,22 +167,9 @@ class CallTrace:
 
     def validate(self) -> np.ndarray:
         """Check the columns and every row; return each goroutine's peak depth (int64)."""
-        length = None
-        for name, dtype in COLUMNS:
-            column = getattr(self, name)
-            if not isinstance(column, np.ndarray):
-                raise TraceError(f"column '{name}' is {type(column).__name__}, expected a numpy array")
-            if column.dtype != dtype:
-                raise TraceError(f"column '{name}' has dtype {column.dtype}, expected {np.dtype(dtype).name}")
-            if column.ndim != 1:
-                raise TraceError(f"column '{name}' has {column.ndim} dimensions, expected 1")
-            if length is None:
-                length = column.shape[0]
-            elif column.shape[0] != length:
-                raise TraceError(f"column '{name}' has {column.shape[0]} rows, column 'op' has {length}")
+        check_columns(self, COLUMNS)
         if not isinstance(self.meta, dict):
             raise TraceError("meta must be a dict")
-        self.op, self.frame, self.goroutine = (np.ascontiguousarray(getattr(self, name)) for name, _ in COLUMNS)
         top = int(self.goroutine.max()) if len(self) else 0
         peak = np.zeros(min(max(top, 0), MAX_GOROUTINES - 1) + 1, np.int64)
         row, code = _validate_kernel(self.op, self.frame, self.goroutine, MAX_FRAME, MAX_GOROUTINES, peak)

@@ -254,22 +254,7 @@ class Trace:
     # -------------------------------------------------------------- validation
     def validate(self) -> None:
         """Check dtypes, lengths, op codes, ids, sizes and threads; raise TraceError at the first bad row."""
-        length = None
-        for name, dtype in COLUMNS:
-            column = getattr(self, name)
-            if not isinstance(column, np.ndarray):
-                raise TraceError(f"column '{name}' is {type(column).__name__}, expected a numpy array")
-            if column.dtype != dtype:
-                raise TraceError(f"column '{name}' has dtype {column.dtype}, expected {np.dtype(dtype).name}")
-            if column.ndim != 1:
-                raise TraceError(f"column '{name}' has {column.ndim} dimensions, expected 1")
-            if length is None:
-                length = column.shape[0]
-            elif column.shape[0] != length:
-                raise TraceError(f"column '{name}' has {column.shape[0]} rows, column 'op' has {length}")
-        for name, _ in COLUMNS:
-            if not getattr(self, name).flags.c_contiguous:
-                setattr(self, name, np.ascontiguousarray(getattr(self, name)))
+        length = check_columns(self, COLUMNS)
         if not isinstance(self.meta, dict):
             raise TraceError("meta must be a dict")
         if length == 0:
@@ -374,6 +359,28 @@ class Trace:
             return cls(**columns, meta=meta, faults=faults)
         except TraceError as error:
             raise TraceError(f"{path}: {error}") from None
+
+
+def check_columns(table: Any, columns: tuple[tuple[str, Any], ...]) -> int:
+    """The columns of a struct of arrays (attribute name, dtype) are 1-d numpy arrays of their dtypes and one
+    length (TraceError naming the first that is not); made C-contiguous in place.  Returns the length."""
+    length = None
+    for name, dtype in columns:
+        column = getattr(table, name)
+        if not isinstance(column, np.ndarray):
+            raise TraceError(f"column '{name}' is {type(column).__name__}, expected a numpy array")
+        if column.dtype != dtype:
+            raise TraceError(f"column '{name}' has dtype {column.dtype}, expected {np.dtype(dtype).name}")
+        if column.ndim != 1:
+            raise TraceError(f"column '{name}' has {column.ndim} dimensions, expected 1")
+        if length is None:
+            length = column.shape[0]
+        elif column.shape[0] != length:
+            raise TraceError(f"column '{name}' has {column.shape[0]} rows, column '{columns[0][0]}' has {length}")
+    for name, _ in columns:
+        if not getattr(table, name).flags.c_contiguous:
+            setattr(table, name, np.ascontiguousarray(getattr(table, name)))
+    return int(length or 0)
 
 
 def check_rows_fit(rows: int, what: str, fix: str) -> None:
