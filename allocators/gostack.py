@@ -487,10 +487,11 @@ def segmented_kernel(op, frame, goroutine, offset, p, w, gor, frames, split_used
 
 
 # ------------------------------------------------------------------- Python shell
-def _run(name: str, params: dict[str, int], trace: CallTrace, timeline: bool) -> tuple[np.ndarray, np.ndarray, float]:
-    """One replay on fresh state: (counter words, timeline, seconds in the kernel)."""
+def _run(name: str, params: dict[str, int], trace: CallTrace, peak: np.ndarray,
+         timeline: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """One replay on fresh state, its tables sized by `peak` (each goroutine's peak depth): (counter words,
+    timeline, seconds in the kernel)."""
     p = _param_array(name, params, timeline)
-    peak = trace.peak_depth
     offset = np.zeros(max(peak.shape[0], 1), np.int64)
     if peak.shape[0] > 1:
         offset[1:] = np.cumsum(peak)[:-1]
@@ -529,12 +530,13 @@ def replay_stack(model: str, trace: CallTrace, repeats: int = 1, timeline: bool 
             raise BadParameter(f"stack model {name}: {key} must be an integer, got {value!r}")
         resolved[key] = value
     _check(name, resolved)
-    w, line, _ = _run(name, resolved, trace, timeline)
+    peak = trace.validate()  # again: columns changed in place since construction must not reach the kernel
+    w, line, _ = _run(name, resolved, trace, peak, timeline)
     if w[W_STATUS] == ST_OVERFLOW:
         row = int(w[W_STATUS_ROW])
         raise StackOverflow(f"{model}: row {row}: goroutine {int(trace.goroutine[row])}'s stack would exceed "
                             f"max_size={resolved['max_size']:,} B (CALL of {int(trace.frame[row])} B)")
-    times = [_run(name, resolved, trace, False)[2] for _ in range(repeats)]
+    times = [_run(name, resolved, trace, peak, False)[2] for _ in range(repeats)]
     counters = {key: int(w[slot]) for slot, key in enumerate(COUNTER_NAMES)}
     counters["final_reserved"] = int(w[W_RESERVED])
     return StackResult(model=model, params=resolved, rows=len(trace), counters=counters,

@@ -201,3 +201,17 @@ def test_a_call_depth_file_given_as_a_heap_trace_says_what_it_is(tmp_path, capsy
     assert "a call-depth trace" in capsys.readouterr().err
     assert main(["stacks", "--trace", str(tmp_path / "calls.npz"), "--no-real", "--no-plots", "--repeats", "1",
                  "--out", str(tmp_path / "out")]) == 0
+
+
+def test_api_entry_points(tmp_path):
+    from bench import api
+    from bench.scenarios.stacks import StacksConfig
+
+    trace = api.make_calltrace("boundary:depth=61", 1000, 0)
+    trace.save(tmp_path / "b.csv")
+    assert api.replay_stack("segmented", tmp_path / "b.csv")["hot_splits"] > 400
+    report = api.stacks(StacksConfig(models=["contiguous"], workloads=["recursion:depth=20"], ops=400, seeds=[0],
+                                     repeats=1, hot_depths=[10, 60], real=False), out=tmp_path / "s", plots=False)
+    assert [row["depth"] for row in report.hot] == [10, 60] and (tmp_path / "s" / "cells.csv").exists()
+    with pytest.raises(ValueError, match="hot depths"):
+        api.stacks(StacksConfig(hot_depths=[10**6], real=False), out=None)

@@ -53,6 +53,7 @@ DEFAULT_HOT_DEPTHS = tuple(range(20, 97))
 HOT_OPS = 4_000
 HOT_FRAME = 128
 HOT_CALLEE = 256
+#: Most loop depths (and the deepest) of the hot-split sweep: `boundary_depths` replays every depth up to it.
 MAX_HOT_DEPTHS = 2_000
 
 
@@ -87,8 +88,8 @@ class StacksConfig:
         if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ValueError("stacks: seeds must be one or more integers >= 0")
         if len(self.hot_depths) > MAX_HOT_DEPTHS or any(
-                isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 100_000 for d in self.hot_depths):
-            raise ValueError(f"stacks: hot depths must be at most {MAX_HOT_DEPTHS} integers in 0..100000")
+                isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= MAX_HOT_DEPTHS for d in self.hot_depths):
+            raise ValueError(f"stacks: hot depths must be at most {MAX_HOT_DEPTHS} integers in 0..{MAX_HOT_DEPTHS}")
 
 
 @dataclass
