@@ -225,12 +225,15 @@ def perf(allocators: Sequence[str] | None = None, ops: int = 1_000_000, repeats:
 
 
 def fidelity(traces: Sequence[str | Path], repeats: int = 3, out: str | Path | None = None,
-             progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Each model beside the real allocator it models, per trace file (`bench.fidelity.measure_traces`)."""
+             progress: Callable[[str], None] | None = None,
+             reals: Sequence[str] = ("glibc", "tcmalloc", "go")) -> list[dict[str, Any]]:
+    """Each model beside the real allocator it models, per trace file (`bench.fidelity.measure_traces`);
+    `reals` picks the real sides (glibc, tcmalloc, go)."""
     from bench import fidelity as fidelity_module
 
     return fidelity_module.measure_traces([Path(path) for path in traces], repeats=repeats,
-                                          out=Path(out) if out is not None else None, progress=progress)
+                                          out=Path(out) if out is not None else None, progress=progress,
+                                          reals=tuple(reals))
 
 
 def real(trace: Trace | str | Path, allocator: str = "glibc", repeats: int = 3, touch: str = "page") -> dict[str, Any]:

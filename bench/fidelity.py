@@ -29,12 +29,13 @@ footprint against real glibc on the same trace come from `bench real` (README,
 Real Go <-> `go:gc` (`bench.realgo`, the trace on the real Go 1.19 heap with GOGC=100 and GOMAXPROCS=1,
 at least three runs, medians): the model's peak in-use heap (its `peak_heap_inuse` counter: pages of
 spans in use) beside real Go's peak HeapInuse over the replayer's baseline, the model's peak footprint
-(its mapped heap pages) beside real Go's peak mapped heap (in-use + free + released pages), and GC
-cycles beside GC cycles, and the last cycle's heap goal (real: over the baseline's heap objects, which
-the goal counts once), with relative errors.  The model runs as `go:gc,roots=R` with R from the real
-run (`bench.realgo.model_roots`: the stacks and globals the real collector scanned, and the replayer's
-own reference table), so that both goals count the same roots.  Skipped, with the reason, when Go is
-not installed.
+(its mapped heap pages) beside real Go's peak mapped heap (in-use + free + released pages), GC cycles
+beside GC cycles, and the last cycle's heap goal (real: over the baseline's heap objects, which the goal
+counts once), with relative errors.  The model runs as `go:gc,go_version=V,roots=R`: V is the real
+runtime's version (its size classes and span layouts), R comes from the real run
+(`bench.realgo.model_roots`: the stacks and globals the real collector scanned, and the replayer's own
+reference table), so that both goals count the same roots.  Skipped, with the reason, when Go is not
+installed.
 
 Speed against reality: the replay time of the `go` and `tcmalloc` models over
 real glibc's replay time on the same trace, measured in the same run
@@ -53,10 +54,12 @@ from bench.table import format_bytes, render
 from workloads.trace import Trace
 
 PAIRS = (("glibc", "freelist:glibc"), ("tcmalloc", "tcmalloc"))
+#: The real sides `--real` chooses from: the pairs' real allocators and the Go runtime.
+REALS = ("glibc", "tcmalloc", "go")
 SPEED_MODELS = ("go", "tcmalloc")
 
 
-def measure_trace(path: Path, repeats: int) -> dict[str, Any]:
+def measure_trace(path: Path, repeats: int, reals: Sequence[str] = REALS) -> dict[str, Any]:
     from bench.cleanheap import CompilerMissing, clean_heap_footprint
     from bench.real import RealAllocatorMissing, replay_real
 
@@ -64,6 +67,8 @@ def measure_trace(path: Path, repeats: int) -> dict[str, Any]:
     result: dict[str, Any] = {"trace": str(path), "rows": len(trace), "pairs": [], "speed": []}
     real_runs: dict[str, dict[str, Any]] = {}
     for real_name, model_spec in PAIRS:
+        if real_name not in reals:
+            continue
         try:
             real = real_runs[real_name] = replay_real(trace, real_name, repeats=repeats)
             clean = clean_heap_footprint(trace, real_name)
@@ -86,7 +91,8 @@ def measure_trace(path: Path, repeats: int) -> dict[str, Any]:
         else:
             entry["reason"] = model["reason"]
         result["pairs"].append(entry)
-    result["go"] = _go_entry(trace, repeats)
+    if "go" in reals:
+        result["go"] = _go_entry(trace, repeats)
     if "glibc" in real_runs:
         glibc_seconds = real_runs["glibc"]["seconds_median"]
         for spec in SPEED_MODELS:
@@ -107,7 +113,8 @@ def _go_entry(trace: Trace, repeats: int) -> dict[str, Any]:
     except GoMissing as error:
         return {"status": f"skipped: {error}"}
     roots = model_roots(real)
-    spec = f"go:gc,roots={roots}"
+    version = ".".join(real["go_version"].removeprefix("go").split(".")[:2])  # the real toolchain's size classes
+    spec = f"go:gc,go_version={version},roots={roots}"
     model, _ = harness.measure(spec, trace, repeats=repeats)
     inuse = real["peak_heap_inuse_over_baseline"]
     entry: dict[str, Any] = {
@@ -136,8 +143,13 @@ def _go_entry(trace: Trace, repeats: int) -> dict[str, Any]:
 
 
 def measure_traces(paths: Sequence[Path], repeats: int = 3, out: Path | None = None,
-                   progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """One result per trace file; with `out`, also OUT/fidelity.json and OUT/fidelity.png."""
+                   progress: Callable[[str], None] | None = None, reals: Sequence[str] = REALS) -> list[dict[str, Any]]:
+    """One result per trace file; with `out`, also OUT/fidelity.json and OUT/fidelity.png.  `reals` picks the
+    real sides (REALS; the speed rows need glibc)."""
+    unknown = [name for name in reals if name not in REALS]
+    if unknown or not reals:
+        raise ValueError(f"fidelity: unknown real side {unknown[0] if unknown else '(none)'!r} "
+                         f"(known: {', '.join(REALS)})")
     for path in paths:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such file")
@@ -145,7 +157,7 @@ def measure_traces(paths: Sequence[Path], repeats: int = 3, out: Path | None = N
     for path in paths:
         if progress is not None:
             progress(f"fidelity: {path} ...")
-        results.append(measure_trace(Path(path), repeats))
+        results.append(measure_trace(Path(path), repeats, reals))
     if out is not None:
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out}: not a directory")

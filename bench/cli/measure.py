@@ -216,7 +216,8 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out}: not a directory")
 
-    results = api.fidelity(args.traces, repeats=args.repeats, out=args.out, progress=say)
+    results = api.fidelity(args.traces, repeats=args.repeats, out=args.out, progress=say,
+                           reals=tuple(args.real or ("glibc", "tcmalloc", "go")))
     print(render_tables(results))
     if args.out:
         print(f"\nwrote {args.out / 'fidelity.json'}, {args.out / 'fidelity.png'}")

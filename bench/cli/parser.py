@@ -202,12 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     fidelity = commands.add_parser(
         "fidelity", help="models beside the real allocators they model, on the same traces",
         description="For each trace: real glibc vs freelist:glibc and real tcmalloc vs the tcmalloc model "
-        "(peak footprint, overhead factor, relative error), and the go/tcmalloc models' replay time over real "
-        "glibc's.",
+        "(peak footprint, overhead factor, relative error), real Go 1.19 vs go:gc (peak in-use and mapped heap, GC "
+        "cycles, heap goal; median of 3 or more runs), and the go/tcmalloc models' replay time over real glibc's.",
     )
     fidelity.add_argument("traces", nargs="+", type=Path, help="trace files (.npz or .csv), e.g. from trace record")
     fidelity.add_argument("--repeats", type=_positive, default=3, help="timed replays per run (default 3)")
     fidelity.add_argument("--out", type=Path, default=None, help="also write fidelity.json and fidelity.png here")
+    fidelity.add_argument("--real", action="append", choices=("glibc", "tcmalloc", "go"), default=None,
+                          help="only this real side (repeatable; default all three; the speed rows need glibc)")
     fidelity.set_defaults(func=cmd_fidelity)
 
     safety = commands.add_parser(
