@@ -33,15 +33,16 @@ from bench import compare as gate
 from bench import executors, harness
 from bench.compare import Comparison, Thresholds
 from bench.results import ResultRow, Results, load_results
+from bench.scenarios.pools import PoolsConfig, PoolsReport
 from bench.sweep import PRESETS, Cell, Plan, SweepConfig, make_plan, run_sweep
 from workloads import catalog, chunked
 from workloads.stream import DEFAULT_CHUNK_ROWS, GeneratedTrace, MemorySource, TraceSource
 from workloads.trace import Trace
 
 __all__ = [
-    "PRESETS", "Cell", "Comparison", "Plan", "ResultRow", "Results", "SweepConfig", "Thresholds", "compare",
-    "fidelity", "load_results", "make_plan", "make_trace", "open_trace", "perf", "real", "replay", "run_cell",
-    "stream_trace", "sweep", "write_trace",
+    "PRESETS", "Cell", "Comparison", "Plan", "PoolsConfig", "ResultRow", "Results", "SweepConfig", "Thresholds",
+    "compare", "fidelity", "load_results", "make_plan", "make_trace", "open_trace", "perf", "pools", "real", "replay",
+    "run_cell", "stream_trace", "sweep", "write_trace",
 ]
 
 
@@ -211,3 +212,24 @@ def real(trace: Trace | str | Path, allocator: str = "glibc", repeats: int = 3, 
     if not isinstance(trace, Trace):
         trace = Trace.load(trace)
     return replay_real(trace, allocator, repeats=repeats, touch=touch)
+
+
+def pools(config: PoolsConfig | None = None, out: str | Path | None = None, plots: bool = True,
+          progress: Callable[[str], None] | None = None) -> PoolsReport:
+    """Pools, regions and arenas against the Go heap on request churn (`bench.scenarios.pools`): the report's
+    `cells` (heap allocations and those avoided, GC cycles, peak footprint, speed per set-up and grid point) and
+    its harness `rows`; saved to `out` (pools.json/csv, results.json/csv, plots/pools.png) if given.
+
+        report = api.pools(api.PoolsConfig(temps=[10, 100], request_bytes=[64 << 10], seeds=[0]))
+        [(cell.setup, cell.temps, cell.avoided_fraction, cell.gc_cycles) for cell in report.cells]
+    """
+    from bench.scenarios.pools import run_pools
+
+    report = run_pools(config, progress=progress)
+    if out is not None:
+        report.save(out)
+        if plots:
+            from bench.plots.pools import draw_pools
+
+            draw_pools(out)
+    return report

@@ -14,5 +14,7 @@ from __future__ import annotations
 
 #: name -> one-line description (`python -m bench list --scenarios`); each name is also a subcommand.
 SCENARIOS: dict[str, str] = {
+    "pools": "object pools, regions and arenas against the Go heap on request churn: heap allocations avoided, "
+    "GC cycles, peak footprint, speed",
     "safety": "fault classes x allocator modes (models and real allocators): detection rate, latency, cost",
 }
