@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     pools.add_argument("--threads", type=_positive, default=1, help="request streams, interleaved (default 1)")
     pools.add_argument("--order", choices=("lifo", "fifo", "random", "halves"), default="lifo",
                        help="order of the frees at a request's end (default lifo: newest first)")
+    pools.add_argument("--sigma", type=float, default=1.0,
+                       help="spread of the temporaries' log-normal sizes (default 1; 0: all of one size)")
     pools.add_argument("--setups", default=None, metavar="LABEL=SPEC;...",
                        help="set-ups, the first is the baseline (default heap=go:gc;pool=objpool:inner=go:gc;"
                        "arena=region:chunk_size=8MiB,reserve=131120)")

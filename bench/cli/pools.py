@@ -42,7 +42,7 @@ def _setups(text: str) -> dict[str, str]:
 def cmd_pools(args: argparse.Namespace) -> int:
     from bench.scenarios.pools import PoolsConfig, run_pools, summarise, summary_lines
 
-    config = PoolsConfig(ops=args.ops, repeats=args.repeats, threads=args.threads, order=args.order,
+    config = PoolsConfig(ops=args.ops, repeats=args.repeats, threads=args.threads, order=args.order, sigma=args.sigma,
                          seeds=seed_list(args.seeds))
     if args.temps is not None:
         config.temps = _int_list(args.temps, "--temps")

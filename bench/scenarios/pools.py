@@ -4,11 +4,13 @@ What it models.  A Go server whose requests each allocate a batch of
 temporaries and drop them when the request ends (`workloads.churn`), run
 three ways (issue 12; seed-notes, "methods of reducing allocations"):
 
-| set-up | spec | what it stands for |
-|---|---|---|
-| `heap` | `go:gc` | every temporary from the Go heap, reclaimed by the GOGC-paced collector |
-| `pool` | `objpool:inner=go:gc` | a `sync.Pool` per size in front of the same heap: a put at the request's end, a get at the next one |
-| `arena` | `region:chunk_size=8MiB,reserve=131120` | Go's arena experiment: 8 MiB chunks less the 131120 B reserve, bump allocation, a chunk reused once its objects died |
+- `heap`, `go:gc`: every temporary from the Go heap, reclaimed by the
+  GOGC-paced collector;
+- `pool`, `objpool:inner=go:gc`: a sync.Pool per size bucket in front of the
+  same heap: a put at the request's end, a get at the next request;
+- `arena`, `region:chunk_size=8MiB,reserve=131120`: Go's arena experiment, 8
+  MiB chunks less the 131120 B reserve, bump allocation, a chunk reused once
+  all its objects died (the request's Free()).
 
 Design.  The grid is request size (`request_bytes`) x temporaries per
 request (`temps`) x seeds; each point is one churn trace (`churn:
@@ -86,6 +88,7 @@ class PoolsConfig:
     repeats: int = 3
     threads: int = 1
     order: str = "lifo"
+    sigma: float = 1.0  # the spread of the temporaries' log-normal sizes (0: all of one size)
 
     def workload(self, request_bytes: int, temps: int) -> str:
         """The churn spec of one grid point."""
@@ -94,6 +97,8 @@ class PoolsConfig:
             spec += f",threads={self.threads}"
         if self.order != "lifo":
             spec += f",order={self.order}"
+        if self.sigma != 1.0:
+            spec += f",sigma={self.sigma!r}"
         return spec
 
     def check(self) -> None:
@@ -109,6 +114,8 @@ class PoolsConfig:
                                        ("threads", self.threads, 1, 1024)):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise BadParameter(f"pools: {name} must be an integer in {low}..{high}, got {value!r}")
+        if isinstance(self.sigma, bool) or not isinstance(self.sigma, int | float) or not 0 <= self.sigma <= 4:
+            raise BadParameter(f"pools: sigma must be a number in 0..4, got {self.sigma!r}")
         if self.order not in ORDERS:
             raise BadParameter(f"pools: order must be one of {', '.join(ORDERS)}, got {self.order!r}")
         if self.ops < 2 * max(self.temps) * self.threads:
