@@ -116,8 +116,8 @@ from allocators import registry
 from allocators.errors import ST_OK, BadParameter
 from allocators.protocol import Allocator, default_capacity
 from allocators.registry import register
-from allocators.shared.bits import ceil_log2
 from allocators.replay import Kernels, build_replay_kernel
+from allocators.shared.bits import ceil_log2
 from labcore.jitcache import holds_kernels
 from labcore.kernels import rebind
 from workloads.facts import TraceFacts

@@ -100,7 +100,7 @@ def tiny_config(**changes) -> PoolsConfig:
 def test_avoided_allocations_counted_by_hand():
     report = run_pools(tiny_config())
     cells = {cell.setup: cell for cell in report.cells}
-    assert set(cells) == {"heap", "pool", "arena"} and all(cell.status == "ok" for cell in cells.values())
+    assert set(cells) == {"heap", "pool", "pool-pow2", "arena"} and all(cell.status == "ok" for cell in cells.values())
     assert cells["heap"].allocations == 12
     # go:gc: all 12 temporaries are heap allocations; 1 KiB live at most, far below the 4 MiB goal: no cycle.
     assert (cells["heap"].heap_allocations, cells["heap"].avoided, cells["heap"].gc_cycles) == (12, 0, 0)
@@ -114,6 +114,8 @@ def test_avoided_allocations_counted_by_hand():
     assert (counters["misses"], counters["hits_private"], counters["hits_shared"]) == (4, 2, 6)
     assert counters["inner_allocs"] == counters["misses"] + counters["bypasses"]
     # the arena: one 8 MiB chunk taken once, bumped through by all three requests; no collector modelled.
+    # power-of-two pools: 256 B is its own power of two, so the same counts.
+    assert (cells["pool-pow2"].heap_allocations, cells["pool-pow2"].avoided) == (4, 8)
     arena = cells["arena"]
     assert (arena.heap_allocations, arena.avoided, arena.gc_cycles) == (1, 11, None)
     assert arena.peak_footprint == 8 << 20
@@ -122,7 +124,7 @@ def test_avoided_allocations_counted_by_hand():
 def test_every_setup_runs_and_the_figures_repeat(tmp_path):
     config = PoolsConfig(temps=[10, 100], request_bytes=[64 * KiB], seeds=[0, 1], ops=20_000, repeats=1)
     first, second = run_pools(config), run_pools(config)
-    assert len(first.cells) == 2 * 2 * 3 and all(cell.status == "ok" for cell in first.cells)
+    assert len(first.cells) == 2 * 2 * 4 and all(cell.status == "ok" for cell in first.cells)
     for one, two in zip(first.cells, second.cells, strict=True):
         assert [getattr(one, key) for key in FIXED] == [getattr(two, key) for key in FIXED]
         assert one.throughput_mops > 0
@@ -133,10 +135,10 @@ def test_every_setup_runs_and_the_figures_repeat(tmp_path):
         if cell.setup != "heap":
             assert 0 < cell.avoided <= cell.baseline_heap_allocations
     points = summarise(first.cells)
-    assert len(points) == 2 * 3 and all(point.failed == 0 for point in points)
+    assert len(points) == 2 * 4 and all(point.failed == 0 for point in points)
     saved = first.save(tmp_path / "out")
     document = json.loads((saved / "pools.json").read_text())
-    assert len(document["cells"]) == 12 and document["meta"]["baseline"] == "heap"
+    assert len(document["cells"]) == 16 and document["meta"]["baseline"] == "heap"
     rows = json.loads((saved / "results.json").read_text())["rows"]
     assert {row["allocator"] for row in rows} == set(config.setups.values())
 
@@ -180,7 +182,7 @@ def test_reachable_from_list_sweep_and_api(capsys):
     assert main(["list", "--scenarios"]) == 0 and "pools" in capsys.readouterr().out
     assert main(["list", "--workloads"]) == 0 and "churn" in capsys.readouterr().out
     plan = make_plan(SweepConfig(preset="pools", ops=2000, seeds=[0]))
-    assert len(plan.cells) == 3 * 3 == len(PRESETS["pools"].allocators) * 3
+    assert len(plan.cells) == 4 * 3 == len(PRESETS["pools"].allocators) * 3
     report = api.pools(tiny_config(setups={"heap": "go:gc", "arena": "region"}))
     assert [cell.setup for cell in report.cells] == ["heap", "arena"]
     with pytest.raises(BadParameter):

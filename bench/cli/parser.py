@@ -241,9 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     pools = commands.add_parser(
         "pools", help="object pools, regions and arenas against the Go heap on request churn",
         description="Churn workloads (requests of --temps temporaries totalling about --request-bytes, freed when "
-        "the request ends) replayed by each set-up: go:gc (the heap), objpool:inner=go:gc (a sync.Pool in front) "
-        "and region with 8 MiB chunks (Go's arena experiment). Reports, per grid point and set-up, the "
-        "allocations that reached the heap and those avoided, GC cycles, peak footprint and speed; writes "
+        "the request ends) replayed by each set-up: go:gc (the heap), objpool:inner=go:gc (a sync.Pool in front), "
+        "the same with power-of-two pools, and region with 8 MiB chunks (Go's arena experiment). Reports, per "
+        "grid point and set-up, the allocations that reached the heap and those avoided, GC cycles, peak "
+        "footprint and speed; writes "
         "pools.json/csv, results.json/csv and plots/pools.png.",
     )
     pools.add_argument("--temps", default=None, metavar="N,N,...",
@@ -260,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="spread of the temporaries' log-normal sizes (default 1; 0: all of one size)")
     pools.add_argument("--setups", default=None, metavar="LABEL=SPEC;...",
                        help="set-ups, the first is the baseline (default heap=go:gc;pool=objpool:inner=go:gc;"
-                       "arena=region:chunk_size=8MiB,reserve=131120)")
+                       "pool-pow2=objpool:inner=go:gc,round=pow2;arena=region:chunk_size=8MiB,reserve=131120)")
     pools.add_argument("--out", type=Path, default=Path("reports/pools"), help="results directory (default "
                        "reports/pools)")
     pools.add_argument("--no-plots", action="store_true", help="skip the plot")

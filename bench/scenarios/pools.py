@@ -2,12 +2,16 @@
 
 What it models.  A Go server whose requests each allocate a batch of
 temporaries and drop them when the request ends (`workloads.churn`), run
-three ways (issue 12; seed-notes, "methods of reducing allocations"):
+four ways (issue 12; seed-notes, "methods of reducing allocations"):
 
 - `heap`, `go:gc`: every temporary from the Go heap, reclaimed by the
   GOGC-paced collector;
 - `pool`, `objpool:inner=go:gc`: a sync.Pool per size bucket in front of the
   same heap: a put at the request's end, a get at the next request;
+- `pool-pow2`, `objpool:inner=go:gc,round=pow2`: the same with one pool per
+  power-of-two size, as Go servers pool []byte buffers (a pooled buffer
+  serves any request up to its capacity; 16 B buckets rarely match the next
+  request's sizes when they vary);
 - `arena`, `region:chunk_size=8MiB,reserve=131120`: Go's arena experiment, 8
   MiB chunks less the 131120 B reserve, bump allocation, a chunk reused once
   all its objects died (the request's Free()).
@@ -40,7 +44,7 @@ them).  The first set-up is the baseline (the plain heap).  Per cell:
 
 Cost: cells = len(request_bytes) x len(temps) x seeds x set-ups, each `ops`
 rows replayed `repeats` times plus the metric passes; the default grid (2 x 3
-x 2 x 3 = 36 cells of 100k rows) takes about a minute with warm kernels.
+x 2 x 4 = 48 cells of 100k rows) takes about a minute with warm kernels.
 
 State: `PoolsConfig` (what to measure, validated by `check`), `PoolsCell`
 (one figure row), `PoolsReport` (cells, the harness rows, meta; `save` writes
@@ -64,9 +68,10 @@ from bench import harness
 from bench.results import ResultRow, write_results
 from workloads import catalog
 
-#: The three set-ups of the issue: label -> allocator spec.  The first is the baseline.
+#: The set-ups: label -> allocator spec.  The first is the baseline.
 DEFAULT_SETUPS: dict[str, str] = {
-    "heap": "go:gc", "pool": "objpool:inner=go:gc", "arena": "region:chunk_size=8MiB,reserve=131120",
+    "heap": "go:gc", "pool": "objpool:inner=go:gc", "pool-pow2": "objpool:inner=go:gc,round=pow2",
+    "arena": "region:chunk_size=8MiB,reserve=131120",
 }
 DEFAULT_TEMPS = (10, 100, 1000)
 DEFAULT_REQUEST_BYTES = (16 << 10, 256 << 10)
