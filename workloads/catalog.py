@@ -16,6 +16,10 @@ keys below.  A *spec* is a name or `name:key=value,key=value`, e.g.
   empirical distribution) are `/`-separated, e.g. `values=16/32/64`;
   `histogram=PATH` (empirical only) loads `size,weight` rows from a CSV.
 
+A workload may also have keys of its own (`Workload.keys`, a dataclass): `churn`'s `request_bytes` and
+`temps` (`workloads.churn.ChurnKeys`) are resolved into its components' `mu` and `batch`, which its spec
+may then not give; the trace's meta records them beside the components' parameters.
+
 Generic keys:
 
 | key | meaning |
