@@ -7,7 +7,11 @@ them back instead of allocating.  Here a pool of pools sits in front of an
 rounded up to 16 B, for requests up to `max_pooled` bytes (32 KiB by default;
 bucket b holds objects of b * 16 bytes).  Larger requests pass straight
 through to the inner allocator (`bypasses`).  One bucket plays the role of one
-sync.Pool of one type.
+sync.Pool of one type.  `round=pow2` rounds a pooled request up to a power of
+two instead (16, 32, 64, ... B; a request whose power of two is above
+`max_pooled` bypasses): the tiered buffer pools of Go servers (one sync.Pool
+of []byte per power-of-two capacity), which reuse an object for any request
+up to its size, at up to 2x internal fragmentation.
 
 Per (thread, bucket) there is one *private slot* (Go's per-P `poolLocal.private`)
 and per bucket one *shared list*, a LIFO stack bounded to `shared_limit`
@@ -15,7 +19,8 @@ objects (default 256).  Go keeps a shared chain per P and steals from the
 other Ps' chains; one global list per bucket stands for all of them, and Go's
 chain is unbounded: the bound is this model's knob.
 
-- allocate(size): bucket b = ceil(size / 16).  The thread's private slot of b
+- allocate(size): bucket b = ceil(size / 16) (round=pow2: the next power of two
+  of that).  The thread's private slot of b
   if it holds an object (`hits_private`), else the top of b's shared list
   (`hits_shared`), else the victim list of b (below, `hits_victim`), else a
   *miss*: allocate b * 16 bytes from the inner allocator.  O(1) plus the inner
@@ -85,7 +90,8 @@ State: `words` (counters hits_private, hits_shared, hits_victim, misses, puts,
 overflows, clears, bypasses; then the number of buckets and of threads, the
 shared and victim list bounds, clear_every, bytes allocated from the inner
 allocator since the last GC, the pool's metadata bytes, the victim switch,
-the number of active buckets and the fixed bytes of one; then per bucket two
+the number of active buckets and the fixed bytes of one, the power-of-two
+rounding switch; then per bucket two
 words, the shared list's length and the victim list's length), `private_slots`
 (one address per bucket x thread, -1 = empty), `shared_items` (shared_limit
 addresses per bucket), `victim_items` (shared_limit + threads per bucket),
@@ -111,6 +117,7 @@ from allocators.errors import ST_OK, BadParameter
 from allocators.protocol import Allocator, default_capacity
 from allocators.registry import register
 from allocators.replay import Kernels, build_replay_kernel
+from allocators.shared.bits import ceil_log2
 from labcore.jitcache import holds_kernels
 from labcore.kernels import rebind
 from workloads.facts import TraceFacts
@@ -137,6 +144,9 @@ C_HITS_PRIVATE, C_HITS_SHARED, C_HITS_VICTIM, C_MISSES = 0, 1, 2, 3
 C_PUTS, C_OVERFLOWS, C_CLEARS, C_BYPASSES = 4, 5, 6, 7
 S_N_BUCKETS, S_N_THREADS, S_SHARED_LIMIT, S_VICTIM_LIMIT = 8, 9, 10, 11
 S_CLEAR_EVERY, S_SINCE_CLEAR, S_METADATA, S_VICTIM_ON, S_N_ACTIVE, S_BUCKET_BYTES = 12, 13, 14, 15, 16, 17
+S_ROUND_POW2 = 18
+#: `round` values: buckets of 16 B, or powers of two.
+ROUNDINGS = ("16", "pow2")
 #: words[S_COUNTS + 2 * b] = length of bucket b's shared list, words[S_COUNTS + 2 * b + 1] of its victim list.
 S_COUNTS = 24
 #: clear_every=0 (never) is stored as this, so the hot path has one compare.
@@ -178,6 +188,8 @@ def move_to_victim(words, private_slots, shared_items, victim_items, bucket, vic
 def _alloc_template(state, size, thread):
     words, private_slots, shared_items, victim_items, bucket_tags, active_flags, active_buckets, inner = state
     bucket = (size + BUCKET_BYTES - 1) >> BUCKET_SHIFT
+    if words[S_ROUND_POW2] != 0 and bucket > 1:
+        bucket = np.int64(1) << ceil_log2(bucket)
     request = size
     if bucket <= words[S_N_BUCKETS]:
         slot = bucket * words[S_N_THREADS] + thread
@@ -361,6 +373,7 @@ class ObjPool(Allocator):
         "shared_limit": 256,
         "clear_every": 4 << 20,
         "victim": True,
+        "round": "16",
     }
     presets = {"nogc": {"clear_every": 0}}
     variants = (
@@ -396,6 +409,9 @@ class ObjPool(Allocator):
                 raise BadParameter(f"objpool: {key} must be an integer in {low}..{high}, got {value!r}")
             params[key] = int(value)
         params["max_pooled"] = (params["max_pooled"] + BUCKET_BYTES - 1) // BUCKET_BYTES * BUCKET_BYTES
+        params["round"] = str(params["round"])
+        if params["round"] not in ROUNDINGS:
+            raise BadParameter(f"objpool: round must be one of {', '.join(ROUNDINGS)}, got {params['round']!r}")
         if not isinstance(params["victim"], bool):
             raise BadParameter(f"objpool: victim must be true or false, got {params['victim']!r}")
         try:
@@ -422,6 +438,7 @@ class ObjPool(Allocator):
         words[S_VICTIM_LIMIT] = victim_limit
         words[S_CLEAR_EVERY] = params["clear_every"] or NEVER
         words[S_VICTIM_ON] = int(params["victim"])
+        words[S_ROUND_POW2] = int(params["round"] == "pow2")
         copies = 2 if params["victim"] else 1
         words[S_BUCKET_BYTES] = copies * (n_threads * PRIVATE_SLOT_BYTES + LIST_HEADER_BYTES)
         try:

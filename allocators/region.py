@@ -7,7 +7,11 @@ allocating rounds the request up to 16 B, hands out `[top, top + granted)`
 and moves the thread's `top`, one add and one compare as in `linear`.  A
 request that does not fit in the rest of the current chunk retires that chunk
 and takes another one: first from the free-chunk list, else a fresh chunk from
-the "OS" (the next never-used chunk).  The tail of a retired chunk is wasted;
+the "OS" (the next never-used chunk).  `reserve` bytes at the end of every
+chunk are never handed out (default 0; Go's arena keeps 131120 B of an 8 MiB
+chunk for its heap bitmap and type pointer, go-allocator.md section 8: spec
+`region:chunk_size=8MiB,reserve=131120`), so a thread bumps through
+chunk_size - reserve usable bytes.  The tail of a retired chunk is wasted;
 the waste is smaller than the request that caused the retirement, so at most
 half the bytes bumped.
 
@@ -23,15 +27,15 @@ died when the thread finds it full, the chunk is rewound in place (`top` back
 to its start) instead of taking a new one; that counts as one release and one
 reuse.
 
-Large requests.  A request larger than a chunk gets a dedicated run of whole
+Large requests.  A request larger than a chunk's usable bytes gets a dedicated run of whole
 contiguous chunks (granted = the run's bytes, so its rounding shows as internal
 fragmentation).  The run is found by a first-fit scan over the chunk records
 for that many free chunks in a row; when there are none, the free chunks at the
 top of the used range are extended with fresh ones.  When its object dies (or
 at `free()`) the run is released as that many single free chunks.  (Go's arena
 sends objects larger than a quarter chunk to the ordinary heap instead; here
-they stay in the region so the whole model is one allocator.)  Go also keeps
-a 131120 B reserve (heap bitmap) at the end of each arena chunk; not modelled.
+they stay in the region so the whole model is one allocator; a run has no
+reserve.)
 
 Costs.
 - allocate: O(1): bump in the current chunk and increment its count; when the
@@ -59,7 +63,8 @@ classic bump-allocator trick); otherwise the driver allocates anew and frees.
 State: `words` (counters allocs, frees, chunks_taken, chunks_released,
 chunk_reuses, large_allocs; then log2(chunk_size), the number of chunks the
 capacity holds, chunks taken from the OS so far (the next fresh chunk), the
-footprint and metadata in bytes, chunks in use, the free-list head; then two
+footprint and metadata in bytes, chunks in use, the free-list head, the usable
+bytes of a chunk (chunk_size - reserve); then two
 words per thread: its `top` and the end of its current chunk, 0 for none) and
 `records`, four int64 per chunk: live objects (+1 pin while current; -1 free,
 -2 inside a large run), run length in chunks (1 for an ordinary chunk), and the
@@ -109,6 +114,7 @@ NO_CHUNK = -1
 
 C_ALLOCS, C_FREES, C_CHUNKS_TAKEN, C_CHUNKS_RELEASED, C_CHUNK_REUSES, C_LARGE_ALLOCS = 0, 1, 2, 3, 4, 5
 S_SHIFT, S_N_CHUNKS, S_HIGH_WATER, S_FOOTPRINT, S_METADATA, S_IN_USE, S_FREE_HEAD = 6, 7, 8, 9, 10, 11, 12
+S_USABLE = 13
 #: words[S_THREADS + 2 * t] is thread t's top, words[S_THREADS + 2 * t + 1] the end of its current chunk.
 S_THREADS = 16
 
@@ -196,7 +202,7 @@ def alloc_large(words, records, granted):
 def refill_and_alloc(words, records, cursor, granted):
     """The current chunk of the thread at `cursor` cannot hold `granted` bytes: rewind it, or take another."""
     shift = words[S_SHIFT]
-    if granted > (1 << shift):
+    if granted > words[S_USABLE]:
         return alloc_large(words, records, granted)
     end = words[cursor + 1]
     current = (end - 1) >> shift  # meaningless when end == 0 (no current chunk)
@@ -230,7 +236,7 @@ def refill_and_alloc(words, records, cursor, granted):
     words[S_IN_USE] += 1
     words[S_METADATA] += CHUNK_RECORD_BYTES
     words[cursor] = start + granted
-    words[cursor + 1] = start + (1 << shift)
+    words[cursor + 1] = start + words[S_USABLE]
     words[C_ALLOCS] += 1
     return start, granted
 
@@ -274,7 +280,7 @@ def realloc_in_place(state, addr, granted, new_size, thread):
     new_granted = align_up(new_size, ALIGNMENT)
     if (
         addr + granted == words[cursor]
-        and addr >= chunk_end - (1 << words[S_SHIFT])
+        and addr >= chunk_end - words[S_USABLE]
         and addr + new_granted <= chunk_end
     ):
         words[cursor] = addr + new_granted
@@ -310,8 +316,8 @@ class Region(Allocator):
     alignment = ALIGNMENT
     supports_deallocate = False
     general_purpose = False
-    defaults = {"chunk_size": DEFAULT_CHUNK_SIZE}
-    variants = ("chunk_size=64KiB",)
+    defaults = {"chunk_size": DEFAULT_CHUNK_SIZE, "reserve": 0}
+    variants = ("chunk_size=64KiB", "chunk_size=64KiB,reserve=1072")
     counter_names = ("allocs", "frees", "chunks_taken", "chunks_released", "chunk_reuses", "large_allocs")
     #: Bumping inside a thread's own chunk is private; taking, releasing and reusing chunks is shared.
     shared_counters = ("chunks_taken", "chunks_released", "chunk_reuses")
@@ -326,8 +332,15 @@ class Region(Allocator):
             raise BadParameter(
                 f"region: chunk_size must be a power of two in {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}, got {chunk_size!r}"
             )
-        # A region smaller than one chunk is one chunk of the largest power of two that fits.
-        self.params["chunk_size"] = min(int(chunk_size), 1 << (self.capacity.bit_length() - 1))
+        reserve = self.params["reserve"]
+        if (isinstance(reserve, bool) or not isinstance(reserve, (int, np.integer))
+                or not 0 <= reserve <= chunk_size // 2):
+            raise BadParameter(f"region: reserve must be an integer in 0..chunk_size/2 = {int(chunk_size) // 2}, "
+                               f"got {reserve!r}")
+        # A region smaller than one chunk is one chunk of the largest power of two that fits (its reserve scaled).
+        fitted = min(int(chunk_size), 1 << (self.capacity.bit_length() - 1))
+        self.params["reserve"] = int(reserve) * fitted // int(chunk_size)
+        self.params["chunk_size"] = fitted
 
     @classmethod
     def capacity_for_trace(cls, trace: Trace | TraceFacts, params: dict[str, Any]) -> int:
@@ -338,10 +351,12 @@ class Region(Allocator):
         chunk; a larger request takes its run of whole chunks.
         """
         chunk_size = int(params.get("chunk_size") or DEFAULT_CHUNK_SIZE)
+        reserve = params.get("reserve") or 0
+        usable = chunk_size - (reserve if isinstance(reserve, int) and 0 <= reserve <= chunk_size // 2 else 0)
         facts = as_facts(trace)
         granted, counts = facts.request_sizes, facts.request_counts  # sizes rounded up to 16 B = ALIGNMENT
-        small = granted <= chunk_size
-        chunks = -(-2 * int((granted[small] * counts[small]).sum()) // chunk_size)
+        small = granted <= usable
+        chunks = -(-2 * int((granted[small] * counts[small]).sum()) // max(usable, 1))
         chunks += int(((-(-granted[~small] // chunk_size)) * counts[~small]).sum()) + facts.n_threads + 1
         return max(super().capacity_for_trace(trace, params), chunks * chunk_size)
 
@@ -352,4 +367,5 @@ class Region(Allocator):
         words[S_SHIFT] = chunk_size.bit_length() - 1
         words[S_N_CHUNKS] = n_chunks
         words[S_FREE_HEAD] = NO_CHUNK
+        words[S_USABLE] = chunk_size - self.params["reserve"]
         return (words, np.empty(n_chunks * RECORD_WORDS, np.int64))

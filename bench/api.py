@@ -33,16 +33,17 @@ from bench import compare as gate
 from bench import executors, harness
 from bench.compare import Comparison, Thresholds
 from bench.results import ResultRow, Results, load_results
+from bench.scenarios.pools import PoolsConfig, PoolsReport
 from bench.sweep import PRESETS, Cell, Plan, SweepConfig, make_plan, run_sweep
 from workloads import catalog, chunked
 from workloads.stream import DEFAULT_CHUNK_ROWS, GeneratedTrace, MemorySource, TraceSource
 from workloads.trace import Trace
 
 __all__ = [
-    "PRESETS", "Cell", "Comparison", "Plan", "ResultRow", "Results", "SweepConfig", "Thresholds", "compare",
-    "escape", "escape_check_go", "escape_program", "fidelity", "load_results", "make_calltrace", "make_plan",
-    "make_trace", "open_trace", "perf", "real", "real_stacks", "replay", "replay_stack", "run_cell", "stacks",
-    "stream_trace", "sweep", "write_trace",
+    "Cell", "Comparison", "PRESETS", "Plan", "PoolsConfig", "ResultRow", "Results", "SweepConfig", "Thresholds",
+    "compare", "escape", "escape_check_go", "escape_program", "fidelity", "load_results", "make_calltrace",
+    "make_plan", "make_trace", "open_trace", "perf", "pools", "real", "real_stacks", "replay", "replay_stack",
+    "run_cell", "stacks", "stream_trace", "sweep", "write_trace",
 ]
 
 
@@ -285,3 +286,24 @@ def real_stacks(depths: Sequence[int] | None = None) -> list[dict[str, Any]]:
     from bench.realgostack import DEFAULT_DEPTHS, measure_real_stacks
 
     return measure_real_stacks(list(depths) if depths is not None else DEFAULT_DEPTHS)
+
+
+def pools(config: PoolsConfig | None = None, out: str | Path | None = None, plots: bool = True,
+          progress: Callable[[str], None] | None = None) -> PoolsReport:
+    """Pools, regions and arenas against the Go heap on request churn (`bench.scenarios.pools`): the report's
+    `cells` (heap allocations and those avoided, GC cycles, peak footprint, speed per set-up and grid point) and
+    its harness `rows`; saved to `out` (pools.json/csv, results.json/csv, plots/pools.png) if given.
+
+        report = api.pools(api.PoolsConfig(temps=[10, 100], request_bytes=[64 << 10], seeds=[0]))
+        [(cell.setup, cell.temps, cell.avoided_fraction, cell.gc_cycles) for cell in report.cells]
+    """
+    from bench.scenarios.pools import run_pools
+
+    report = run_pools(config, progress=progress)
+    if out is not None:
+        report.save(out)
+        if plots:
+            from bench.plots.pools import draw_pools
+
+            draw_pools(out)
+    return report

@@ -119,6 +119,14 @@ PRESETS: dict[str, Preset] = {
         ("lognormal:sigma=0.5/1.5", "fixed", "lifo", "producer-consumer"),
         ops=10_000, repeats=1,
     ),
+    "pools": Preset(
+        "the pools scenario's set-ups (go:gc; objpool over go:gc, 16 B and power-of-two buckets; region, 8 MiB "
+        "chunks) x churn with 10/100/1000 temporaries per 64 KiB request, 100k rows, 3 repeats (python -m bench "
+        "pools: the full scenario)",
+        ("churn:temps=10/100/1000",), ops=100_000, repeats=3,
+        allocators=("go:gc", "objpool:inner=go:gc", "objpool:inner=go:gc,round=pow2",
+                    "region:chunk_size=8MiB,reserve=131120"),
+    ),
 }
 
 #: The lock file a sweep holds in its results directory.

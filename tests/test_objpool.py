@@ -40,6 +40,23 @@ def test_a_freed_object_comes_back_to_the_same_thread_from_its_private_slot():
     assert pool.allocate(100, thread=1) != addr
 
 
+def test_round_pow2_pools_by_power_of_two():
+    pool = make(round="pow2", max_pooled=1000)
+    addr = pool.allocate(70)
+    assert pool.live_blocks()[addr] == 128  # 70 B -> the 128 B bucket
+    pool.deallocate(addr)
+    assert pool.allocate(128) == addr and pool.counters()["hits_private"] == 1  # any request up to 128 B hits
+    pool.deallocate(addr)
+    other = pool.allocate(129)  # the 256 B bucket: a miss
+    assert other != addr and pool.live_blocks()[other] == 256 and pool.counters()["misses"] == 2
+    small = pool.allocate(8)
+    assert pool.live_blocks()[small] == 16  # the smallest bucket stays 16 B
+    big = pool.allocate(900)  # its power of two, 1024 B, is above max_pooled: bypassed
+    assert pool.counters()["bypasses"] == 1 and pool.live_blocks()[big] == 1024  # buddy's own block
+    with pytest.raises(BadParameter, match="round must be one of"):
+        make(round="pow3")
+
+
 def test_another_bucket_does_not_hit():
     pool = make()
     addr = pool.allocate(100)

@@ -304,3 +304,22 @@ def test_random_replay_no_overlap_and_consistent_records(seed):
         prefix = Trace(trace.op[:cut], trace.obj[:cut], trace.size[:cut], trace.thread[:cut])
         log = allocator.replay(prefix)
         region_invariants(allocator, final_live(prefix, log))
+
+
+def test_reserve_shortens_every_chunk_and_sends_larger_requests_to_a_run():
+    """chunk 4 KiB, reserve 1 KiB: 3 KiB usable; a 4th 1 KiB block starts the next chunk, 3088 B takes a run."""
+    allocator = region.Region(1 * MiB, max_threads=1, chunk_size=CHUNK, reserve=1024)
+    trace = from_rows([alloc(i, 1024) for i in range(4)] + [alloc(9, 3072), alloc(10, 3088)])
+    log = allocator.replay(trace)
+    assert list(log.addr) == [0, 1024, 2048, 4096, 8192, 12288]
+    assert list(log.granted) == [1024, 1024, 1024, 1024, 3072, 4096]
+    assert log.counters["chunks_taken"] == 4 and log.counters["large_allocs"] == 1
+    assert region.Region(1 * MiB, chunk_size=CHUNK).params["reserve"] == 0
+    # a region smaller than its chunk keeps the reserve's share of the chunk
+    assert region.Region(1 * MiB, chunk_size=8 * MiB, reserve=131120).params["reserve"] == 131120 // 8
+
+
+@pytest.mark.parametrize("reserve", [-1, CHUNK // 2 + 1, "x", True])
+def test_bad_reserve(reserve):
+    with pytest.raises(BadParameter, match="reserve"):
+        region.Region(1 * MiB, chunk_size=CHUNK, reserve=reserve)

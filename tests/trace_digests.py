@@ -35,6 +35,8 @@ EXTRA_SPECS = (
     "uniform:threads=3,lifetime=phased,order=halves,batch=7",
     "bimodal:spread=0,threads=2,lifetime=fifo,live=40",
     "lognormal:scan_every=3,scan_count=500,live=20",
+    "churn:temps=10,request_bytes=4KiB,threads=2,order=random",
+    "churn:temps=7,lifetime=longlived,long_fraction=0.1,touch=true",
 )
 SIZES = (0, 1, 2, 3, 17, 1000, 30_000)
 SEEDS = (0, 5)

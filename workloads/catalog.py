@@ -16,6 +16,10 @@ keys below.  A *spec* is a name or `name:key=value,key=value`, e.g.
   empirical distribution) are `/`-separated, e.g. `values=16/32/64`;
   `histogram=PATH` (empirical only) loads `size,weight` rows from a CSV.
 
+A workload may also have keys of its own (`Workload.keys`, a dataclass): `churn`'s `request_bytes` and
+`temps` (`workloads.churn.ChurnKeys`) are resolved into its components' `mu` and `batch`, which its spec
+may then not give; the trace's meta records them beside the components' parameters.
+
 Generic keys:
 
 | key | meaning |
@@ -43,6 +47,7 @@ from typing import Any
 
 from labcore.units import parse_bytes
 from workloads.access import Access
+from workloads.churn import ChurnKeys
 from workloads.generator import DEFAULT_CHUNK_ROWS, GeneratedChunks, generate, generate_chunks
 from workloads.lifetimes import LIFETIME_MODELS, LongLived
 from workloads.sizes import SIZE_DISTRIBUTIONS, load_histogram
@@ -73,6 +78,9 @@ class Workload:
     name: str
     description: str
     params: dict[str, Any]
+    #: a dataclass of the workload's own keys (fields, with their defaults) that `apply(merged)` resolves into
+    #: component parameters (those in its `sets`, which a spec may then not give): `workloads.churn.ChurnKeys`
+    keys: type | None = None
 
 
 _LOGNORMAL = {"sizes": "lognormal", "mu": 4.0, "sigma": 1.0}
@@ -134,6 +142,10 @@ _WORKLOADS = [
     # A program model of its own (workloads/escape.py): keys `escape`, `escape_analysis`, `allocs`, ... + sizes.
     Workload("goescape", "a Go-like program after escape analysis: its heap side (escape=0.5 of the sites escape; "
              "the stack frames in meta), workloads/escape.py", {"program": "goescape"}),
+    # Request churn for pools, regions and arenas (workloads/churn.py).
+    Workload("churn", "requests of 100 temporaries totalling ~64 KiB (log-normal), all freed newest-first when the "
+             "request ends; keys request_bytes, temps", {"sizes": "lognormal", "sigma": 1.0, "lifetime": "phased",
+                                                         "order": "lifo", "base": "phased"}, keys=ChurnKeys),
 ]
 CATALOG: dict[str, Workload] = {workload.name: workload for workload in _WORKLOADS}
 
@@ -240,6 +252,12 @@ def _resolve(spec: str) -> _Resolved:
         except (ValueError, TypeError) as error:
             raise ValueError(f"workload spec '{spec}': {error}") from None
         return _Resolved(name, params, {"program": program})
+    own_keys = CATALOG[name].keys
+    own_fields = _fields(own_keys) if own_keys is not None else {}
+    for key in given:
+        if own_keys is not None and key in own_keys.sets:
+            raise ValueError(f"workload spec '{spec}': key '{key}' is set by {'/'.join(own_fields)} in {name}; "
+                             "give those instead")
     merged: dict[str, Any] = dict(CATALOG[name].params)
     for key in SELECTOR_KEYS:
         if key in given:
@@ -265,6 +283,9 @@ def _resolve(spec: str) -> _Resolved:
         valid["base"] = str
     if sizes_cls.name == "empirical":
         valid["histogram"] = str
+    valid.update(own_fields)
+    for key in own_keys.sets if own_keys is not None else ():
+        valid.pop(key, None)
     unknown = [key for key in given if key not in valid]
     if unknown:
         raise ValueError(
@@ -274,6 +295,9 @@ def _resolve(spec: str) -> _Resolved:
     try:
         for key, text in given.items():
             merged[key] = _convert(key, valid[key], text)
+        if own_keys is not None:  # the workload's own keys decide some component parameters
+            own = own_keys(**{key: merged[key] for key in own_fields if key in merged})
+            merged.update(own.apply(merged))
     except ValueError as error:
         raise ValueError(f"workload spec '{spec}': {error}") from None
 
@@ -321,6 +345,8 @@ def _resolve(spec: str) -> _Resolved:
             resolved.update(nested_base)
     if "histogram" in params:
         resolved["histogram"] = params["histogram"]
+    if own_keys is not None:
+        resolved.update(dataclasses.asdict(own))
     return _Resolved(name, resolved, components)
 
 

@@ -9,6 +9,7 @@ from bench import api
 from bench.cli.common import Parser
 from bench.cli.escape import cmd_escape
 from bench.cli.measure import cmd_fidelity, cmd_list, cmd_perf, cmd_real, cmd_replay, cmd_run
+from bench.cli.pools import cmd_pools
 from bench.cli.safety import cmd_safety
 from bench.cli.stacks import cmd_stacks
 from bench.cli.sweeps import cmd_compare, cmd_plot, cmd_sweep
@@ -296,6 +297,36 @@ def build_parser() -> argparse.ArgumentParser:
     stacks.add_argument("--no-plots", action="store_true", help="skip the plots")
     stacks.add_argument("--json", action="store_true", help="print cells, hot-split points and real rows as JSON")
     stacks.set_defaults(func=cmd_stacks)
+    pools = commands.add_parser(
+        "pools", help="object pools, regions and arenas against the Go heap on request churn",
+        description="Churn workloads (requests of --temps temporaries totalling about --request-bytes, freed when "
+        "the request ends) replayed by each set-up: go:gc (the heap), objpool:inner=go:gc (a sync.Pool in front), "
+        "the same with power-of-two pools, and region with 8 MiB chunks (Go's arena experiment). Reports, per "
+        "grid point and set-up, the allocations that reached the heap and those avoided, GC cycles, peak "
+        "footprint and speed; writes "
+        "pools.json/csv, results.json/csv and plots/pools.png.",
+    )
+    pools.add_argument("--temps", default=None, metavar="N,N,...",
+                       help="temporaries per request (default 10,100,1000)")
+    pools.add_argument("--request-bytes", default=None, metavar="B,B,...",
+                       help="bytes per request, units allowed (default 16KiB,256KiB)")
+    pools.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
+    pools.add_argument("--ops", type=_positive, default=100_000, help="rows per trace (default 100000)")
+    pools.add_argument("--repeats", type=_positive, default=3, help="timed replays per cell (default 3)")
+    pools.add_argument("--threads", type=_positive, default=1, help="request streams, interleaved (default 1)")
+    pools.add_argument("--order", choices=("lifo", "fifo", "random", "halves"), default="lifo",
+                       help="order of the frees at a request's end (default lifo: newest first)")
+    pools.add_argument("--sigma", type=float, default=1.0,
+                       help="spread of the temporaries' log-normal sizes (default 1; 0: all of one size)")
+    pools.add_argument("--setups", default=None, metavar="LABEL=SPEC;...",
+                       help="set-ups, the first is the baseline (default heap=go:gc;pool=objpool:inner=go:gc;"
+                       "pool-pow2=objpool:inner=go:gc,round=pow2;arena=region:chunk_size=8MiB,reserve=131120)")
+    pools.add_argument("--out", type=Path, default=Path("reports/pools"), help="results directory (default "
+                       "reports/pools)")
+    pools.add_argument("--no-plots", action="store_true", help="skip the plot")
+    pools.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    pools.add_argument("--json", action="store_true", help="print the mean figures per set-up and point as JSON")
+    pools.set_defaults(func=cmd_pools)
 
     perf = commands.add_parser("perf", help="the README's performance table, measured on this machine")
     perf.add_argument("--allocators", "-a", default=None, metavar="SPECS",

@@ -16,6 +16,8 @@ from __future__ import annotations
 SCENARIOS: dict[str, str] = {
     "escape": "Go escape analysis over the escape ratio 0..1, with and without it: heap allocations avoided, GC "
               "cycles, footprint, locality, speed (--check-go: the rules against the Go compiler)",
+    "pools": "object pools, regions and arenas against the Go heap on request churn: heap allocations avoided, "
+    "GC cycles, peak footprint, speed",
     "safety": "fault classes x allocator modes (models and real allocators): detection rate, latency, cost",
     "stacks": "goroutine stacks, segmented (Go <= 1.2) vs contiguous (Go >= 1.3): hot splits, copies, real Go",
 }
