@@ -33,7 +33,7 @@ object holds again is "after reuse", an overflow within granted minus
 requested bytes is "slack".
 
 The outcome record, `FaultOutcome`, is shared with the real allocators'
-fault replays (`bench.realsafety`), so the two are tabulated alike.
+fault replays (`bench.real.safety`), so the two are tabulated alike.
 """
 
 from __future__ import annotations

@@ -283,7 +283,7 @@ def stacks(config: Any = None, out: str | Path | None = "reports/stacks", plots:
 
 def real_stacks(depths: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """Real Go's goroutine stack bytes beside the contiguous model's, per frame variant and recursion depth."""
-    from bench.realgostack import DEFAULT_DEPTHS, measure_real_stacks
+    from bench.real.gostacks import DEFAULT_DEPTHS, measure_real_stacks
 
     return measure_real_stacks(list(depths) if depths is not None else DEFAULT_DEPTHS)
 

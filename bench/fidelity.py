@@ -11,7 +11,7 @@ by side with the model's relative error:
 The real figure is the allocator's own measure of heap taken from the OS during
 the replay (glibc: mallinfo2 arena + hblkhd; tcmalloc: heap_size - unmapped;
 jemalloc: stats.mapped; mimalloc: committed bytes), measured by a small C
-replayer (`bench.cleanheap`, `bench/replayer.c`) from a near-empty heap: inside
+replayer (`bench.real.cleanheap`, `bench/real/replayer.c`) from a near-empty heap: inside
 the Python child of `bench.real`, memory that Python and numba freed before the
 loop would cover part of the replay and understate it (tcmalloc on a 192 MiB
 trace: 163 MiB there, 217 MiB clean).  What remains of the start-up heap is
@@ -26,14 +26,14 @@ no model in the lab yet, so there is nothing to put beside it.  Its speed and
 footprint against real glibc on the same trace come from `bench real` (README,
 "Real programs and real allocators").
 
-Real Go <-> `go:gc` (`bench.realgo`, the trace on the real Go 1.19 heap with GOGC=100 and GOMAXPROCS=1,
+Real Go <-> `go:gc` (`bench.real.go`, the trace on the real Go 1.19 heap with GOGC=100 and GOMAXPROCS=1,
 at least three runs, medians): the model's peak in-use heap (its `peak_heap_inuse` counter: pages of
 spans in use) beside real Go's peak HeapInuse over the replayer's baseline, the model's peak footprint
 (its mapped heap pages) beside real Go's peak mapped heap (in-use + free + released pages), GC cycles
 beside GC cycles, and the last cycle's heap goal (real: over the baseline's heap objects, which the goal
 counts once), with relative errors.  The model runs as `go:gc,go_version=V,roots=R`: V is the real
 runtime's version (its size classes and span layouts), R comes from the real run
-(`bench.realgo.model_roots`: the stacks and globals the real collector scanned, and the replayer's own
+(`bench.real.go.model_roots`: the stacks and globals the real collector scanned, and the replayer's own
 reference table), so that both goals count the same roots.  Skipped, with the reason, when Go is not
 installed.
 
@@ -60,8 +60,8 @@ SPEED_MODELS = ("go", "tcmalloc")
 
 
 def measure_trace(path: Path, repeats: int, reals: Sequence[str] = REALS) -> dict[str, Any]:
-    from bench.cleanheap import CompilerMissing, clean_heap_footprint
     from bench.real import RealAllocatorMissing, replay_real
+    from bench.real.cleanheap import CompilerMissing, clean_heap_footprint
 
     trace = Trace.load(path)
     result: dict[str, Any] = {"trace": str(path), "rows": len(trace), "pairs": [], "speed": []}
@@ -106,7 +106,7 @@ def measure_trace(path: Path, repeats: int, reals: Sequence[str] = REALS) -> dic
 
 def _go_entry(trace: Trace, repeats: int) -> dict[str, Any]:
     """Real Go beside `go:gc`: peak in-use heap (HeapInuse), mapped heap and GC cycles, with relative errors."""
-    from bench.realgo import GoMissing, model_roots, replay_go_repeated
+    from bench.real.go import GoMissing, model_roots, replay_go_repeated
 
     try:
         real = replay_go_repeated(trace, repeats=max(3, repeats))

@@ -346,11 +346,11 @@ def real_footprint(name: str, trace: Trace, real: dict[str, Any]) -> tuple[int |
 
     The Python child of `replay_real` shares its heap with Python's own allocations, so on a trace with little
     live data its heap growth reads far too low (overhead factors of 0.01-0.6 on the default preset's small
-    workloads); the clean-heap C replayer (`bench.cleanheap`, as `bench fidelity` uses) measures a fresh heap.
+    workloads); the clean-heap C replayer (`bench.real.cleanheap`, as `bench fidelity` uses) measures a fresh heap.
     Without gcc, the child's figure is kept and the measure says so.
     """
-    from bench.cleanheap import CompilerMissing, clean_heap_footprint
     from bench.real import RealOutOfMemory, RealReplayFailed
+    from bench.real.cleanheap import CompilerMissing, clean_heap_footprint
 
     try:
         clean = clean_heap_footprint(trace, name)

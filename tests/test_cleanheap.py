@@ -1,4 +1,4 @@
-"""Clean-heap footprint (bench.cleanheap): the C replayer compiled, run through glibc and each preloaded allocator."""
+"""Clean-heap footprint (bench.real.cleanheap): the C replayer, run through glibc and each preloaded allocator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from allocators.errors import OutOfMemory
-from bench import cleanheap, real
+from bench import real
+from bench.real import cleanheap
 from workloads import catalog
 from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, OP_REALLOC, from_rows
 

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from allocators.errors import OutOfMemory
-from bench import real, realchild
+from bench import real
+from bench.real import child as realchild
 from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, OP_REALLOC, from_rows
 
 

@@ -1,4 +1,4 @@
-"""The real Go runtime as a backend (bench.realgo, bench/goreplayer/main.go): a trace on the real Go heap."""
+"""The real Go runtime as a backend (bench.real.go, bench/real/goreplayer/main.go): a trace on the real Go heap."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.realgo import replay_go
+from bench.real.go import replay_go
 from workloads import catalog
 from workloads.trace import OP_ALLOC, OP_FREE, from_rows
 
@@ -82,7 +82,7 @@ def test_real_go_on_the_command_line(tmp_path, capsys):
 
 
 def test_repeated_runs_give_medians_and_the_roots_for_the_model():
-    from bench.realgo import model_roots, replay_go_repeated
+    from bench.real.go import model_roots, replay_go_repeated
 
     trace = catalog.make("lognormal:live=20000", 60_000, 2)
     result = replay_go_repeated(trace, repeats=3)

@@ -1,4 +1,4 @@
-"""Real Go's goroutine stacks against the contiguous model (bench.realgostack, bench/real/gostack/main.go)."""
+"""Real Go's goroutine stacks against the contiguous model (bench.real.gostacks, bench/real/gostack/main.go)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from bench.realgostack import first_growth_depths, frames_of, gostack_binary, measure_real_stacks
+from bench.real.gostacks import first_growth_depths, frames_of, gostack_binary, measure_real_stacks
 
 pytestmark = pytest.mark.skipif(shutil.which("go") is None, reason="go not installed (apt-get install -y golang-go)")
 

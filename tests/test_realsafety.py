@@ -1,5 +1,5 @@
-"""Safety replays through the real allocators (bench.realsafety): faults carried out in forked children of the
-C fault replayer (bench/faultreplayer.c), each outcome pinned with the allocator's own message."""
+"""Safety replays through the real allocators (bench.real.safety): faults carried out in forked children of the
+C fault replayer (bench/real/faultreplayer.c), each outcome pinned with the allocator's own message."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from allocators.faultreplay import DETECTED, NOT_DETECTED, SKIPPED
-from bench import cleanheap, real, realsafety
+from bench import real
+from bench.real import cleanheap
+from bench.real import safety as realsafety
 from tests.faultrows import alloc, fault_trace, free
 from workloads import catalog
 from workloads.faults import FAULT_CLASSES, FaultTable, inject, kind_code, parse_faults
@@ -104,7 +106,7 @@ def test_one_abort_does_not_stop_later_faults():
 
 def test_a_hanging_child_is_killed(monkeypatch):
     trace = fault_trace(SMALL_ROWS, [(4, "double_free", 0, 0), (5, "overflow", 2, 1), (9, "double_free", 2, 0)])
-    # test hook of bench/faultreplayer.c: the child of fault 1 sleeps forever after carrying out its fault
+    # test hook of bench/real/faultreplayer.c: the child of fault 1 sleeps forever after carrying out its fault
     monkeypatch.setenv(realsafety.HANG_HOOK, "1")
     outcomes, details = realsafety.replay_faults_real_details(trace, "glibc", timeout=0.25)
     hung = outcomes[1]

@@ -15,9 +15,9 @@ from allocators.detections import FAULT_BYTE, ST_CORRUPTED, ST_DETECTED_BASE, is
 from allocators.errors import MisuseDetected
 from allocators.faultreplay import DETECTED, NOT_DETECTED, replay_faults
 from allocators.registry import create
-from bench import safety
 from bench.cli import main
 from bench.harness import build_for_trace
+from bench.scenarios import safety
 from tests.faultrows import alloc, fault_trace, free
 from workloads import catalog
 from workloads.faults import FAULT_CLASSES

@@ -188,7 +188,7 @@ def cmd_real(args: argparse.Namespace) -> int:
 
 def _real_go(trace: Trace, args: argparse.Namespace) -> int:
     from bench.real import RealReplayFailed
-    from bench.realgo import GoMissing, replay_go, summary_lines
+    from bench.real.go import GoMissing, replay_go, summary_lines
 
     gogc: int | str = args.gogc
     if gogc != "off":

@@ -1,4 +1,4 @@
-"""`python -m bench safety`: which misuse each allocator catches, how late, and at what cost (`bench.safety`)."""
+"""`python -m bench safety`: which misuse each allocator catches, how late, at what cost (bench.scenarios.safety)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bench.cli.common import UsageError, say, seed_list, spec_list
 
 def cmd_safety(args: argparse.Namespace) -> int:
     from bench.real import RealAllocatorMissing, RealReplayFailed
-    from bench.safety import SafetyConfig, cost_lines, run_safety, verdict_lines
+    from bench.scenarios.safety import SafetyConfig, cost_lines, run_safety, verdict_lines
 
     allocators = spec_list(args.allocators, "--allocators")
     config = SafetyConfig(

@@ -30,7 +30,7 @@ own, `holder_site`, and is checked too).  Every function is `//go:noinline`,
 so no site is analysed twice through inlining.
 
 Costs: one `go build` of a ~400-line program, a few seconds with a warm Go
-build cache (kept under ~/.cache/allocator-lab/gocache, like bench.realgo).
+build cache (kept under ~/.cache/allocator-lab/gocache, like bench.real.go).
 State: none.
 """
 

@@ -19,7 +19,7 @@ against the real runtime.
    depths are computed by the models themselves: `boundary_depths`) and are ~0
    elsewhere; the contiguous model pays its few doublings once.
 3. Real Go (when the toolchain is installed and `real` is not False):
-   `bench.realgostack.measure_real_stacks`, real stack bytes beside the
+   `bench.real.gostacks.measure_real_stacks`, real stack bytes beside the
    contiguous model's for a recursion of known frames to given depths, plus
    each variant's first growth depth and the one before it.
 
@@ -100,7 +100,7 @@ class StacksReport:
     boundaries: dict[str, list[int]]
     real: list[dict[str, Any]]
     real_note: str = ""
-    #: per real variant, the contiguous model's (depth, stack bytes) steps (`bench.realgostack.model_steps`)
+    #: per real variant, the contiguous model's (depth, stack bytes) steps (`bench.real.gostacks.model_steps`)
     real_steps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -171,7 +171,7 @@ def real_rows(real: bool | None) -> tuple[list[dict[str, Any]], str]:
         if real:
             raise ValueError("stacks: --real needs the go toolchain (apt-get install -y golang-go)")
         return [], "real Go skipped: the go toolchain is not installed (apt-get install -y golang-go)"
-    from bench.realgostack import DEFAULT_DEPTHS, VARIANTS, first_growth_depths, measure_real_stacks
+    from bench.real.gostacks import DEFAULT_DEPTHS, VARIANTS, first_growth_depths, measure_real_stacks
 
     edges = first_growth_depths()
     rows = []
@@ -183,7 +183,7 @@ def real_rows(real: bool | None) -> tuple[list[dict[str, Any]], str]:
 
 def real_steps(rows: list[dict[str, Any]]) -> dict[str, list[tuple[int, int]]]:
     """Per real variant, the contiguous model's (depth, size) steps up to the deepest depth measured."""
-    from bench.realgostack import model_steps
+    from bench.real.gostacks import model_steps
 
     variants = dict.fromkeys(row["variant"] for row in rows)
     return {v: model_steps(v, max(row["depth"] for row in rows if row["variant"] == v)) for v in variants}

@@ -4,7 +4,7 @@
 //
 // For each depth, a fresh goroutine runs entry<VARIANT>(), which calls rec<VARIANT>(depth): depth+1 frames of
 // one known size (the $F of `TEXT main.recX(SB), ABIInternal, $F-8` in `go build -gcflags=-S` output, read by
-// bench/realgostack.py from the build log).  At depth 0 rec calls probe(), a nosplit function (no stack check,
+// bench/real/gostacks.py from the build log).  At depth 0 rec calls probe(), a nosplit function (no stack check,
 // so it cannot grow the stack), which finds its own goroutine among the runtime's goroutines (runtime.allgs,
 // linked by name; the first field of a g is its stack [lo, hi)) by the address of one of its locals, and
 // records the stack's bounds and that address.  The goroutine then returns to entry, which parks on a channel

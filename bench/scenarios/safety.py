@@ -11,7 +11,7 @@ For each seed it makes the workload's trace and injects the faults
 allocator runs every fault on a copy of its heap at the fault's anchor,
 followed by a continuation window of rows: the models through their own
 checks (`allocators.faultreplay`), the real allocators in a forked child per
-fault (`bench.realsafety`).  Each fault's outcome is classified as it hit that
+fault (`bench.real.safety`).  Each fault's outcome is classified as it hit that
 allocator (`workloads.faults.fault_class`: a double free whose address was
 handed out again is "after reuse", an overflow inside the size-class slack is
 "slack"), so model and real rows tabulate alike.
@@ -224,7 +224,7 @@ def run_safety(config: SafetyConfig, progress: Callable[[str], None] | None = No
                          for i in range(len(trace.faults))]
             outcomes += [{"allocator": spec, "source": "model", "seed": seed, **o.as_dict()} for o in found]
         for name in config.real:
-            from bench.realsafety import replay_faults_real
+            from bench.real.safety import replay_faults_real
 
             say(f"real {name}, seed {seed}: {len(trace.faults)} faults, one child each")
             found = replay_faults_real(trace, name, config.window)
@@ -307,8 +307,8 @@ def measure_costs(config: SafetyConfig, say: Callable[[str], None], trace: Trace
         costs.append(Cost(spec, "model", baseline, mops, base_mops, base_mops / mops, footprint, base_footprint,
                           footprint - base_footprint))
     if config.real:
-        from bench.cleanheap import CompilerMissing, clean_heap_footprint
         from bench.real import replay_real
+        from bench.real.cleanheap import CompilerMissing, clean_heap_footprint
 
         figures = {}
         for name in dict.fromkeys([REAL_BASELINE, *config.real]):

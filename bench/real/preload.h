@@ -1,10 +1,10 @@
-/* What bench/replayer.c and bench/faultreplayer.c share: the allocator names and the preload check.
+/* What bench/real/replayer.c and bench/real/faultreplayer.c share: the allocator names and the preload check.
  *
  * Preload check: for every allocator but glibc, a symbol only that library exports (mallctl,
  * MallocExtension_GetNumericProperty, mi_version, __scudo_print_stats) must resolve, and malloc must be
  * defined by the same shared object (dladdr); otherwise exit status 2 with a message naming `program`.
  * Scudo needs it most: glibc also has mallinfo2, so without the check a preload that did not take would be
- * measured as glibc under Scudo's name.  bench/cleanheap.py hashes this header with each source it compiles.
+ * measured as glibc under Scudo's name.  bench/real/cleanheap.py hashes this header with each source it compiles.
  */
 #ifndef ALLOCLAB_PRELOAD_H
 #define ALLOCLAB_PRELOAD_H

@@ -1,6 +1,6 @@
 // Go replayer: replays a trace on the real Go heap and reads the runtime's own heap metrics.
 //
-// bench/realgo.py builds this file with `go build` once per source version into the lab's cache and runs it
+// bench/real/go.py builds this file with `go build` once per source version into the lab's cache and runs it
 // with GOGC and GOMAXPROCS set (GOMAXPROCS=1 by default, so the collector's pacing does not depend on the
 // machine's cores).
 //

@@ -3,9 +3,9 @@
 The model side (`allocators.faultreplay.replay_faults`) copies a model's
 state at each fault's anchor, carries out the fault on the copy and replays
 a continuation window.  Here the copy is a fork(): a small C program
-(bench/faultreplayer.c, compiled with gcc once per source version through
-`bench.cleanheap.replayer_binary`, LD_PRELOADing jemalloc, tcmalloc,
-mimalloc or Scudo as bench/cleanheap.py does; glibc without) replays the
+(bench/real/faultreplayer.c, compiled with gcc once per source version through
+`bench.real.cleanheap.replayer_binary`, LD_PRELOADing jemalloc, tcmalloc,
+mimalloc or Scudo as bench/real/cleanheap.py does; glibc without) replays the
 trace's rows from the start, and before row `at` of each fault it forks.
 The child carries out the fault as a program would (the same faults as the
 model's `_carry_out`: free of the target's last address, of addr + param, of
@@ -81,15 +81,15 @@ from typing import Any
 import numpy as np
 
 from allocators.faultreplay import DEFAULT_WINDOW, DETECTED, NOT_DETECTED, SKIPPED, FaultOutcome
-from bench.cleanheap import replayer_binary
 from bench.real import ALLOCATORS, RealReplayFailed, allocator_environment, library_path
+from bench.real.cleanheap import replayer_binary
 from workloads.faults import FAULT_KINDS, check_fault_trace, dense_targets, fault_class, target_rows
 from workloads.trace import Trace
 
 FAULT_REPLAYER_SOURCE = Path(__file__).with_name("faultreplayer.c")
 #: Signals that count as a detection: what an allocator's abort() or a guard page kills a process with.
 DETECTING_SIGNALS = (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP)
-#: The exit status of a child whose malloc returned NULL in its window (bench/faultreplayer.c).
+#: The exit status of a child whose malloc returned NULL in its window (bench/real/faultreplayer.c).
 FAULT_CHILD_NULL = 3
 #: Environment variable of the replayer's test hook: the child of fault I sleeps forever after its fault.
 HANG_HOOK = "ALLOCLAB_FAULTREPLAYER_HANG"

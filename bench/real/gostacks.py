@@ -2,7 +2,7 @@
 
 `measure_real_stacks(depths)` builds bench/real/gostack/main.go (its header
 says how it finds a goroutine's stack) with `go build -gcflags=-S` on first
-use (`bench.realgo.build_go`, cached under ~/.cache/allocator-lab/gostack/),
+use (`bench.real.go.build_go`, cached under ~/.cache/allocator-lab/gostack/),
 reads the frame size of each recursive function and of its goroutine's entry
 function from the compiler's `TEXT main.recSmall(SB), ABIInternal, $F-8`
 lines, and runs it with GOGC=off (no GC: no shrinking, the adaptive starting
@@ -30,10 +30,10 @@ from typing import Any
 
 from allocators.gostack import replay_stack
 from bench.real import RealReplayFailed
-from bench.realgo import build_go, build_log
+from bench.real.go import build_go, build_log
 from workloads.calldepth import descend
 
-SOURCE = Path(__file__).with_name("real") / "gostack" / "main.go"
+SOURCE = Path(__file__).with_name("gostack") / "main.go"
 VARIANTS = {"small": "recSmall", "medium": "recMedium", "large": "recLarge"}
 ENTRIES = {"small": "entrySmall", "medium": "entryMedium", "large": "entryLarge"}
 #: Depths measured by default per variant (from a 2 KiB stack up to 32 MiB).

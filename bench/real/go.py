@@ -1,6 +1,6 @@
 """The real Go runtime as a backend: a trace replayed on the Go heap, measured by the runtime's own metrics.
 
-`replay_go(trace)` runs the Go replayer (bench/goreplayer/main.go: its
+`replay_go(trace)` runs the Go replayer (bench/real/goreplayer/main.go: its
 header says what each row does and which `runtime/metrics` it reads) with
 GOGC and GOMAXPROCS set (100 and 1 by default, Debian's Go 1.19 toolchain),
 and returns its figures: the peak in-use heap (Go's HeapInuse: object bytes
@@ -15,8 +15,8 @@ references would) and the runtime's own first allocations.
 
 The replayer is built with `go build` on first use of its source into
 ~/.cache/allocator-lab/goreplayer/<sha256 of the source>/ (the Go build cache
-beside it), like the C replayer (`bench.cleanheap`); `build_go` does that for
-any one-file Go program (bench.realgostack's too).  Without Go:
+beside it), like the C replayer (`bench.real.cleanheap`); `build_go` does that for
+any one-file Go program (bench.real.gostacks's too).  Without Go:
 `GoMissing` naming the Debian package (golang-go).
 """
 
@@ -50,7 +50,7 @@ class GoMissing(RuntimeError):
 
 
 def goreplayer_binary() -> Path:
-    """Path of the built Go replayer, building bench/goreplayer/main.go with `go build` on first use."""
+    """Path of the built Go replayer, building bench/real/goreplayer/main.go with `go build` on first use."""
     return build_go(SOURCE, "goreplayer")
 
 

@@ -1,7 +1,7 @@
 /* Clean-heap replayer: replays a trace through the process's malloc with nothing else in the heap.
  *
- * bench/cleanheap.py compiles this file once and runs it (with LD_PRELOAD for jemalloc, tcmalloc,
- * mimalloc or Scudo; glibc without).  Unlike bench/real.py's Python child, this process has made almost no heap
+ * bench/real/cleanheap.py compiles this file once and runs it (with LD_PRELOAD for jemalloc, tcmalloc,
+ * mimalloc or Scudo; glibc without).  Unlike bench/real/__init__.py's Python child, this process has made almost no heap
  * allocations before the replay, so the heap growth it measures is not hidden by memory the host freed
  * into the allocator earlier.
  *

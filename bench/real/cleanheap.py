@@ -1,4 +1,4 @@
-"""Clean-heap footprint of a real allocator: the trace replayed by a small C program (bench/replayer.c).
+"""Clean-heap footprint of a real allocator: the trace replayed by a small C program (bench/real/replayer.c).
 
 `bench.real` replays inside a Python child whose own allocations (Python, numba, LLVM) leave tens of
 MiB of free memory in the allocator's heap before the timed loop; the replay reuses it, so the heap
@@ -12,7 +12,7 @@ The replayer is compiled with gcc once per source version into
 ~/.cache/allocator-lab/replayer/<sha256 of the source>/replayer.  jemalloc, tcmalloc, mimalloc and Scudo are
 LD_PRELOADed (library found by `bench.real.library_path`); glibc runs without preload.  The replayer
 refuses to measure (exit status 2, RealReplayFailed here) when the preloaded allocator's signature symbol
-is missing or malloc is not defined beside it (bench/replayer.c, "Preload check"): Scudo's statistic,
+is missing or malloc is not defined beside it (bench/real/replayer.c, "Preload check"): Scudo's statistic,
 mallinfo2, is also glibc's, so a preload that did not take would otherwise pass for Scudo.
 """
 
@@ -40,14 +40,14 @@ class CompilerMissing(RuntimeError):
 
 
 def replayer_binary(source_path: Path = SOURCE) -> Path:
-    """Path of a compiled C replayer (default bench/replayer.c), compiling it with gcc on first use of this source.
+    """Path of a compiled C replayer (default bench/real/replayer.c), compiling it with gcc on first use of this source.
 
     The binary, named after the source file's stem, lives in CACHE_ROOT/<sha256 of the source and the headers beside
-    it>/; bench.realsafety
-    compiles bench/faultreplayer.c through here too.
+    it>/; bench.real.safety
+    compiles bench/real/faultreplayer.c through here too.
     """
     digest = hashlib.sha256(source_path.read_bytes())
-    for header in sorted(source_path.parent.glob("*.h")):  # the headers it may include (bench/preload.h)
+    for header in sorted(source_path.parent.glob("*.h")):  # the headers it may include (bench/real/preload.h)
         digest.update(header.read_bytes())
     directory = CACHE_ROOT / digest.hexdigest()[:16]
     binary = directory / source_path.stem

@@ -1,6 +1,6 @@
 /* Fault replayer: the faults of a fault trace carried out against the process's real malloc, one fork per fault.
  *
- * bench/realsafety.py compiles this file once (bench.cleanheap.replayer_binary) and runs it, with LD_PRELOAD for
+ * bench/real/safety.py compiles this file once (bench.real.cleanheap.replayer_binary) and runs it, with LD_PRELOAD for
  * jemalloc, tcmalloc, mimalloc or Scudo (glibc without).  The process replays the trace's rows from the start
  * (the parent: clean rows only, it never carries out a fault).  At each fault's anchor (before row `at`) it
  * fork()s; the child carries out the fault as a program would, replays the next WINDOW rows (or to the end) and
@@ -40,7 +40,7 @@
  * that heap addresses, and with them glibc's safe-linking masks, repeat from run to run; if the kernel refuses,
  * it runs with ASLR on and says so.
  *
- * Preload check (as bench/replayer.c): for every allocator but glibc, a symbol only that library exports must
+ * Preload check (as bench/real/replayer.c): for every allocator but glibc, a symbol only that library exports must
  * resolve, and malloc must be defined by the same shared object; otherwise exit status 2.
  *
  * Output (stdout, JSON lines): first {"aslr_disabled": 0|1, "rows": N, "faults": F}; then per fault, in table

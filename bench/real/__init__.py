@@ -49,7 +49,7 @@ Simulated threads are ignored: every row runs on the child's one OS thread
 
 The child side (the preload check, the calls through raw function addresses,
 what each row does, the timing and the footprint measures) is
-`bench.realchild`.
+`bench.real.child`.
 """
 
 
@@ -242,7 +242,7 @@ def replay_real(
     env = allocator_environment()
     if library:
         env["LD_PRELOAD"] = library
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # the directory holding the bench package
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with tempfile.TemporaryDirectory(prefix="alloclab-real-") as scratch:
         source = Path(scratch) / "trace.npz"
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.child:
-        from bench.realchild import run_child
+        from bench.real.child import run_child
 
         return run_child(args.child[0], args.child[1], args.allocator, args.repeats, args.touch, args.memory_limit)
     if not args.trace:
@@ -351,6 +351,3 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result, indent=2) if args.json else "\n".join(summary_lines(result)))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
