@@ -12,6 +12,12 @@ by bench.api) and one `python -m bench NAME` subcommand, a thin layer over it.
 
 from __future__ import annotations
 
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
 #: name -> one-line description (`python -m bench list --scenarios`); each name is also a subcommand.
 SCENARIOS: dict[str, str] = {
     "escape": "Go escape analysis over the escape ratio 0..1, with and without it: heap allocations avoided, GC "
@@ -21,3 +27,19 @@ SCENARIOS: dict[str, str] = {
     "safety": "fault classes x allocator modes (models and real allocators): detection rate, latency, cost",
     "stacks": "goroutine stacks, segmented (Go <= 1.2) vs contiguous (Go >= 1.3): hot splits, copies, real Go",
 }
+
+
+def save_report(out: str | Path, name: str, document: Mapping[str, Any],
+                tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> Path:
+    """A scenario's files: OUT/NAME.json (the document) and OUT/TABLE.csv per table (a header from its first
+    row; an empty table gives an empty file).  Returns OUT."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(document, indent=1, default=list))
+    for table, rows in (tables or {}).items():
+        with (out / f"{table}.csv").open("w", newline="") as handle:
+            if rows:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(rows)
+    return out

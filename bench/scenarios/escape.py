@@ -44,8 +44,6 @@ many replays per allocator, each O(rows) plus the metric passes.
 
 from __future__ import annotations
 
-import csv
-import json
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +53,7 @@ from typing import Any
 
 import allocators
 from bench import harness
+from bench.scenarios import save_report
 from workloads import catalog
 from workloads.trace import OP_ALLOC
 
@@ -152,15 +151,8 @@ class EscapeReport:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def save(self, out: str | Path) -> Path:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         document = {"meta": self.meta, "config": asdict(self.config), "rows": [asdict(row) for row in self.rows]}
-        (out / "escape.json").write_text(json.dumps(document, indent=1, default=list))
-        with (out / "escape.csv").open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(asdict(self.rows[0])))
-            writer.writeheader()
-            writer.writerows(asdict(row) for row in self.rows)
-        return out
+        return save_report(out, "escape", document, {"escape": [asdict(row) for row in self.rows]})
 
 
 def _row(allocator: str, ratio: float, seed: int, analysis: bool, program: Any, frames: Any,

@@ -54,7 +54,6 @@ State: `PoolsConfig` (what to measure, validated by `check`), `PoolsCell`
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from collections.abc import Callable, Sequence
@@ -66,6 +65,7 @@ import allocators
 from allocators.errors import BadParameter
 from bench import harness
 from bench.results import ResultRow, write_results
+from bench.scenarios import save_report
 from workloads import catalog
 
 #: The set-ups: label -> allocator spec.  The first is the baseline.
@@ -180,16 +180,10 @@ class PoolsReport:
 
     def save(self, out: str | Path) -> Path:
         """OUT/pools.json (config, meta, cells), OUT/pools.csv (cells) and the harness rows (results.json/csv)."""
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         document = {"meta": self.meta, "config": asdict(self.config), "cells": [asdict(c) for c in self.cells]}
-        (out / "pools.json").write_text(json.dumps(document, indent=1))
-        with (out / "pools.csv").open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(PoolsCell.__dataclass_fields__), lineterminator="\n")
-            writer.writeheader()
-            for cell in self.cells:
-                writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
-                                 for key, value in asdict(cell).items()})
+        cells = [{key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in asdict(cell).items()}
+                 for cell in self.cells]
+        out = save_report(out, "pools", document, {"pools": cells})
         write_results(out, self.rows, {**self.meta, "scenario": "pools"})
         return out
 

@@ -32,7 +32,6 @@ side) and detection against slowdown.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import statistics
@@ -47,6 +46,7 @@ import allocators
 from allocators.errors import AllocatorError, BadParameter
 from allocators.faultreplay import DEFAULT_WINDOW, DETECTED, SKIPPED, FaultOutcome, replay_faults
 from bench.harness import build_for_trace
+from bench.scenarios import save_report
 from workloads import catalog
 from workloads.faults import FAULT_CLASSES, inject, is_fault_trace, mix_spec, parse_faults
 from workloads.trace import Trace, TraceError
@@ -139,25 +139,12 @@ class SafetyReport:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def save(self, out: str | Path) -> Path:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         document = {"meta": self.meta, "config": asdict(self.config),
                     "verdicts": [asdict(v) for v in self.verdicts], "costs": [asdict(c) for c in self.costs],
                     "outcomes": self.outcomes}
-        (out / "safety.json").write_text(json.dumps(document, indent=1))
-        _write_csv(out / "verdicts.csv", [asdict(v) for v in self.verdicts])
-        _write_csv(out / "costs.csv", [asdict(c) for c in self.costs])
-        _write_csv(out / "outcomes.csv", self.outcomes)
-        return out
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as handle:
-        if not rows:
-            return
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        return save_report(out, "safety", document, {"verdicts": [asdict(v) for v in self.verdicts],
+                                                      "costs": [asdict(c) for c in self.costs],
+                                                      "outcomes": self.outcomes})
 
 
 def load_report(out: str | Path) -> dict[str, Any]:

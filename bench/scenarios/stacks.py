@@ -30,8 +30,6 @@ Results (`StacksReport.save(out)`, default reports/stacks): `stacks.json`
 
 from __future__ import annotations
 
-import csv
-import json
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,6 +38,7 @@ from typing import Any
 
 from allocators.errors import BadParameter
 from allocators.gostack import StackResult, parse_model, replay_stack
+from bench.scenarios import save_report
 from workloads import callgen
 from workloads.calldepth import CallTrace, descend
 
@@ -105,23 +104,10 @@ class StacksReport:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def save(self, out: str | Path) -> Path:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         document = {"meta": self.meta, "config": asdict(self.config), "cells": self.cells, "hot": self.hot,
                     "boundaries": self.boundaries, "real": self.real, "real_note": self.real_note,
                     "real_steps": self.real_steps}
-        (out / "stacks.json").write_text(json.dumps(document, indent=1))
-        for name, rows in (("cells", self.cells), ("hot", self.hot), ("real", self.real)):
-            _write_csv(out / f"{name}.csv", rows)
-        return out
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as handle:
-        if rows:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        return save_report(out, "stacks", document, {"cells": self.cells, "hot": self.hot, "real": self.real})
 
 
 def cell_row(model: str, workload: str, seed: int, trace: CallTrace, result: StackResult) -> dict[str, Any]:
