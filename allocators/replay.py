@@ -56,6 +56,7 @@ from typing import NamedTuple
 from numba import njit
 
 from allocators.detections import ST_CORRUPTED
+from allocators.shared.prefetch import prefetch
 from labcore.jitcache import holds_kernels
 from labcore.kernels import njit_without_refcounts, rebind
 from workloads.trace import OP_ACCESS, OP_FREE, OP_REALLOC
@@ -87,6 +88,9 @@ T_KEEP_GOING = 12  # 1: record a failing row and go on
 T_FINAL_FOOTPRINT = 13  # after the last row replayed
 T_FINAL_METADATA = 14
 N_TOTALS = 15
+
+#: How many rows ahead the loop prefetches a row's object record (allocators.shared.prefetch).
+PREFETCH_ROWS = 16
 
 
 class Kernels(NamedTuple):
@@ -125,6 +129,8 @@ def _replay_template(
     n_rows = op.shape[0]
     done = n_rows
     for row in range(n_rows):
+        if row + PREFETCH_ROWS < n_rows:  # the record a later row reads: in the cache by then (a hint only)
+            prefetch(objects, obj[row + PREFETCH_ROWS] << 2)
         code = op[row]
         slot = obj[row] << 2  # OBJECT_COLUMNS int64 words per object
         if code == OP_ACCESS:
