@@ -201,7 +201,6 @@ from allocators.go_layout import (
     TINY_SHIFT,
     explicit_span_transition,
     free_slot,
-    prefetch_free,
     release_large_span,
     tiny_unpin,
     uncache_span,
@@ -585,7 +584,7 @@ class Go(Allocator):
     #: mcentral and mheap operations take locks; mcache allocation and tiny packing do not.
     shared_counters = ("mcentral_cache_span", "mcentral_uncache_span", "mheap_alloc_spans", "mheap_free_spans")
 
-    kernels = Kernels(alloc_block, free_block, heap_stats, reset_state, prefetch_free=prefetch_free)
+    kernels = Kernels(alloc_block, free_block, heap_stats, reset_state)
 
     #: Replays get at least one heap arena of address space, so the mheap grows by whole 4 MiB steps as in Go.
     MIN_REPLAY_CAPACITY = ARENA_PAGES << PAGE_SHIFT

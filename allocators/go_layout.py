@@ -25,11 +25,6 @@ back to the mheap (`release_small_span`, `release_large_span`: mheap.freeSpan
 and the metadata that goes with it).  The allocator does these on frees and
 refills, the collector when it flushes and sweeps, so they live here.  All are
 slow paths, not inlined.
-
-Prefetch.  `prefetch_free` is the replay driver's optional kernel
-(allocators.replay, Prefetch): a FREE a few rows ahead gets its span record
-(stage 0), then its bitmap word and tiny-block count (stage 1) prefetched.
-It only reads, through checked indices (the address read ahead may be stale).
 """
 
 from __future__ import annotations
@@ -40,11 +35,9 @@ from numba import njit
 from allocators.shared.central import LIST_FULL, LIST_PARTIAL, central_push_span, central_slots, central_unlink
 from allocators.shared.go_sizeclasses import NUM_SIZE_CLASSES, PAGE_SHIFT
 from allocators.shared.pageheap import PH_SLOTS, pageheap_free
-from allocators.shared.prefetch import prefetch
 from allocators.shared.spanbitmap import bitmap_release
 from allocators.shared.spans import (
     NO_SPAN,
-    SP_ALLOC_BITS,
     SP_CLASS,
     SP_LIST,
     SP_MARK_BITS,
@@ -52,11 +45,8 @@ from allocators.shared.spans import (
     SP_NOBJ,
     SP_OBJ_SIZE,
     SP_START,
-    SP_STATE,
     SP_USER2,
     SPAN_SHIFT,
-    SPAN_SMALL,
-    span_of_address,
 )
 from labcore.jitcache import holds_kernels
 
@@ -111,29 +101,6 @@ MC_STRIDE = 144
 # state tuple indices
 I_WORDS, I_CLASS8, I_CLASS128, I_CLASSES, I_MCACHE, I_TINY = 0, 1, 2, 3, 4, 5
 I_SPANS, I_PAGEMAP, I_RUN_HEADS, I_RUN_BITS, I_RUN_TREE, I_BITS = 6, 7, 8, 9, 10, 11
-
-
-# ------------------------------------------------------------ prefetch
-@njit(cache=True, inline="always")
-def prefetch_free(state, addr, stage):
-    """A FREE of addr comes in a few rows (allocators.replay, Prefetch): stage 0 prefetches its span record,
-    stage 1 (the record cached by then) the bitmap word free_block will clear and the tiny-block count."""
-    spans, pagemap = state[I_SPANS], state[I_PAGEMAP]
-    s = span_of_address(pagemap, spans, addr, PAGE_SHIFT)
-    if s == NO_SPAN:
-        return
-    base = s << SPAN_SHIFT
-    if stage == 0:
-        prefetch(spans, base)
-        prefetch(spans, base + SP_NFREE)  # the record's second cache line
-        return
-    if spans[base + SP_STATE] != SPAN_SMALL:
-        return
-    index = ((addr - (spans[base + SP_START] << PAGE_SHIFT)) * spans[base + SP_USER2]) >> 32
-    region = spans[base + SP_MARK_BITS] if state[I_WORDS][S_GC_MODE] != 0 else spans[base + SP_ALLOC_BITS]
-    prefetch(state[I_BITS], region + (index >> 6))
-    if spans[base + SP_OBJ_SIZE] == 1 << TINY_SHIFT:
-        prefetch(state[I_TINY], addr >> TINY_SHIFT)
 
 
 # ------------------------------------------------------------ span returns

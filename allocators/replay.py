@@ -10,8 +10,6 @@ numpy arrays), named once in its class as `kernels = Kernels(...)`:
     realloc_in_place(state, addr, granted, new_size, thread) -> (addr, granted)
                                         addr < 0: cannot resize in place (optional);
                                         addr <= ST_CORRUPTED: a check fired (allocators.detections)
-    prefetch_free(state, addr, stage)   a FREE of the block at addr comes in a few rows: prefetch
-                                        what it will read (optional; a hint only, see Prefetch)
 
 The driver does everything else once for all allocators: the object-id to
 address map (`objects`, one 32 B record per dense object id: address, granted,
@@ -41,19 +39,6 @@ afresh, a FREE of it does nothing); a free_block that failed (a FREE, or the
 release of a moved REALLOC's old block) ends the object's life in the driver's
 accounting all the same, and the block stays allocated in the allocator.
 Fault injection builds on this.
-
-Prefetch.  The loop knows the rows ahead, and their lookups are random over
-tables of megabytes (the object records; an allocator's page map, span
-records, bitmaps), so most of a replay's time would be cache misses.  At row
-r it prefetches (allocators.shared.prefetch: a hint that changes no value)
-the object record of row r + PREFETCH_ROWS; if row r + PREFETCH_ROWS / 2 is a
-FREE, it reads that object's address (its record arrived by now) and calls
-`prefetch_free(state, addr, 0)`, and for row r + PREFETCH_ROWS / 4
-`prefetch_free(state, addr, 1)`: the allocator prefetches in two stages what
-its free will read (stage 0 the first table, such as the page map; stage 1
-what the now cached entry points to, such as the span record).  The address
-read ahead may be stale (the object is allocated in between: -1); the kernel
-must check what it reads (`prefetch` checks every index against its array).
 
 `build_replay_kernel` makes one copy of the driver per allocator whose globals
 point at that allocator's kernels (`labcore.kernels.rebind`), so numba inlines
@@ -105,9 +90,7 @@ T_FINAL_METADATA = 14
 N_TOTALS = 15
 
 #: How many rows ahead the loop prefetches a row's object record (allocators.shared.prefetch).
-PREFETCH_ROWS = 32
-PREFETCH_FREE_0 = PREFETCH_ROWS // 2
-PREFETCH_FREE_1 = PREFETCH_ROWS // 4
+PREFETCH_ROWS = 16
 
 
 class Kernels(NamedTuple):
@@ -118,13 +101,6 @@ class Kernels(NamedTuple):
     heap_stats: Callable
     reset_state: Callable
     realloc_in_place: Callable | None = None
-    prefetch_free: Callable | None = None
-
-
-@njit(cache=True, inline="always")
-def no_prefetch(state, addr, stage):
-    """Default prefetch_free: nothing (the loop's reads for it are then dead code)."""
-    return None
 
 
 @njit(cache=True, inline="always")
@@ -153,12 +129,8 @@ def _replay_template(
     n_rows = op.shape[0]
     done = n_rows
     for row in range(n_rows):
-        if row + PREFETCH_ROWS < n_rows:  # what later rows read, in the cache by then (module docstring)
+        if row + PREFETCH_ROWS < n_rows:  # the record a later row reads: in the cache by then (a hint only)
             prefetch(objects, obj[row + PREFETCH_ROWS] << 2)
-            if op[row + PREFETCH_FREE_0] == OP_FREE:
-                prefetch_free(state, objects[obj[row + PREFETCH_FREE_0] << 2], 0)  # noqa: F821
-            if op[row + PREFETCH_FREE_1] == OP_FREE:
-                prefetch_free(state, objects[obj[row + PREFETCH_FREE_1] << 2], 1)  # noqa: F821
         code = op[row]
         slot = obj[row] << 2  # OBJECT_COLUMNS int64 words per object
         if code == OP_ACCESS:
@@ -276,13 +248,12 @@ def build_replay_kernel(name: str, module_file: str, kernels: Kernels) -> Callab
     allocator and its kernels, so that copies bound to different kernels never share a cache entry.
     """
     realloc = kernels.realloc_in_place if kernels.realloc_in_place is not None else resize_within_block
-    ahead = kernels.prefetch_free if kernels.prefetch_free is not None else no_prefetch
-    bound = kernels._replace(realloc_in_place=realloc, prefetch_free=ahead)
+    bound = kernels._replace(realloc_in_place=realloc)
     kernel_name = f"replay_{re.sub(r'[^0-9A-Za-z_]', '_', name)}_{_kernel_identity(bound)}"
     function = rebind(
         _replay_template, kernel_name,
         {"alloc_block": bound.alloc_block, "free_block": bound.free_block, "heap_stats": bound.heap_stats,
-         "realloc_in_place": bound.realloc_in_place, "prefetch_free": bound.prefetch_free},
+         "realloc_in_place": bound.realloc_in_place},
         module_file,
     )
     return njit_without_refcounts(function)

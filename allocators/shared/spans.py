@@ -48,9 +48,6 @@ offsets are set when the record is created and may be swapped later (Go's
 sweep turns mark bits into allocation bits), so they always stay the record's
 own two regions.
 
-`span_of_address` is the page-map lookup with every index checked, for a
-replay's prefetches of a FREE a few rows ahead (allocators.replay, Prefetch).
-
 Costs: every operation here is O(1) except `pagemap_set_range`, O(pages).
 """
 
@@ -224,22 +221,6 @@ def pagemap_set_bounds(pagemap, s, start, npages):
     """Map the first and last page of a run to span `s` (what coalescing reads)."""
     pagemap[start] = s
     pagemap[start + npages - 1] = s
-
-
-@njit(cache=True, inline="always")
-def span_of_address(pagemap, spans, addr, page_shift):
-    """The span pagemap names for the page of `addr`, NO_SPAN when addr or the entry is outside the tables.
-
-    For prefetching (a replay reads a block's address ahead of its FREE: it may be stale), so every index
-    is checked; a real lookup reads pagemap directly.
-    """
-    page = addr >> page_shift
-    if addr < 0 or page >= pagemap.shape[0]:
-        return NO_SPAN
-    s = pagemap[page]
-    if s < 0 or (s << SPAN_SHIFT) + SPAN_STRIDE > spans.shape[0]:
-        return NO_SPAN
-    return s
 
 
 @njit(cache=True)

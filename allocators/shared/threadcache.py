@@ -42,10 +42,6 @@ Sizing rules (gperftools thread_cache.cc; `docs/tcmalloc.adoc`):
   above the batch size, shrinks it by one batch (not below the batch size);
   low-water marks are reset to the current lengths.
 
-A pop prefetches the next object's link (allocators.shared.prefetch, a hint:
-no value changes), so that a run of allocations of one class does not wait for
-one cache miss after another.
-
 All calls are O(1) except `list_pop_chain`, O(n).
 """
 
@@ -54,7 +50,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from allocators.shared.prefetch import prefetch
 from labcore.jitcache import holds_kernels
 
 holds_kernels(__file__)
@@ -119,12 +114,9 @@ def thread_record(thread, n_classes):
 
 @njit(cache=True, inline="always")
 def list_pop(lists, links, rec):
-    """Pop the newest free object of a non-empty list (and prefetch the link of the next one, as
-    google/tcmalloc's LinkedList::TryPop does: the next pop of the class then finds it cached)."""
+    """Pop the newest free object of a non-empty list."""
     head = lists[rec + TL_HEAD]
-    after = links[head >> LINK_SHIFT]
-    lists[rec + TL_HEAD] = after
-    prefetch(links, after >> LINK_SHIFT)  # END (-1) prefetches nothing
+    lists[rec + TL_HEAD] = links[head >> LINK_SHIFT]
     length = lists[rec + TL_LENGTH] - 1
     lists[rec + TL_LENGTH] = length
     lowwater = lists[rec + TL_LOWWATER]
