@@ -44,8 +44,8 @@ Prefetch.  The loop knows the rows ahead.  At row r it prefetches the object
 record that row r + PREFETCH_ROWS will read (allocators.shared.prefetch: a
 hint to the CPU, which changes no value and no figure): with 100 000 objects
 live the records take 3.2 MB, each lookup of a random one missed the caches,
-and the replay of such a trace took twice as long without it (measured on
-`lognormal:live=100000`, 2M rows: go 170 -> 85 ms, tcmalloc 172 -> 116 ms, in
+and the replay of such a trace took up to twice as long without it (measured on
+`lognormal:live=100000`, 2M rows: go 170 -> 89 ms, tcmalloc 172 -> 116 ms, in
 one process under load; with little load the gain is smaller).  A table of
 at most 1 MiB (PREFETCH_MIN_WORDS: 32 768 objects) stays in the caches, and
 there the prefetch only cost time (pool and linear on the 1M-row benchmark
