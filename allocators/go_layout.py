@@ -27,6 +27,13 @@ back to the mheap (`release_small_span`, `release_large_span`: mheap.freeSpan
 and the metadata that goes with it).  The allocator does these on frees and
 refills, the collector when it flushes and sweeps, so they live here.  All are
 slow paths, not inlined.
+
+Full lists in explicit mode.  Only a GC sweep walks an mcentral's full list;
+explicit mode never does, so there a full span is only marked (SP_LIST =
+LIST_FULL) and not linked: the list operations it would cost (a push at the
+back, an unlink from the middle, each touching a neighbour's record: random
+misses, twice per mcache refill) are saved, and every span goes the same way.
+The partial lists, which refills pop in order, stay linked in both modes.
 """
 
 from __future__ import annotations
@@ -153,10 +160,11 @@ def explicit_span_transition(state, s):
     base = s << SPAN_SHIFT
     nfree = spans[base + SP_NFREE]
     if nfree == spans[base + SP_NOBJ]:
-        central_unlink(words, CB, spans, s)
+        if spans[base + SP_LIST] == LIST_PARTIAL:  # (a full span is only marked: uncache_span)
+            central_unlink(words, CB, spans, s)
+        spans[base + SP_LIST] = NO_SPAN
         release_small_span(state, s)
-    elif nfree == 1:
-        central_unlink(words, CB, spans, s)
+    elif nfree == 1:  # it was full: marked, on no list
         central_push_span(words, CB, spans[base + SP_CLASS], spans, s, LIST_PARTIAL, True)
 
 
@@ -195,7 +203,10 @@ def uncache_span(state, s):
     nfree = spans[base + SP_NFREE]
     spc = spans[base + SP_CLASS]
     if nfree == 0:
-        central_push_span(words, CB, spc, spans, s, LIST_FULL, True)
+        if words[S_GC_MODE] != 0:
+            central_push_span(words, CB, spc, spans, s, LIST_FULL, True)
+        else:  # explicit mode never walks a full list (only a sweep does): the span is marked full, not linked
+            spans[base + SP_LIST] = LIST_FULL
     elif nfree == spans[base + SP_NOBJ] and words[S_GC_MODE] == 0:
         release_small_span(state, s)  # explicit mode: an empty span goes back at once
     else:

@@ -225,6 +225,16 @@ def perf(allocators: Sequence[str] | None = None, ops: int = 1_000_000, repeats:
                                    progress=progress)
 
 
+def perf_vs_real(allocators: Sequence[str] | None = None, real: str = "glibc", trace: Trace | None = None,
+                 rounds: int = 5, repeats: int = 3, touch: str = "none",
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Model specs and a real allocator on one trace, interleaved (`bench.perf.measure_vs_real`)."""
+    from bench import perf as perf_module
+
+    return perf_module.measure_vs_real(allocators, real=real, trace=trace, rounds=rounds, repeats=repeats,
+                                       touch=touch, progress=progress)
+
+
 def fidelity(traces: Sequence[str | Path], repeats: int = 3, out: str | Path | None = None,
              progress: Callable[[str], None] | None = None,
              reals: Sequence[str] = ("glibc", "tcmalloc", "go")) -> list[dict[str, Any]]:

@@ -145,6 +145,18 @@ def test_perf_table(capsys):
     assert "linear" in out and "stack" in out and "lifo" in out and "trace B/row" in out
 
 
+def test_perf_vs_real(capsys):
+    code, out, _ = run_cli(capsys, "perf", "--vs-real", "glibc", "-a", "pool;linear", "-w", "lognormal:live=100",
+                           "--ops", "2000", "--rounds", "2", "--repeats", "1")
+    assert code == 0
+    lines = {line.split()[0] + (" " + line.split()[1] if line.startswith("real") else ""): line.split()
+             for line in out.splitlines() if line.strip()}
+    assert "pool" in lines and "linear" in lines and "real glibc" in lines and "x glibc (median)" in out
+    assert "2,000 rows" in out and "2 interleaved rounds of 1 replays" in out
+    code, _, err = run_cli(capsys, "perf", "-w", "lognormal")
+    assert code == 2 and "--vs-real" in err
+
+
 def test_trace_import_and_record(capsys, tmp_path):
     rep = tmp_path / "t.rep"
     rep.write_text("1000\n2\n5\n1\na 0 100\na 1 20\nr 0 300\nf 1\nf 0\n")

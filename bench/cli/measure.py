@@ -225,9 +225,22 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    from bench.perf import render_table
+    from bench.perf import VS_REAL_OPS, VS_REAL_WORKLOAD, render_table, render_vs_real
 
-    rows = api.perf(spec_list(args.allocators, "--allocators"), ops=args.ops, repeats=args.repeats,
-                    compile_time=not args.no_compile, progress=say)
-    print(render_table(rows, args.ops, args.repeats))
+    specs = spec_list(args.allocators, "--allocators")
+    if args.vs_real:
+        ops = args.ops or VS_REAL_OPS
+        try:
+            trace = catalog.make(args.workload or VS_REAL_WORKLOAD, n_ops=ops, seed=0)
+        except ValueError as error:
+            raise UsageError(f"--workload: {error}") from None
+        result = api.perf_vs_real(specs, real=args.vs_real, trace=trace, rounds=args.rounds,
+                                  repeats=args.repeats or 3, touch=args.touch, progress=say)
+        print(render_vs_real(result))
+        return 0
+    if args.workload:
+        raise UsageError("--workload goes with --vs-real (the table's trace is the benchmark trace)")
+    ops, repeats = args.ops or 1_000_000, args.repeats or 7
+    rows = api.perf(specs, ops=ops, repeats=repeats, compile_time=not args.no_compile, progress=say)
+    print(render_table(rows, ops, repeats))
     return 0

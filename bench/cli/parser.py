@@ -332,9 +332,20 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--allocators", "-a", default=None, metavar="SPECS",
                       help="semicolon-separated allocator specs (default: every registered allocator and "
                       "preset but the hardening presets :hardened and :scudo)")
-    perf.add_argument("--ops", type=_positive, default=1_000_000, help="benchmark trace rows (default 1000000)")
-    perf.add_argument("--repeats", type=_positive, default=7, help="kernel runs; the median counts (default 7)")
+    perf.add_argument("--ops", type=_positive, default=None,
+                      help="benchmark trace rows (default 1000000; with --vs-real 2000000)")
+    perf.add_argument("--repeats", type=_positive, default=None,
+                      help="kernel runs; the median counts (default 7; with --vs-real 3 per side and round)")
     perf.add_argument("--no-compile", action="store_true", help="skip the cold-compile measurement")
+    perf.add_argument("--vs-real", choices=REAL_ALLOCATORS, default=None, metavar="REAL",
+                      help="side by side with a real allocator (glibc, jemalloc, tcmalloc, mimalloc, scudo) on one "
+                      "trace, interleaved: median times and model/real ratios (default models go;tcmalloc;go:gc)")
+    perf.add_argument("--workload", "-w", default=None,
+                      help="with --vs-real: the trace's workload spec (default lognormal:live=100000)")
+    perf.add_argument("--rounds", type=_positive, default=5,
+                      help="with --vs-real: interleaved rounds (default 5)")
+    perf.add_argument("--touch", choices=("none", "first", "page"), default="none",
+                      help="with --vs-real: bytes the real replay writes into each new block (default none)")
     perf.set_defaults(func=cmd_perf)
 
     plot = commands.add_parser("plot", help="redraw the plots and index.html of a results directory")
