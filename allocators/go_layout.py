@@ -1,10 +1,11 @@
 """go_layout: the go model's state layout, and the span returns its allocator and its collector share.
 
-The go model is three modules: allocators.go (the allocator: mcache, mcentral,
-mheap, tiny and large objects, the replay kernels and the `Go` shell; its
-docstring explains the design), allocators.go_gc (the paced stop-the-world
-mark-sweep collector of `free_mode=gc`) and this one, which both import, so
-that neither needs the other's internals: go_layout <- go_gc <- go, no cycle.
+The go model is four modules: allocators.go (the design docstring and the `Go`
+shell: parameters, state construction), allocators.go_heap (the allocator's
+kernels: mcache, mcentral, mheap, tiny and large objects, the replay kernels),
+allocators.go_gc (the collector of `free_mode=gc`: Go's pacer, the concurrent
+mark, the sweep) and this one, which the others import, so that none needs
+another's internals: go_layout <- go_gc <- go_heap <- go, no cycle.
 
 Layout.  The state is a tuple of arrays, at the I_* indices: `words` (the
 counters OWN_COUNTERS at C_*, then the page heap's region at PH, the scalars

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import allocators
-from allocators import go
+from allocators import go, go_heap
 from allocators.conformance import check_replay
 from allocators.go_gc import gc_cycle
 from allocators.go_layout import (
@@ -116,7 +116,7 @@ def audit(heap, live, exact=True):
             continue
         slot = slot_base(heap, addr)
         expect_small.add(slot)
-        if field(heap, s, SP_CLASS) == go.TINY_SPAN_CLASS and heap.state[I_TINY].size > 1:
+        if field(heap, s, SP_CLASS) == go_heap.TINY_SPAN_CLASS and heap.state[I_TINY].size > 1:
             if heap.state[I_TINY][addr >> 4] != 0:
                 tiny_objects[slot] = tiny_objects.get(slot, 0) + 1
     pinned = pinned_blocks(heap)
@@ -280,9 +280,9 @@ def test_metadata_and_footprint():
     assert heap.footprint == 4 * MIB  # one 4 MiB growth
     spans_in_use = 2
     expected = (
-        spans_in_use * go.MSPAN_BYTES + 512 * go.PAGE_META_BYTES
+        spans_in_use * go_heap.MSPAN_BYTES + 512 * go_heap.PAGE_META_BYTES
         + 2 * 8 * 2 + 16  # 72-object span: two 2-word bitmaps; large span: 16 B
-        + 2 * go.MCACHE_BYTES + N_SPAN_CLASSES * go.MCENTRAL_BYTES
+        + 2 * go_heap.MCACHE_BYTES + N_SPAN_CLASSES * go_heap.MCENTRAL_BYTES
     )
     assert heap.metadata_bytes == expected
 
