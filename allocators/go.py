@@ -127,7 +127,7 @@ size, pages, nelems, divMagic, tail bytes, GC-bitmap bytes, span bytes),
 `mcache` (per thread: 136 span ids, tiny block, tiny offset, in-use flag),
 `tiny_counts`, then the page heap's `spans`, `pagemap`, `run_heads`,
 `run_bits`, `run_tree`, the span bitmaps `bits` (allocation and mark
-regions) and `black` (the concurrent mark's survivor bits).  Span record
+regions, and the concurrent mark's black region).  Span record
 fields used: SP_START, SP_NPAGES, SP_STATE, SP_CLASS (the span class),
 SP_OBJ_SIZE, SP_NOBJ, SP_NFREE, the bitmap offsets, SP_SCAN, SP_LIST
 (NO_SPAN for a small span: it is in an mcache), SP_USER0 (a large
@@ -173,7 +173,6 @@ from allocators.go_layout import (
     BITMAP_WORDS,
     CB,
     I_BITS,
-    I_BLACK,
     I_CLASS8,
     I_CLASS128,
     I_CLASSES,
@@ -200,6 +199,7 @@ from allocators.go_layout import (
     N_WORDS,
     OWN_COUNTERS,
     PH,
+    S_BLACK_BASE,
     S_HEADER_MIN,
     S_HEAP_GOAL,
     S_HEAP_LIVE,
@@ -356,8 +356,9 @@ class Go(Allocator):
                 capacity_pages, POLICY_FIRST_FIT, BITMAP_WORDS
             )
             bits = new_span_bits(capacity_pages + 1, BITMAP_WORDS)
-            concurrent = p["free_mode"] == "gc" and self.pacer.concurrent
-            black = np.zeros((capacity_pages + 1) * BITMAP_WORDS if concurrent else 1, np.int64)
+            if p["free_mode"] == "gc" and self.pacer.concurrent:  # the black regions after the two per record
+                words[S_BLACK_BASE] = bits.size
+                bits = np.concatenate([bits, np.zeros((capacity_pages + 1) * BITMAP_WORDS, np.int64)])
         except (MemoryError, ValueError):
             raise BadParameter(
                 f"go: capacity_bytes {self.capacity} too large for this model's page- and block-indexed tables"
@@ -365,7 +366,7 @@ class Go(Allocator):
         arrays = {
             I_WORDS: words, I_CLASS8: SIZE_TO_CLASS8, I_CLASS128: SIZE_TO_CLASS128, I_CLASSES: classes,
             I_MCACHE: mcache, I_TINY: tiny_counts, I_SPANS: spans, I_PAGEMAP: pagemap, I_RUN_HEADS: run_heads,
-            I_RUN_BITS: run_bits, I_RUN_TREE: run_tree, I_BITS: bits, I_BLACK: black,
+            I_RUN_BITS: run_bits, I_RUN_TREE: run_tree, I_BITS: bits,
         }
         return tuple(arrays[i] for i in range(len(arrays)))
 

@@ -119,7 +119,6 @@ from allocators.go_layout import (
     C_SWEEP_FREED,
     CB,
     I_BITS,
-    I_BLACK,
     I_CLASSES,
     I_MCACHE,
     I_SPANS,
@@ -133,6 +132,7 @@ from allocators.go_layout import (
     N_SPAN_CLASSES,
     NO_BLOCK,
     PH,
+    S_BLACK_BASE,
     S_CONCURRENT,
     S_GC_MODE,
     S_GC_ON,
@@ -320,25 +320,26 @@ def emergency_cycle(state):
 @njit(cache=True, inline="always")
 def mark_black(state, s, index):
     """Allocate black: a slot allocated while a mark runs survives its cycle."""
-    if state[I_WORDS][S_MARKING] != 0:
-        black = state[I_BLACK]
-        black[s * BITMAP_WORDS + (index >> 6)] |= np.int64(1) << (index & 63)
+    words = state[I_WORDS]
+    if words[S_MARKING] != 0:
+        state[I_BITS][words[S_BLACK_BASE] + s * BITMAP_WORDS + (index >> 6)] |= np.int64(1) << (index & 63)
 
 
 @njit(cache=True)
 def clear_black(state, s, nobj):
     """A span made during a mark: none of its slots is black yet."""
-    if state[I_WORDS][S_MARKING] != 0:
-        black = state[I_BLACK]
-        for w in range(s * BITMAP_WORDS, s * BITMAP_WORDS + ((nobj + 63) >> 6)):
-            black[w] = 0
+    words, bits = state[I_WORDS], state[I_BITS]
+    if words[S_MARKING] != 0:
+        first = words[S_BLACK_BASE] + s * BITMAP_WORDS
+        for w in range(first, first + ((nobj + 63) >> 6)):
+            bits[w] = 0
 
 
 @njit(cache=True)
 def mark_start(state):
     """The mark begins (gcStart): the survivors of this cycle are the objects live now (black := mark bits, the
     deletion barrier's snapshot) and, from now on, every object allocated (`mark_black`)."""
-    words, spans, bits, black = state[I_WORDS], state[I_SPANS], state[I_BITS], state[I_BLACK]
+    words, spans, bits = state[I_WORDS], state[I_SPANS], state[I_BITS]
     words[S_MARKING] = 1
     end = words[S_HEAP_GOAL]
     if words[S_MARK_BYTES] >= 0 and words[S_HEAP_LIVE] + words[S_MARK_BYTES] < end:
@@ -349,8 +350,9 @@ def mark_start(state):
         kind = spans[base + SP_STATE]
         if kind == SPAN_SMALL:
             mark = spans[base + SP_MARK_BITS]
+            black = words[S_BLACK_BASE] + s * BITMAP_WORDS
             for w in range((spans[base + SP_NOBJ] + 63) >> 6):
-                black[s * BITMAP_WORDS + w] = bits[mark + w]
+                bits[black + w] = bits[mark + w]
         elif kind == SPAN_LARGE:
             spans[base + SP_BLACK] = spans[base + SP_USER0]
 
@@ -398,7 +400,7 @@ def _sweep_span(state, s, concurrent):
     nobj = spans[base + SP_NOBJ]
     before = nobj - spans[base + SP_NFREE]
     if concurrent:
-        live = _sweep_bits(spans, bits, s, nobj, state[I_BLACK], s * BITMAP_WORDS)
+        live = _sweep_bits(spans, bits, s, nobj, bits, words[S_BLACK_BASE] + s * BITMAP_WORDS)
     else:
         live = _sweep_bits(spans, bits, s, nobj, bits, spans[base + SP_MARK_BITS])
     spans[base + SP_NFREE] = nobj - live

@@ -15,9 +15,10 @@ tables), `classes` (K_STRIDE words per span class, columns K_*), `mcache`
 (MC_STRIDE words per thread: one span id per span class, NO_SPAN if none, then
 MC_TINY, MC_TINY_OFFSET, MC_ACTIVE), `tiny_counts` (one int8 per 16 B block,
 TINY_SHIFT), then the page heap's `spans`, `pagemap`, `run_heads`,
-`run_bits`, `run_tree` and the span bitmaps `bits`, then `black` (the concurrent
-collector's survivor bits: one region of the page heap's bitmap words per span
-record, at `s * bitmap_words`; one word when there is no concurrent collector).
+`run_bits`, `run_tree` and the span bitmaps `bits`: every span record's two
+regions (allocation and mark bits), then, with the concurrent collector, one
+more region per record of *black* bits (its survivors: at
+`words[S_BLACK_BASE] + s * bitmap_words`).
 
 Span returns.  A span leaves an mcache (`uncache_span`, mcentral.uncacheSpan:
 at a refill, or when a GC cycle flushes every mcache), an mcache lets go of its
@@ -107,6 +108,7 @@ S_MARKING = S_BASE + 18  # 1 while a mark phase runs
 S_TRIGGER = S_BASE + 19  # heap_live at which the next mark starts
 S_MARK_END = S_BASE + 20  # heap_live at which the running mark terminates
 S_RUNWAY_KNOWN = S_BASE + 21  # 0 until a cycle has measured the runway (Go: consMark = 0, the trigger at 61/64)
+S_BLACK_BASE = S_BASE + 22  # where the black regions start in `bits` (after every record's two regions)
 CB = S_BASE + 24  # the mcentrals' lists: central_slots(136) words
 N_WORDS = CB + central_slots(N_SPAN_CLASSES)
 
@@ -125,7 +127,10 @@ SP_BLACK = SP_USER1
 
 # state tuple indices
 I_WORDS, I_CLASS8, I_CLASS128, I_CLASSES, I_MCACHE, I_TINY = 0, 1, 2, 3, 4, 5
-I_SPANS, I_PAGEMAP, I_RUN_HEADS, I_RUN_BITS, I_RUN_TREE, I_BITS, I_BLACK = 6, 7, 8, 9, 10, 11, 12
+I_SPANS, I_PAGEMAP, I_RUN_HEADS, I_RUN_BITS, I_RUN_TREE, I_BITS = 6, 7, 8, 9, 10, 11
+#: Twelve arrays, no more: a 13th in the state tuple made every go kernel about 30 % slower (numba passes the
+#: tuple to each kernel; measured on the 2M-row lognormal:live=100000 replay), so the concurrent mark's black
+#: bits are a third region of `bits` (S_BLACK_BASE) rather than an array of their own.
 
 
 # ------------------------------------------------------------ span returns
