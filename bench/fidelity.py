@@ -113,8 +113,7 @@ def _go_entry(trace: Trace, repeats: int) -> dict[str, Any]:
     except GoMissing as error:
         return {"status": f"skipped: {error}"}
     roots = model_roots(real)
-    version = ".".join(real["go_version"].removeprefix("go").split(".")[:2])  # the real toolchain's size classes
-    spec = f"go:gc,go_version={version},roots={roots}"
+    spec = f"go:gc,go_version={real['go_version']},roots={roots}"  # the real toolchain's size classes (go1.19.8)
     model, _ = harness.measure(spec, trace, repeats=repeats)
     inuse = real["peak_heap_inuse_over_baseline"]
     entry: dict[str, Any] = {
