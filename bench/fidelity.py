@@ -34,8 +34,12 @@ beside GC cycles, and the last cycle's heap goal (real: over the baseline's heap
 counts once), with relative errors.  The model runs as `go:gc,go_version=V,roots=R`: V is the real
 runtime's version (its size classes and span layouts), R comes from the real run
 (`bench.real.go.model_roots`: the stacks and globals the real collector scanned, and the replayer's own
-reference table), so that both goals count the same roots.  Skipped, with the reason, when Go is not
-installed.
+reference table), so that both goals count the same roots.  Real Go's peak is two figures: at
+GOMAXPROCS=1 a mark now and then runs far past its goal (`bench.real.go.OVERRUN_PAST_GOAL`; gctrace shows the
+background mark worker doing such a mark, where assists do the others), at random cycles, and the
+next goal is set from the larger marked heap; the table counts the runs that had one and gives the median of
+the runs that had none ("paced"), which is what the model, a pacer with no scheduler, predicts.  Skipped,
+with the reason, when Go is not installed.
 
 Speed against reality: the replay time of the `go` and `tcmalloc` models over
 real glibc's replay time on the same trace, measured in the same run
@@ -121,7 +125,9 @@ def _go_entry(trace: Trace, repeats: int) -> dict[str, Any]:
         "real_peak_heap_inuse": inuse, "real_peak_heap_inuse_min": real["peak_heap_inuse_over_baseline_min"],
         "real_peak_heap_inuse_max": real["peak_heap_inuse_over_baseline_max"],
         "real_peak_heap_mapped": real["peak_heap_mapped_bytes"], "real_gc_cycles": real["gc_cycles"],
-        "real_gc_cycles_runs": real["gc_cycles_runs"],
+        "real_gc_cycles_runs": real["gc_cycles_runs"], "real_mark_overruns_runs": real["mark_overruns_runs"],
+        "real_paced_runs": real["paced_runs"],
+        "real_paced_peak_heap_inuse": real["paced_peak_heap_inuse_over_baseline"],
         "real_heap_goal": real["final_heap_goal_bytes"] - real["baseline"]["heap_objects_bytes"],
         "go_version": real["go_version"],
     }
@@ -132,6 +138,8 @@ def _go_entry(trace: Trace, repeats: int) -> dict[str, Any]:
     model_inuse = int(model["counters"]["peak_heap_inuse"])
     entry.update(model_peak_heap_inuse=model_inuse, model_peak_footprint=model["peak_footprint"],
                  model_gc_cycles=cycles, inuse_error=(model_inuse - inuse) / max(1, inuse),
+                 paced_error=None if entry["real_paced_peak_heap_inuse"] is None
+                 else (model_inuse - entry["real_paced_peak_heap_inuse"]) / max(1, entry["real_paced_peak_heap_inuse"]),
                  model_heap_goal=int(model["counters"]["heap_goal"]),
                  goal_error=(model["counters"]["heap_goal"] - entry["real_heap_goal"])
                  / max(1, entry["real_heap_goal"]),
@@ -194,22 +202,29 @@ def render_tables(results: Sequence[dict[str, Any]]) -> str:
             continue
         name = Path(result["trace"]).name
         if "inuse_error" not in go:
-            go_lines.append([name] + ["-"] * 9 + [go.get("reason") or go["status"]])
+            go_lines.append([name] + ["-"] * 11 + [go.get("reason") or go["status"]])
             continue
         cycles_error = "-" if go["cycles_error"] is None else f"{100 * go['cycles_error']:+.0f} %"
         spread = f"{format_bytes(go['real_peak_heap_inuse_min'])}..{format_bytes(go['real_peak_heap_inuse_max'])}"
+        overran = sum(1 for count in go["real_mark_overruns_runs"] if count)
+        paced = go["real_paced_peak_heap_inuse"]
         go_lines.append([name, format_bytes(go["real_peak_heap_inuse"]), spread,
+                         f"{overran} / {go['real_repeats']}", "-" if paced is None else format_bytes(paced),
                          format_bytes(go["model_peak_heap_inuse"]), f"{100 * go['inuse_error']:+.1f} %",
+                         "-" if go["paced_error"] is None else f"{100 * go['paced_error']:+.1f} %",
                          format_bytes(go["real_peak_heap_mapped"]), format_bytes(go["model_peak_footprint"]),
                          f"{go['real_gc_cycles']} / {go['model_gc_cycles']}", cycles_error,
                          f"{format_bytes(go['real_heap_goal'])} / {format_bytes(go['model_heap_goal'])}",
                          f"{100 * go['goal_error']:+.1f} %"])
     if go_lines:
         text += ("\n\nreal Go 1.19 (GOGC=100, GOMAXPROCS=1; median of the runs, in-use over the replayer's baseline) "
-                 "beside go:gc (given the real run's roots):\n")
-        text += render(["trace", "real in use", "real runs", "go:gc in use", "error", "real mapped", "go:gc mapped",
-                        "GC cycles real / model", "error", "final goal real / model", "error"], go_lines,
-                       [False, True, False, True, True, True, True, True, True, True, True])
+                 "beside go:gc (given the real run's roots).  'overran': runs in which a mark ended over 15 % past its "
+                 "goal (the scheduler's doing); 'paced': the median of the other runs, what a pacer without a "
+                 "scheduler should match:\n")
+        text += render(["trace", "real in use", "real runs", "overran", "paced", "go:gc in use", "error",
+                        "vs paced", "real mapped", "go:gc mapped", "GC cycles real / model", "error",
+                        "final goal real / model", "error"], go_lines,
+                       [False, True, False, True, True, True, True, True, True, True, True, True, True, True])
     if speed_lines:
         text += "\n\n" + render(["trace", "model", "model ms", "real glibc ms", "model / glibc time"], speed_lines)
     return text

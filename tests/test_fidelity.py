@@ -24,7 +24,8 @@ def test_fidelity_reports_pairs_and_speed_ratio(tmp_path, capsys):
     go = results[0]["go"]
     if not go["status"].startswith("skipped"):  # Go installed (.ci/run installs it)
         assert go["real_peak_heap_mapped"] >= go["real_peak_heap_inuse"] > 0 and go["model_peak_footprint"] > 0
-        assert isinstance(go["mapped_error"], float) and "GC cycles real / model" in out
+        assert isinstance(go["mapped_error"], float) and "GC cycles real / model" in out and "vs paced" in out
+        assert len(go["real_mark_overruns_runs"]) == go["real_repeats"] >= 3
     assert (tmp_path / "out" / "fidelity.png").stat().st_size > 10_000
 
 

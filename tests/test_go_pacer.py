@@ -179,3 +179,25 @@ def test_the_concurrent_mark_keeps_a_larger_heap_than_stop_the_world():
         peaks[collector] = counter(heap, "peak_heap_inuse")
         assert counter(heap, "gc_cycles") >= 2
     assert peaks["concurrent"] > 1.1 * peaks["stw"]
+
+
+#: Three end-of-cycle lines of GODEBUG=gcpacertrace=1 from real Go 1.19 (uniform, 2M rows, GOMAXPROCS=1):
+#: two paced marks (ending 21-34 KB past the goal) and one that ran 2.8 x its runway (4.2 MB past).
+REAL_PACER_LINES = "".join(
+    f"pacer: {cpu}% CPU (25 exp.) for 114584+{stack}+225008 B work (342144 B exp.) in {trigger} B -> {end} B "
+    f"(\u2206goal {excess}, cons/mark +6.4e+000)\n"
+    for cpu, stack, trigger, end, excess in ((47, 2552, 13355063, 15743880, 21184),
+                                             (48, 2552, 13378692, 15784056, 33632),
+                                             (27, 2272, 13428327, 20037240, 4228496)))
+
+
+def test_real_pacer_trace_counts_the_marks_that_overran():
+    from bench.real.go import mark_overruns
+
+    assert mark_overruns(REAL_PACER_LINES) == 1
+    assert mark_overruns(REAL_PACER_LINES.splitlines()[0]) == 0
+    assert mark_overruns(REAL_PACER_LINES.replace("\u2206", "?")) == 1  # whatever the locale made of the sign
+    assert mark_overruns("") == 0
+    # a first cycle that triggered at 61/64 of the 4 MiB minimum and ended 11 % past it: paced, not an overrun
+    first = REAL_PACER_LINES.splitlines()[0].replace("13355063 B -> 15743880 B", "4020491 B -> 4620328 B")
+    assert mark_overruns(first.replace("goal 21184", "goal 426024")) == 0

@@ -75,8 +75,10 @@ def test_real_go_on_the_command_line(tmp_path, capsys):
     assert main(["real", "--allocator", "go", "--trace", str(path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["rows"] == 2000 and result["peak_heap_inuse_bytes"] > 0
+    assert 0 <= result["mark_overruns"] <= result["gc_cycles"]
     assert main(["real", "--allocator", "go", "--trace", str(path)]) == 0
-    assert "peak in-use heap" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "peak in-use heap" in out and "past its goal" in out
     assert main(["real", "--allocator", "go", "--trace", str(path), "--gogc", "x"]) == 2
     assert "--gogc" in capsys.readouterr().err
 
@@ -87,6 +89,12 @@ def test_repeated_runs_give_medians_and_the_roots_for_the_model():
     trace = catalog.make("lognormal:live=20000", 60_000, 2)
     result = replay_go_repeated(trace, repeats=3)
     assert result["repeats"] == 3 and len(result["gc_cycles_runs"]) == 3
+    assert len(result["mark_overruns_runs"]) == 3 and result["paced_runs"] == result["mark_overruns_runs"].count(0)
+    if result["paced_runs"]:
+        assert (result["peak_heap_inuse_over_baseline_min"] <= result["paced_peak_heap_inuse_over_baseline"]
+                <= result["peak_heap_inuse_over_baseline_max"])
+    else:
+        assert result["paced_peak_heap_inuse_over_baseline"] is None
     assert (result["peak_heap_inuse_over_baseline_min"] <= result["peak_heap_inuse_over_baseline"]
             <= result["peak_heap_inuse_over_baseline_max"])
     # gcpacertrace's scan work of the last cycle: a goroutine stack or two and the binary's globals
