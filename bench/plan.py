@@ -37,10 +37,11 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "default": Preset(
-        "every allocator and real glibc (the scale) x 19 workloads (log-normal sigma and Pareto alpha swept), "
-        "200k rows, 3 repeats",
+        "every allocator and real glibc (the scale) x 27 workloads (log-normal sigma and Pareto alpha swept; "
+        "threads 1/2/4/8/16 for independent threads and for producer-consumer), 200k rows, 3 repeats",
         ("lognormal:sigma=0.5/1/1.5/2", "pareto:alpha=1.1/1.5/2/3", "fixed", "bimodal", "adversarial", "lifo",
-         "fifo", "phased", "explifetime", "producer-consumer", "threads4", "scan", "realloc"),
+         "fifo", "phased", "explifetime", "threads4:threads=1/2/4/8/16", "producer-consumer:threads=1/2/4/8/16",
+         "scan", "realloc"),
         ops=200_000, repeats=3, real=("glibc",),
     ),
     "ci": Preset(
@@ -185,6 +186,12 @@ def _numeric_key(family: str, items: list[str], item: str, key: str) -> bool:
     except ValueError:
         return True  # let the sweep's own check name the problem
     value = in_force.get(key)
+    if value is None:  # a key not recorded at its default (producer-consumer's threads): ask with the first value
+        first = item.partition("=")[2].split("/")[0]
+        try:
+            value = catalog.parameters(f"{base}{',' if selectors else ':'}{key}={first}").get(key)
+        except ValueError:
+            return True
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -25,6 +25,8 @@ WORKLOADS = (  # (spec, family, param, param_value)
     ("lognormal:sigma=2", "lognormal", "sigma", 2.0),
     ("fixed", "fixed", None, None),
     ("lifo", "lifo", None, None),
+    ("threads4:threads=1", "threads4", "threads", 1.0),  # a thread-count family: the scalability figure's
+    ("threads4:threads=4", "threads4", "threads", 4.0),
 )
 STACK_REASON = ("UnsupportedOperation: stack: trace row 171 (FREE of object 58, size 0, thread 0): "
                 "deallocation out of LIFO order")
@@ -44,8 +46,8 @@ def _metrics(rng: np.random.Generator, index: int, param_value: float | None) ->
         "seconds_max": 0.012, "compile_s": 1.2, "peak_footprint": int(overhead * requested),
         "peak_live_requested": requested, "peak_live_granted": granted, "peak_metadata_bytes": 4096 * index,
         "overhead_factor": overhead, "internal_fragmentation": 1 - requested / granted,
-        "external_fragmentation": 0.1 * index / (index + 1), "shared_ops_per_1000": 0.0, "remote_free_rate": 0.0,
-        "false_sharing_lines_peak": 0,
+        "external_fragmentation": 0.1 * index / (index + 1), "shared_ops_per_kop": 50.0 * index * (param_value or 1),
+        "remote_free_rate": 0.0, "false_sharing_lines_peak": int(10 * index * (param_value or 0)),
     }
     for offset, name in enumerate(LOCALITY):
         row[name] = float(rng.uniform(0.0, 0.5)) if name != "distinct_pages" else int(rng.integers(10, 500))
@@ -138,6 +140,13 @@ def full_run(tmp_path_factory):
     return out, document, paths, index
 
 
+def test_thread_families_go_to_the_scalability_figure(full_run):
+    out = full_run[0]
+    notes = {entry["name"]: entry["note"] for entry in plots.read_manifest(out)}
+    assert notes["waste_vs_param"].startswith("1 swept parameter(s)")  # sigma; not the thread count
+    assert notes["scalability"].startswith("1 thread family")
+
+
 def test_every_figure_drawn_and_valid(full_run):
     out, _, paths, _ = full_run
     assert [path.name for path in paths] == [f"{name}.png" for name in FIGURE_NAMES]
@@ -178,8 +187,9 @@ def test_missing_data_skips_figures_with_reasons(tmp_path):
     assert {path.stem for path in paths} == {"throughput", "pareto", "go_sizeclasses"}
     assert not (tmp_path / "plots" / "heapmap.png").exists()
     page = report.write_index(tmp_path).read_text()
-    assert page.count('class="skipped">Not drawn') == 3
-    assert "no swept parameter" in page and "locality metric" in page and "no heapmap.npz" in page
+    assert page.count('class="skipped">Not drawn') == 4
+    assert "no swept size-distribution parameter" in page and "locality metric" in page and "no heapmap.npz" in page
+    assert "no workload with a swept thread count" in page
     for path in paths:
         _assert_png(path)
 

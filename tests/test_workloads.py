@@ -431,7 +431,7 @@ def test_catalog_histogram_file(tmp_path):
     ("lognormal:sizes=uniform,mu=3", "mu"),
     ("lognormal:sizes=gaussian", "gaussian"),
     ("lognormal:lifetime=forever", "forever"),
-    ("producer-consumer:threads=4", "threads"),
+    ("producer-consumer:threads=-3", "threads"),  # threads=T is valid there (T // 2 producers), not negative
     ("lognormal:threads", "threads"),
     ("lognormal:realloc=1.5", "realloc"),
     ("empirical:histogram=/no/such/file.csv", "file.csv"),

@@ -7,7 +7,10 @@
 - `ProducerConsumer(producers=P, consumers=C)`: one stream from the lifetime
   model (FIFO = a hand-off queue); ALLOC rows run on a random producer
   (threads 0..P-1), FREE rows on a random consumer (threads P..P+C-1), so
-  every FREE is a remote free.
+  every FREE is a remote free.  `threads=T` sets both, for a thread-count
+  axis (`producer-consumer:threads=1/2/4/8/16`): T // 2 producers and the
+  rest consumers; T = 1 is the same stream on one thread that allocates and
+  frees (no remote frees), the axis's single-thread baseline.
 
 Randomness, in the order the bulk form drew it from one Generator: for
 `Independent(T > 1)` the row labels (`integers(0, T, n, int16)`), then thread
@@ -192,8 +195,17 @@ class ProducerConsumer(ThreadModel):
     summary: ClassVar[str] = "producer threads allocate, consumer threads free (remote frees)"
     producers: int = 2
     consumers: int = 2
+    #: 0: `producers` + `consumers` threads as given; T >= 1: T // 2 producers and T - T // 2 consumers
+    #: (they override the two), T = 1: one thread allocates and frees.
+    threads: int = 0
 
     def __post_init__(self) -> None:
+        _check(isinstance(self.threads, int) and 0 <= self.threads <= MAX_THREADS,
+               f"threads must be an integer in 1..{MAX_THREADS}, or 0 for producers + consumers "
+               f"(got {self.threads})")
+        if self.threads:
+            object.__setattr__(self, "producers", max(1, self.threads // 2))
+            object.__setattr__(self, "consumers", max(1, self.threads - self.threads // 2))
         _check(isinstance(self.producers, int) and self.producers >= 1,
                f"producers must be an integer >= 1 (got {self.producers})")
         _check(isinstance(self.consumers, int) and self.consumers >= 1,
@@ -203,16 +215,25 @@ class ProducerConsumer(ThreadModel):
 
     @property
     def n_threads(self) -> int:
-        return self.producers + self.consumers
+        return 1 if self.threads == 1 else self.producers + self.consumers
 
     def labels(self, state, n_rows):
         return _OneStream(state, n_rows)
 
     def thread_draws(self, state, n_rows):
+        if self.threads == 1:
+            return _LabelThreads(state)  # the one stream's label: thread 0, no draws
         return _ProducerConsumerThreads(state, n_rows, self.producers, self.consumers)
 
     def drain_threads(self, rng: np.random.Generator, owners: np.ndarray) -> np.ndarray:
-        return rng.integers(self.producers, self.producers + self.consumers, size=owners.size, dtype=np.int32)
+        consumers = rng.integers(self.producers, self.producers + self.consumers, size=owners.size, dtype=np.int32)
+        return np.zeros_like(consumers) if self.threads == 1 else consumers
+
+    def params(self) -> dict[str, Any]:
+        described = super().params()
+        if not self.threads:  # as before the thread axis: the meta of existing traces stays as it was
+            del described["threads"]
+        return described
 
 
 THREAD_MODELS: dict[str, type[ThreadModel]] = {cls.name: cls for cls in (Independent, ProducerConsumer)}

@@ -16,7 +16,7 @@ Figures (file name, what it needs):
    the left edge; real allocators are dark bars (the scale).  Needs
    `throughput_mops`.
 2. `waste_vs_param.png`: overhead factor (log) and internal fragmentation
-   against a swept size-distribution parameter, one panel column per swept
+   against a swept size-distribution parameter (not a thread count), one panel column per swept
    family/parameter, one line per allocator, and a zoomed row: the overhead
    factor of the general-purpose models only, on a linear scale.  Needs rows
    with `param` set.
@@ -31,7 +31,11 @@ Figures (file name, what it needs):
 5. `heapmap.png`: the heap map of `meta.heapmap_cell`: occupancy of each
    address bin over time (dark = live blocks, light below the footprint curve
    = holes), and below it live bytes against footprint.  Needs heapmap.npz.
-6. `go_sizeclasses.png`: Go's size classes (`allocators.shared.go_sizeclasses`):
+6. `scalability.png`: the scalability proxies (shared-structure operations
+   per 1000 rows, remote-free rate, false-shared lines) against a swept thread
+   count (`WORKLOAD:threads=1/2/4/...`), one panel column per family, one line
+   per model.  Needs rows with `param` = threads.
+7. `go_sizeclasses.png`: Go's size classes (`allocators.shared.go_sizeclasses`):
    worst-case waste per class and the tail left over in each span.  Needs no
    results.
 
@@ -56,7 +60,7 @@ Layout: one module per concept, this one gathering them (and re-exporting
 what callers use, `from bench.plots import draw_all, load_report, ...`):
 `data` (loading, orders, medians), `style` (colors, canvas, axis helpers), one
 module per figure (`speed`, `waste`, `locality`, `pareto`, `heapmap`,
-`sizeclasses`), and here the figure list `FIGURES`, `draw_all` and the manifest.
+`scalability`, `sizeclasses`), and here the figure list `FIGURES`, `draw_all` and the manifest.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ from bench.plots.data import (
 from bench.plots.heapmap import heapmap_occupancy, plot_heapmap
 from bench.plots.locality import LOCALITY_METRICS, plot_locality
 from bench.plots.pareto import pareto_front, plot_pareto
+from bench.plots.scalability import plot_scalability
 from bench.plots.sizeclasses import plot_go_sizeclasses
 from bench.plots.speed import plot_throughput
 from bench.plots.style import RC, Style, allocator_styles
@@ -175,6 +180,22 @@ FIGURES: tuple[FigureSpec, ...] = (
         "stay while the live bytes fall are memory kept rather than reused or returned, which is what the overhead "
         "factor counts at the peak.",
         plot_heapmap,
+    ),
+    FigureSpec(
+        "scalability", "Scalability proxies against the thread count",
+        "For each workload whose thread count is swept (one column), three proxies of multi-core behaviour against "
+        "the threads in the trace (log2 axis), median over seeds, one line per model: shared-structure operations "
+        "per 1000 rows (operations on a structure every thread shares under a lock: a central free list, the page "
+        "heap, an arena after a tcache miss; models that declare none have no line), the remote-free rate (% of "
+        "FREE rows done by a thread other than the block's owner: a property of the trace, the same for every "
+        "model) and the peak number of 64 B lines holding live blocks of two or more threads (false sharing). "
+        "Real allocators are left out: their scaling is measured on real threads (README, \"Real threads\").",
+        "Read the top row: a line that climbs as threads are added belongs to a model whose threads all go to one "
+        "shared structure, which is where real threads would queue; a flat low line is an allocator whose threads "
+        "stay in their own caches. The middle row says how much cross-thread traffic the workload itself makes "
+        "(producer-consumer: every free is remote beyond one thread). In the bottom row, fewer false-shared lines "
+        "means an allocator that keeps different threads' blocks on different cache lines.",
+        plot_scalability,
     ),
     FigureSpec(
         "go_sizeclasses", "Go size classes: waste per class",

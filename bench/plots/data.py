@@ -114,6 +114,28 @@ def sweep_group(row: dict[str, Any]) -> tuple[str, str, str] | None:
     return row["family"], row["param"], base
 
 
+#: Swept parameters that count threads: their families are the scalability figure's, not the waste figure's.
+THREAD_PARAMS = ("threads", "producers", "consumers")
+
+
+def param_lines(rows: Sequence[dict[str, Any]], spec: str, metric: str,
+                scale: float = 1.0) -> tuple[list[float], list[float], set[str]]:
+    """One allocator's line over a swept group's rows: the parameter values, the median of `metric` (times
+    `scale`) over the seeds at each, and the workloads where its cells failed (left out of the line)."""
+    per_x: dict[float, list[float]] = {}
+    failed: set[str] = set()
+    for row in rows:
+        if row["allocator"] != spec:
+            continue
+        value = number(row, metric) if row["status"] == "ok" else None
+        if value is not None:
+            per_x.setdefault(row["param_value"], []).append(value * scale)
+        elif row["status"] == "failed":
+            failed.add(row["workload"])
+    xs = sorted(per_x)
+    return xs, [statistics.median(per_x[x]) for x in xs], failed
+
+
 def ordered_workloads(rows: Sequence[dict[str, Any]]) -> list[str]:
     family_rank: dict[str, int] = {}
     group_rank: dict[Any, int] = {}

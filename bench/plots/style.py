@@ -143,6 +143,18 @@ def log_axis_readable(axis: Any) -> None:
     axis.set_minor_formatter(ticker.FuncFormatter(two_and_five))
 
 
+def label_column_panel(ax: Any, ylabel: str, row: int, rows: int, title: str, xlabel: str) -> None:
+    """A panel in a column of `rows` panels sharing an x quantity: a light grid, its y label, the column's title
+    on the top panel and the x label on the bottom one."""
+    ax.grid(which="major", color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.set_ylabel(ylabel)
+    if row == 0:
+        ax.set_title(title)
+    if row == rows - 1:
+        ax.set_xlabel(xlabel)
+
+
 def legend_columns(count: int) -> int:
     return 1 if count <= 14 else 2
 

@@ -17,8 +17,16 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench.plots.data import GENERAL, REAL, ReportData, SkipFigure, number, sweep_group
-from bench.plots.style import Style, allocator_handles, legend_columns, log_axis_readable, new_figure, save_figure
+from bench.plots.data import GENERAL, REAL, THREAD_PARAMS, ReportData, SkipFigure, number, param_lines, sweep_group
+from bench.plots.style import (
+    Style,
+    allocator_handles,
+    label_column_panel,
+    legend_columns,
+    log_axis_readable,
+    new_figure,
+    save_figure,
+)
 
 OVERHEAD = "overhead_factor"
 INTERNAL = "internal_fragmentation"
@@ -29,9 +37,10 @@ ZOOM_BOUND = 3.0
 
 def plot_waste_vs_param(results: ReportData, styles: dict[str, Style], path: Path) -> str:
     """Overhead factor (log y) and internal fragmentation (%) against the swept parameter, per family."""
-    swept = [row for row in results.rows if row["param"] is not None]
+    swept = [row for row in results.rows if row["param"] is not None and row["param"] not in THREAD_PARAMS]
     if not swept:
-        raise SkipFigure("no swept parameter in these results (every row has param = null)")
+        raise SkipFigure("no swept size-distribution parameter in these results (every row has param = null, "
+                         "or a thread count: the scalability figure's)")
     swept = [row for row in swept if results.kind(row["allocator"]) != REAL]  # process-measured footprints
     present = {metric for metric in (OVERHEAD, INTERNAL)
                if any(number(row, metric) is not None for row in swept if row["status"] == "ok")}
@@ -67,17 +76,10 @@ def plot_waste_vs_param(results: ReportData, styles: dict[str, Style], path: Pat
             for spec in results.allocators:
                 if zoomed and results.kind(spec) != GENERAL:
                     continue
-                per_x: dict[float, list[float]] = {}
-                for row in group_rows:
-                    if row["allocator"] != spec:
-                        continue
-                    value = number(row, metric) if row["status"] == "ok" else None
-                    if value is not None:
-                        per_x.setdefault(row["param_value"], []).append(value * scale)
-                    elif row["status"] == "failed":
-                        missing.add((spec, row["workload"]))
-                if per_x:
-                    lines[spec] = (sorted(per_x), [statistics.median(per_x[x]) for x in sorted(per_x)])
+                xs, ys, failed = param_lines(group_rows, spec, metric, scale)
+                missing.update((spec, workload) for workload in failed)
+                if xs:
+                    lines[spec] = (xs, ys)
             dropped = []
             if zoomed and lines:  # degenerate lines (far above the others) would flatten the rest again
                 bound = ZOOM_BOUND * statistics.median(y for _, ys in lines.values() for y in ys)
@@ -106,13 +108,7 @@ def plot_waste_vs_param(results: ReportData, styles: dict[str, Style], path: Pat
             if log_x:
                 ax.set_xscale("log")
                 log_axis_readable(ax.xaxis)
-            ax.grid(which="major", color="#dddddd", linewidth=0.6)
-            ax.set_axisbelow(True)
-            ax.set_ylabel(label)
-            if metric_index == 0:
-                ax.set_title(f"{base}: {param} swept")
-            if metric_index == len(metrics) - 1:
-                ax.set_xlabel(param)
+            label_column_panel(ax, label, metric_index, len(metrics), f"{base}: {param} swept", param)
     figure.suptitle("Waste against the size-distribution parameter (median over seeds)")
     kinds = {spec: results.kind(spec) for spec in drawn_allocators}
     figure.legend(handles=allocator_handles(drawn_allocators, styles, line=True, kinds=kinds),
