@@ -18,7 +18,7 @@ import pytest
 from bench import plots, report
 from bench.results import ResultRow
 
-ALLOCATORS = ("linear", "pool", "stack", "freelist:glibc", "buddy")
+ALLOCATORS = ("linear", "pool", "stack", "freelist:glibc", "buddy", "real:glibc")
 WORKLOADS = (  # (spec, family, param, param_value)
     ("lognormal:sigma=0.5", "lognormal", "sigma", 0.5),
     ("lognormal:sigma=1", "lognormal", "sigma", 1.0),
@@ -87,7 +87,8 @@ def build_results(
                     for metric in drop_metrics:
                         row.pop(metric, None)
                 rows.append(row)
-    cell = {"allocator": allocators[-1], "workload": workloads[0][0], "seed": seeds[0]}
+    cell = {"allocator": [spec for spec in allocators if not spec.startswith("real:")][-1],
+            "workload": workloads[0][0], "seed": seeds[0]}
     meta = {
         "created": "2026-01-02T03:04:05Z", "command": "python -m bench sweep --out X", "preset": "default",
         "allocators": list(allocators), "workloads": [w[0] for w in workloads], "seeds": list(seeds),
@@ -145,6 +146,8 @@ def test_thread_families_go_to_the_scalability_figure(full_run):
     notes = {entry["name"]: entry["note"] for entry in plots.read_manifest(out)}
     assert notes["waste_vs_param"].startswith("1 swept parameter(s)")  # sigma; not the thread count
     assert notes["scalability"].startswith("1 thread family")
+    # every cell over real glibc's on the same seed (glibc's own too), both panels: 6 x 7, less the 7 failed
+    assert notes["normalised"].startswith(f"{2 * (6 * 7 - 7)} cell ratios over 7 workloads")
 
 
 def test_every_figure_drawn_and_valid(full_run):
@@ -184,7 +187,7 @@ def test_missing_data_skips_figures_with_reasons(tmp_path):
     (tmp_path / "plots").mkdir()
     (tmp_path / "plots" / "heapmap.png").write_bytes(b"stale")  # from an earlier run: must go
     paths = plots.draw_all(tmp_path)
-    assert {path.stem for path in paths} == {"throughput", "pareto", "go_sizeclasses"}
+    assert {path.stem for path in paths} == {"throughput", "pareto", "normalised", "go_sizeclasses"}
     assert not (tmp_path / "plots" / "heapmap.png").exists()
     page = report.write_index(tmp_path).read_text()
     assert page.count('class="skipped">Not drawn') == 4

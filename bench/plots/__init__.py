@@ -28,14 +28,17 @@ Figures (file name, what it needs):
    the Pareto front of the general-purpose models (no other one is both faster
    and leaner) is a staircase, its points labelled; special-purpose models
    grey; a real allocator's speed a dotted line.
-5. `heapmap.png`: the heap map of `meta.heapmap_cell`: occupancy of each
+5. `normalised.png`: time and peak memory over real glibc's on the same
+   trace, per workload, real allocators (dark bars) and models (dots with
+   the spread) side by side, log scale.  Needs a `real:glibc` cell.
+6. `heapmap.png`: the heap map of `meta.heapmap_cell`: occupancy of each
    address bin over time (dark = live blocks, light below the footprint curve
    = holes), and below it live bytes against footprint.  Needs heapmap.npz.
-6. `scalability.png`: the scalability proxies (shared-structure operations
+7. `scalability.png`: the scalability proxies (shared-structure operations
    per 1000 rows, remote-free rate, false-shared lines) against a swept thread
    count (`WORKLOAD:threads=1/2/4/...`), one panel column per family, one line
    per model.  Needs rows with `param` = threads.
-7. `go_sizeclasses.png`: Go's size classes (`allocators.shared.go_sizeclasses`):
+8. `go_sizeclasses.png`: Go's size classes (`allocators.shared.go_sizeclasses`):
    worst-case waste per class and the tail left over in each span.  Needs no
    results.
 
@@ -60,7 +63,7 @@ Layout: one module per concept, this one gathering them (and re-exporting
 what callers use, `from bench.plots import draw_all, load_report, ...`):
 `data` (loading, orders, medians), `style` (colors, canvas, axis helpers), one
 module per figure (`speed`, `waste`, `locality`, `pareto`, `heapmap`,
-`scalability`, `sizeclasses`), and here the figure list `FIGURES`, `draw_all` and the manifest.
+`scalability`, `normalised`, `sizeclasses`), and here the figure list `FIGURES`, `draw_all` and the manifest.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ from bench.plots.data import (
 )
 from bench.plots.heapmap import heapmap_occupancy, plot_heapmap
 from bench.plots.locality import LOCALITY_METRICS, plot_locality
+from bench.plots.normalised import plot_normalised
 from bench.plots.pareto import pareto_front, plot_pareto
 from bench.plots.scalability import plot_scalability
 from bench.plots.sizeclasses import plot_go_sizeclasses
@@ -168,6 +172,20 @@ FIGURES: tuple[FigureSpec, ...] = (
         "others sit below or right of the staircase; an allocator alone on the front is both the fastest and the "
         "leanest model there. Compare panels of one row directly: they share their scales.",
         plot_pareto,
+    ),
+    FigureSpec(
+        "normalised", "Time and peak memory normalised to real glibc",
+        "For every workload with a real:glibc cell, two panels sharing the workload bands: replay time over real "
+        "glibc's on the same trace (left) and peak footprint over real glibc's (right), log scale, 1 = glibc (the "
+        "line). Real allocators (real:NAME) are dark bars across the band: their replay time in a child process and "
+        "their heap footprint from the clean-heap C replayer. Models are dots at the median over seeds; a whisker "
+        "spans the repeats and seeds (time) or the seeds (memory). A model's time is its simulation's replay time; "
+        "its memory is the modelled allocator's footprint.",
+        "Read the right panel to choose for memory: bars and dots left of the line use less than glibc on that "
+        "workload, and a model's dot near its real allocator's bar is a model that predicts it. In the left panel, "
+        "compare the real bars among themselves (which malloc is fastest on this trace); a model's dot says how far "
+        "its simulation is from a real malloc's speed, not the modelled allocator's speed.",
+        plot_normalised,
     ),
     FigureSpec(
         "heapmap", "Heap map of one cell",
