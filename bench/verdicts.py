@@ -12,8 +12,8 @@ seeds of one allocator x workload cell):
 - most cache-friendly: fewest `l2_misses_per_kop`, L2 misses of the simulated
   L1 + L2 hierarchy per 1000 trace rows (the accesses that would go to
   memory).  Unlike the L1 miss rate, which is 50-100 % for every allocator on
-  18 of the 19 default workloads (all but `lifo`; each allocation touches
-  fresh lines, measured 2026-12-01), it separates allocators
+  26 of the 27 default workloads (all but `lifo`; each allocation touches
+  fresh lines, measured 2026-12-02), it separates allocators
   that reuse warm memory from those that spread over cold memory; ties go to
   the higher `hot_reuse_rate`;
 - best-scaling: fewest `shared_ops_per_kop`, operations on structures all
