@@ -247,13 +247,20 @@ def fidelity(traces: Sequence[str | Path], repeats: int = 3, out: str | Path | N
                                           reals=tuple(reals))
 
 
-def real(trace: Trace | str | Path, allocator: str = "glibc", repeats: int = 3, touch: str = "page") -> dict[str, Any]:
-    """A trace replayed through the machine's real malloc (glibc, jemalloc, tcmalloc, mimalloc, scudo), in a child."""
-    from bench.real import replay_real
-
+def real(trace: Trace | str | Path, allocator: str = "glibc", repeats: int = 3, touch: str | None = None,
+         threads: bool = False) -> dict[str, Any]:
+    """A trace replayed through the machine's real malloc (glibc, jemalloc, tcmalloc, mimalloc, scudo), in a child;
+    threads=True: one OS thread per trace thread (`bench.real.threaded.replay_threads`, figures with `os_threads`).
+    touch: bytes written into each new block (default "page"; with threads "first")."""
     if not isinstance(trace, Trace):
         trace = Trace.load(trace)
-    return replay_real(trace, allocator, repeats=repeats, touch=touch)
+    if threads:
+        from bench.real.threaded import replay_threads
+
+        return replay_threads(trace, allocator, repeats=repeats, touch=touch or "first")
+    from bench.real import replay_real
+
+    return replay_real(trace, allocator, repeats=repeats, touch=touch or "page")
 
 
 def make_calltrace(workload: str = "boundary", ops: int = 100_000, seed: int = 0) -> Any:

@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replays in a child process with the Debian library preloaded (libjemalloc2, "
         "libtcmalloc-minimal4, libmimalloc2.0, libclang-rt-14-dev for Scudo; glibc is the default), driving "
         "malloc/realloc/free from a jitted loop. Reports throughput, peak RSS growth, the allocator's own "
-        "statistics and the overhead factor.",
+        "statistics and the overhead factor. With --threads: one OS thread per trace thread (pthreads in a C "
+        "replayer, the trace's cross-thread order kept per object), reporting throughput, waits and os_threads.",
     )
     real.add_argument("--trace", "-t", required=True, type=Path, help="trace file (.npz or .csv)")
     real.add_argument("--allocator", "-a", choices=(*REAL_ALLOCATORS, "go"), default="glibc",
@@ -195,9 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
                       "with the runtime's heap metrics")
     real.add_argument("--gogc", default="100", help="GOGC for --allocator go (default 100; off: never collect)")
     real.add_argument("--repeats", type=_positive, default=3, help="timed replays; the median counts (default 3)")
-    real.add_argument("--touch", choices=("page", "first", "none"), default="page",
-                      help="bytes written into each new block: one per 4 KiB page (default), the first, none")
-    real.add_argument("--json", action="store_true", help="print one JSON object")
+    real.add_argument("--touch", choices=("page", "first", "none"), default=None,
+                      help="bytes written into each new block: one per 4 KiB page (default), the first (default with "
+                      "--threads), none")
+    real.add_argument("--threads", action="store_true",
+                      help="one OS thread per trace thread (at most 256), not every row on one thread")
+    real.add_argument("--json", action="store_true", help="print one JSON object (with --threads: os_threads too)")
     real.set_defaults(func=cmd_real)
 
     fidelity = commands.add_parser(

@@ -39,16 +39,18 @@ class CompilerMissing(RuntimeError):
     """gcc is not installed (the message names the Debian package)."""
 
 
-def replayer_binary(source_path: Path = SOURCE) -> Path:
+def replayer_binary(source_path: Path = SOURCE, flags: tuple[str, ...] = ()) -> Path:
     """Path of a compiled C replayer (default bench/real/replayer.c), compiling it with gcc on first use of this source.
 
-    The binary, named after the source file's stem, lives in CACHE_ROOT/<sha256 of the source and the headers beside
-    it>/; bench.real.safety
-    compiles bench/real/faultreplayer.c through here too.
+    The binary, named after the source file's stem, lives in CACHE_ROOT/<sha256 of the source, the headers beside
+    it and the extra gcc `flags`>/; bench.real.safety compiles bench/real/faultreplayer.c through here too, and
+    bench.real.threaded bench/real/threadreplayer.c with flags ("-pthread",).
     """
     digest = hashlib.sha256(source_path.read_bytes())
     for header in sorted(source_path.parent.glob("*.h")):  # the headers it may include (bench/real/preload.h)
         digest.update(header.read_bytes())
+    for flag in flags:
+        digest.update(b"\0" + flag.encode())
     directory = CACHE_ROOT / digest.hexdigest()[:16]
     binary = directory / source_path.stem
     if binary.exists():
@@ -59,7 +61,7 @@ def replayer_binary(source_path: Path = SOURCE) -> Path:
                               "apt-get install -y gcc")
     directory.mkdir(parents=True, exist_ok=True)
     partial = directory / f"{source_path.stem}.{os.getpid()}.tmp"
-    completed = subprocess.run([compiler, "-O2", "-std=gnu11", "-o", str(partial), str(source_path), "-ldl"],
+    completed = subprocess.run([compiler, "-O2", "-std=gnu11", *flags, "-o", str(partial), str(source_path), "-ldl"],
                                capture_output=True, text=True)
     if completed.returncode != 0:
         partial.unlink(missing_ok=True)
