@@ -43,7 +43,7 @@ __all__ = [
     "Cell", "Comparison", "PRESETS", "Plan", "PoolsConfig", "ResultRow", "Results", "SweepConfig", "Thresholds",
     "compare", "escape", "escape_check_go", "escape_program", "fidelity", "load_results", "make_calltrace",
     "make_plan", "make_trace", "open_trace", "perf", "pools", "real", "real_stacks", "replay", "replay_stack",
-    "run_cell", "stacks", "stream_trace", "sweep", "write_trace",
+    "run_cell", "scaling", "stacks", "stream_trace", "sweep", "write_trace",
 ]
 
 
@@ -323,4 +323,24 @@ def pools(config: PoolsConfig | None = None, out: str | Path | None = None, plot
             from bench.plots.pools import draw_pools
 
             draw_pools(out)
+    return report
+
+
+def scaling(config: Any = None, out: str | Path | None = "reports/latest/scaling", plots: bool = True,
+            progress: Callable[[str], None] | None = None) -> Any:
+    """Real allocators on 1 and T OS threads beside the models' proxies (`bench.scenarios.scaling.ScalingConfig` ->
+    `ScalingReport`); saved to `out` (scaling.json/csv/md) and drawn (scaling.png) if given.
+
+        report = api.scaling(ScalingConfig(workloads=["larson"], threads=[2], ops=100_000), out=None)
+        [(real["allocator"], real.get("scaling")) for point in report.points for real in point["reals"]]
+    """
+    from bench.scenarios.scaling import run_scaling
+
+    report = run_scaling(config, progress=progress)
+    if out is not None:
+        report.save(out)
+        if plots:
+            from bench.plots.scaling import draw_scaling
+
+            draw_scaling(out)
     return report
