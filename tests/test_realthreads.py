@@ -179,3 +179,11 @@ def test_cli_real_threads_json_names_os_threads(tmp_path, capsys):
     assert "on 4 OS thread(s)" in capsys.readouterr().out
     assert main(["real", "--trace", str(path), "--allocator", "go", "--threads"]) == 2
     assert "--threads goes with a real malloc" in capsys.readouterr().err
+
+
+@needs_gcc
+def test_null_from_malloc_is_out_of_memory_at_its_row():
+    trace = from_rows([(OP_ALLOC, 0, 64, 0), (OP_ALLOC, 1, 1 << 40, 0), (OP_FREE, 0, 0, 1), (OP_FREE, 1, 0, 1)])
+    with pytest.raises(real.RealOutOfMemory, match="malloc returned NULL.*at row 1") as caught:
+        threaded.replay_threads(trace, "glibc", repeats=1)  # 1 TiB: glibc's overcommit check refuses it
+    assert caught.value.row == 1

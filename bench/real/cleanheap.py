@@ -70,6 +70,30 @@ def replayer_binary(source_path: Path = SOURCE, flags: tuple[str, ...] = ()) -> 
     return binary
 
 
+def run_replayer(command: list[str], library: str | None, timeout: float | None, label: str,
+                 extra_environment: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, Any]:
+    """Run a C replayer with `library` preloaded (None: glibc) and the allocators' tuning variables removed
+    (`bench.real.allocator_environment`); return the process and its last stdout line read as JSON (None if
+    it is not).  RealReplayFailed when it runs past `timeout` seconds; RealOutOfMemory when it exits with
+    status 1 and {"error": ..., "row": N} (malloc/realloc returned NULL)."""
+    environment = allocator_environment()
+    if library is not None:
+        environment["LD_PRELOAD"] = library
+    environment.update(extra_environment or {})
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RealReplayFailed(f"{label} did not finish within {timeout} s") from None
+    output = completed.stdout.strip().splitlines()
+    try:
+        figures = json.loads(output[-1]) if output else None
+    except json.JSONDecodeError:
+        figures = None
+    if completed.returncode == 1 and isinstance(figures, dict) and "error" in figures and "row" in figures:
+        raise RealOutOfMemory(f"{label}: {figures['error']} at row {figures['row']}", int(figures["row"]))
+    return completed, figures
+
+
 def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | None = 1800.0) -> dict[str, Any]:
     """Replay `trace` through the real `allocator` in the C replayer; return its JSON figures.
 
@@ -81,27 +105,13 @@ def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | 
     """
     library = library_path(allocator)
     binary = replayer_binary()
-    environment = allocator_environment()
-    if library is not None:
-        environment["LD_PRELOAD"] = library
     with tempfile.TemporaryDirectory(prefix="cleanheap-") as scratch:
         paths = [Path(scratch) / name for name in ("op.bin", "obj.bin", "size.bin")]
         np.ascontiguousarray(trace.op, dtype=np.int8).tofile(paths[0])
         np.ascontiguousarray(trace.slots, dtype=np.int64).tofile(paths[1])
         np.ascontiguousarray(trace.size, dtype=np.int64).tofile(paths[2])
         command = [str(binary), allocator, *map(str, paths), str(max(trace.n_slots, 1))]
-        try:
-            completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
-        except subprocess.TimeoutExpired as error:
-            raise RealReplayFailed(f"clean-heap replay through {allocator} timed out after {timeout} s") from error
-    output = completed.stdout.strip().splitlines()
-    try:
-        figures = json.loads(output[-1]) if output else None
-    except json.JSONDecodeError:
-        figures = None
-    if completed.returncode == 1 and figures and "error" in figures:
-        raise RealOutOfMemory(f"{allocator} (clean-heap replayer): {figures['error']} at row {figures['row']}",
-                              int(figures["row"]))
+        completed, figures = run_replayer(command, library, timeout, f"clean-heap replay through {allocator}")
     if completed.returncode != 0 or not isinstance(figures, dict) or "peak_heap_bytes" not in figures:
         raise RealReplayFailed(f"clean-heap replay through {allocator} failed (exit status {completed.returncode}): "
                                f"{completed.stderr.strip()[-2000:]}")

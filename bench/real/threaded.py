@@ -42,11 +42,9 @@ sequence numbers are computed here, so every index the C side reads is in range 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +53,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from bench.real import (
-    ALLOCATORS,
-    TOUCH_MODES,
-    RealOutOfMemory,
-    RealReplayFailed,
-    allocator_environment,
-    library_path,
-)
-from bench.real.cleanheap import replayer_binary
+from bench.real import ALLOCATORS, TOUCH_MODES, RealReplayFailed, library_path
+from bench.real.cleanheap import replayer_binary, run_replayer
 from labcore.jitcache import holds_kernels
 from workloads.trace import OP_ACCESS, OP_ALLOC, OP_FREE, OP_REALLOC, Trace
 
@@ -75,7 +66,7 @@ MAX_OS_THREADS = 256
 MAX_REPEATS = 1000
 #: Table entries per 64-byte line (16-byte entries): each allocating thread's slots start on a line of their own.
 ENTRIES_PER_LINE = 4
-_EXIT_OOM, _EXIT_BAD_INPUT, _EXIT_WATCHDOG = 1, 2, 4
+_EXIT_BAD_INPUT, _EXIT_WATCHDOG = 2, 4  # 1: out of memory (cleanheap.run_replayer)
 #: The C side's test hook: this trace row never publishes its version (tests/test_realthreads.py, the watchdog).
 DROP_HOOK = "ALLOCLAB_THREADREPLAYER_DROP"
 
@@ -215,28 +206,14 @@ def run_schedule(binary: Path, schedule: Schedule, allocator: str, library: str 
                  touch_mode: int, wait_timeout: float, timeout: float | None,
                  extra_environment: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the C replayer over a schedule; its JSON output (RealOutOfMemory / RealReplayFailed otherwise)."""
-    environment = allocator_environment()
-    if library is not None:
-        environment["LD_PRELOAD"] = library
-    environment.update(extra_environment or {})
     started = machine()
     with tempfile.TemporaryDirectory(prefix="threadreplay-") as scratch:
         for name in ("op", "slot", "size", "seq", "row", "thread_rows"):
             getattr(schedule, name).tofile(Path(scratch) / f"{name}.bin")
         command = [str(binary), allocator, scratch, str(schedule.n_slots), str(repeats), str(touch_mode),
                    str(max(1, round(wait_timeout * 1000)))]
-        try:
-            completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise RealReplayFailed(f"threaded replay through {allocator} did not finish within {timeout} s") from None
-    lines = completed.stdout.strip().splitlines()
-    try:
-        figures = json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError:
-        figures = None
-    if completed.returncode == _EXIT_OOM and isinstance(figures, dict) and "error" in figures:
-        raise RealOutOfMemory(f"{allocator} (threaded replay): {figures['error']} at row {figures['row']}",
-                              int(figures["row"]))
+        completed, figures = run_replayer(command, library, timeout, f"threaded replay through {allocator}",
+                                          extra_environment)
     if completed.returncode == _EXIT_WATCHDOG and isinstance(figures, dict) and "error" in figures:
         raise RealReplayFailed(f"threaded replay through {allocator}: {figures['error']}")
     if completed.returncode != 0 or not isinstance(figures, dict) or "seconds" not in figures:
