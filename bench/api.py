@@ -50,6 +50,18 @@ __all__ = [
 STREAM_THRESHOLD_ROWS = harness.STREAM_THRESHOLD_ROWS
 
 
+def _saved(report: Any, out: str | Path | None, plots: str | None) -> Any:
+    """A scenario's report saved into `out` (if given) and drawn by `bench.plots.<plots>.draw_<plots>(out)` (if
+    named); the report."""
+    if out is not None:
+        report.save(out)
+        if plots is not None:
+            import importlib
+
+            getattr(importlib.import_module(f"bench.plots.{plots}"), f"draw_{plots}")(out)
+    return report
+
+
 def make_trace(workload: str = "lognormal", ops: int = catalog.DEFAULT_N_OPS, seed: int = 0) -> Trace:
     """The trace of a workload spec in memory (same spec and seed, same trace, bit for bit)."""
     return catalog.make(workload, n_ops=ops, seed=seed)
@@ -189,13 +201,7 @@ def escape(config: Any = None, out: str | Path | None = "reports/escape", plots:
     from bench.scenarios.escape import run_escape
 
     report = run_escape(config, progress=progress)
-    if out is not None:
-        report.save(out)
-        if plots:
-            from bench.plots.escape import draw_escape
-
-            draw_escape(out)
-    return report
+    return _saved(report, out, "escape" if plots else None)
 
 
 def escape_program(workload: str = "goescape", ops: int = catalog.DEFAULT_N_OPS, seed: int = 0) -> Any:
@@ -289,13 +295,7 @@ def stacks(config: Any = None, out: str | Path | None = "reports/stacks", plots:
     from bench.scenarios.stacks import StacksConfig, run_stacks
 
     report = run_stacks(config or StacksConfig(), progress=progress)
-    if out is not None:
-        report.save(out)
-        if plots:
-            from bench.plots.stacks import draw_stacks
-
-            draw_stacks(out)
-    return report
+    return _saved(report, out, "stacks" if plots else None)
 
 
 def real_stacks(depths: Sequence[int] | None = None) -> list[dict[str, Any]]:
@@ -317,13 +317,7 @@ def pools(config: PoolsConfig | None = None, out: str | Path | None = None, plot
     from bench.scenarios.pools import run_pools
 
     report = run_pools(config, progress=progress)
-    if out is not None:
-        report.save(out)
-        if plots:
-            from bench.plots.pools import draw_pools
-
-            draw_pools(out)
-    return report
+    return _saved(report, out, "pools" if plots else None)
 
 
 def scaling(config: Any = None, out: str | Path | None = "reports/latest/scaling", plots: bool = True,
@@ -337,10 +331,4 @@ def scaling(config: Any = None, out: str | Path | None = "reports/latest/scaling
     from bench.scenarios.scaling import run_scaling
 
     report = run_scaling(config, progress=progress)
-    if out is not None:
-        report.save(out)
-        if plots:
-            from bench.plots.scaling import draw_scaling
-
-            draw_scaling(out)
-    return report
+    return _saved(report, out, "scaling" if plots else None)
