@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "xmalloc:producers=2,consumers=2; a spec naming its thread count keeps it)")
     scaling.add_argument("--threads", default="2", metavar="T,T,...",
                          help="thread counts, each >= 2 (default 2; the 1-thread side is the same trace on one thread)")
-    scaling.add_argument("--ops", type=_positive, default=400_000, help="rows per trace (default 400000)")
+    scaling.add_argument("--ops", type=_positive, default=1_000_000, help="rows per trace (default 1000000)")
     scaling.add_argument("--seed", type=_seed, default=0, help="trace seed (default 0)")
     scaling.add_argument("--repeats", type=_positive, default=5,
                          help="timed replays per side after a warm-up; the median counts (default 5)")

@@ -46,7 +46,7 @@
  * `seconds` (wall) and `live_end` (blocks still live after the last row, freed before the next replay); and per
  * timed replay a list per thread: thread_seconds, waits (rows that found their slot not ready), yields,
  * allocs (malloc calls), frees (blocks freed by FREE rows), null_frees (FREE rows that found no block: 0 unless
- * the order broke).  malloc/realloc returning NULL for a non-zero size: {"error": ..., "row": N} and exit
+ * the order broke, or a realloc to 0 bytes returned NULL, as glibc's does after freeing the block).  malloc/realloc returning NULL for a non-zero size: {"error": ..., "row": N} and exit
  * status 1.  Test hook: ALLOCLAB_THREADREPLAYER_DROP=R makes trace row R never publish its version (the
  * watchdog's test).
  */

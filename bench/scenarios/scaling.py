@@ -61,7 +61,7 @@ MODEL_OF_REAL: dict[str, str | None] = {
 DEFAULT_WORKLOADS = ("threads4", "larson", "producer-consumer", "xmalloc:producers=2,consumers=2")
 DEFAULT_THREADS = (2,)
 DEFAULT_MODELS = ("freelist:glibc", "tcmalloc", "go", "buddy")
-DEFAULT_OPS = 400_000
+DEFAULT_OPS = 1_000_000
 DEFAULT_REPEATS = 5
 #: The models' proxies shown (bench.metrics.scalability).
 PROXIES = ("shared_ops_per_kop", "remote_free_rate", "false_sharing_lines_peak")
