@@ -100,7 +100,8 @@ def test_scaling_command_end_to_end(tmp_path, capsys):
         assert entry["scaling_lo"] <= entry["scaling"] <= entry["scaling_hi"]
     assert [model["model"] for model in point["models"]] == ["freelist:glibc", "buddy"]
     assert point["models"][0]["many"]["remote_free_rate"] == 1.0 and point["models"][0]["one"]["remote_free_rate"] == 0
-    assert document["machine"]["cpu_count"] >= 1
+    assert document["machine"]["cpu_count"] >= 1 and set(document["machine"]) == {
+        "cpu_count", "affinity", "affinity_cores", "loadavg_start", "loadavg_end"}
     for name in ("scaling.json", "scaling.csv", "scaling.md", "scaling.png"):
         assert (out / name).stat().st_size > 0
     assert main(argv) == 0

@@ -230,7 +230,8 @@ def run_scaling(config: ScalingConfig | None = None,
             point["models"].append(measure_model(one, many, model))
         measured.append(point)
     end = machine()
-    host = {**start, "loadavg_start": start.pop("loadavg"), "loadavg_end": end["loadavg"]}
+    host = {key: value for key, value in start.items() if key != "loadavg"}
+    host.update(loadavg_start=start["loadavg"], loadavg_end=end["loadavg"])
     return ScalingReport(config=config, machine=host, points=measured)
 
 
