@@ -56,7 +56,8 @@ def draw_scaling(report: ScalingReport | str | Path, path: Path | None = None) -
         host, config = document["machine"], document["config"]
         figure.suptitle(
             f"Real allocators on real threads beside the models' proxies: {host['cpu_count']} cores (affinity "
-            f"{host['affinity_cores']}), load average {host['loadavg_start'][0]:.2f} at the start\n"
+            f"{host['affinity_cores']}), load average {host['loadavg_start'][0]:.2f} at the start, "
+            f"{host['loadavg_end'][0]:.2f} at the end\n"
             f"{config['ops']:,} rows per trace; median of {config['repeats']} repeats, bars min..max; "
             f"1 thread = the same trace serialised", fontsize=10)
         save_figure(figure, path)

@@ -158,7 +158,7 @@ def build_schedule(trace: Trace) -> Schedule:
 def serialised(trace: Trace) -> Trace:
     """The same rows on one thread (thread column 0): the 1-thread side of a scaling point, same work exactly."""
     meta = {**trace.meta, "serialised_from_threads": trace.n_threads}
-    return Trace(trace.op, trace.obj, trace.size, np.zeros_like(trace.thread), meta)
+    return Trace(trace.op, trace.obj, trace.size, np.zeros_like(trace.thread), meta, faults=trace.faults)
 
 
 def machine() -> dict[str, Any]:
