@@ -43,11 +43,23 @@ __all__ = [
     "Cell", "Comparison", "PRESETS", "Plan", "PoolsConfig", "ResultRow", "Results", "SweepConfig", "Thresholds",
     "compare", "escape", "escape_check_go", "escape_program", "fidelity", "load_results", "make_calltrace",
     "make_plan", "make_trace", "open_trace", "perf", "pools", "real", "real_stacks", "replay", "replay_stack",
-    "run_cell", "stacks", "stream_trace", "sweep", "write_trace",
+    "run_cell", "scaling", "stacks", "stream_trace", "sweep", "write_trace",
 ]
 
 
 STREAM_THRESHOLD_ROWS = harness.STREAM_THRESHOLD_ROWS
+
+
+def _saved(report: Any, out: str | Path | None, plots: str | None) -> Any:
+    """A scenario's report saved into `out` (if given) and drawn by `bench.plots.<plots>.draw_<plots>(out)` (if
+    named); the report."""
+    if out is not None:
+        report.save(out)
+        if plots is not None:
+            import importlib
+
+            getattr(importlib.import_module(f"bench.plots.{plots}"), f"draw_{plots}")(out)
+    return report
 
 
 def make_trace(workload: str = "lognormal", ops: int = catalog.DEFAULT_N_OPS, seed: int = 0) -> Trace:
@@ -189,13 +201,7 @@ def escape(config: Any = None, out: str | Path | None = "reports/escape", plots:
     from bench.scenarios.escape import run_escape
 
     report = run_escape(config, progress=progress)
-    if out is not None:
-        report.save(out)
-        if plots:
-            from bench.plots.escape import draw_escape
-
-            draw_escape(out)
-    return report
+    return _saved(report, out, "escape" if plots else None)
 
 
 def escape_program(workload: str = "goescape", ops: int = catalog.DEFAULT_N_OPS, seed: int = 0) -> Any:
@@ -247,13 +253,20 @@ def fidelity(traces: Sequence[str | Path], repeats: int = 3, out: str | Path | N
                                           reals=tuple(reals))
 
 
-def real(trace: Trace | str | Path, allocator: str = "glibc", repeats: int = 3, touch: str = "page") -> dict[str, Any]:
-    """A trace replayed through the machine's real malloc (glibc, jemalloc, tcmalloc, mimalloc, scudo), in a child."""
-    from bench.real import replay_real
-
+def real(trace: Trace | str | Path, allocator: str = "glibc", repeats: int = 3, touch: str | None = None,
+         threads: bool = False) -> dict[str, Any]:
+    """A trace replayed through the machine's real malloc (glibc, jemalloc, tcmalloc, mimalloc, scudo), in a child;
+    threads=True: one OS thread per trace thread (`bench.real.threaded.replay_threads`, figures with `os_threads`).
+    touch: bytes written into each new block (default "page"; with threads "first")."""
     if not isinstance(trace, Trace):
         trace = Trace.load(trace)
-    return replay_real(trace, allocator, repeats=repeats, touch=touch)
+    if threads:
+        from bench.real.threaded import replay_threads
+
+        return replay_threads(trace, allocator, repeats=repeats, touch=touch or "first")
+    from bench.real import replay_real
+
+    return replay_real(trace, allocator, repeats=repeats, touch=touch or "page")
 
 
 def make_calltrace(workload: str = "boundary", ops: int = 100_000, seed: int = 0) -> Any:
@@ -282,13 +295,7 @@ def stacks(config: Any = None, out: str | Path | None = "reports/stacks", plots:
     from bench.scenarios.stacks import StacksConfig, run_stacks
 
     report = run_stacks(config or StacksConfig(), progress=progress)
-    if out is not None:
-        report.save(out)
-        if plots:
-            from bench.plots.stacks import draw_stacks
-
-            draw_stacks(out)
-    return report
+    return _saved(report, out, "stacks" if plots else None)
 
 
 def real_stacks(depths: Sequence[int] | None = None) -> list[dict[str, Any]]:
@@ -310,10 +317,18 @@ def pools(config: PoolsConfig | None = None, out: str | Path | None = None, plot
     from bench.scenarios.pools import run_pools
 
     report = run_pools(config, progress=progress)
-    if out is not None:
-        report.save(out)
-        if plots:
-            from bench.plots.pools import draw_pools
+    return _saved(report, out, "pools" if plots else None)
 
-            draw_pools(out)
-    return report
+
+def scaling(config: Any = None, out: str | Path | None = "reports/latest/scaling", plots: bool = True,
+            progress: Callable[[str], None] | None = None) -> Any:
+    """Real allocators on 1 and T OS threads beside the models' proxies (`bench.scenarios.scaling.ScalingConfig` ->
+    `ScalingReport`); saved to `out` (scaling.json/csv/md) and drawn (scaling.png) if given.
+
+        report = api.scaling(ScalingConfig(workloads=["larson"], threads=[2], ops=100_000), out=None)
+        [(real["allocator"], real.get("scaling")) for point in report.points for real in point["reals"]]
+    """
+    from bench.scenarios.scaling import run_scaling
+
+    report = run_scaling(config, progress=progress)
+    return _saved(report, out, "scaling" if plots else None)

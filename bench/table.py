@@ -22,7 +22,7 @@ from labcore.units import format_bytes
 #: The widest line a console table may have.
 WIDTH = 100
 
-__all__ = ["WIDTH", "abbreviate", "format_bytes", "render", "wrap_text"]
+__all__ = ["WIDTH", "abbreviate", "format_bytes", "markdown_table", "render", "wrap_text"]
 
 
 def abbreviate(text: str, width: int) -> str:
@@ -96,6 +96,14 @@ def _block(columns: list[int], header_lines: list[list[str]], cells: list[list[s
 def _header_line(lines: list[str], index: int, height: int) -> str:
     offset = height - len(lines)
     return lines[index - offset] if index >= offset else ""
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """The same cells as a Markdown table (for a README or a CI summary); '|' inside a cell is escaped."""
+    def line(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(headers), "|" + "---|" * len(headers), *(line(row) for row in rows)])
 
 
 def wrap_text(text: str, width: int = WIDTH, indent: str = "  ") -> str:

@@ -168,13 +168,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_real(args: argparse.Namespace) -> int:
     from bench.real import RealAllocatorMissing, RealOutOfMemory, RealReplayFailed, replay_real, summary_lines
+    from bench.real.cleanheap import CompilerMissing
 
     trace = Trace.load(args.trace)
     if args.allocator == "go":
+        if args.threads:
+            raise UsageError("--threads goes with a real malloc (glibc, jemalloc, tcmalloc, mimalloc, scudo), not go")
         return _real_go(trace, args)
     try:
-        result = replay_real(trace, args.allocator, repeats=args.repeats, touch=args.touch)
-    except RealAllocatorMissing as error:
+        if args.threads:
+            from bench.real.threaded import replay_threads
+            from bench.real.threaded import summary_lines as threaded_lines
+
+            result = replay_threads(trace, args.allocator, repeats=args.repeats, touch=args.touch or "first")
+            lines = threaded_lines(result)
+        else:
+            result = replay_real(trace, args.allocator, repeats=args.repeats, touch=args.touch or "page")
+            lines = summary_lines(result)
+    except (RealAllocatorMissing, CompilerMissing) as error:
         raise UsageError(str(error)) from None
     except (RealOutOfMemory, RealReplayFailed) as error:
         print(f"bench: {args.allocator} failed on {args.trace}: {error}", file=sys.stderr)
@@ -182,7 +193,7 @@ def cmd_real(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, sort_keys=True, default=str))
     else:  # label, then value from column 24: long values continue under it
-        print(wrap_text("\n".join(summary_lines(result)), indent=" " * 24))
+        print(wrap_text("\n".join(lines), indent=" " * 24))
     return 0
 
 

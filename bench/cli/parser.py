@@ -11,6 +11,7 @@ from bench.cli.escape import cmd_escape
 from bench.cli.measure import cmd_fidelity, cmd_list, cmd_perf, cmd_real, cmd_replay, cmd_run
 from bench.cli.pools import cmd_pools
 from bench.cli.safety import cmd_safety
+from bench.cli.scaling import cmd_scaling
 from bench.cli.stacks import cmd_stacks
 from bench.cli.sweeps import cmd_compare, cmd_plot, cmd_sweep
 from bench.cli.traces import (
@@ -187,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replays in a child process with the Debian library preloaded (libjemalloc2, "
         "libtcmalloc-minimal4, libmimalloc2.0, libclang-rt-14-dev for Scudo; glibc is the default), driving "
         "malloc/realloc/free from a jitted loop. Reports throughput, peak RSS growth, the allocator's own "
-        "statistics and the overhead factor.",
+        "statistics and the overhead factor. With --threads: one OS thread per trace thread (pthreads in a C "
+        "replayer, the trace's cross-thread order kept per object), reporting throughput, waits and os_threads.",
     )
     real.add_argument("--trace", "-t", required=True, type=Path, help="trace file (.npz or .csv)")
     real.add_argument("--allocator", "-a", choices=(*REAL_ALLOCATORS, "go"), default="glibc",
@@ -195,9 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
                       "with the runtime's heap metrics")
     real.add_argument("--gogc", default="100", help="GOGC for --allocator go (default 100; off: never collect)")
     real.add_argument("--repeats", type=_positive, default=3, help="timed replays; the median counts (default 3)")
-    real.add_argument("--touch", choices=("page", "first", "none"), default="page",
-                      help="bytes written into each new block: one per 4 KiB page (default), the first, none")
-    real.add_argument("--json", action="store_true", help="print one JSON object")
+    real.add_argument("--touch", choices=("page", "first", "none"), default=None,
+                      help="bytes written into each new block: one per 4 KiB page (default), the first (default with "
+                      "--threads), none")
+    real.add_argument("--threads", action="store_true",
+                      help="one OS thread per trace thread (at most 256), not every row on one thread")
+    real.add_argument("--json", action="store_true", help="print one JSON object (with --threads: os_threads too)")
     real.set_defaults(func=cmd_real)
 
     fidelity = commands.add_parser(
@@ -327,6 +332,36 @@ def build_parser() -> argparse.ArgumentParser:
     pools.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     pools.add_argument("--json", action="store_true", help="print the mean figures per set-up and point as JSON")
     pools.set_defaults(func=cmd_pools)
+
+    scaling = commands.add_parser(
+        "scaling", help="real allocators on 1 and T OS threads beside the models' scalability proxies",
+        description="For each multi-thread workload at T threads: its trace replayed through every real allocator "
+        "(glibc, jemalloc, tcmalloc, mimalloc, scudo when installed) on T OS threads and, serialised, on one; the "
+        "scaling T/1 with its spread over the repeats; beside it each model's proxies (shared-structure operations "
+        "per 1000 rows, remote-free rate, false-shared lines) on the same two traces. Writes scaling.json, "
+        "scaling.csv, scaling.md and scaling.png.",
+    )
+    scaling.add_argument("--workloads", "-w", default=None, metavar="SPECS",
+                         help="semicolon-separated workload specs (default threads4;larson;producer-consumer;"
+                         "xmalloc:producers=2,consumers=2; a spec naming its thread count keeps it)")
+    scaling.add_argument("--threads", default="2", metavar="T,T,...",
+                         help="thread counts, each >= 2 (default 2; the 1-thread side is the same trace on one thread)")
+    scaling.add_argument("--ops", type=_positive, default=1_000_000, help="rows per trace (default 1000000)")
+    scaling.add_argument("--seed", type=_seed, default=0, help="trace seed (default 0)")
+    scaling.add_argument("--repeats", type=_positive, default=5,
+                         help="timed replays per side after a warm-up; the median counts (default 5)")
+    scaling.add_argument("--real", action="append", choices=REAL_ALLOCATORS, metavar="NAME",
+                         help="only this real allocator (repeatable; default all five, missing ones listed as skipped)")
+    scaling.add_argument("--models", default=None, metavar="SPECS",
+                         help="semicolon-separated model specs (default freelist:glibc;tcmalloc;go;buddy)")
+    scaling.add_argument("--touch", choices=("first", "page", "none"), default="first",
+                         help="bytes written into each new block (default first: its first byte)")
+    scaling.add_argument("--out", type=Path, default=Path("reports/latest/scaling"),
+                         help="results directory (default reports/latest/scaling)")
+    scaling.add_argument("--no-plots", action="store_true", help="skip the plot")
+    scaling.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    scaling.add_argument("--json", action="store_true", help="print the report as JSON (os_threads per side)")
+    scaling.set_defaults(func=cmd_scaling)
 
     perf = commands.add_parser("perf", help="the README's performance table, measured on this machine")
     perf.add_argument("--allocators", "-a", default=None, metavar="SPECS",

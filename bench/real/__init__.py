@@ -44,8 +44,11 @@ GWP_ASAN_Enabled=false (too few to call GWP-ASan the cause), and one of 15 Scudo
 children of `bench real` before its first row.  The replays keep Scudo's
 defaults, GWP-ASan included.
 
-Simulated threads are ignored: every row runs on the child's one OS thread
-(a real multi-threaded replay would need per-thread OS threads and ordering).
+Simulated threads are ignored here: every row runs on the child's one OS
+thread.  `bench.real.threaded.replay_threads` (`bench real --threads`) replays
+a multi-thread trace with one OS thread per trace thread instead (pthreads in
+the C program bench/real/threadreplayer.c, each object's rows kept in trace
+order across threads), for throughput at 1, 2 ... N threads.
 
 The child side (the preload check, the calls through raw function addresses,
 what each row does, the timing and the footprint measures) is

@@ -39,16 +39,18 @@ class CompilerMissing(RuntimeError):
     """gcc is not installed (the message names the Debian package)."""
 
 
-def replayer_binary(source_path: Path = SOURCE) -> Path:
+def replayer_binary(source_path: Path = SOURCE, flags: tuple[str, ...] = ()) -> Path:
     """Path of a compiled C replayer (default bench/real/replayer.c), compiling it with gcc on first use of this source.
 
-    The binary, named after the source file's stem, lives in CACHE_ROOT/<sha256 of the source and the headers beside
-    it>/; bench.real.safety
-    compiles bench/real/faultreplayer.c through here too.
+    The binary, named after the source file's stem, lives in CACHE_ROOT/<sha256 of the source, the headers beside
+    it and the extra gcc `flags`>/; bench.real.safety compiles bench/real/faultreplayer.c through here too, and
+    bench.real.threaded bench/real/threadreplayer.c with flags ("-pthread",).
     """
     digest = hashlib.sha256(source_path.read_bytes())
     for header in sorted(source_path.parent.glob("*.h")):  # the headers it may include (bench/real/preload.h)
         digest.update(header.read_bytes())
+    for flag in flags:
+        digest.update(b"\0" + flag.encode())
     directory = CACHE_ROOT / digest.hexdigest()[:16]
     binary = directory / source_path.stem
     if binary.exists():
@@ -59,13 +61,37 @@ def replayer_binary(source_path: Path = SOURCE) -> Path:
                               "apt-get install -y gcc")
     directory.mkdir(parents=True, exist_ok=True)
     partial = directory / f"{source_path.stem}.{os.getpid()}.tmp"
-    completed = subprocess.run([compiler, "-O2", "-std=gnu11", "-o", str(partial), str(source_path), "-ldl"],
+    completed = subprocess.run([compiler, "-O2", "-std=gnu11", *flags, "-o", str(partial), str(source_path), "-ldl"],
                                capture_output=True, text=True)
     if completed.returncode != 0:
         partial.unlink(missing_ok=True)
         raise RealReplayFailed(f"C replayer: gcc failed on {source_path}:\n{completed.stderr}")
     os.replace(partial, binary)  # atomic: concurrent compilers leave one complete binary
     return binary
+
+
+def run_replayer(command: list[str], library: str | None, timeout: float | None, label: str,
+                 extra_environment: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, Any]:
+    """Run a C replayer with `library` preloaded (None: glibc) and the allocators' tuning variables removed
+    (`bench.real.allocator_environment`); return the process and its last stdout line read as JSON (None if
+    it is not).  RealReplayFailed when it runs past `timeout` seconds; RealOutOfMemory when it exits with
+    status 1 and {"error": ..., "row": N} (malloc/realloc returned NULL)."""
+    environment = allocator_environment()
+    if library is not None:
+        environment["LD_PRELOAD"] = library
+    environment.update(extra_environment or {})
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RealReplayFailed(f"{label} did not finish within {timeout} s") from None
+    output = completed.stdout.strip().splitlines()
+    try:
+        figures = json.loads(output[-1]) if output else None
+    except json.JSONDecodeError:
+        figures = None
+    if completed.returncode == 1 and isinstance(figures, dict) and "error" in figures and "row" in figures:
+        raise RealOutOfMemory(f"{label}: {figures['error']} at row {figures['row']}", int(figures["row"]))
+    return completed, figures
 
 
 def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | None = 1800.0) -> dict[str, Any]:
@@ -79,27 +105,13 @@ def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | 
     """
     library = library_path(allocator)
     binary = replayer_binary()
-    environment = allocator_environment()
-    if library is not None:
-        environment["LD_PRELOAD"] = library
     with tempfile.TemporaryDirectory(prefix="cleanheap-") as scratch:
         paths = [Path(scratch) / name for name in ("op.bin", "obj.bin", "size.bin")]
         np.ascontiguousarray(trace.op, dtype=np.int8).tofile(paths[0])
         np.ascontiguousarray(trace.slots, dtype=np.int64).tofile(paths[1])
         np.ascontiguousarray(trace.size, dtype=np.int64).tofile(paths[2])
         command = [str(binary), allocator, *map(str, paths), str(max(trace.n_slots, 1))]
-        try:
-            completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
-        except subprocess.TimeoutExpired as error:
-            raise RealReplayFailed(f"clean-heap replay through {allocator} timed out after {timeout} s") from error
-    output = completed.stdout.strip().splitlines()
-    try:
-        figures = json.loads(output[-1]) if output else None
-    except json.JSONDecodeError:
-        figures = None
-    if completed.returncode == 1 and figures and "error" in figures:
-        raise RealOutOfMemory(f"{allocator} (clean-heap replayer): {figures['error']} at row {figures['row']}",
-                              int(figures["row"]))
+        completed, figures = run_replayer(command, library, timeout, f"clean-heap replay through {allocator}")
     if completed.returncode != 0 or not isinstance(figures, dict) or "peak_heap_bytes" not in figures:
         raise RealReplayFailed(f"clean-heap replay through {allocator} failed (exit status {completed.returncode}): "
                                f"{completed.stderr.strip()[-2000:]}")

@@ -70,6 +70,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define REPLAYER_NAME "faultreplayer"
+#include "columns.h"
 #include "preload.h"
 
 enum { OP_ALLOC = 0, OP_FREE = 1, OP_REALLOC = 2, OP_ACCESS = 3 };
@@ -105,16 +107,6 @@ static int8_t *state;      /* STATE_* */
 static volatile int64_t *shared_row; /* MAP_SHARED: the row the child is executing */
 static size_t (*usable_size)(void *);
 
-static void fail(const char *message) {
-    fprintf(stderr, "faultreplayer: %s\n", message);
-    exit(2);
-}
-
-static void fail_row(const char *what, int64_t index) {
-    fprintf(stderr, "faultreplayer: %s (at %lld)\n", what, (long long)index);
-    exit(2);
-}
-
 
 /* Turn ASLR off for this process (re-exec with ADDR_NO_RANDOMIZE); 1 if it is off. */
 static int disable_aslr(char **argv) {
@@ -127,48 +119,6 @@ static int disable_aslr(char **argv) {
     execv("/proc/self/exe", argv);
     personality((unsigned long)persona); /* exec failed: carry on as we are */
     return 0;
-}
-
-static const void *map_column(const char *directory, const char *name, size_t item, int64_t *count) {
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/%s", directory, name) >= (int)sizeof path) fail("column path too long");
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        fprintf(stderr, "faultreplayer: cannot open %s: %s\n", path, strerror(errno));
-        exit(2);
-    }
-    struct stat info;
-    if (fstat(fd, &info) != 0) fail("cannot stat a column file");
-    if (info.st_size % (off_t)item != 0) {
-        fprintf(stderr, "faultreplayer: %s is %lld bytes, not a multiple of %zu\n", name, (long long)info.st_size,
-                item);
-        exit(2);
-    }
-    *count = (int64_t)(info.st_size / (off_t)item);
-    const void *data = NULL;
-    if (info.st_size > 0) {
-        data = mmap(NULL, (size_t)info.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-        if (data == MAP_FAILED) fail("cannot map a column file");
-    }
-    close(fd);
-    return data;
-}
-
-static void *map_zeroed(size_t length, int flags) {
-    void *data = mmap(NULL, length ? length : 1, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (data == MAP_FAILED) fail("cannot map a table");
-    return data;
-}
-
-static int64_t parse_count(const char *text, const char *what, int64_t low, int64_t high) {
-    char *end;
-    errno = 0;
-    long long value = strtoll(text, &end, 10);
-    if (errno || end == text || *end || value < low || value > high) {
-        fprintf(stderr, "faultreplayer: bad %s '%s' (%lld..%lld)\n", what, text, (long long)low, (long long)high);
-        exit(2);
-    }
-    return (int64_t)value;
 }
 
 /* Every check of the header comment: the rows are a valid trace and each fault fits the objects at its anchor. */

@@ -25,6 +25,8 @@ SCENARIOS: dict[str, str] = {
     "pools": "object pools, regions and arenas against the Go heap on request churn: heap allocations avoided, "
     "GC cycles, peak footprint, speed",
     "safety": "fault classes x allocator modes (models and real allocators): detection rate, latency, cost",
+    "scaling": "real allocators on 1 and T OS threads (throughput, scaling T/1 with its spread) beside the models' "
+               "scalability proxies on the same traces",
     "stacks": "goroutine stacks, segmented (Go <= 1.2) vs contiguous (Go >= 1.3): hot splits, copies, real Go",
 }
 
