@@ -39,31 +39,32 @@ class CompilerMissing(RuntimeError):
     """gcc is not installed (the message names the Debian package)."""
 
 
-def replayer_binary(source_path: Path = SOURCE) -> Path:
-    """Path of a compiled C replayer (default bench/real/replayer.c), compiling it with gcc on first use of this source.
+def replayer_binary(source_path: Path = SOURCE, shared: bool = False) -> Path:
+    """Path of a compiled C helper (default bench/real/replayer.c), compiling it with gcc on first use of this source.
 
     The binary, named after the source file's stem, lives in CACHE_ROOT/<sha256 of the source and the headers beside
-    it>/; bench.real.safety
-    compiles bench/real/faultreplayer.c through here too.
+    it>/; bench.real.safety compiles bench/real/faultreplayer.c through here too.  shared=True builds a shared
+    library, lib<stem>.so (`-shared -fPIC`): bench.real.probe's preload probe.
     """
     digest = hashlib.sha256(source_path.read_bytes())
     for header in sorted(source_path.parent.glob("*.h")):  # the headers it may include (bench/real/preload.h)
         digest.update(header.read_bytes())
     directory = CACHE_ROOT / digest.hexdigest()[:16]
-    binary = directory / source_path.stem
+    binary = directory / (f"lib{source_path.stem}.so" if shared else source_path.stem)
     if binary.exists():
         return binary
     compiler = shutil.which("gcc")
     if compiler is None:
-        raise CompilerMissing(f"C replayer {source_path.name}: gcc not found; install the Debian package: "
+        raise CompilerMissing(f"C helper {source_path.name}: gcc not found; install the Debian package: "
                               "apt-get install -y gcc")
     directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f"{source_path.stem}.{os.getpid()}.tmp"
-    completed = subprocess.run([compiler, "-O2", "-std=gnu11", "-o", str(partial), str(source_path), "-ldl"],
+    partial = directory / f"{binary.name}.{os.getpid()}.tmp"
+    flags = ["-shared", "-fPIC"] if shared else []
+    completed = subprocess.run([compiler, "-O2", "-std=gnu11", *flags, "-o", str(partial), str(source_path), "-ldl"],
                                capture_output=True, text=True)
     if completed.returncode != 0:
         partial.unlink(missing_ok=True)
-        raise RealReplayFailed(f"C replayer: gcc failed on {source_path}:\n{completed.stderr}")
+        raise RealReplayFailed(f"C helper: gcc failed on {source_path}:\n{completed.stderr}")
     os.replace(partial, binary)  # atomic: concurrent compilers leave one complete binary
     return binary
 
