@@ -5,8 +5,9 @@ Measured table, one row per program and allocator: ok runs of all, medians of wa
 peak RSS, the RSS growth over the baseline run, and time and peak RSS over glibc's, each "median (min..max)" over
 the repeats (`bench.programs.summary`).  The console shows the spread on the ratios; Markdown shows it on every
 measure.  Then, after a `--record`, the models table: per program the recorded trace's peak live requested bytes,
-and per model its peak footprint and overhead factor beside the paired real allocator's measured peak RSS and RSS
-growth (`bench.programs.predict.MODEL_OF`; the unpaired models have no real side).  Notes list the programs
+and per model its peak footprint and overhead factor beside the paired real allocator's median RSS growth, that
+growth over the peak live bytes (the real side's nearest to an overhead factor) and its peak RSS
+(`bench.programs.predict.MODEL_OF`; the unpaired models have no real side).  Notes list the programs
 skipped or failed, the allocators skipped, and every run that was not ok.
 """
 
@@ -20,10 +21,12 @@ from bench.programs.summary import Spread
 from bench.table import format_bytes, render
 
 RSS_NOTE = ("RSS is the whole process: the program's code and data, its libraries, stacks and the allocator's "
-            "start-up state, which the baseline run (the same program on a trivial input) measures; RSS growth is "
-            "peak RSS minus that.  A model's peak footprint is the address space it took for the recorded "
-            "mallocs alone, touched or not, and memory the program maps itself (pymalloc's arenas, GCC's "
-            "garbage-collected pages) is in the RSS but not in the trace.")
+            "start-up state, which the baseline run (the program doing next to nothing: --version, SELECT 1, an "
+            "empty file) measures; RSS growth is peak RSS minus that.  RSS counts pages touched: a block malloc'ed "
+            "and never written costs none (xz's encoder tables, sized for the largest input), while a model's "
+            "peak footprint is the address space it took for the recorded mallocs, touched or not.  Memory the "
+            "program maps itself (pymalloc's arenas, GCC's garbage-collected pages) is in the RSS but not in the "
+            "trace.")
 
 
 def _figure(spread: Spread | None, form: Callable[[float], str], with_range: bool) -> str:
@@ -64,11 +67,13 @@ def measured_rows(report: ProgramsReport, with_range: bool) -> list[list[str]]:
 
 MEASURED_HEADERS = ["program", "allocator", "ok", "wall s", "user s", "sys s", "peak RSS", "RSS growth",
                     "time / glibc's", "peak RSS / glibc's"]
-MODEL_HEADERS = ["program", "model", "real", "real peak RSS", "real RSS growth", "model peak footprint",
-                 "model overhead", "peak live requested"]
+MODEL_HEADERS = ["program", "model", "peak live\nrequested", "model peak\nfootprint", "model\noverhead", "real",
+                 "real RSS\ngrowth", "real growth /\npeak live", "real peak\nRSS"]
 
 
 def model_rows(report: ProgramsReport) -> list[list[str]]:
+    """Per recorded program and model: the trace's peak live bytes, the model's peak footprint and overhead factor,
+    and for a paired model its real allocator's median RSS growth (also over the peak live bytes) and peak RSS."""
     paired = {model: real for real, model in MODEL_OF.items()}
     rows = []
     for program in report.measured():
@@ -78,15 +83,17 @@ def model_rows(report: ProgramsReport) -> list[list[str]]:
         for prediction in recording.predictions:
             real = paired.get(prediction.model)
             measured = real is not None and real in report.allocators
-            peak = program.cell(real).median("max_rss_bytes") if measured else None
+            growth = program.rss_growth(real) if measured else None
+            live = prediction.peak_live_requested
+            real_side = [real or "-", _bytes(growth),
+                         "-" if growth is None or not live else f"{growth / live:.3f}",
+                         _bytes(program.cell(real).median("max_rss_bytes")) if measured else "-"]
             if prediction.status != "ok":
-                rows.append([program.name, prediction.model, real or "-", _bytes(peak), "-",
-                             f"failed: {prediction.reason[:40]}", "-", "-"])
+                rows.append([program.name, prediction.model, "-", f"failed: {prediction.reason[:30]}", "-",
+                             *real_side])
                 continue
-            rows.append([program.name, prediction.model, real or "-", _bytes(peak),
-                         _bytes(program.rss_growth(real)) if measured else "-",
-                         _bytes(prediction.peak_footprint), f"{prediction.overhead_factor:.3f}",
-                         _bytes(prediction.peak_live_requested)])
+            rows.append([program.name, prediction.model, _bytes(live), _bytes(prediction.peak_footprint),
+                         f"{prediction.overhead_factor:.3f}", *real_side])
     return rows
 
 
@@ -128,8 +135,9 @@ def _load(values: list[float] | None) -> str:
 
 def console_text(report: ProgramsReport) -> str:
     """The measured table, the models table when recorded, and the notes, for the terminal."""
-    parts = [_title(report), "",
-             render(MEASURED_HEADERS, measured_rows(report, with_range=False), keep=2)]
+    parts = [_title(report)]
+    if report.measured():
+        parts += ["", render(MEASURED_HEADERS, measured_rows(report, with_range=False), keep=2)]
     models = model_rows(report)
     if models:
         parts += ["", "models on the recorded traces, beside the real allocator they model:",
@@ -141,7 +149,8 @@ def console_text(report: ProgramsReport) -> str:
 
 
 def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines = ["| " + " | ".join(header.replace("\n", " ") for header in headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -149,7 +158,9 @@ def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 def markdown_text(report: ProgramsReport) -> str:
     """OUT/programs.md: the same tables with the min..max of every measure, and the commands run."""
     parts = [f"# {_title(report)}", "", "Medians over the repeats, (min..max) in brackets; ratios divide each run "
-             "by glibc's median.", "", _markdown_table(MEASURED_HEADERS, measured_rows(report, with_range=True))]
+             "by glibc's median.", "",
+             _markdown_table(MEASURED_HEADERS, measured_rows(report, with_range=True))] if report.measured() else [
+             f"# {_title(report)}", "", "No program was measured (see the notes)."]
     models = model_rows(report)
     if models:
         parts += ["", "## Models on the recorded traces", "", _markdown_table(MODEL_HEADERS, models), "", RSS_NOTE]
