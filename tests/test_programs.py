@@ -288,3 +288,11 @@ def test_default_models_pair_first_then_every_other_general_purpose_model():
     models = programs.default_models()
     assert models[:2] == ["freelist:glibc", "tcmalloc"]
     assert "objpool" not in models and "linear" not in models and "buddy" in models
+
+
+def test_help_and_list(capsys):
+    assert main(["programs", "--help"]) == 0
+    assert "-- CMD ARGS" in capsys.readouterr().out
+    assert main(["programs", "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in catalog.PROGRAMS)

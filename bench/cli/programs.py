@@ -27,7 +27,7 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
 
 def cmd_programs(args: argparse.Namespace) -> int:
     from bench import programs
-    from bench.programs.tables import console_text, markdown_text
+    from bench.programs.tables import console_text
     from bench.real.cleanheap import CompilerMissing
 
     if args.list:
@@ -49,18 +49,12 @@ def cmd_programs(args: argparse.Namespace) -> int:
                                        timeout=args.timeout, progress=None if args.quiet else say)
     except CompilerMissing as error:
         raise UsageError(str(error)) from None
-    path = report.save(args.out)
-    (args.out / "programs.md").write_text(markdown_text(report))
-    figure = None
-    if not args.no_plots:
-        from bench.plots.programs import draw_programs
-
-        figure = draw_programs(args.out, report)
+    written = programs.write_files(report, args.out, plots=not args.no_plots)
     if args.json:
         print(json.dumps(report.as_dict(), indent=1))
     else:
         print(console_text(report))
-        print(f"\nwrote {path}, {args.out / 'programs.md'}" + (f", {figure}" if figure else ""))
+        print(f"\nwrote {', '.join(map(str, written))}")
     measured = report.measured()
     if not measured:
         print("bench: programs: no program was measured (see the notes above)", file=sys.stderr)

@@ -32,7 +32,8 @@ reference every ratio divides by.  An allocator whose library is not installed i
 install (`bench.real.library_path`).
 
 Output: `ProgramsReport` (`bench.programs.results`), its tables (`bench.programs.tables`: console and Markdown)
-and its figure (`bench.plots.programs`).
+and its figure (`bench.plots.programs`); `write_files(report, out)` writes OUT/programs.json, programs.md and
+plots/programs.png.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ from bench.real import ALLOCATORS, LIBRARIES, RealAllocatorMissing, library_path
 from bench.real.measured import Run, run_measured
 
 __all__ = ["PROGRAMS", "Invocation", "Program", "ProgramResult", "ProgramsReport", "command_program",
-           "default_models", "load_report", "named", "resolve_allocators", "run_program", "run_programs"]
+           "default_models", "load_report", "named", "resolve_allocators", "run_program", "run_programs",
+           "write_files"]
 
 Progress = Callable[[str], None]
 
@@ -151,3 +153,20 @@ def run_programs(programs: Sequence[Program], allocators: Sequence[str] | None =
                                            progress))
     report.meta["load_average_end"] = list(os.getloadavg())
     return report
+
+
+def write_files(report: ProgramsReport, out: Path, plots: bool = True) -> list[Path]:
+    """OUT/programs.json, OUT/programs.md and (plots, when a program was measured) OUT/plots/programs.png."""
+    from bench.programs.tables import markdown_text
+
+    written = [report.save(out)]
+    markdown = out / "programs.md"
+    markdown.write_text(markdown_text(report))
+    written.append(markdown)
+    if plots:
+        from bench.plots.programs import draw_programs
+
+        figure = draw_programs(out, report)
+        if figure is not None:
+            written.append(figure)
+    return written
