@@ -17,6 +17,7 @@ an SQL script that selects one value, an empty C file, an empty text file.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 _CITIES = ("Lisbon", "Oslo", "Quito", "Accra", "Hanoi", "Perth", "Tunis", "Lima", "Riga", "Cork", "Fez", "Baku")
@@ -29,6 +30,13 @@ def _word(generator: random.Random, syllables: int) -> str:
     return "".join(generator.choice(_SYLLABLES) for _ in range(syllables))
 
 
+def _inserts(table: str, count: int, row: Callable[[int], str]) -> list[str]:
+    """INSERT statements of `_BATCH` rows each for the ids 1..count, `row(id)` giving each row's values."""
+    return [f"INSERT INTO {table} VALUES "
+            + ",".join(row(ident) for ident in range(first + 1, min(count, first + _BATCH) + 1)) + ";"
+            for first in range(0, count, _BATCH)]
+
+
 def sql_script(path: Path, rows: int, seed: int = 0) -> Path:
     """A sqlite3 script loading `rows` orders (and rows / 8 customers) into `:memory:` and querying them."""
     generator = random.Random(seed)
@@ -38,18 +46,12 @@ def sql_script(path: Path, rows: int, seed: int = 0) -> Path:
         lines += ["CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT, city TEXT, score REAL);",
                   "CREATE TABLE orders(id INTEGER PRIMARY KEY, customer INTEGER, item TEXT, qty INTEGER, note TEXT);",
                   "BEGIN;"]
-        for first in range(0, customers, _BATCH):
-            values = ",".join(
-                f"({ident},'{_word(generator, 3).title()} {_word(generator, 4).title()}',"
-                f"'{generator.choice(_CITIES)}',{generator.random() * 100:.3f})"
-                for ident in range(first + 1, min(customers, first + _BATCH) + 1))
-            lines.append(f"INSERT INTO customers VALUES {values};")
-        for first in range(0, rows, _BATCH):
-            values = ",".join(
-                f"({ident},{generator.randint(1, customers)},'{generator.choice(_ITEMS)}',{generator.randint(1, 60)},"
-                f"'{' '.join(_word(generator, generator.randint(2, 4)) for _ in range(generator.randint(1, 6)))}')"
-                for ident in range(first + 1, min(rows, first + _BATCH) + 1))
-            lines.append(f"INSERT INTO orders VALUES {values};")
+        lines += _inserts("customers", customers, lambda ident: (
+            f"({ident},'{_word(generator, 3).title()} {_word(generator, 4).title()}',"
+            f"'{generator.choice(_CITIES)}',{generator.random() * 100:.3f})"))
+        lines += _inserts("orders", rows, lambda ident: (
+            f"({ident},{generator.randint(1, customers)},'{generator.choice(_ITEMS)}',{generator.randint(1, 60)},"
+            f"'{' '.join(_word(generator, generator.randint(2, 4)) for _ in range(generator.randint(1, 6)))}')"))
         lines += [
             "COMMIT;",
             "CREATE INDEX orders_customer ON orders(customer);",
