@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from bench.real.measured import Run
 
 #: The measures of a run: attribute of `Run`, its header, its unit.
-MEASURES = {"wall_s": ("wall", "s"), "user_s": ("user", "s"), "sys_s": ("sys", "s"),
+MEASURES = {"wall_s": ("wall", "s"), "user_s": ("user", "s"), "sys_s": ("sys", "s"), "cpu_s": ("user + sys", "s"),
             "max_rss_bytes": ("peak RSS", "bytes")}
 REFERENCE = "glibc"
 

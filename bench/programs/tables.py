@@ -1,14 +1,14 @@
-"""The tables of a programs report: on the console (`console_text`, at most 100 columns, `bench.table.render`)
-and in Markdown (`markdown_text`, OUT/programs.md).
+"""The tables of a programs report: on the console (`console_text`, at most 100 columns, `bench.table.render`) and in
+Markdown (`markdown_text`, OUT/programs.md).
 
-Measured table, one row per program and allocator: ok runs of all, medians of wall, user and system time and of
-peak RSS, the RSS growth over the baseline run, and time and peak RSS over glibc's, each "median (min..max)" over
-the repeats (`bench.programs.summary`).  The console shows the spread on the ratios; Markdown shows it on every
-measure.  Then, after a `--record`, the models table: per program the recorded trace's peak live requested bytes,
-and per model its peak footprint and overhead factor beside the paired real allocator's median RSS growth, that
-growth over the peak live bytes (the real side's nearest to an overhead factor) and its peak RSS
-(`bench.programs.predict.MODEL_OF`; the unpaired models have no real side).  Notes list the programs
-skipped or failed, the allocators skipped, and every run that was not ok.
+Measured table, one row per program and allocator: ok runs of all, medians of wall, user and system time and of peak
+RSS, the RSS growth over the baseline run, and wall time, CPU time (user + sys: steadier than wall time on a busy
+machine) and peak RSS over glibc's, each "median (min..max)" over the repeats (`bench.programs.summary`). The
+console shows the spread on the ratios; Markdown shows it on every measure. Then, after a `--record`, the models
+table: per program the recorded trace's peak live requested bytes, and per model its peak footprint and overhead
+factor beside the paired real allocator's median RSS growth, that growth over the peak live bytes (the real side's
+nearest to an overhead factor) and its peak RSS (`bench.programs.predict.MODEL_OF`; the unpaired models have no real
+side). Notes list the programs skipped or failed, the allocators skipped, and every run that was not ok.
 """
 
 from __future__ import annotations
@@ -61,12 +61,13 @@ def measured_rows(report: ProgramsReport, with_range: bool) -> list[list[str]]:
                          _figure(spreads.get("max_rss_bytes"), _bytes, with_range),
                          _bytes(program.rss_growth(allocator)),
                          _figure(program.ratio(allocator, "wall_s"), _ratio, True),
+                         _figure(program.ratio(allocator, "cpu_s"), _ratio, True),
                          _figure(program.ratio(allocator, "max_rss_bytes"), _ratio, True)])
     return rows
 
 
 MEASURED_HEADERS = ["program", "allocator", "ok", "wall s", "user s", "sys s", "peak RSS", "RSS growth",
-                    "time / glibc's", "peak RSS / glibc's"]
+                    "time / glibc's", "user+sys / glibc's", "peak RSS / glibc's"]
 MODEL_HEADERS = ["program", "model", "peak live\nrequested", "model peak\nfootprint", "model\noverhead", "real",
                  "real RSS\ngrowth", "real growth /\npeak live", "real peak\nRSS"]
 

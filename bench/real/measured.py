@@ -73,6 +73,11 @@ class Run:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def cpu_s(self) -> float:
+        """User + system time: what the run computed, without the waits for a core that a busy machine adds."""
+        return self.user_s + self.sys_s
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
