@@ -209,7 +209,8 @@ def test_split_command_keeps_the_words_after_the_first_double_dash():
 
 @pytest.mark.parametrize("argv", [["programs", "xz", "--", TRUE], ["programs", "--"], ["programs", "nope"],
                                   ["programs", "-a", "glibc,nope", "--", TRUE], ["programs", "--scale", "0"],
-                                  ["programs", "--", "no-such-program-alloclab"]])
+                                  ["programs", "--", "no-such-program-alloclab"], ["programs", "--models", "buddy"],
+                                  ["programs", "--scale", "2", "--", TRUE]])
 def test_bad_input_exits_2(argv, tmp_path, capsys):
     assert main([*argv[:1], "--out", str(tmp_path), *argv[1:]]) == 2
     assert "error" in capsys.readouterr().err

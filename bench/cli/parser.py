@@ -369,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     programs.add_argument("--models", default=None, metavar="SPECS",
                           help="with --record: semicolon-separated model specs (default: freelist:glibc; "
                           "tcmalloc; and every other general-purpose model)")
+    programs.add_argument("--tool", choices=("auto", "heaptrack", "valgrind"), default="auto",
+                          help="with --record: the recorder (default: heaptrack if installed, else valgrind, which "
+                          "is tens of times slower: use a small --scale)")
     programs.add_argument("--timeout", type=float, default=600.0, help="seconds per run (default 600)")
     programs.add_argument("--name", default=None, help="label of the -- CMD program (default: its file name)")
     programs.add_argument("--list", action="store_true", help="list the named programs and exit")

@@ -40,12 +40,17 @@ def cmd_programs(args: argparse.Namespace) -> int:
         raise UsageError("give named programs or a command after --, not both")
     if command is not None and not command:
         raise UsageError("no command after -- (usage: programs [options] -- CMD ARGS...)")
+    if command and args.scale != 1.0:
+        raise UsageError("--scale sizes the named programs' inputs; a command after -- runs as given")
+    if (args.models is not None or args.tool != "auto") and not args.record:
+        raise UsageError("--models and --tool go with --record")
     chosen = [programs.command_program(command, args.name)] if command else programs.named(args.names or None)
     allocators = [name.strip() for name in args.allocators.split(",") if name.strip()] if args.allocators else None
     models = [spec.strip() for spec in args.models.split(";") if spec.strip()] if args.models else None
     try:
         report = programs.run_programs(chosen, allocators, repeats=args.repeats, scale=args.scale,
-                                       record=args.record, models=models, trace_dir=args.out / "traces",
+                                       record=args.record, models=models, record_tool=args.tool,
+                                       trace_dir=args.out / "traces",
                                        timeout=args.timeout, progress=None if args.quiet else say)
     except CompilerMissing as error:
         raise UsageError(str(error)) from None

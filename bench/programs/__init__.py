@@ -76,7 +76,8 @@ def resolve_allocators(allocators: Sequence[str] | None) -> tuple[list[str], dic
 
 def run_program(program: Program, allocators: Sequence[str], repeats: int = 3, scale: float = 1.0,
                 record: bool = False, models: Sequence[str] | None = None, trace_dir: Path | None = None,
-                timeout: float = 600.0, progress: Progress | None = None) -> ProgramResult:
+                timeout: float = 600.0, progress: Progress | None = None,
+                record_tool: str = "auto") -> ProgramResult:
     """Measure one program under `allocators` (module docstring, steps 1-5)."""
     say = progress or (lambda line: None)
     binary = program.binary()
@@ -118,7 +119,8 @@ def run_program(program: Program, allocators: Sequence[str], repeats: int = 3, s
             directory.mkdir(parents=True, exist_ok=True)
             try:
                 result.recording = record_and_predict(invocation, directory / f"{program.name}.npz",
-                                                      models if models is not None else default_models())
+                                                      models if models is not None else default_models(),
+                                                      record_tool)
             except (ValueError, OSError) as error:  # RecordError: no recorder, no allocation seen
                 result.record_error = str(error)
                 say(f"programs: {program.name}: not recorded: {error}")
@@ -128,12 +130,13 @@ def run_program(program: Program, allocators: Sequence[str], repeats: int = 3, s
 def run_programs(programs: Sequence[Program], allocators: Sequence[str] | None = None, repeats: int = 3,
                  scale: float = 1.0, record: bool = False, models: Sequence[str] | None = None,
                  trace_dir: Path | None = None, timeout: float = 600.0,
-                 progress: Progress | None = None) -> ProgramsReport:
+                 progress: Progress | None = None, record_tool: str = "auto") -> ProgramsReport:
     """Measure every program under every allocator (None: all installed; glibc always); see the module docstring.
 
     repeats: timed runs per program and allocator; scale: input size (1.0: about 1.4 s a run under glibc here);
     record: also record each program's allocations and replay them through `models` (default `default_models()`),
-    keeping the traces in `trace_dir` (None: a temporary directory); timeout: seconds per run.
+    keeping the traces in `trace_dir` (None: a temporary directory), recorded by `record_tool` (auto: heaptrack,
+    else valgrind: `workloads.record`); timeout: seconds per run.
     """
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
@@ -150,7 +153,7 @@ def run_programs(programs: Sequence[Program], allocators: Sequence[str] | None =
         (progress or (lambda line: None))(f"programs: allocator {name} skipped: {reason}")
     for program in programs:
         report.programs.append(run_program(program, chosen, repeats, scale, record, models, trace_dir, timeout,
-                                           progress))
+                                           progress, record_tool))
     report.meta["load_average_end"] = list(os.getloadavg())
     return report
 
