@@ -42,8 +42,8 @@ from workloads.trace import Trace
 __all__ = [
     "Cell", "Comparison", "PRESETS", "Plan", "PoolsConfig", "ResultRow", "Results", "SweepConfig", "Thresholds",
     "compare", "escape", "escape_check_go", "escape_program", "fidelity", "load_results", "make_calltrace",
-    "make_plan", "make_trace", "open_trace", "perf", "pools", "real", "real_stacks", "replay", "replay_stack",
-    "run_cell", "scaling", "stacks", "stream_trace", "sweep", "write_trace",
+    "make_plan", "make_trace", "open_trace", "perf", "pools", "programs", "real", "real_stacks", "replay",
+    "replay_stack", "run_cell", "scaling", "stacks", "stream_trace", "sweep", "write_trace",
 ]
 
 
@@ -332,3 +332,26 @@ def scaling(config: Any = None, out: str | Path | None = "reports/latest/scaling
 
     report = run_scaling(config, progress=progress)
     return _saved(report, out, "scaling" if plots else None)
+
+
+def programs(names: Sequence[str] | None = None, command: Sequence[str] | None = None,
+             allocators: Sequence[str] | None = None, repeats: int = 3, scale: float = 1.0, record: bool = False,
+             models: Sequence[str] | None = None, out: str | Path | None = None, plots: bool = True,
+             progress: Callable[[str], None] | None = None) -> Any:
+    """Real programs under each real allocator (`bench.programs`): the named programs (`names`, None: all) or one
+    `command`, `repeats` runs each per allocator (None: every installed one; glibc always), time and peak RSS
+    normalised to glibc; `record`: the models' predictions on each program's recorded trace.  A `ProgramsReport`,
+    saved to `out` (programs.json, programs.md, plots/programs.png; traces/ with `record`) if given.
+
+        report = api.programs(["sqlite3"], allocators=["jemalloc"], repeats=3)
+        report.programs[0].ratio("jemalloc", "max_rss_bytes").median   # peak RSS / glibc's
+    """
+    from bench import programs as real_programs
+
+    chosen = [real_programs.command_program(command)] if command else real_programs.named(names)
+    report = real_programs.run_programs(chosen, allocators, repeats=repeats, scale=scale, record=record,
+                                        models=models, trace_dir=None if out is None else Path(out) / "traces",
+                                        progress=progress)
+    if out is not None:
+        real_programs.write_files(report, Path(out), plots=plots)
+    return report

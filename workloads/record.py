@@ -24,6 +24,7 @@ program not found or not executable, the tool produced no data.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -92,11 +93,13 @@ def record(
     capture_output: bool = True,
     timeout: float | None = None,
     keep_raw: str | Path | None = None,
+    stdin: str | Path | None = None,
 ) -> ImportReport:
     """Run `command` under heaptrack or valgrind, convert its allocations and save the trace to `output`.
 
     `env` adds variables to the environment; `capture_output=False` lets the program's
-    stdout/stderr through to the terminal; `keep_raw` copies the tool's raw log there.
+    stdout/stderr through to the terminal; `keep_raw` copies the tool's raw log there;
+    `stdin` is a file the program reads as its standard input (None: this process's).
     Returns the import report with `tool`, `command`, `exit_code` and `output` filled in.
     """
     command = [str(part) for part in command]
@@ -116,8 +119,9 @@ def record(
             argv = ["valgrind", "--tool=memcheck", "--trace-malloc=yes", "--undef-value-errors=no",
                     "--leak-check=no", f"--log-file={log}", *command]
         try:
-            done = subprocess.run(argv, env=environment, stdout=stream, stderr=stream, text=True,
-                                  errors="replace", timeout=timeout)
+            with open(stdin, "rb") if stdin is not None else contextlib.nullcontext() as source:
+                done = subprocess.run(argv, env=environment, stdin=source, stdout=stream, stderr=stream, text=True,
+                                      errors="replace", timeout=timeout)
         except subprocess.TimeoutExpired:
             raise RecordError(f"'{' '.join(command)}' did not finish within {timeout} s under {chosen}") from None
         except OSError as error:

@@ -9,6 +9,7 @@ commands do:
 - `measure`: `list`, `run`, `replay`, `real`, `fidelity`, `perf`;
 - `traces`: `trace gen|import|record|info`, `sizeclasses`;
 - `sweeps`: `sweep`, `compare`, `plot`;
+- `programs`: `programs` (real programs under each real allocator);
 - `common`: what they share (usage errors, lines on stderr, list options, the rows progress bar).
 
 Console output.  Tables go to stdout and fit 100 columns (`bench.table`);
@@ -29,6 +30,7 @@ import sys
 from allocators.errors import AllocatorError, BadParameter
 from bench.cli.common import UsageError, one_line, say
 from bench.cli.parser import build_parser
+from bench.cli.programs import split_command
 from labcore.jitcache import compile_notice
 from workloads.trace import TraceError
 
@@ -37,10 +39,13 @@ __all__ = ["UsageError", "build_parser", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv, command = split_command(list(sys.argv[1:] if argv is None else argv))  # `programs ... -- CMD ARGS`
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_request:  # --help (0) or a usage error (2, message already printed)
         return int(exit_request.code or 0)
+    if command is not None:
+        args.command = command
     try:
         with compile_notice(say):  # a cold kernel cache is said on stderr, never on stdout (--json stays clean)
             return args.func(args)

@@ -10,6 +10,7 @@ from bench.cli.common import Parser
 from bench.cli.escape import cmd_escape
 from bench.cli.measure import cmd_fidelity, cmd_list, cmd_perf, cmd_real, cmd_replay, cmd_run
 from bench.cli.pools import cmd_pools
+from bench.cli.programs import cmd_programs
 from bench.cli.safety import cmd_safety
 from bench.cli.scaling import cmd_scaling
 from bench.cli.stacks import cmd_stacks
@@ -35,6 +36,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value:g} must be > 0")
     return value
 
 
@@ -362,6 +373,47 @@ def build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     scaling.add_argument("--json", action="store_true", help="print the report as JSON (os_threads per side)")
     scaling.set_defaults(func=cmd_scaling)
+
+    programs = commands.add_parser(
+        "programs", help="real programs (sqlite3, python3, cc1, xz, zstd, or -- CMD) under each real allocator",
+        usage="python -m bench programs [NAME ...] [options] [-- CMD ARGS...]",
+        description="Runs each program several times with each real allocator preloaded (glibc, jemalloc, "
+        "tcmalloc, mimalloc, scudo; the ones not installed are skipped with their Debian package), measures wall, "
+        "user and system time and peak RSS per run (wait4, as GNU time), checks with a preloaded probe that "
+        "malloc really is the allocator's, and writes OUT/programs.json, programs.md and plots/programs.png "
+        "(time and peak RSS normalised to glibc, min..max over the repeats). Named programs generate their "
+        "input; -- CMD ARGS... measures your own command instead. --record also records each program's "
+        "allocations (heaptrack, else valgrind) and puts the models' peak footprint and overhead factor beside "
+        "the measured RSS.",
+    )
+    programs.add_argument("names", nargs="*", metavar="NAME",
+                          help="named programs (default: all; see --list): sqlite3, python3, python3-pymalloc, "
+                          "cc1, xz, zstd")
+    programs.add_argument("--allocators", "-a", default=None, metavar="A,B,...",
+                          help="comma-separated real allocators (default: every installed one; glibc, the "
+                          "reference, is always measured)")
+    programs.add_argument("--repeats", "-n", type=_positive, default=3,
+                          help="timed runs per program and allocator (default 3)")
+    programs.add_argument("--scale", type=_scale, default=1.0,
+                          help="input size of the named programs (default 1: about 1.4 s a run under glibc on "
+                          "2 cores)")
+    programs.add_argument("--out", type=Path, default=Path("reports/latest/programs"),
+                          help="results directory (default reports/latest/programs)")
+    programs.add_argument("--record", action="store_true",
+                          help="record each program's allocations once and replay them through the models")
+    programs.add_argument("--models", default=None, metavar="SPECS",
+                          help="with --record: semicolon-separated model specs (default: freelist:glibc; "
+                          "tcmalloc; and every other general-purpose model)")
+    programs.add_argument("--tool", choices=("auto", "heaptrack", "valgrind"), default="auto",
+                          help="with --record: the recorder (default: heaptrack if installed, else valgrind, which "
+                          "is tens of times slower: use a small --scale)")
+    programs.add_argument("--timeout", type=float, default=600.0, help="seconds per run (default 600)")
+    programs.add_argument("--name", default=None, help="label of the -- CMD program (default: its file name)")
+    programs.add_argument("--list", action="store_true", help="list the named programs and exit")
+    programs.add_argument("--no-plots", action="store_true", help="skip the figure")
+    programs.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr")
+    programs.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    programs.set_defaults(func=cmd_programs, command=None)
 
     perf = commands.add_parser("perf", help="the README's performance table, measured on this machine")
     perf.add_argument("--allocators", "-a", default=None, metavar="SPECS",

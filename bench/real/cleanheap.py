@@ -39,33 +39,35 @@ class CompilerMissing(RuntimeError):
     """gcc is not installed (the message names the Debian package)."""
 
 
-def replayer_binary(source_path: Path = SOURCE, flags: tuple[str, ...] = ()) -> Path:
-    """Path of a compiled C replayer (default bench/real/replayer.c), compiling it with gcc on first use of this source.
+def replayer_binary(source_path: Path = SOURCE, flags: tuple[str, ...] = (), shared: bool = False) -> Path:
+    """Path of a compiled C helper (default bench/real/replayer.c), compiling it with gcc on first use of this source.
 
     The binary, named after the source file's stem, lives in CACHE_ROOT/<sha256 of the source, the headers beside
-    it and the extra gcc `flags`>/; bench.real.safety compiles bench/real/faultreplayer.c through here too, and
-    bench.real.threaded bench/real/threadreplayer.c with flags ("-pthread",).
+    it, the extra gcc `flags` and `shared`>/; bench.real.safety compiles bench/real/faultreplayer.c through here
+    too, and bench.real.threaded bench/real/threadreplayer.c with flags ("-pthread",).  shared=True builds a
+    shared library, lib<stem>.so (`-shared -fPIC`): bench.real.probe's preload probe.
     """
     digest = hashlib.sha256(source_path.read_bytes())
     for header in sorted(source_path.parent.glob("*.h")):  # the headers it may include (bench/real/preload.h)
         digest.update(header.read_bytes())
-    for flag in flags:
+    for flag in (*flags, *(("-shared", "-fPIC") if shared else ())):
         digest.update(b"\0" + flag.encode())
     directory = CACHE_ROOT / digest.hexdigest()[:16]
-    binary = directory / source_path.stem
+    binary = directory / (f"lib{source_path.stem}.so" if shared else source_path.stem)
     if binary.exists():
         return binary
     compiler = shutil.which("gcc")
     if compiler is None:
-        raise CompilerMissing(f"C replayer {source_path.name}: gcc not found; install the Debian package: "
+        raise CompilerMissing(f"C helper {source_path.name}: gcc not found; install the Debian package: "
                               "apt-get install -y gcc")
     directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f"{source_path.stem}.{os.getpid()}.tmp"
-    completed = subprocess.run([compiler, "-O2", "-std=gnu11", *flags, "-o", str(partial), str(source_path), "-ldl"],
-                               capture_output=True, text=True)
+    partial = directory / f"{binary.name}.{os.getpid()}.tmp"
+    gcc_flags = [*(("-shared", "-fPIC") if shared else ()), *flags]
+    command = [compiler, "-O2", "-std=gnu11", *gcc_flags, "-o", str(partial), str(source_path), "-ldl"]
+    completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode != 0:
         partial.unlink(missing_ok=True)
-        raise RealReplayFailed(f"C replayer: gcc failed on {source_path}:\n{completed.stderr}")
+        raise RealReplayFailed(f"C helper: gcc failed on {source_path}:\n{completed.stderr}")
     os.replace(partial, binary)  # atomic: concurrent compilers leave one complete binary
     return binary
 

@@ -7,7 +7,9 @@ returns a typed report that the CLI prints and writes under `reports/<name>/`
 a design docstring, a Python entry point that takes typed arguments (re-exported
 by bench.api) and one `python -m bench NAME` subcommand, a thin layer over it.
 
-`SCENARIOS` names each one with the one line `python -m bench list` prints.
+`SCENARIOS` names each one with the one line `python -m bench list` prints; `programs` is listed with them
+(a subcommand of the same kind) but lives in its own package, `bench.programs`: it measures real programs under
+real allocators rather than models on traces.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ SCENARIOS: dict[str, str] = {
               "cycles, footprint, locality, speed (--check-go: the rules against the Go compiler)",
     "pools": "object pools, regions and arenas against the Go heap on request churn: heap allocations avoided, "
     "GC cycles, peak footprint, speed",
+    "programs": "real programs (sqlite3, python3, cc1, xz, zstd, or -- CMD) under each real allocator: time and "
+                "peak RSS normalised to glibc, the models' predictions beside (--record)",
     "safety": "fault classes x allocator modes (models and real allocators): detection rate, latency, cost",
     "scaling": "real allocators on 1 and T OS threads (throughput, scaling T/1 with its spread) beside the models' "
                "scalability proxies on the same traces",
