@@ -48,6 +48,7 @@ from typing import Any
 from labcore.units import parse_bytes
 from workloads.access import Access
 from workloads.churn import ChurnKeys
+from workloads.escape import GOESCAPE
 from workloads.generator import DEFAULT_CHUNK_ROWS, GeneratedChunks, generate, generate_chunks
 from workloads.lifetimes import LIFETIME_MODELS, LongLived
 from workloads.sizes import SIZE_DISTRIBUTIONS, load_histogram
@@ -55,6 +56,8 @@ from workloads.threads import THREAD_MODELS
 from workloads.trace import Trace, check_rows_fit
 
 DEFAULT_N_OPS = 200_000
+#: The largest request of a catalog trace unless its spec says otherwise (so every allocator model replays it).
+DEFAULT_REQUEST_CAP = 1 << 20
 
 #: Keys every workload accepts, with their types and defaults.
 GENERIC_KEYS: dict[str, tuple[type, Any]] = {
@@ -81,6 +84,11 @@ class Workload:
     #: a dataclass of the workload's own keys (fields, with their defaults) that `apply(merged)` resolves into
     #: component parameters (those in its `sets`, which a spec may then not give): `workloads.churn.ChurnKeys`
     keys: type | None = None
+    #: a generator of its own instead of sizes x lifetime x threads (`workloads.programs.Program`): `params` are
+    #: then its defaults, and its keys are its own
+    program: Any = None
+    #: the largest request its trace makes with the default keys (every catalog trace but malloc-large's: 1 MiB)
+    request_cap: int = DEFAULT_REQUEST_CAP
 
 
 _LOGNORMAL = {"sizes": "lognormal", "mu": 4.0, "sigma": 1.0}
@@ -141,7 +149,7 @@ _WORKLOADS = [
               "threads": 2, "touch": True}),
     # A program model of its own (workloads/escape.py): keys `escape`, `escape_analysis`, `allocs`, ... + sizes.
     Workload("goescape", "a Go-like program after escape analysis: its heap side (escape=0.5 of the sites escape; "
-             "the stack frames in meta), workloads/escape.py", {"program": "goescape"}),
+             "the stack frames in meta), workloads/escape.py", {}, program=GOESCAPE),
     # Request churn for pools, regions and arenas (workloads/churn.py).
     Workload("churn", "requests of 100 temporaries totalling ~64 KiB (log-normal), all freed newest-first when the "
              "request ends; keys request_bytes, temps", {"sizes": "lognormal", "sigma": 1.0, "lifetime": "phased",
@@ -244,14 +252,13 @@ class _Resolved:
 
 def _resolve(spec: str) -> _Resolved:
     name, given = _parse_spec(spec)
-    if "program" in CATALOG[name].params:  # a program model (workloads/escape.py): its own keys
-        from workloads import escape
-
+    program = CATALOG[name].program
+    if program is not None:  # a program workload (workloads/programs.py): its own keys
         try:
-            params, program = escape.resolve(given, CATALOG[name].params, _convert)
+            params, parsed = program.resolve(given, CATALOG[name].params, _convert)
         except (ValueError, TypeError) as error:
             raise ValueError(f"workload spec '{spec}': {error}") from None
-        return _Resolved(name, params, {"program": program})
+        return _Resolved(name, params, {"program": parsed})
     own_keys = CATALOG[name].keys
     own_fields = _fields(own_keys) if own_keys is not None else {}
     for key in given:
@@ -370,7 +377,7 @@ def make(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Trace:
     does a trace too long to hold in this machine's memory (`labcore.memory.NotEnoughMemory`)."""
     resolved = _resolve(spec)
     if "program" in resolved.components:
-        return _program_trace(resolved, spec, n_ops, seed)
+        return _program_call(resolved, spec, n_ops, seed, "make")
     arguments = _arguments(spec, n_ops, seed)
     check_rows_fit(int(n_ops), f"generating {spec}",
                    "generate it chunk by chunk into a trace directory (trace gen -o DIR/), or give a smaller --ops")
@@ -391,16 +398,15 @@ def make_chunks(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0,
                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> GeneratedChunks:
     """`make(spec, n_ops, seed)`'s trace in chunks of at most `chunk_rows` rows, generated in bounded memory.
     A fault workload (`faults=MIX`) is not: its fault table needs the whole trace (ValueError); a program
-    workload (`goescape`) is generated in memory and handed out in chunks.
+    workload streams if it can (the classics, workloads/classics/) and is otherwise generated in memory and
+    handed out in chunks (`goescape`).
 
     The result has `meta` (that of `make`) and is iterated once for
     (op, obj, size, thread) chunks (`workloads.generator.generate_chunks`).
     """
     resolved = _resolve(spec)
     if "program" in resolved.components:
-        from workloads.escape import ProgramChunks
-
-        return ProgramChunks(_program_trace(resolved, spec, n_ops, seed), chunk_rows)
+        return _program_call(resolved, spec, n_ops, seed, "make_chunks", chunk_rows)
     arguments = _arguments(spec, n_ops, seed)
     if arguments["extra_meta"]["params"].get("faults", "none") != "none":
         raise ValueError(f"workload spec '{spec}': a fault workload is generated in memory (its fault table needs "
@@ -409,31 +415,29 @@ def make_chunks(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0,
 
 
 def program(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Any:
-    """A program workload's run (`workloads.escape.Program`: its heap trace, which `make` returns, and its frame
-    table and sites); ValueError for a spec that is not a program workload (`goescape`)."""
+    """A program workload's run beyond its heap trace (`workloads.escape.Program`: the heap trace, which `make`
+    returns, and its frame table and sites); ValueError for a spec whose workload has no such run."""
     resolved = _resolve(spec)
-    if "program" not in resolved.components:
-        raise ValueError(f"workload spec '{spec}': not a program workload (known: "
-                         f"{', '.join(name for name, item in CATALOG.items() if 'program' in item.params)})")
-    return _program_run(resolved, spec, n_ops, seed)
+    if not hasattr(CATALOG[resolved.name].program, "run"):
+        raise ValueError(f"workload spec '{spec}': not a program workload with a run of its own (known: "
+                         f"{', '.join(name for name, item in CATALOG.items() if hasattr(item.program, 'run'))})")
+    return _program_call(resolved, spec, n_ops, seed, "run")
 
 
-def _program_run(resolved: _Resolved, spec: str, n_ops: int, seed: int) -> Any:
-    from workloads import escape
-
-    params = resolved.components["program"]
-    rows = 2 * (params.allocs + params.init) if params.allocs else int(n_ops)
-    check_rows_fit(rows, f"generating {spec}", "give a smaller --ops or allocs=")
+def _program_call(resolved: _Resolved, spec: str, n_ops: int, seed: int, method: str, *extra: Any) -> Any:
+    """A program workload's `make`, `make_chunks` or `run` (workloads/programs.py), with the catalog's meta keys;
+    `make` and `run` first check that the rows fit in memory."""
+    program_model = CATALOG[resolved.name].program
+    parsed = resolved.components["program"]
     meta = {"workload": resolved.name, "spec": spec, "params": resolved.params}
     try:
-        return escape.program(params, n_ops, seed, meta)
+        if method != "make_chunks":
+            check_rows_fit(program_model.rows(parsed, n_ops), f"generating {spec}", "give a smaller --ops")
+        return getattr(program_model, method)(parsed, n_ops, seed, meta, *extra)
     except ValueError as error:
+        if str(error).startswith(f"workload spec '{spec}'") or type(error) is not ValueError:
+            raise
         raise ValueError(f"workload spec '{spec}': {error}") from None
-
-
-def _program_trace(resolved: _Resolved, spec: str, n_ops: int, seed: int) -> Trace:
-    """The heap trace of a program workload (workloads/escape.py), with the catalog's meta keys."""
-    return _program_run(resolved, spec, n_ops, seed).trace
 
 
 def benchmark_trace(n_ops: int = 1_000_000, seed: int = 0) -> Trace:
