@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labcore.units import parse_bytes
+from workloads import classics
 from workloads.access import Access
 from workloads.churn import ChurnKeys
 from workloads.escape import GOESCAPE
@@ -92,6 +93,8 @@ class Workload:
 
 
 _LOGNORMAL = {"sizes": "lognormal", "mu": 4.0, "sigma": 1.0}
+MALLOC_LARGE_LINE = ("mimalloc-bench malloc-large: 5..25 MiB zero-filled buffers replacing one of 20 (up to 21 live, "
+                     "~525 MiB); over the 1 MiB cap on purpose: TODO")
 _RANDOM_10K = {"lifetime": "random", "live": 10_000}
 
 _WORKLOADS = [
@@ -135,18 +138,39 @@ _WORKLOADS = [
              {**_LOGNORMAL, **_RANDOM_10K, "faults": "frees"}),
     Workload("misuse-writes", "lognormal as a fault trace: writes after free, overflows, underflows",
              {**_LOGNORMAL, **_RANDOM_10K, "faults": "writes"}),
-    # After mimalloc-bench (shared/reference/production-allocators.md section 5); shapes, not the programs.
-    Workload("larson", "after mimalloc-bench larson: uniform 8..1000 B, random replacement, 2 threads x 5000 live",
-             {"sizes": "uniform", "lo": 8, "hi": 1000, "lifetime": "random", "live": 5000, "threads": 2}),
-    Workload("xmalloc", "after xmalloc-test: 64 B objects in batches of 4096, producers allocate, consumers free",
-             {"sizes": "fixed", "size": 64, "lifetime": "phased", "batch": 4096, "order": "fifo",
-              "threading": "producer-consumer", "producers": 2, "consumers": 2}),
-    Workload("glibc-simple", "after glibc bench-malloc-simple: 16/32/64 B, batches of 400, half FIFO half LIFO",
-             {"sizes": "empirical", "values": (16, 32, 64), "weights": (1.0, 1.0, 1.0), "lifetime": "phased",
-              "batch": 400, "order": "halves", "touch": True}),
-    Workload("glibc-thread", "after glibc bench-malloc-thread: 4..32768 B inverse-square, 2 threads x 1024 live",
+    # The classic benchmarks of mimalloc-bench (shared/reference/production-allocators.md section 5): programs of
+    # their own (workloads/classics/, one module each), but glibc-thread, a composition.
+    Workload("larson", "mimalloc-bench larson (Larson & Krishnan's server test): 4 threads x 250 slots of uniform "
+             "8..1000 B replaced at random; each thread replaced on its slots after 2500 ops (remote frees of its "
+             "predecessor's blocks); a main-thread warm-up", {}, program=classics.LARSON),
+    Workload("mstress", "mimalloc-bench mstress (Leijen's stress test): rounds of 4 threads, 8..512 B and 2 % large "
+             "(cut at 1 MiB), pointers swapped through a 1000-slot global transfer array (remote frees across "
+             "rounds)", {}, program=classics.MSTRESS),
+    Workload("rptest", "mimalloc-bench rptest (rpmalloc-benchmark): 4 threads x 1000 slots, 8..16000 B linear "
+             "drop-off, scattered replacement, pages touched; every 2nd loop a batch freed by the next thread",
+             {}, program=classics.RPTEST),
+    Workload("alloc-test", "mimalloc-bench alloc-test (OLogN allocator tester): 4 independent threads, Pareto 80/20 "
+             "slot choice over 2^15 slots, 5..1024 B (half 5..8 B), written and read whole", {},
+             program=classics.ALLOC_TEST),
+    Workload("sh6bench", "mimalloc-bench sh6bench (MicroQuill SmartHeap): 8 threads sweep 1..709 B into 1250-slot "
+             "rings, freed half FIFO half LIFO keeping a fifth alive", {}, program=classics.SH6BENCH),
+    Workload("xmalloc-test", "mimalloc-bench xmalloc-test (Lever & Boreham): 4 producers fill batches of 4096 x 64 B "
+             "on a LIFO stack of <= 100, 4 consumers free them: every free is remote", {},
+             program=classics.XMALLOC_TEST),
+    Workload("xmalloc", "alias of xmalloc-test (the same keys and rows)", {}, program=classics.XMALLOC_TEST),
+    Workload("cache-scratch", "mimalloc-bench cache-scratch (Hoard): the main thread hands one 1 B object to each of "
+             "4 threads, which free it, then allocate 1 B objects and write each 16 times (passive false sharing)",
+             {}, program=classics.CACHE_SCRATCH),
+    Workload("cache-thrash", "mimalloc-bench cache-thrash (Hoard): 4 threads allocate 1 B objects and write each 16 "
+             "times (active false sharing)", {}, program=classics.CACHE_THRASH),
+    Workload("glibc-simple", "glibc bench-malloc-simple (mimalloc-bench's FIFO/LIFO version): 16/32/64 B in batches "
+             "of 25..1600 written whole, freed half FIFO half LIFO, on the main thread and a second thread", {},
+             program=classics.GLIBC_SIMPLE),
+    Workload("glibc-thread", "glibc bench-malloc-thread (mimalloc-bench glibc-thread): 4..32768 B inverse-square, "
+             "2 independent threads x ~1024 live, random replacement, written whole",
              {"sizes": "pareto", "alpha": 1.0, "minimum": 4, "max_size": 32768, "lifetime": "random", "live": 1024,
               "threads": 2, "touch": True}),
+    Workload("malloc-large", MALLOC_LARGE_LINE, {}, program=classics.MALLOC_LARGE, request_cap=25 << 20),
     # A program model of its own (workloads/escape.py): keys `escape`, `escape_analysis`, `allocs`, ... + sizes.
     Workload("goescape", "a Go-like program after escape analysis: its heap side (escape=0.5 of the sites escape; "
              "the stack frames in meta), workloads/escape.py", {}, program=GOESCAPE),
