@@ -33,8 +33,17 @@ Generic keys:
 | | `writes`) injected at `fault_rate` faults per row and kind (default 0.0005, at least one each where a |
 | | row can anchor it), seeded with the trace's seed; ordinary replays ignore the faults, `bench safety` runs them |
 
+A workload may instead be a *program* with a generator of its own
+(`Workload.program`, the hook in workloads/programs.py): `goescape`
+(workloads/escape.py) and the classic benchmarks of mimalloc-bench (larson,
+mstress, rptest, alloc-test, sh6bench, xmalloc-test and its alias xmalloc,
+cache-scratch, cache-thrash, glibc-simple, malloc-large: workloads/classics/;
+glibc-thread is a composition).  Its keys are its own; the generic keys above
+do not apply.
+
 Every catalog trace caps requests at 1 MiB (`max_size`) unless the spec says
-otherwise, so every allocator model can replay it; the default size is
+otherwise, so every allocator model can replay it, but malloc-large, whose
+5..25 MiB buffers are the point (`Workload.request_cap`); the default size is
 `DEFAULT_N_OPS` rows.  `make_chunks` gives the same trace chunk by chunk, in
 memory bounded by the chunk and the live objects (for traces too large for
 memory).
@@ -93,8 +102,6 @@ class Workload:
 
 
 _LOGNORMAL = {"sizes": "lognormal", "mu": 4.0, "sigma": 1.0}
-MALLOC_LARGE_LINE = ("mimalloc-bench malloc-large: 5..25 MiB zero-filled buffers replacing one of 20 (up to 21 live, "
-                     "~525 MiB); over the 1 MiB cap on purpose: TODO")
 _RANDOM_10K = {"lifetime": "random", "live": 10_000}
 
 _WORKLOADS = [
@@ -140,37 +147,32 @@ _WORKLOADS = [
              {**_LOGNORMAL, **_RANDOM_10K, "faults": "writes"}),
     # The classic benchmarks of mimalloc-bench (shared/reference/production-allocators.md section 5): programs of
     # their own (workloads/classics/, one module each), but glibc-thread, a composition.
-    Workload("larson", "mimalloc-bench larson (Larson & Krishnan's server test): 4 threads x 250 slots of uniform "
-             "8..1000 B replaced at random; each thread replaced on its slots after 2500 ops (remote frees of its "
-             "predecessor's blocks); a main-thread warm-up", {}, program=classics.LARSON),
-    Workload("mstress", "mimalloc-bench mstress (Leijen's stress test): rounds of 4 threads, 8..512 B and 2 % large "
-             "(cut at 1 MiB), pointers swapped through a 1000-slot global transfer array (remote frees across "
-             "rounds)", {}, program=classics.MSTRESS),
-    Workload("rptest", "mimalloc-bench rptest (rpmalloc-benchmark): 4 threads x 1000 slots, 8..16000 B linear "
-             "drop-off, scattered replacement, pages touched; every 2nd loop a batch freed by the next thread",
-             {}, program=classics.RPTEST),
-    Workload("alloc-test", "mimalloc-bench alloc-test (OLogN allocator tester): 4 independent threads, Pareto 80/20 "
-             "slot choice over 2^15 slots, 5..1024 B (half 5..8 B), written and read whole", {},
-             program=classics.ALLOC_TEST),
-    Workload("sh6bench", "mimalloc-bench sh6bench (MicroQuill SmartHeap): 8 threads sweep 1..709 B into 1250-slot "
-             "rings, freed half FIFO half LIFO keeping a fifth alive", {}, program=classics.SH6BENCH),
-    Workload("xmalloc-test", "mimalloc-bench xmalloc-test (Lever & Boreham): 4 producers fill batches of 4096 x 64 B "
-             "on a LIFO stack of <= 100, 4 consumers free them: every free is remote", {},
-             program=classics.XMALLOC_TEST),
-    Workload("xmalloc", "alias of xmalloc-test (the same keys and rows)", {}, program=classics.XMALLOC_TEST),
-    Workload("cache-scratch", "mimalloc-bench cache-scratch (Hoard): the main thread hands one 1 B object to each of "
-             "4 threads, which free it, then allocate 1 B objects and write each 16 times (passive false sharing)",
-             {}, program=classics.CACHE_SCRATCH),
+    Workload("larson", "mimalloc-bench larson (Larson's server test): 4 threads x 250 slots, 8..1000 B replaced at "
+             "random; threads replaced on their slots (remote frees)", {}, program=classics.LARSON),
+    Workload("mstress", "mimalloc-bench mstress: rounds of 4 threads, 8..512 B + 2 % large, pointers swapped through a "
+             "global 1000-slot transfer array (remote frees)", {}, program=classics.MSTRESS),
+    Workload("rptest", "mimalloc-bench rptest (rpmalloc): 4 threads, 8..16000 B linear drop-off, scattered "
+             "replacement; every 2nd loop a batch freed by the next thread", {}, program=classics.RPTEST),
+    Workload("alloc-test", "mimalloc-bench alloc-test (OLogN): 4 independent threads, Pareto 80/20 slot choice, "
+             "5..1024 B (half 5..8 B), written and read whole", {}, program=classics.ALLOC_TEST),
+    Workload("sh6bench", "mimalloc-bench sh6bench (SmartHeap): 8 threads sweep 1..709 B into rings, freed half FIFO "
+             "half LIFO, a fifth kept each pass", {}, program=classics.SH6BENCH),
+    Workload("xmalloc-test", "mimalloc-bench xmalloc-test (Lever & Boreham): 4 producers fill batches of 4096 x 64 B, "
+             "4 consumers free them: every free remote", {}, program=classics.XMALLOC_TEST),
+    Workload("xmalloc", "alias of xmalloc-test", {}, program=classics.XMALLOC_TEST),
+    Workload("cache-scratch", "mimalloc-bench cache-scratch (Hoard): 1 B objects handed from the main thread to 4 "
+             "threads, then allocated and written (passive false sharing)", {}, program=classics.CACHE_SCRATCH),
     Workload("cache-thrash", "mimalloc-bench cache-thrash (Hoard): 4 threads allocate 1 B objects and write each 16 "
              "times (active false sharing)", {}, program=classics.CACHE_THRASH),
-    Workload("glibc-simple", "glibc bench-malloc-simple (mimalloc-bench's FIFO/LIFO version): 16/32/64 B in batches "
-             "of 25..1600 written whole, freed half FIFO half LIFO, on the main thread and a second thread", {},
-             program=classics.GLIBC_SIMPLE),
-    Workload("glibc-thread", "glibc bench-malloc-thread (mimalloc-bench glibc-thread): 4..32768 B inverse-square, "
-             "2 independent threads x ~1024 live, random replacement, written whole",
+    Workload("glibc-simple", "glibc bench-malloc-simple (mimalloc-bench): 16/32/64 B batches of 25..1600 freed half "
+             "FIFO half LIFO, on the main thread and a second one", {}, program=classics.GLIBC_SIMPLE),
+    Workload("glibc-thread", "glibc bench-malloc-thread (mimalloc-bench): 4..32768 B inverse-square, 2 independent "
+             "threads x ~1024 live, written whole",
              {"sizes": "pareto", "alpha": 1.0, "minimum": 4, "max_size": 32768, "lifetime": "random", "live": 1024,
               "threads": 2, "touch": True}),
-    Workload("malloc-large", MALLOC_LARGE_LINE, {}, program=classics.MALLOC_LARGE, request_cap=25 << 20),
+    Workload("malloc-large", "mimalloc-bench malloc-large: 5..25 MiB zero-filled buffers replacing one of 20, over the "
+             "1 MiB cap: hardened pool/freelist run out of memory", {}, program=classics.MALLOC_LARGE,
+             request_cap=25 << 20),
     # A program model of its own (workloads/escape.py): keys `escape`, `escape_analysis`, `allocs`, ... + sizes.
     Workload("goescape", "a Go-like program after escape analysis: its heap side (escape=0.5 of the sites escape; "
              "the stack frames in meta), workloads/escape.py", {}, program=GOESCAPE),
