@@ -44,21 +44,9 @@ import numpy as np
 from numba import njit
 
 from labcore.jitcache import holds_kernels
+from workloads.classics import steps
 from workloads.classics.keys import flag, key
 from workloads.classics.machine import Classic, Machine, machine
-from workloads.classics.steps import (
-    DRAIN,
-    EMPTY,
-    access,
-    alloc,
-    below,
-    fits,
-    free,
-    hold,
-    pause,
-    take,
-    uniform,
-)
 from workloads.trace import MAX_THREADS
 
 holds_kernels(__file__)
@@ -104,70 +92,59 @@ def pareto_levels(items: int) -> tuple[np.ndarray, np.ndarray]:
 @njit(cache=True)
 def _pick(reg, u, cumulative, starts):
     """A slot index by the 80/20 levels (two uniforms: the level, the slot within it)."""
-    draw = uniform(reg, u)
+    draw = steps.uniform(reg, u)
     level = 0
     while level < cumulative.shape[0] - 1 and draw >= cumulative[level]:
         level += 1
-    return starts[level] + below(reg, u, starts[level + 1] - starts[level])
+    return starts[level] + steps.below(reg, u, starts[level + 1] - starts[level])
 
 
 @njit(cache=True)
 def _size(reg, u, par):
     """The original's size rule: class k = 2 + trailing zeros of a uniform 1..2^(max_exp-3), then (2^k, 2^(k+1)]."""
-    base = 1 + below(reg, u, par[P_CLASSES])
+    base = 1 + steps.below(reg, u, par[P_CLASSES])
     zeros = 0
     while base % 2 == 0:
         base //= 2
         zeros += 1
     k = zeros + 2
-    return (1 << k) + 1 + below(reg, u, 1 << k)
+    return (1 << k) + 1 + steps.below(reg, u, 1 << k)
 
 
 @njit(cache=True)
 def _fill(reg, u, out, par, hold_obj, hold_thread, cell, t):
-    touch = par[P_TOUCH] != 0
-    if not fits(reg, 2 if touch else 1, 1):
-        return DRAIN
-    size = _size(reg, u, par)
-    ident = alloc(reg, out, size, t)
-    hold(hold_obj, hold_thread, cell, ident, t)
-    if touch:
-        access(reg, out, ident, 0, t)
-    return -1
+    """A new block into `cell`, written whole (touch): False if that does not fit."""
+    write = 0 if par[P_TOUCH] != 0 else -1
+    return steps.put(reg, out, hold_obj, hold_thread, cell, _size(reg, u, par), t, t, write) != steps.EMPTY
 
 
 @njit(cache=True)
 def _kernel(u, out, stop_at, reg, par, setup, cumulative, starts, hold_obj, hold_thread):
     threads, items = par[P_THREADS], par[P_ITEMS]
-    touch = par[P_TOUCH] != 0
     while True:
-        status = pause(reg, u, stop_at)
+        status = steps.pause(reg, u, stop_at)
         if status >= 0:
             return status
-        t = below(reg, u, threads)
+        t = steps.below(reg, u, threads)
         first = t * (items + 1)
         at = setup[t]
         if at < 0:  # the thread's slot table
-            if not fits(reg, 1, 1):
-                return DRAIN
-            hold(hold_obj, hold_thread, first + items, alloc(reg, out, SLOT_BYTES * items, t), t)
+            if steps.put(reg, out, hold_obj, hold_thread, first + items, SLOT_BYTES * items, t, t,
+                         -1) == steps.EMPTY:
+                return steps.DRAIN
             setup[t] = 0
         elif at < items:  # set-up: each slot filled with probability 1/2
-            if uniform(reg, u) < 0.5 and _fill(reg, u, out, par, hold_obj, hold_thread, first + at, t) == DRAIN:
-                return DRAIN
+            if steps.uniform(reg, u) < 0.5 and not _fill(reg, u, out, par, hold_obj, hold_thread, first + at, t):
+                return steps.DRAIN
             setup[t] = at + 1
-        else:
+        else:  # the main loop: an occupied slot is read and freed, an empty one filled
             cell = first + _pick(reg, u, cumulative, starts)
-            if hold_obj[cell] == EMPTY:
-                if _fill(reg, u, out, par, hold_obj, hold_thread, cell, t) == DRAIN:
-                    return DRAIN
+            if hold_obj[cell] == steps.EMPTY:
+                done = _fill(reg, u, out, par, hold_obj, hold_thread, cell, t)
             else:
-                if not fits(reg, 2 if touch else 1, -1):
-                    return DRAIN
-                ident = take(hold_obj, cell)
-                if touch:
-                    access(reg, out, ident, 0, t)
-                free(reg, out, ident, t)
+                done = steps.drop(reg, out, hold_obj, cell, t, par[P_TOUCH] != 0)
+            if not done:
+                return steps.DRAIN
 
 
 def build(keys: AllocTestKeys, n_ops: int) -> Machine:

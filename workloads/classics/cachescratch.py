@@ -40,16 +40,16 @@ import numpy as np
 from numba import njit
 
 from labcore.jitcache import holds_kernels
+from workloads.classics import steps
 from workloads.classics.keys import key
 from workloads.classics.machine import Classic, Machine, machine
-from workloads.classics.steps import DRAIN, EMPTY, OWN, access, alloc, below, fits, free, hold, pause, take
 from workloads.trace import MAX_THREADS
 
 holds_kernels(__file__)
 
 MAIN = 0
 #: Own register: objects the main thread has handed out (cache-scratch; == threads when the workers run).
-HANDED = OWN
+HANDED = steps.OWN
 #: Constant parameters (`par`).
 P_THREADS, P_SIZE, P_WRITES, P_SCRATCH = range(4)
 
@@ -67,36 +67,32 @@ def _kernel(u, out, stop_at, reg, par, writes_left, hold_obj, hold_thread):
     scratch = par[P_SCRATCH] != 0
     first_worker = 1 if scratch else 0
     while True:
-        status = pause(reg, u, stop_at)
+        status = steps.pause(reg, u, stop_at)
         if status >= 0:
             return status
         if scratch and reg[HANDED] < threads:  # the main thread allocates one object per worker
-            if not fits(reg, 1, 1):
-                return DRAIN
             worker = reg[HANDED]
-            hold(hold_obj, hold_thread, threads + worker, alloc(reg, out, size, MAIN), first_worker + worker)
+            if steps.put(reg, out, hold_obj, hold_thread, threads + worker, size, MAIN, first_worker + worker,
+                         -1) == steps.EMPTY:
+                return steps.DRAIN
             reg[HANDED] += 1
             continue
-        worker = below(reg, u, threads)
+        worker = steps.below(reg, u, threads)
         thread = first_worker + worker
-        if hold_obj[threads + worker] != EMPTY:  # cache-scratch: first free the object it was given
-            if not fits(reg, 1, -1):
-                return DRAIN
-            free(reg, out, take(hold_obj, threads + worker), thread)
-        elif hold_obj[worker] == EMPTY:
-            if not fits(reg, 1, 1):
-                return DRAIN
-            hold(hold_obj, hold_thread, worker, alloc(reg, out, size, thread), thread)
+        if hold_obj[threads + worker] != steps.EMPTY:  # cache-scratch: first free the object it was given
+            done = steps.drop(reg, out, hold_obj, threads + worker, thread, False)
+        elif hold_obj[worker] == steps.EMPTY:
+            done = steps.put(reg, out, hold_obj, hold_thread, worker, size, thread, thread, -1) != steps.EMPTY
             writes_left[worker] = par[P_WRITES]
         elif writes_left[worker] > 0:
-            if not fits(reg, 1, 0):
-                return DRAIN
-            access(reg, out, hold_obj[worker], size, thread)
-            writes_left[worker] -= 1
+            done = steps.fits(reg, 1, 0)
+            if done:
+                steps.access(reg, out, hold_obj[worker], size, thread)
+                writes_left[worker] -= 1
         else:
-            if not fits(reg, 1, -1):
-                return DRAIN
-            free(reg, out, take(hold_obj, worker), thread)
+            done = steps.drop(reg, out, hold_obj, worker, thread, False)
+        if not done:
+            return steps.DRAIN
 
 
 def _builder(scratch: bool):

@@ -41,9 +41,9 @@ import numpy as np
 from numba import njit
 
 from labcore.jitcache import holds_kernels
+from workloads.classics import steps
 from workloads.classics.keys import flag, key
 from workloads.classics.machine import Classic, Machine, machine
-from workloads.classics.steps import DRAIN, OWN, access, alloc, fits, free, hold, pause, take
 
 holds_kernels(__file__)
 
@@ -55,7 +55,7 @@ SCENARIO_THREADS = (0, 0, 1, 0)
 SIZE_STEPS = 3
 POINTER = 8
 #: Own registers: where the program is (size step, scenario, test, batch, the block within the batch, the part).
-SIZE_AT, SCENARIO_AT, TEST_AT, BATCH_AT, BLOCK_AT, PART = range(OWN, OWN + 6)
+SIZE_AT, SCENARIO_AT, TEST_AT, BATCH_AT, BLOCK_AT, PART = range(steps.OWN, steps.OWN + 6)
 #: Parts of a size and of a batch: the pointer array, the allocations, the FIFO half, the LIFO half, the array's
 #: free.
 ARRAY, ALLOCATING, FIFO, LIFO, ARRAY_FREE = range(5)
@@ -86,7 +86,7 @@ def _next_batch(reg, par, batches):
         return
     reg[TEST_AT] = 0
     reg[SCENARIO_AT] += 1
-    if reg[SCENARIO_AT] == len(SCENARIO_THREADS):
+    if reg[SCENARIO_AT] == len(SCENARIO_THREADS):  # every scenario of this size done
         reg[SCENARIO_AT] = 0
         reg[PART] = ARRAY_FREE
 
@@ -94,8 +94,9 @@ def _next_batch(reg, par, batches):
 @njit(cache=True)
 def _kernel(u, out, stop_at, reg, par, batches, threads, hold_obj, hold_thread):
     array_cell = hold_obj.shape[0] - 1
+    write = 0 if par[P_TOUCH] != 0 else -1
     while True:
-        status = pause(reg, u, stop_at)
+        status = steps.pause(reg, u, stop_at)
         if status >= 0:
             return status
         part = reg[PART]
@@ -103,34 +104,26 @@ def _kernel(u, out, stop_at, reg, par, batches, threads, hold_obj, hold_thread):
         n = batches[reg[TEST_AT]]
         block = reg[BLOCK_AT]
         if part == ARRAY:
-            if not fits(reg, 1, 1):
-                return DRAIN
-            hold(hold_obj, hold_thread, array_cell, alloc(reg, out, POINTER * batches[-1], 0), 0)
+            if steps.put(reg, out, hold_obj, hold_thread, array_cell, POINTER * batches[-1], 0, 0,
+                         -1) == steps.EMPTY:
+                return steps.DRAIN
             reg[PART] = ALLOCATING
         elif part == ARRAY_FREE:
-            if not fits(reg, 1, -1):
-                return DRAIN
-            free(reg, out, take(hold_obj, array_cell), 0)
+            if not steps.drop(reg, out, hold_obj, array_cell, 0, False):
+                return steps.DRAIN
             reg[SIZE_AT] = (reg[SIZE_AT] + 1) % SIZE_STEPS
             reg[PART] = ARRAY
         elif part == ALLOCATING:
-            touch = par[P_TOUCH] != 0
-            if not fits(reg, 2 if touch else 1, 1):
-                return DRAIN
             size = par[P_SIZE] << reg[SIZE_AT]
-            ident = alloc(reg, out, size, thread)
-            hold(hold_obj, hold_thread, block, ident, thread)
-            if touch:
-                access(reg, out, ident, 0, thread)
+            if steps.put(reg, out, hold_obj, hold_thread, block, size, thread, thread, write) == steps.EMPTY:
+                return steps.DRAIN
             reg[BLOCK_AT] = block + 1
             if block + 1 == n:
                 reg[PART], reg[BLOCK_AT] = FIFO, 0
-        else:
-            if not fits(reg, 1, -1):
-                return DRAIN
+        else:  # the first half in allocation order, the second in reverse
             half = n // 2
-            cell = block if part == FIFO else n - 1 - block
-            free(reg, out, take(hold_obj, cell), thread)
+            if not steps.drop(reg, out, hold_obj, block if part == FIFO else n - 1 - block, thread, False):
+                return steps.DRAIN
             reg[BLOCK_AT] = block + 1
             if part == FIFO and block + 1 == half:
                 reg[PART], reg[BLOCK_AT] = LIFO, 0

@@ -48,21 +48,9 @@ import numpy as np
 from numba import njit
 
 from labcore.jitcache import holds_kernels
+from workloads.classics import steps
 from workloads.classics.keys import flag, key
 from workloads.classics.machine import Classic, Machine, machine
-from workloads.classics.steps import (
-    DRAIN,
-    OWN,
-    access,
-    alloc,
-    below,
-    fits,
-    free,
-    hand_over,
-    hold,
-    pause,
-    take,
-)
 from workloads.trace import MAX_THREADS
 
 holds_kernels(__file__)
@@ -70,11 +58,13 @@ holds_kernels(__file__)
 #: The main thread (the warm-up).
 MAIN = 0
 #: Own registers: the phase, a counter within it.
-PHASE, COUNT = OWN, OWN + 1
+PHASE, COUNT = steps.OWN, steps.OWN + 1
 #: Phases: the warm-up's allocations, its shuffle, its replacements; the workers.
 ALLOCATING, SHUFFLING, REPLACING, WORKING = range(4)
 #: Constant parameters (`par`).
 P_THREADS, P_SLOTS, P_OPS_PER_THREAD, P_LO, P_HI, P_WARMUP, P_WRITE, P_GENERATIONS = range(8)
+#: The worker writes this many bytes of each block.
+WRITTEN = 2
 
 
 @dataclass(frozen=True)
@@ -98,7 +88,7 @@ class LarsonKeys:
 @njit(cache=True)
 def _size(reg, u, par):
     span = par[P_HI] - par[P_LO]
-    return par[P_LO] + below(reg, u, span) if span > 0 else par[P_LO]
+    return par[P_LO] + steps.below(reg, u, span) if span > 0 else par[P_LO]
 
 
 @njit(cache=True)
@@ -108,17 +98,12 @@ def _worker_thread(worker, generation, par):
 
 @njit(cache=True)
 def _replace(reg, u, out, par, hold_obj, hold_thread, cell, thread, write):
-    """Free the block of `cell` and allocate a new one into it on `thread` (DRAIN if that does not fit)."""
-    rows = 2 + (1 if write else 0)
-    if not fits(reg, rows, 0):
-        return DRAIN
-    free(reg, out, take(hold_obj, cell), thread)
+    """Free the block of `cell` and allocate a new one into it on `thread`: False if that does not fit."""
+    if not steps.drop(reg, out, hold_obj, cell, thread, False):
+        return False
     size = _size(reg, u, par)
-    ident = alloc(reg, out, size, thread)
-    hold(hold_obj, hold_thread, cell, ident, thread)
-    if write:
-        access(reg, out, ident, min(size, 2), thread)
-    return -1
+    return steps.put(reg, out, hold_obj, hold_thread, cell, size, thread, thread,
+                     min(size, WRITTEN) if write else -1) != steps.EMPTY
 
 
 @njit(cache=True)
@@ -126,7 +111,7 @@ def _kernel(u, out, stop_at, reg, par, ops_left, generation, hold_obj, hold_thre
     threads, slots = par[P_THREADS], par[P_SLOTS]
     cells = threads * slots
     while True:
-        status = pause(reg, u, stop_at)
+        status = steps.pause(reg, u, stop_at)
         if status >= 0:
             return status
         phase = reg[PHASE]
@@ -134,39 +119,39 @@ def _kernel(u, out, stop_at, reg, par, ops_left, generation, hold_obj, hold_thre
             if reg[COUNT] == cells:
                 reg[PHASE], reg[COUNT] = SHUFFLING, cells
                 continue
-            if not fits(reg, 1, 1):
-                return DRAIN
-            hold(hold_obj, hold_thread, reg[COUNT], alloc(reg, out, _size(reg, u, par), MAIN), MAIN)
+            if steps.put(reg, out, hold_obj, hold_thread, reg[COUNT], _size(reg, u, par), MAIN, MAIN,
+                         -1) == steps.EMPTY:
+                return steps.DRAIN
             reg[COUNT] += 1
         elif phase == SHUFFLING:  # Fisher-Yates over the slots, from the top
             remaining = reg[COUNT]
             if remaining == 0:
                 reg[PHASE], reg[COUNT] = REPLACING, 0
                 continue
-            victim = below(reg, u, remaining)
+            victim = steps.below(reg, u, remaining)
             hold_obj[victim], hold_obj[remaining - 1] = hold_obj[remaining - 1], hold_obj[victim]
             reg[COUNT] = remaining - 1
         elif phase == REPLACING:
             if reg[COUNT] == par[P_WARMUP] * cells:
                 for worker in range(threads):
                     ops_left[worker] = par[P_OPS_PER_THREAD]
-                    hand_over(hold_thread, worker * slots, slots, _worker_thread(worker, 0, par))
+                    steps.hand_over(hold_thread, worker * slots, slots, _worker_thread(worker, 0, par))
                 reg[PHASE] = WORKING
                 continue
-            if _replace(reg, u, out, par, hold_obj, hold_thread, below(reg, u, cells), MAIN, False) == DRAIN:
-                return DRAIN
+            if not _replace(reg, u, out, par, hold_obj, hold_thread, steps.below(reg, u, cells), MAIN, False):
+                return steps.DRAIN
             reg[COUNT] += 1
         else:
-            worker = below(reg, u, threads)
+            worker = steps.below(reg, u, threads)
             if ops_left[worker] == 0:  # the worker exits; a new thread takes over its slots
                 generation[worker] += 1
                 ops_left[worker] = par[P_OPS_PER_THREAD]
-                hand_over(hold_thread, worker * slots, slots, _worker_thread(worker, generation[worker], par))
+                steps.hand_over(hold_thread, worker * slots, slots, _worker_thread(worker, generation[worker], par))
                 continue
             thread = _worker_thread(worker, generation[worker], par)
-            cell = worker * slots + below(reg, u, slots)
-            if _replace(reg, u, out, par, hold_obj, hold_thread, cell, thread, par[P_WRITE] != 0) == DRAIN:
-                return DRAIN
+            cell = worker * slots + steps.below(reg, u, slots)
+            if not _replace(reg, u, out, par, hold_obj, hold_thread, cell, thread, par[P_WRITE] != 0):
+                return steps.DRAIN
             ops_left[worker] -= 1
 
 

@@ -31,9 +31,9 @@ import numpy as np
 from numba import njit
 
 from labcore.jitcache import holds_kernels
+from workloads.classics import steps
 from workloads.classics.keys import flag, key
 from workloads.classics.machine import Classic, Machine, machine
-from workloads.classics.steps import DRAIN, EMPTY, access, alloc, below, fits, free, hold, pause, take
 from workloads.trace import MAX_REQUEST_SIZE
 
 holds_kernels(__file__)
@@ -60,21 +60,21 @@ class MallocLargeKeys:
 def _kernel(u, out, stop_at, reg, par, hold_obj, hold_thread):
     touch = par[P_TOUCH] != 0
     while True:
-        status = pause(reg, u, stop_at)
+        status = steps.pause(reg, u, stop_at)
         if status >= 0:
             return status
-        cell = below(reg, u, par[P_BUFFERS])
-        size = par[P_MIN] + below(reg, u, par[P_MAX] - par[P_MIN] + 1)
-        replaces = hold_obj[cell] != EMPTY
-        if not fits(reg, (2 if touch else 1) + (1 if replaces else 0), 0 if replaces else 1):
-            return DRAIN
-        old = take(hold_obj, cell)
-        ident = alloc(reg, out, size, THREAD)
+        cell = steps.below(reg, u, par[P_BUFFERS])
+        size = par[P_MIN] + steps.below(reg, u, par[P_MAX] - par[P_MIN] + 1)
+        replaces = hold_obj[cell] != steps.EMPTY
+        if not steps.fits(reg, (2 if touch else 1) + (1 if replaces else 0), 0 if replaces else 1):
+            return steps.DRAIN
+        old = steps.take(hold_obj, cell)  # the new buffer first, then the old one's free (unique_ptr's assignment)
+        ident = steps.alloc(reg, out, size, THREAD)
         if touch:
-            access(reg, out, ident, 0, THREAD)
+            steps.access(reg, out, ident, 0, THREAD)
         if replaces:
-            free(reg, out, old, THREAD)
-        hold(hold_obj, hold_thread, cell, ident, THREAD)
+            steps.free(reg, out, old, THREAD)
+        steps.hold(hold_obj, hold_thread, cell, ident, THREAD)
 
 
 def build(keys: MallocLargeKeys, n_ops: int) -> Machine:

@@ -26,9 +26,11 @@ How the trace reproduces it.  Each thread is a step machine; the threads of
 a round run interleaved at random, one sub-step at a time (allocate and
 write: ALLOC + ACCESS of the whole object; maybe free: ACCESS + FREE; maybe
 swap: no row).  A thread's pointer array (the original's `data`, first
-`realloc(NULL, 800000)`) and its retained array are ALLOC rows too, freed at
-its end.  Round r's thread t is thread 1 + t + P x (r mod G), G = (MAX_THREADS
-- 1) // P; thread 0 is the main thread, which frees the surviving transfers.
+`realloc(NULL, 800000)`) and its retained array are ALLOC rows too, at its
+start (the original makes the pointer array at its first allocation), freed
+at its end.  Round r's thread t is thread 1 + t + P x (r mod G), G =
+(MAX_THREADS - 1) // P; thread 0 is the main thread, which frees the
+surviving transfers.
 Rounds repeat until the trace's row budget; the drain then frees what every
 thread and the transfer array hold.
 
@@ -48,22 +50,9 @@ import numpy as np
 from numba import njit
 
 from labcore.jitcache import holds_kernels
+from workloads.classics import steps
 from workloads.classics.keys import flag, key
 from workloads.classics.machine import Classic, Machine, machine
-from workloads.classics.steps import (
-    DRAIN,
-    EMPTY,
-    OWN,
-    access,
-    alloc,
-    below,
-    chance,
-    fits,
-    free,
-    hold,
-    pause,
-    take,
-)
 from workloads.trace import MAX_THREADS
 
 holds_kernels(__file__)
@@ -73,7 +62,7 @@ WORD = 8
 #: The original's pointer array grows 100000 pointers at a time.
 DATA_CHUNK = 100_000
 #: Own registers: the round, threads of the round still running, the main thread's transfer cursor.
-ROUND, RUNNING, TRANSFER_AT = OWN, OWN + 1, OWN + 2
+ROUND, RUNNING, TRANSFER_AT = steps.OWN, steps.OWN + 1, steps.OWN + 2
 #: A thread's states (`state`), in order.
 START, START_DATA, ALLOCATE, MAYBE_FREE, MAYBE_SWAP, FREE_RETAINED, FREE_DATA, FREE_ARRAYS, FINISHED = range(9)
 #: Per-thread counters (`count[thread, k]`).
@@ -98,10 +87,10 @@ def _allocs(thread_index: int, scale: int) -> int:
 
 @njit(cache=True)
 def _object_size(reg, u, par, words):
-    if par[P_LARGE] != 0 and chance(reg, u, 0.02):
-        if chance(reg, u, 0.02):
+    if par[P_LARGE] != 0 and steps.chance(reg, u, 0.02):
+        if steps.chance(reg, u, 0.02):
             words *= 10_000
-        elif chance(reg, u, 0.11):
+        elif steps.chance(reg, u, 0.11):
             words *= 1000
         else:
             words *= 100
@@ -112,74 +101,54 @@ def _object_size(reg, u, par, words):
 
 @njit(cache=True)
 def _new_object(reg, u, out, par, hold_obj, hold_thread, cell, words, thread):
-    """ALLOC (+ the write) into `cell` (DRAIN if it does not fit)."""
-    touch = par[P_TOUCH] != 0
-    if not fits(reg, 2 if touch else 1, 1):
-        return DRAIN
-    ident = alloc(reg, out, _object_size(reg, u, par, words), thread)
-    hold(hold_obj, hold_thread, cell, ident, thread)
-    if touch:
-        access(reg, out, ident, 0, thread)
-    return -1
-
-
-@njit(cache=True)
-def _drop(reg, out, par, hold_obj, cell, thread):
-    """Read and free the object of `cell`, if any (DRAIN if that does not fit)."""
-    if hold_obj[cell] == EMPTY:
-        return -1
-    touch = par[P_TOUCH] != 0
-    if not fits(reg, 2 if touch else 1, -1):
-        return DRAIN
-    ident = take(hold_obj, cell)
-    if touch:
-        access(reg, out, ident, 0, thread)
-    free(reg, out, ident, thread)
-    return -1
+    """ALLOC (+ the write) into `cell`: False if that does not fit."""
+    size = _object_size(reg, u, par, words)
+    write = 0 if par[P_TOUCH] != 0 else -1
+    return steps.put(reg, out, hold_obj, hold_thread, cell, size, thread, thread, write) != steps.EMPTY
 
 
 @njit(cache=True)
 def _thread_step(reg, u, out, par, t, layout, limits, state, count, hold_obj, hold_thread):
-    """One step of round thread `t`: -1 or DRAIN."""
+    """One step of round thread `t`: False if it does not fit the budget."""
     thread = 1 + t + par[P_THREADS] * (reg[ROUND] % par[P_GENERATIONS])
     data, retained, arrays = layout[t, 0], layout[t, 1], layout[t, 2]
     top, retained_top = count[t, C_TOP], count[t, C_RETAINED_TOP]
+    read = par[P_TOUCH] != 0
     phase = state[t]
     if phase == START or phase == START_DATA:  # malloc(retain x 8) for the retained objects; the pointer array,
-        if not fits(reg, 1, 1):  # realloc(NULL, 100000 pointers) at the first allocation (here: at the start)
-            return DRAIN
-        nbytes = max(limits[t, 1], 1) * WORD if phase == START else DATA_CHUNK * WORD
-        cell = arrays + 1 if phase == START else arrays
-        hold(hold_obj, hold_thread, cell, alloc(reg, out, nbytes, thread), thread)
+        nbytes = max(limits[t, 1], 1) * WORD if phase == START else DATA_CHUNK * WORD  # realloc(NULL, 100000
+        cell = arrays + 1 if phase == START else arrays  # pointers) at the first allocation (here: at the start)
+        if steps.put(reg, out, hold_obj, hold_thread, cell, nbytes, thread, thread, -1) == steps.EMPTY:
+            return False
         count[t, C_ALLOCS], count[t, C_RETAIN] = limits[t, 0], limits[t, 1]
         count[t, C_TOP] = count[t, C_RETAINED_TOP] = 0
         state[t] = phase + 1
     elif phase == ALLOCATE:
         if count[t, C_RETAIN] == 0 and count[t, C_ALLOCS] == 0:
             state[t], count[t, C_CURSOR] = FREE_RETAINED, 0
-            return -1
-        if count[t, C_RETAIN] == 0 or (chance(reg, u, 0.51) and count[t, C_ALLOCS] > 0):
-            if _new_object(reg, u, out, par, hold_obj, hold_thread, data + top, 1 << below(reg, u, 5),
-                           thread) == DRAIN:
-                return DRAIN
+            return True
+        if count[t, C_RETAIN] == 0 or (steps.chance(reg, u, 0.51) and count[t, C_ALLOCS] > 0):
+            if not _new_object(reg, u, out, par, hold_obj, hold_thread, data + top, 1 << steps.below(reg, u, 5),
+                               thread):
+                return False
             count[t, C_TOP] += 1
             count[t, C_ALLOCS] -= 1
         else:
-            if _new_object(reg, u, out, par, hold_obj, hold_thread, retained + retained_top,
-                           1 << below(reg, u, 7), thread) == DRAIN:
-                return DRAIN
+            if not _new_object(reg, u, out, par, hold_obj, hold_thread, retained + retained_top,
+                               1 << steps.below(reg, u, 7), thread):
+                return False
             count[t, C_RETAINED_TOP] += 1
             count[t, C_RETAIN] -= 1
         state[t] = MAYBE_FREE
     elif phase == MAYBE_FREE:
-        if chance(reg, u, 0.67) and top > 0:
-            if _drop(reg, out, par, hold_obj, data + below(reg, u, top), thread) == DRAIN:
-                return DRAIN
+        if steps.chance(reg, u, 0.67) and top > 0:
+            if not steps.drop(reg, out, hold_obj, data + steps.below(reg, u, top), thread, read):
+                return False
         state[t] = MAYBE_SWAP
     elif phase == MAYBE_SWAP:
-        if chance(reg, u, 0.26) and top > 0:  # exchange a pointer with the transfer array (no row)
-            mine = data + below(reg, u, top)
-            theirs = layout[par[P_THREADS], 0] + below(reg, u, par[P_TRANSFERS])
+        if steps.chance(reg, u, 0.26) and top > 0:  # exchange a pointer with the transfer array (no row)
+            mine = data + steps.below(reg, u, top)
+            theirs = layout[par[P_THREADS], 0] + steps.below(reg, u, par[P_TRANSFERS])
             hold_obj[mine], hold_obj[theirs] = hold_obj[theirs], hold_obj[mine]
             hold_thread[mine], hold_thread[theirs] = thread, MAIN
         state[t] = ALLOCATE
@@ -188,40 +157,36 @@ def _thread_step(reg, u, out, par, t, layout, limits, state, count, hold_obj, ho
         cell = first + count[t, C_CURSOR]
         if cell == end:
             state[t], count[t, C_CURSOR] = phase + 1, 0
-            return -1
-        if _drop(reg, out, par, hold_obj, cell, thread) == DRAIN:
-            return DRAIN
+            return True
+        if not steps.drop(reg, out, hold_obj, cell, thread, read):
+            return False
         count[t, C_CURSOR] += 1
     elif phase == FREE_ARRAYS:  # free(retained), free(data)
         cell = arrays + 1 - count[t, C_CURSOR]
         if cell < arrays:
             state[t] = FINISHED
             reg[RUNNING] -= 1
-            return -1
-        if hold_obj[cell] != EMPTY:
-            if not fits(reg, 1, -1):
-                return DRAIN
-            free(reg, out, take(hold_obj, cell), thread)
+            return True
+        if not steps.drop(reg, out, hold_obj, cell, thread, False):
+            return False
         count[t, C_CURSOR] += 1
-    return -1
+    return True
 
 
 @njit(cache=True)
 def _kernel(u, out, stop_at, reg, par, layout, limits, state, count, hold_obj, hold_thread):
     threads = par[P_THREADS]
     while True:
-        status = pause(reg, u, stop_at)
+        status = steps.pause(reg, u, stop_at)
         if status >= 0:
             return status
         if reg[RUNNING] > 0:
-            t = below(reg, u, threads)
-            if state[t] == FINISHED:
-                continue
-            if _thread_step(reg, u, out, par, t, layout, limits, state, count, hold_obj, hold_thread) == DRAIN:
-                return DRAIN
+            t = steps.below(reg, u, threads)
+            if state[t] != FINISHED and not _thread_step(reg, u, out, par, t, layout, limits, state, count,
+                                                         hold_obj, hold_thread):
+                return steps.DRAIN
             continue
         # between rounds: the main thread frees about half the transfers, then a new round starts
-        cell = layout[threads, 0] + reg[TRANSFER_AT]
         if reg[TRANSFER_AT] == par[P_TRANSFERS]:
             reg[ROUND] += 1
             reg[RUNNING] = threads
@@ -229,8 +194,9 @@ def _kernel(u, out, stop_at, reg, par, layout, limits, state, count, hold_obj, h
             for t in range(threads):
                 state[t] = START
             continue
-        if chance(reg, u, 0.51) and _drop(reg, out, par, hold_obj, cell, MAIN) == DRAIN:
-            return DRAIN
+        cell = layout[threads, 0] + reg[TRANSFER_AT]
+        if steps.chance(reg, u, 0.51) and not steps.drop(reg, out, hold_obj, cell, MAIN, par[P_TOUCH] != 0):
+            return steps.DRAIN
         reg[TRANSFER_AT] += 1
 
 

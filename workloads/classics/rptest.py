@@ -47,23 +47,9 @@ import numpy as np
 from numba import njit
 
 from labcore.jitcache import holds_kernels
+from workloads.classics import steps
 from workloads.classics.keys import choice, flag, key
 from workloads.classics.machine import Classic, Machine, machine
-from workloads.classics.steps import (
-    DRAIN,
-    EMPTY,
-    OWN,
-    access,
-    alloc,
-    below,
-    fits,
-    free,
-    hand_over,
-    hold,
-    pause,
-    take,
-    uniform,
-)
 from workloads.trace import MAX_THREADS
 
 holds_kernels(__file__)
@@ -72,7 +58,7 @@ SIZE_MODES = ("even", "linear", "exp")
 #: The batch header (`thread_pointers`: pointers, count, next, allocated).
 HEADER_BYTES = 32
 #: Own registers: threads waiting at the end of an iteration; whether one thread has finished its loops.
-WAITING, SOMEONE_DONE = OWN, OWN + 1
+WAITING, SOMEONE_DONE = steps.OWN, steps.OWN + 1
 #: A thread's states.
 START, LOOP, FREE_SLOTS, FREE_BATCHES, ALLOC_SLOTS, SEND, WAIT, RELEASE = range(8)
 #: Per-thread counters (`count[thread, k]`).
@@ -121,40 +107,24 @@ def scatter_steps(slots: int) -> tuple[int, int]:
 @njit(cache=True)
 def _size(reg, u, par):
     span = par[P_RANGE]
-    even = float(round(span * uniform(reg, u)))
+    even = float(round(span * steps.uniform(reg, u)))
     mode = par[P_MODE]
     if mode == 1:
-        even *= abs(1.0 - uniform(reg, u) - uniform(reg, u))
+        even *= abs(1.0 - steps.uniform(reg, u) - steps.uniform(reg, u))
     elif mode == 2:
-        even *= (1.0 - uniform(reg, u)) * (1.0 - uniform(reg, u))
+        even *= (1.0 - steps.uniform(reg, u)) * (1.0 - steps.uniform(reg, u))
     return par[P_MIN] + int(even)
 
 
 @njit(cache=True)
-def _new_block(reg, u, out, par, hold_obj, hold_thread, cell, thread, extra_rows, live_change):
-    """ALLOC (+ its touch) into `cell`; `extra_rows` (a FREE of the slot's block) come first: DRAIN if it does
+def _new_block(reg, u, out, par, hold_obj, hold_thread, cell, thread):
+    """Free the block still in `cell`, if any, and allocate a new one into it (+ its touch): False if that does
     not fit."""
-    touch = par[P_TOUCH] != 0
-    if not fits(reg, 1 + extra_rows + (1 if touch else 0), live_change):
-        return DRAIN
-    if extra_rows:
-        free(reg, out, take(hold_obj, cell), thread)
-    ident = alloc(reg, out, _size(reg, u, par), thread)
-    hold(hold_obj, hold_thread, cell, ident, thread)
-    if touch:
-        access(reg, out, ident, 0, thread)
-    return -1
-
-
-@njit(cache=True)
-def _free_cell(reg, out, hold_obj, cell, thread):
-    """Free the block of `cell` if there is one (DRAIN if that does not fit)."""
-    if hold_obj[cell] == EMPTY:
-        return -1
-    if not fits(reg, 1, -1):
-        return DRAIN
-    free(reg, out, take(hold_obj, cell), thread)
-    return -1
+    if not steps.drop(reg, out, hold_obj, cell, thread, False):
+        return False
+    write = 0 if par[P_TOUCH] != 0 else -1
+    return steps.put(reg, out, hold_obj, hold_thread, cell, _size(reg, u, par), thread, thread,
+                     write) != steps.EMPTY
 
 
 @njit(cache=True)
@@ -167,133 +137,153 @@ def _batch_cell(par, record):
 def _start_loop(reg, u, par, t, count, inbox):
     """A loop's counts are drawn and the batches handed to `t` so far are taken."""
     ops = par[P_OPS]
-    count[t, C_LEFT] = int(0.8 * ops * (30 + below(reg, u, 70)) / 100.0)
-    count[t, C_ALLOCS] = count[t, C_BATCH] = int(ops * (30 + below(reg, u, 70)) / 100.0)
+    count[t, C_LEFT] = int(0.8 * ops * (30 + steps.below(reg, u, 70)) / 100.0)
+    count[t, C_ALLOCS] = count[t, C_BATCH] = int(ops * (30 + steps.below(reg, u, 70)) / 100.0)
     count[t, C_TAKEN] = inbox[t]
-    inbox[t] = EMPTY
+    inbox[t] = steps.EMPTY
+
+
+@njit(cache=True)
+def _end_iteration(reg, par, state, count, inbox):
+    """Every thread has done its loops: each frees the batches it got and its slots (RELEASE)."""
+    for other in range(par[P_THREADS]):
+        state[other] = RELEASE
+        count[other, C_CURSOR] = 0
+        count[other, C_TAKEN] = inbox[other]
+        inbox[other] = steps.EMPTY
+    reg[WAITING] = 0
+
+
+@njit(cache=True)
+def _free_received(reg, out, par, t, count, batch, spare, hold_obj):
+    """One FREE of the batches `t` received: their blocks, then the array and the header; False if it does not
+    fit."""
+    record = count[t, C_TAKEN]
+    first = _batch_cell(par, record)
+    cell = first + 2 + count[t, C_CURSOR]
+    if count[t, C_CURSOR] == batch[record, B_COUNT]:
+        cell = first + 1 if hold_obj[first + 1] != steps.EMPTY else first
+    if not steps.drop(reg, out, hold_obj, cell, t, False):
+        return False
+    if cell == first:  # the batch is gone: its record is free again
+        count[t, C_TAKEN] = batch[record, B_NEXT]
+        count[t, C_CURSOR] = 0
+        batch[record, B_NEXT] = spare[0]
+        spare[0] = record
+    elif cell > first + 1:
+        count[t, C_CURSOR] += 1
+    return True
+
+
+@njit(cache=True)
+def _send(reg, u, out, par, t, state, count, batch, inbox, hold_obj, hold_thread):
+    """One step of filling the batch `t` sends (the header, the array, a block), or its hand-over."""
+    record = count[t, C_SENDING]
+    first = _batch_cell(par, record)
+    filled = batch[record, B_FILLED]
+    if filled < 0:  # the header (32 B), then the pointer array
+        cell = first if filled == -2 else first + 1
+        nbytes = HEADER_BYTES if filled == -2 else 8 * max(batch[record, B_COUNT], 1)
+        if steps.put(reg, out, hold_obj, hold_thread, cell, nbytes, t, t, -1) == steps.EMPTY:
+            return False
+    elif filled < batch[record, B_COUNT]:
+        if not _new_block(reg, u, out, par, hold_obj, hold_thread, first + 2 + filled, t):
+            return False
+    else:  # hand it to the next thread, round-robin, never itself
+        target = (count[t, C_TARGET] + 1) % par[P_THREADS]
+        if target == t:
+            target = (target + 1) % par[P_THREADS]
+        count[t, C_TARGET] = target
+        steps.hand_over(hold_thread, first, 2 + batch[record, B_COUNT], target)
+        batch[record, B_NEXT] = inbox[target]
+        inbox[target] = record
+        state[t] = LOOP
+        return True
+    batch[record, B_FILLED] = filled + 1
+    return True
+
+
+@njit(cache=True)
+def _end_loop(reg, par, t, state, count, batch, spare):
+    """After a loop's allocations: every `cross_rate`-th loop starts a batch for another thread (SEND)."""
+    state[t] = LOOP
+    count[t, C_LOOP] += 1
+    cross = par[P_CROSS]
+    if (cross > 0 and par[P_THREADS] > 1 and (count[t, C_LOOP] - 1) % cross == 0 and reg[SOMEONE_DONE] == 0
+            and spare[0] != steps.EMPTY):
+        record = spare[0]
+        spare[0] = batch[record, B_NEXT]
+        batch[record, B_COUNT] = count[t, C_BATCH]
+        batch[record, B_FILLED] = -2  # the header and the array come first
+        count[t, C_SENDING] = record
+        state[t] = SEND
 
 
 @njit(cache=True)
 def _step(reg, u, out, par, t, state, count, batch, inbox, spare, hold_obj, hold_thread):
-    """One step of thread `t` (thread id t): -1 or DRAIN."""
+    """One step of thread `t` (thread id t): False if it does not fit the budget."""
     slots = par[P_SLOTS]
     own = t * (slots + 1)
     phase = state[t]
     if phase == START:  # the pointer array
-        if not fits(reg, 1, 1):
-            return DRAIN
-        hold(hold_obj, hold_thread, own + slots, alloc(reg, out, 8 * slots, t), t)
+        if steps.put(reg, out, hold_obj, hold_thread, own + slots, 8 * slots, t, t, -1) == steps.EMPTY:
+            return False
         state[t] = LOOP
     elif phase == LOOP:
-        if count[t, C_LOOP] == par[P_LOOPS]:
-            state[t] = WAIT
-            reg[WAITING] += 1
-            reg[SOMEONE_DONE] = 1
-            if reg[WAITING] == par[P_THREADS]:  # everyone is here: the iteration ends
-                for other in range(par[P_THREADS]):
-                    state[other] = RELEASE
-                    count[other, C_CURSOR] = 0
-                    count[other, C_TAKEN] = inbox[other]
-                    inbox[other] = EMPTY
-                reg[WAITING] = 0
-            return -1
-        _start_loop(reg, u, par, t, count, inbox)
-        state[t] = FREE_SLOTS
+        if count[t, C_LOOP] < par[P_LOOPS]:
+            _start_loop(reg, u, par, t, count, inbox)
+            state[t] = FREE_SLOTS
+            return True
+        state[t] = WAIT
+        reg[WAITING] += 1
+        reg[SOMEONE_DONE] = 1
+        if reg[WAITING] == par[P_THREADS]:
+            _end_iteration(reg, par, state, count, inbox)
     elif phase == FREE_SLOTS:
         if count[t, C_LEFT] == 0:
             state[t] = FREE_BATCHES
-            return -1
-        if _free_cell(reg, out, hold_obj, own + count[t, C_FREE_AT], t) == DRAIN:
-            return DRAIN
+            return True
+        if not steps.drop(reg, out, hold_obj, own + count[t, C_FREE_AT], t, False):
+            return False
         count[t, C_FREE_AT] = (count[t, C_FREE_AT] + par[P_FREE_STEP]) % slots
         count[t, C_LEFT] -= 1
     elif phase == FREE_BATCHES or phase == RELEASE:
-        record = count[t, C_TAKEN]
-        if record != EMPTY:  # the received batches: blocks, then the array and the header
-            first = _batch_cell(par, record)
-            cell = first + 2 + count[t, C_CURSOR]
-            if count[t, C_CURSOR] == batch[record, B_COUNT]:
-                cell = first + 1 if hold_obj[first + 1] != EMPTY else first
-            if _free_cell(reg, out, hold_obj, cell, t) == DRAIN:
-                return DRAIN
-            if cell == first:
-                count[t, C_TAKEN] = batch[record, B_NEXT]
-                count[t, C_CURSOR] = 0
-                batch[record, B_NEXT] = spare[0]
-                spare[0] = record
-            elif cell > first + 1:
-                count[t, C_CURSOR] += 1
-            return -1
+        if count[t, C_TAKEN] != steps.EMPTY:
+            return _free_received(reg, out, par, t, count, batch, spare, hold_obj)
         if phase == FREE_BATCHES:
             state[t] = ALLOC_SLOTS
-            return -1
-        if count[t, C_CURSOR] < slots:  # the end of an iteration: every slot is freed
-            if _free_cell(reg, out, hold_obj, own + count[t, C_CURSOR], t) == DRAIN:
-                return DRAIN
+        elif count[t, C_CURSOR] < slots:  # the end of an iteration: every slot is freed
+            if not steps.drop(reg, out, hold_obj, own + count[t, C_CURSOR], t, False):
+                return False
             count[t, C_CURSOR] += 1
-            return -1
-        count[t, C_LOOP] = count[t, C_CURSOR] = 0
-        reg[SOMEONE_DONE] = 0
-        state[t] = LOOP
+        else:
+            count[t, C_LOOP] = count[t, C_CURSOR] = 0
+            reg[SOMEONE_DONE] = 0
+            state[t] = LOOP
     elif phase == ALLOC_SLOTS:
         if count[t, C_ALLOCS] == 0:
-            state[t] = LOOP
-            count[t, C_LOOP] += 1
-            cross = par[P_CROSS]
-            if (cross > 0 and par[P_THREADS] > 1 and (count[t, C_LOOP] - 1) % cross == 0
-                    and reg[SOMEONE_DONE] == 0 and spare[0] != EMPTY):
-                record = spare[0]
-                spare[0] = batch[record, B_NEXT]
-                batch[record, B_COUNT] = count[t, C_BATCH]
-                batch[record, B_FILLED] = -2  # the header and the array come first
-                count[t, C_SENDING] = record
-                state[t] = SEND
-            return -1
-        cell = own + count[t, C_ALLOC_AT]
-        occupied = 1 if hold_obj[cell] != EMPTY else 0
-        if _new_block(reg, u, out, par, hold_obj, hold_thread, cell, t, occupied, 1 - occupied) == DRAIN:
-            return DRAIN
+            _end_loop(reg, par, t, state, count, batch, spare)
+            return True
+        if not _new_block(reg, u, out, par, hold_obj, hold_thread, own + count[t, C_ALLOC_AT], t):
+            return False
         count[t, C_ALLOC_AT] = (count[t, C_ALLOC_AT] + par[P_ALLOC_STEP]) % slots
         count[t, C_ALLOCS] -= 1
     elif phase == SEND:
-        record = count[t, C_SENDING]
-        first = _batch_cell(par, record)
-        filled = batch[record, B_FILLED]
-        if filled < 0:  # the header (32 B), then the pointer array
-            if not fits(reg, 1, 1):
-                return DRAIN
-            cell = first if filled == -2 else first + 1
-            nbytes = HEADER_BYTES if filled == -2 else 8 * max(batch[record, B_COUNT], 1)
-            hold(hold_obj, hold_thread, cell, alloc(reg, out, nbytes, t), t)
-        elif filled < batch[record, B_COUNT]:
-            if _new_block(reg, u, out, par, hold_obj, hold_thread, first + 2 + filled, t, 0, 1) == DRAIN:
-                return DRAIN
-        else:  # hand it to the next thread, round-robin, never itself
-            target = (count[t, C_TARGET] + 1) % par[P_THREADS]
-            if target == t:
-                target = (target + 1) % par[P_THREADS]
-            count[t, C_TARGET] = target
-            hand_over(hold_thread, first, 2 + batch[record, B_COUNT], target)
-            batch[record, B_NEXT] = inbox[target]
-            inbox[target] = record
-            state[t] = LOOP
-            return -1
-        batch[record, B_FILLED] = filled + 1
-    return -1
+        return _send(reg, u, out, par, t, state, count, batch, inbox, hold_obj, hold_thread)
+    return True
 
 
 @njit(cache=True)
 def _kernel(u, out, stop_at, reg, par, state, count, batch, inbox, spare, hold_obj, hold_thread):
     threads = par[P_THREADS]
     while True:
-        status = pause(reg, u, stop_at)
+        status = steps.pause(reg, u, stop_at)
         if status >= 0:
             return status
-        t = below(reg, u, threads)
-        if state[t] == WAIT:
-            continue
-        if _step(reg, u, out, par, t, state, count, batch, inbox, spare, hold_obj, hold_thread) == DRAIN:
-            return DRAIN
+        t = steps.below(reg, u, threads)
+        if state[t] != WAIT and not _step(reg, u, out, par, t, state, count, batch, inbox, spare, hold_obj,
+                                          hold_thread):
+            return steps.DRAIN
 
 
 def build(keys: RptestKeys, n_ops: int) -> Machine:
@@ -305,11 +295,11 @@ def build(keys: RptestKeys, n_ops: int) -> Machine:
                     free_step], np.int64)
     state = np.full(threads, START, np.int64)
     count = np.zeros((threads, 10), np.int64)
-    count[:, C_TAKEN] = EMPTY
+    count[:, C_TAKEN] = steps.EMPTY
     batch = np.zeros((records, 3), np.int64)
     batch[:, B_NEXT] = np.arange(1, records + 1)
-    batch[-1, B_NEXT] = EMPTY
-    inbox = np.full(threads, EMPTY, np.int64)
+    batch[-1, B_NEXT] = steps.EMPTY
+    inbox = np.full(threads, steps.EMPTY, np.int64)
     spare = np.zeros(1, np.int64)  # the first unused batch record (a list through B_NEXT)
     cells = threads * (keys.slots + 1) + records * (keys.ops + 2)
     return machine(_kernel, n_ops, 2, cells, par, state, count, batch, inbox, spare)

@@ -39,9 +39,9 @@ import numpy as np
 from numba import njit
 
 from labcore.jitcache import holds_kernels
+from workloads.classics import steps
 from workloads.classics.keys import key
 from workloads.classics.machine import Classic, Machine, machine
-from workloads.classics.steps import DRAIN, EMPTY, alloc, below, fits, free, hold, pause, take
 from workloads.trace import MAX_THREADS
 
 holds_kernels(__file__)
@@ -96,13 +96,13 @@ def _next_size(c, par):
 
 @njit(cache=True)
 def _step(reg, out, par, t, c, hold_obj, hold_thread):
+    """One ALLOC or FREE of thread `t` (its counters `c`): False if it does not fit the budget."""
     ring = par[P_RING]
     first = t * (ring + 1)
     phase = c[C_PHASE]
     if phase == STARTING:
-        if not fits(reg, 1, 1):
-            return DRAIN
-        hold(hold_obj, hold_thread, first + ring, alloc(reg, out, 8 * ring, t), t)
+        if steps.put(reg, out, hold_obj, hold_thread, first + ring, 8 * ring, t, t, -1) == steps.EMPTY:
+            return False
         c[C_BASE] = c[C_SIZE] = 1
         c[C_LEFT] = _repeats(1)
         c[C_KEEP_FROM] = c[C_KEEP_TO] = ring  # no window before the first pass
@@ -115,10 +115,9 @@ def _step(reg, out, par, t, c, hold_obj, hold_thread):
             keep_from = c[C_KEEP_TO] if c[C_KEEP_TO] < ring else 0
             c[C_KEEP_FROM], c[C_KEEP_TO] = keep_from, min(keep_from + ring // 5, ring)
             c[C_AT], c[C_CURSOR], c[C_PHASE] = 0, 0, FREEING_BELOW
-            return -1
-        if not fits(reg, 1, 1):
-            return DRAIN
-        hold(hold_obj, hold_thread, first + at, alloc(reg, out, c[C_SIZE], t), t)
+            return True
+        if steps.put(reg, out, hold_obj, hold_thread, first + at, c[C_SIZE], t, t, -1) == steps.EMPTY:
+            return False
         c[C_AT] = at + 1
         c[C_LEFT] -= 1
         if c[C_LEFT] == 0:
@@ -129,24 +128,22 @@ def _step(reg, out, par, t, c, hold_obj, hold_thread):
         if (below_window and slot >= c[C_KEEP_FROM]) or (not below_window and slot < c[C_KEEP_TO]):
             c[C_CURSOR] = 0
             c[C_PHASE] = FREEING_ABOVE if below_window else ALLOCATING
-            return -1
-        if hold_obj[first + slot] != EMPTY:
-            if not fits(reg, 1, -1):
-                return DRAIN
-            free(reg, out, take(hold_obj, first + slot), t)
+            return True
+        if not steps.drop(reg, out, hold_obj, first + slot, t, False):
+            return False
         c[C_CURSOR] += 1
-    return -1
+    return True
 
 
 @njit(cache=True)
 def _kernel(u, out, stop_at, reg, par, count, hold_obj, hold_thread):
     while True:
-        status = pause(reg, u, stop_at)
+        status = steps.pause(reg, u, stop_at)
         if status >= 0:
             return status
-        t = below(reg, u, par[P_THREADS])
-        if _step(reg, out, par, t, count[t], hold_obj, hold_thread) == DRAIN:
-            return DRAIN
+        t = steps.below(reg, u, par[P_THREADS])
+        if not _step(reg, out, par, t, count[t], hold_obj, hold_thread):
+            return steps.DRAIN
 
 
 def build(keys: Sh6benchKeys, n_ops: int) -> Machine:

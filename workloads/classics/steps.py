@@ -26,18 +26,21 @@ more), `NEED_DRAWS` (fewer than `MAX_DRAWS` uniforms left), `DRAIN` (the
 next step does not fit the budget) or, from `drain`, `DONE`.  `pause` is the
 check at the top of every step.
 
-Budget.  Before it writes anything, a step asks `fits(reg, rows,
-live_change)`: do its rows, plus one FREE for every object live after it,
-still fit `n_ops`?  No step writes more than `MAX_STEP_ROWS` rows, and none
-has rows + live_change above 3, so a refused step leaves at most two rows of
-the budget unused: the trace has n_ops, n_ops - 1 or n_ops - 2 rows.
+Budget.  Before it writes anything, a step (or each part of one: `put`,
+`drop`) asks `fits(reg, rows, live_change)`: do its rows, plus one FREE for
+every object live after it, still fit `n_ops`?  No step writes more than
+`MAX_STEP_ROWS` rows, and no check has rows + live_change above 3, so a
+refused one leaves at most two rows of the budget unused: the trace has
+n_ops, n_ops - 1 or n_ops - 2 rows.
 
 The holding table (`hold_obj`, `hold_thread`): every live object sits in one
 cell, with the thread that holds it (whose array, queue or batch points at
 it; `EMPTY` cells hold nothing).  A classic lays its structures out over the
-cells and keeps the holders right as objects move.  The drain frees the
-occupied cells in cell order, each on its holder's thread, which is how the
-programs end: every thread frees what it holds.
+cells and keeps the holders right as objects move; `put` (ALLOC into a cell,
+and its write) and `drop` (the read, and FREE of a cell's object) are the
+steps most classics are made of.  The drain frees the occupied cells in cell
+order, each on its holder's thread, which is how the programs end: every
+thread frees what it holds.
 
 Draws.  Uniforms in [0, 1) from the draw buffer (`uniform`, `below`), which
 the driver refills from one `numpy.random.Generator`, so the trace depends
@@ -157,6 +160,35 @@ def hand_over(hold_thread, first, count, thread):
     """Cells first..first+count-1 are held by `thread` from now on."""
     for cell in range(first, first + count):
         hold_thread[cell] = thread
+
+
+@njit(cache=True)
+def put(reg, out, hold_obj, hold_thread, cell, nbytes, thread, holder, write):
+    """ALLOC `nbytes` on `thread` into holding cell `cell` (held by `holder`), then, unless `write` < 0, an ACCESS
+    of its first `write` bytes (0: all of it).  The new object's id, or EMPTY (nothing written) if that does not
+    fit the budget."""
+    if not fits(reg, 1 if write < 0 else 2, 1):
+        return EMPTY
+    ident = alloc(reg, out, nbytes, thread)
+    hold(hold_obj, hold_thread, cell, ident, holder)
+    if write >= 0:
+        access(reg, out, ident, write, thread)
+    return ident
+
+
+@njit(cache=True)
+def drop(reg, out, hold_obj, cell, thread, read):
+    """FREE the object of holding cell `cell` on `thread`, after an ACCESS of all of it if `read`; nothing for an
+    empty cell.  False (nothing written) if that does not fit the budget."""
+    if hold_obj[cell] == EMPTY:
+        return True
+    if not fits(reg, 2 if read else 1, -1):
+        return False
+    ident = take(hold_obj, cell)
+    if read:
+        access(reg, out, ident, 0, thread)
+    free(reg, out, ident, thread)
+    return True
 
 
 @njit(cache=True)

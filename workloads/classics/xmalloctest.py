@@ -38,22 +38,9 @@ import numpy as np
 from numba import njit
 
 from labcore.jitcache import holds_kernels
+from workloads.classics import steps
 from workloads.classics.keys import flag, key
 from workloads.classics.machine import Classic, Machine, machine
-from workloads.classics.steps import (
-    DRAIN,
-    EMPTY,
-    OWN,
-    access,
-    alloc,
-    below,
-    fits,
-    free,
-    hand_over,
-    hold,
-    pause,
-    take,
-)
 from workloads.trace import MAX_THREADS
 
 holds_kernels(__file__)
@@ -65,7 +52,7 @@ WORD = 8
 #: The original writes at most this many bytes of each object.
 WRITTEN = 128
 #: Own register: batches on the stack.
-STACKED = OWN
+STACKED = steps.OWN
 #: Per-thread state (`state[thread, k]`): the batch held (EMPTY: none), objects allocated (producer) or freed
 #: (consumer) of it.
 S_BATCH, S_DONE = range(2)
@@ -94,90 +81,87 @@ def _cells(par, record):
 
 @njit(cache=True)
 def _producer(reg, u, out, par, t, state, stack, spare, sizes, hold_obj, hold_thread):
-    main = 2 * par[P_WORKERS]
+    """A producer's step: a new batch record, an object (and its write) or the push; False if it does not fit."""
+    main = 2 * par[P_WORKERS]  # holds what producers make: the main thread frees what is left at the end
     record = state[t, S_BATCH]
-    if record == EMPTY:  # a new batch record: malloc(sizeof(struct batch))
-        if not fits(reg, 1, 1):
-            return DRAIN
+    if record == steps.EMPTY:  # a new batch record: malloc(sizeof(struct batch))
         record = spare[spare[-1] - 1]
+        if steps.put(reg, out, hold_obj, hold_thread, _cells(par, record), WORD * (par[P_BATCH] + 1), t, main,
+                     -1) == steps.EMPTY:
+            return False
         spare[-1] -= 1
-        ident = alloc(reg, out, WORD * (par[P_BATCH] + 1), t)
-        hold(hold_obj, hold_thread, _cells(par, record), ident, main)  # the main thread frees what is left
         state[t, S_BATCH], state[t, S_DONE] = record, 0
-        return -1
+        return True
     done = state[t, S_DONE]
     if done == par[P_BATCH]:  # full: push it (the caller only runs a producer while the stack has room)
         stack[reg[STACKED]] = record
         reg[STACKED] += 1
-        state[t, S_BATCH] = EMPTY
-        return -1
-    touch = par[P_TOUCH] != 0
-    if not fits(reg, 2 if touch else 1, 1):
-        return DRAIN
-    size = par[P_SIZE] if par[P_SIZE] > 0 else sizes[below(reg, u, sizes.shape[0])]
-    ident = alloc(reg, out, size, t)
-    hold(hold_obj, hold_thread, _cells(par, record) + 1 + done, ident, main)
-    if touch:
-        access(reg, out, ident, min(size, WRITTEN), t)
+        state[t, S_BATCH] = steps.EMPTY
+        return True
+    size = par[P_SIZE] if par[P_SIZE] > 0 else sizes[steps.below(reg, u, sizes.shape[0])]
+    write = min(size, WRITTEN) if par[P_TOUCH] != 0 else -1
+    if steps.put(reg, out, hold_obj, hold_thread, _cells(par, record) + 1 + done, size, t, main,
+                 write) == steps.EMPTY:
+        return False
     state[t, S_DONE] = done + 1
-    return -1
+    return True
 
 
 @njit(cache=True)
 def _consumer(reg, out, par, t, state, stack, spare, hold_obj, hold_thread):
+    """A consumer's step: a pop, or one FREE (the objects, then the record); False if it does not fit."""
     record = state[t, S_BATCH]
-    if record == EMPTY:  # pop the newest batch (the caller only runs a consumer while the stack has one)
+    if record == steps.EMPTY:  # pop the newest batch (the caller only runs a consumer while the stack has one)
         reg[STACKED] -= 1
         record = stack[reg[STACKED]]
-        hand_over(hold_thread, _cells(par, record), par[P_BATCH] + 1, t)
+        steps.hand_over(hold_thread, _cells(par, record), par[P_BATCH] + 1, t)
         state[t, S_BATCH], state[t, S_DONE] = record, 0
-        return -1
-    if not fits(reg, 1, -1):
-        return DRAIN
+        return True
     done = state[t, S_DONE]
     first = _cells(par, record)
-    if done < par[P_BATCH]:  # the objects, then the record
-        free(reg, out, take(hold_obj, first + 1 + done), t)
-        state[t, S_DONE] = done + 1
-    else:
-        free(reg, out, take(hold_obj, first), t)
+    cell = first + 1 + done if done < par[P_BATCH] else first
+    if not steps.drop(reg, out, hold_obj, cell, t, False):
+        return False
+    if cell == first:
         spare[spare[-1]] = record
         spare[-1] += 1
-        state[t, S_BATCH] = EMPTY
-    return -1
+        state[t, S_BATCH] = steps.EMPTY
+    else:
+        state[t, S_DONE] = done + 1
+    return True
 
 
 @njit(cache=True)
 def _kernel(u, out, stop_at, reg, par, state, stack, spare, sizes, runnable, hold_obj, hold_thread):
     workers = par[P_WORKERS]
     while True:
-        status = pause(reg, u, stop_at)
+        status = steps.pause(reg, u, stop_at)
         if status >= 0:
             return status
         count = 0
         for t in range(2 * workers):
             if t < workers:
-                waiting = state[t, S_BATCH] != EMPTY and state[t, S_DONE] == par[P_BATCH] and (
+                waiting = state[t, S_BATCH] != steps.EMPTY and state[t, S_DONE] == par[P_BATCH] and (
                     reg[STACKED] == par[P_QUEUE])
             else:
-                waiting = state[t, S_BATCH] == EMPTY and reg[STACKED] == 0
+                waiting = state[t, S_BATCH] == steps.EMPTY and reg[STACKED] == 0
             if not waiting:
                 runnable[count] = t
                 count += 1
-        t = runnable[below(reg, u, count)]
+        t = runnable[steps.below(reg, u, count)]
         if t < workers:
-            result = _producer(reg, u, out, par, t, state, stack, spare, sizes, hold_obj, hold_thread)
+            done = _producer(reg, u, out, par, t, state, stack, spare, sizes, hold_obj, hold_thread)
         else:
-            result = _consumer(reg, out, par, t, state, stack, spare, hold_obj, hold_thread)
-        if result == DRAIN:
-            return DRAIN
+            done = _consumer(reg, out, par, t, state, stack, spare, hold_obj, hold_thread)
+        if not done:
+            return steps.DRAIN
 
 
 def build(keys: XmallocKeys, n_ops: int) -> Machine:
     workers = keys.threads
     records = keys.queue + 2 * workers  # on the stack, filling (one per producer), emptying (one per consumer)
     par = np.array([workers, keys.size, keys.batch, keys.queue, int(keys.touch)], np.int64)
-    state = np.full((2 * workers, 2), EMPTY, np.int64)
+    state = np.full((2 * workers, 2), steps.EMPTY, np.int64)
     stack = np.zeros(keys.queue, np.int64)
     spare = np.zeros(records + 1, np.int64)  # unused records, their count last
     spare[:records] = np.arange(records)[::-1]
