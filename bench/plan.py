@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {
     "classics": Preset(
         "every allocator x the 11 classic benchmarks of mimalloc-bench (larson, mstress, rptest, alloc-test, "
         "sh6bench, xmalloc-test, cache-scratch, cache-thrash, glibc-simple, glibc-thread, malloc-large: "
-        "workloads/classics/), 200k rows, 3 repeats (about a minute with --jobs 2)",
+        "workloads/classics/), 200k rows, 3 repeats (30-80 s on 2 cores)",
         CLASSICS, ops=200_000, repeats=3,
     ),
     "pools": Preset(
