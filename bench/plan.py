@@ -35,6 +35,11 @@ class Preset:
     real: tuple[str, ...] = ()  # real allocators measured beside the models as the scale (cells `real:NAME`)
 
 
+#: The classics preset's workloads: the mimalloc-bench patterns, one catalog workload each (`xmalloc`, an alias, left
+#: out).
+CLASSICS = ("larson", "mstress", "rptest", "alloc-test", "sh6bench", "xmalloc-test", "cache-scratch", "cache-thrash",
+            "glibc-simple", "glibc-thread", "malloc-large")
+
 PRESETS: dict[str, Preset] = {
     "default": Preset(
         "every allocator and real glibc (the scale) x 27 workloads (log-normal sigma and Pareto alpha swept; "
@@ -60,6 +65,12 @@ PRESETS: dict[str, Preset] = {
         "every allocator x 5 workloads, 10k rows, 1 repeat: seconds",
         ("lognormal:sigma=0.5/1.5", "fixed", "lifo", "producer-consumer"),
         ops=10_000, repeats=1,
+    ),
+    "classics": Preset(
+        "every allocator x the 11 classic benchmarks of mimalloc-bench (larson, mstress, rptest, alloc-test, "
+        "sh6bench, xmalloc-test, cache-scratch, cache-thrash, glibc-simple, glibc-thread, malloc-large: "
+        "workloads/classics/), 200k rows, 3 repeats (30-80 s on 2 cores)",
+        CLASSICS, ops=200_000, repeats=3,
     ),
     "pools": Preset(
         "the pools scenario's set-ups (go:gc; objpool over go:gc, 16 B and power-of-two buckets; region, 8 MiB "

@@ -434,7 +434,7 @@ def plain_metrics(trace: Trace, log: AllocLog) -> dict[str, float | int]:
 @pytest.mark.parametrize("workload, spec, n_ops", [
     ("threads4:live=40,realloc=0.1,touch=true,scan_every=100,scan_count=20", "buddy", 1500),
     ("producer-consumer:live=40,realloc=0.1", "pool", 1500),
-    ("larson:live=30", "buddy", 1500),
+    ("larson:slots=15,rounds=2,warmup=1", "buddy", 1500),  # remote frees of the main thread's and predecessors' blocks
     ("uniform:lo=2000,hi=60000,live=40,touch=true,realloc=0.1,threads=2", "buddy", 600),  # 1.2 MiB live
     ("uniform:lo=2000,hi=400000,live=20,touch=true,realloc=0.1", "freelist", 400),  # ranges past 16 pages
 ])

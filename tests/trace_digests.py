@@ -47,9 +47,9 @@ def specs() -> list[str]:
 
 
 def generator_specs() -> list[str]:
-    """The specs made by `workloads.generator` (sizes x lifetimes x threads): all but the program models
-    (`goescape`, workloads/escape.py), which have a generator of their own."""
-    return [spec for spec in specs() if "program" not in catalog.CATALOG[spec.partition(":")[0]].params]
+    """The specs made by `workloads.generator` (sizes x lifetimes x threads): all but the program workloads
+    (`goescape`, the classics: workloads/programs.py), which have a generator of their own."""
+    return [spec for spec in specs() if catalog.CATALOG[spec.partition(":")[0]].program is None]
 
 
 def stream_specs() -> list[str]:

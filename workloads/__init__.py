@@ -4,6 +4,8 @@
 - `sizes`, `lifetimes`, `threads`, `access`: the parts a generator composes.
 - `generator.generate`: sizes x lifetimes x threads x access -> Trace.
 - `catalog`: named workloads for the CLI and the sweep (`catalog.make("lognormal:threads=4")`).
+- `programs`: the catalog's hook for workloads with a generator of their own: `escape` (goescape) and
+  `classics` (the mimalloc-bench classics, `catalog.make("larson:threads=8")`).
 """
 
 import labcore  # noqa: F401,I001  (first: points numba's cache before any kernel is defined)

@@ -33,8 +33,17 @@ Generic keys:
 | | `writes`) injected at `fault_rate` faults per row and kind (default 0.0005, at least one each where a |
 | | row can anchor it), seeded with the trace's seed; ordinary replays ignore the faults, `bench safety` runs them |
 
+A workload may instead be a *program* with a generator of its own
+(`Workload.program`, the hook in workloads/programs.py): `goescape`
+(workloads/escape.py) and the classic benchmarks of mimalloc-bench (larson,
+mstress, rptest, alloc-test, sh6bench, xmalloc-test and its alias xmalloc,
+cache-scratch, cache-thrash, glibc-simple, malloc-large: workloads/classics/;
+glibc-thread is a composition).  Its keys are its own; the generic keys above
+do not apply.
+
 Every catalog trace caps requests at 1 MiB (`max_size`) unless the spec says
-otherwise, so every allocator model can replay it; the default size is
+otherwise, so every allocator model can replay it, but malloc-large, whose
+5..25 MiB buffers are the point (`Workload.request_cap`); the default size is
 `DEFAULT_N_OPS` rows.  `make_chunks` gives the same trace chunk by chunk, in
 memory bounded by the chunk and the live objects (for traces too large for
 memory).
@@ -46,8 +55,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from labcore.units import parse_bytes
+from workloads import classics
 from workloads.access import Access
 from workloads.churn import ChurnKeys
+from workloads.escape import GOESCAPE
 from workloads.generator import DEFAULT_CHUNK_ROWS, GeneratedChunks, generate, generate_chunks
 from workloads.lifetimes import LIFETIME_MODELS, LongLived
 from workloads.sizes import SIZE_DISTRIBUTIONS, load_histogram
@@ -55,6 +66,8 @@ from workloads.threads import THREAD_MODELS
 from workloads.trace import Trace, check_rows_fit
 
 DEFAULT_N_OPS = 200_000
+#: The largest request of a catalog trace unless its spec says otherwise (so every allocator model replays it).
+DEFAULT_REQUEST_CAP = 1 << 20
 
 #: Keys every workload accepts, with their types and defaults.
 GENERIC_KEYS: dict[str, tuple[type, Any]] = {
@@ -81,6 +94,11 @@ class Workload:
     #: a dataclass of the workload's own keys (fields, with their defaults) that `apply(merged)` resolves into
     #: component parameters (those in its `sets`, which a spec may then not give): `workloads.churn.ChurnKeys`
     keys: type | None = None
+    #: a generator of its own instead of sizes x lifetime x threads (`workloads.programs.Program`): `params` are
+    #: then its defaults, and its keys are its own
+    program: Any = None
+    #: the largest request its trace makes with the default keys (every catalog trace but malloc-large's: 1 MiB)
+    request_cap: int = DEFAULT_REQUEST_CAP
 
 
 _LOGNORMAL = {"sizes": "lognormal", "mu": 4.0, "sigma": 1.0}
@@ -127,21 +145,37 @@ _WORKLOADS = [
              {**_LOGNORMAL, **_RANDOM_10K, "faults": "frees"}),
     Workload("misuse-writes", "lognormal as a fault trace: writes after free, overflows, underflows",
              {**_LOGNORMAL, **_RANDOM_10K, "faults": "writes"}),
-    # After mimalloc-bench (shared/reference/production-allocators.md section 5); shapes, not the programs.
-    Workload("larson", "after mimalloc-bench larson: uniform 8..1000 B, random replacement, 2 threads x 5000 live",
-             {"sizes": "uniform", "lo": 8, "hi": 1000, "lifetime": "random", "live": 5000, "threads": 2}),
-    Workload("xmalloc", "after xmalloc-test: 64 B objects in batches of 4096, producers allocate, consumers free",
-             {"sizes": "fixed", "size": 64, "lifetime": "phased", "batch": 4096, "order": "fifo",
-              "threading": "producer-consumer", "producers": 2, "consumers": 2}),
-    Workload("glibc-simple", "after glibc bench-malloc-simple: 16/32/64 B, batches of 400, half FIFO half LIFO",
-             {"sizes": "empirical", "values": (16, 32, 64), "weights": (1.0, 1.0, 1.0), "lifetime": "phased",
-              "batch": 400, "order": "halves", "touch": True}),
-    Workload("glibc-thread", "after glibc bench-malloc-thread: 4..32768 B inverse-square, 2 threads x 1024 live",
+    # The classic benchmarks of mimalloc-bench (shared/reference/production-allocators.md section 5): programs of
+    # their own (workloads/classics/, one module each), but glibc-thread, a composition.
+    Workload("larson", "mimalloc-bench larson (Larson's server test): 4 threads x 250 slots, 8..1000 B replaced at "
+             "random; threads replaced on their slots (remote frees)", {}, program=classics.LARSON),
+    Workload("mstress", "mimalloc-bench mstress: rounds of 4 threads, 8..512 B + 2 % large, pointers swapped through a "
+             "global 1000-slot transfer array (remote frees)", {}, program=classics.MSTRESS),
+    Workload("rptest", "mimalloc-bench rptest (rpmalloc): 4 threads, 8..16000 B linear drop-off, scattered "
+             "replacement; every 2nd loop a batch freed by the next thread", {}, program=classics.RPTEST),
+    Workload("alloc-test", "mimalloc-bench alloc-test (OLogN): 4 independent threads, Pareto 80/20 slot choice, "
+             "5..1024 B (half 5..8 B), written and read whole", {}, program=classics.ALLOC_TEST),
+    Workload("sh6bench", "mimalloc-bench sh6bench (SmartHeap): 8 threads sweep 1..709 B into rings, freed half FIFO "
+             "half LIFO, a fifth kept each pass", {}, program=classics.SH6BENCH),
+    Workload("xmalloc-test", "mimalloc-bench xmalloc-test (Lever & Boreham): 4 producers fill batches of 4096 x 64 B, "
+             "4 consumers free them: every free remote", {}, program=classics.XMALLOC_TEST),
+    Workload("xmalloc", "alias of xmalloc-test", {}, program=classics.XMALLOC_TEST),
+    Workload("cache-scratch", "mimalloc-bench cache-scratch (Hoard): 1 B objects handed from the main thread to 4 "
+             "threads, then allocated and written (passive false sharing)", {}, program=classics.CACHE_SCRATCH),
+    Workload("cache-thrash", "mimalloc-bench cache-thrash (Hoard): 4 threads allocate 1 B objects and write each 16 "
+             "times (active false sharing)", {}, program=classics.CACHE_THRASH),
+    Workload("glibc-simple", "glibc bench-malloc-simple (mimalloc-bench): 16/32/64 B batches of 25..1600 freed half "
+             "FIFO half LIFO, on the main thread and a second one", {}, program=classics.GLIBC_SIMPLE),
+    Workload("glibc-thread", "glibc bench-malloc-thread (mimalloc-bench): 4..32768 B inverse-square, 2 independent "
+             "threads x ~1024 live, written whole",
              {"sizes": "pareto", "alpha": 1.0, "minimum": 4, "max_size": 32768, "lifetime": "random", "live": 1024,
               "threads": 2, "touch": True}),
+    Workload("malloc-large", "mimalloc-bench malloc-large: 5..25 MiB zero-filled buffers replacing one of 20, over the "
+             "1 MiB cap: hardened pool/freelist run out of memory", {}, program=classics.MALLOC_LARGE,
+             request_cap=25 << 20),
     # A program model of its own (workloads/escape.py): keys `escape`, `escape_analysis`, `allocs`, ... + sizes.
     Workload("goescape", "a Go-like program after escape analysis: its heap side (escape=0.5 of the sites escape; "
-             "the stack frames in meta), workloads/escape.py", {"program": "goescape"}),
+             "the stack frames in meta), workloads/escape.py", {}, program=GOESCAPE),
     # Request churn for pools, regions and arenas (workloads/churn.py).
     Workload("churn", "requests of 100 temporaries totalling ~64 KiB (log-normal), all freed newest-first when the "
              "request ends; keys request_bytes, temps", {"sizes": "lognormal", "sigma": 1.0, "lifetime": "phased",
@@ -244,14 +278,13 @@ class _Resolved:
 
 def _resolve(spec: str) -> _Resolved:
     name, given = _parse_spec(spec)
-    if "program" in CATALOG[name].params:  # a program model (workloads/escape.py): its own keys
-        from workloads import escape
-
+    program = CATALOG[name].program
+    if program is not None:  # a program workload (workloads/programs.py): its own keys
         try:
-            params, program = escape.resolve(given, CATALOG[name].params, _convert)
+            params, parsed = program.resolve(given, CATALOG[name].params, _convert)
         except (ValueError, TypeError) as error:
             raise ValueError(f"workload spec '{spec}': {error}") from None
-        return _Resolved(name, params, {"program": program})
+        return _Resolved(name, params, {"program": parsed})
     own_keys = CATALOG[name].keys
     own_fields = _fields(own_keys) if own_keys is not None else {}
     for key in given:
@@ -370,7 +403,7 @@ def make(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Trace:
     does a trace too long to hold in this machine's memory (`labcore.memory.NotEnoughMemory`)."""
     resolved = _resolve(spec)
     if "program" in resolved.components:
-        return _program_trace(resolved, spec, n_ops, seed)
+        return _program_call(resolved, spec, n_ops, seed, "make")
     arguments = _arguments(spec, n_ops, seed)
     check_rows_fit(int(n_ops), f"generating {spec}",
                    "generate it chunk by chunk into a trace directory (trace gen -o DIR/), or give a smaller --ops")
@@ -391,16 +424,15 @@ def make_chunks(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0,
                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> GeneratedChunks:
     """`make(spec, n_ops, seed)`'s trace in chunks of at most `chunk_rows` rows, generated in bounded memory.
     A fault workload (`faults=MIX`) is not: its fault table needs the whole trace (ValueError); a program
-    workload (`goescape`) is generated in memory and handed out in chunks.
+    workload streams if it can (the classics, workloads/classics/) and is otherwise generated in memory and
+    handed out in chunks (`goescape`).
 
     The result has `meta` (that of `make`) and is iterated once for
     (op, obj, size, thread) chunks (`workloads.generator.generate_chunks`).
     """
     resolved = _resolve(spec)
     if "program" in resolved.components:
-        from workloads.escape import ProgramChunks
-
-        return ProgramChunks(_program_trace(resolved, spec, n_ops, seed), chunk_rows)
+        return _program_call(resolved, spec, n_ops, seed, "make_chunks", chunk_rows)
     arguments = _arguments(spec, n_ops, seed)
     if arguments["extra_meta"]["params"].get("faults", "none") != "none":
         raise ValueError(f"workload spec '{spec}': a fault workload is generated in memory (its fault table needs "
@@ -409,31 +441,29 @@ def make_chunks(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0,
 
 
 def program(spec: str, n_ops: int = DEFAULT_N_OPS, seed: int = 0) -> Any:
-    """A program workload's run (`workloads.escape.Program`: its heap trace, which `make` returns, and its frame
-    table and sites); ValueError for a spec that is not a program workload (`goescape`)."""
+    """A program workload's run beyond its heap trace (`workloads.escape.Program`: the heap trace, which `make`
+    returns, and its frame table and sites); ValueError for a spec whose workload has no such run."""
     resolved = _resolve(spec)
-    if "program" not in resolved.components:
-        raise ValueError(f"workload spec '{spec}': not a program workload (known: "
-                         f"{', '.join(name for name, item in CATALOG.items() if 'program' in item.params)})")
-    return _program_run(resolved, spec, n_ops, seed)
+    if not hasattr(CATALOG[resolved.name].program, "run"):
+        raise ValueError(f"workload spec '{spec}': not a program workload with a run of its own (known: "
+                         f"{', '.join(name for name, item in CATALOG.items() if hasattr(item.program, 'run'))})")
+    return _program_call(resolved, spec, n_ops, seed, "run")
 
 
-def _program_run(resolved: _Resolved, spec: str, n_ops: int, seed: int) -> Any:
-    from workloads import escape
-
-    params = resolved.components["program"]
-    rows = 2 * (params.allocs + params.init) if params.allocs else int(n_ops)
-    check_rows_fit(rows, f"generating {spec}", "give a smaller --ops or allocs=")
+def _program_call(resolved: _Resolved, spec: str, n_ops: int, seed: int, method: str, *extra: Any) -> Any:
+    """A program workload's `make`, `make_chunks` or `run` (workloads/programs.py), with the catalog's meta keys;
+    `make` and `run` first check that the rows fit in memory."""
+    program_model = CATALOG[resolved.name].program
+    parsed = resolved.components["program"]
     meta = {"workload": resolved.name, "spec": spec, "params": resolved.params}
     try:
-        return escape.program(params, n_ops, seed, meta)
+        if method != "make_chunks":
+            check_rows_fit(program_model.rows(parsed, n_ops), f"generating {spec}", "give a smaller --ops")
+        return getattr(program_model, method)(parsed, n_ops, seed, meta, *extra)
     except ValueError as error:
+        if str(error).startswith(f"workload spec '{spec}'") or type(error) is not ValueError:
+            raise
         raise ValueError(f"workload spec '{spec}': {error}") from None
-
-
-def _program_trace(resolved: _Resolved, spec: str, n_ops: int, seed: int) -> Trace:
-    """The heap trace of a program workload (workloads/escape.py), with the catalog's meta keys."""
-    return _program_run(resolved, spec, n_ops, seed).trace
 
 
 def benchmark_trace(n_ops: int = 1_000_000, seed: int = 0) -> Trace:

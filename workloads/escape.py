@@ -79,6 +79,7 @@ from numba import njit
 from labcore.jitcache import holds_kernels
 from workloads import escape_rules as rules
 from workloads import sizes as size_models
+from workloads.programs import WholeChunks, check_chunk_rows
 from workloads.sizes import LogNormal, SizeDistribution
 from workloads.trace import OP_ALLOC, OP_FREE, Trace
 
@@ -400,21 +401,27 @@ def program(params: EscapeParams, n_ops: int, seed: int, meta: dict[str, Any] | 
                    run["flow"], run["part"], run["escapes"], run["reason"], figures)
 
 
-class ProgramChunks:
-    """A program's heap trace in chunks (`catalog.make_chunks`): generated in memory (the walk needs the whole
-    program), then handed out as (op, obj, size, thread) tuples of at most `chunk_rows` rows, once."""
+class GoEscape:
+    """The catalog's program hook for `goescape` (`workloads.programs.Program`): the walk needs the whole program,
+    so `make_chunks` generates the trace whole and hands it out in chunks (`programs.WholeChunks`)."""
 
-    def __init__(self, trace: Trace, chunk_rows: int) -> None:
-        if not isinstance(chunk_rows, int | np.integer) or chunk_rows < 1:
-            raise ValueError(f"chunk_rows must be an integer >= 1 (got {chunk_rows})")
-        self.meta = trace.meta
-        self.chunk_rows = int(chunk_rows)
-        self._trace: Trace | None = trace
+    def resolve(self, given: dict[str, str], defaults: dict[str, Any], convert: Any) -> tuple[dict[str, Any],
+                                                                                             EscapeParams]:
+        return resolve(given, defaults, convert)
 
-    def __iter__(self):  # noqa: ANN204
-        if self._trace is None:
-            raise RuntimeError("a ProgramChunks can be iterated only once")
-        trace, self._trace = self._trace, None
-        for start in range(0, len(trace), self.chunk_rows):
-            end = start + self.chunk_rows
-            yield trace.op[start:end], trace.obj[start:end], trace.size[start:end], trace.thread[start:end]
+    def rows(self, parsed: EscapeParams, n_ops: int) -> int:
+        return 2 * (parsed.allocs + parsed.init) if parsed.allocs else int(n_ops)
+
+    def run(self, parsed: EscapeParams, n_ops: int, seed: int, meta: dict[str, Any]) -> Program:
+        return program(parsed, n_ops, seed, meta)
+
+    def make(self, parsed: EscapeParams, n_ops: int, seed: int, meta: dict[str, Any]) -> Trace:
+        return program(parsed, n_ops, seed, meta).trace
+
+    def make_chunks(self, parsed: EscapeParams, n_ops: int, seed: int, meta: dict[str, Any],
+                    chunk_rows: int) -> WholeChunks:
+        check_chunk_rows(chunk_rows)
+        return WholeChunks(self.make(parsed, n_ops, seed, meta), chunk_rows)
+
+
+GOESCAPE = GoEscape()
