@@ -38,7 +38,7 @@ class Preset:
 #: The classics preset's workloads: the mimalloc-bench patterns, one catalog workload each (`xmalloc`, an alias, left
 #: out).
 CLASSICS = ("larson", "mstress", "rptest", "alloc-test", "sh6bench", "xmalloc-test", "cache-scratch", "cache-thrash",
-            "glibc-simple", "glibc-thread", "malloc-large")
+            "glibc-simple", "glibc-thread", "malloc-large:iterations=200")
 
 PRESETS: dict[str, Preset] = {
     "default": Preset(
@@ -69,8 +69,8 @@ PRESETS: dict[str, Preset] = {
     "classics": Preset(
         "every allocator x the 11 classic benchmarks of mimalloc-bench (larson, mstress, rptest, alloc-test, "
         "sh6bench, xmalloc-test, cache-scratch, cache-thrash, glibc-simple, glibc-thread, malloc-large: "
-        "workloads/classics/), 200k rows, 3 repeats (30-80 s on 2 cores)",
-        CLASSICS, ops=200_000, repeats=3,
+        "workloads/classics/) and every installed real allocator beside them, 200k rows, 3 repeats",
+        CLASSICS, ops=200_000, repeats=3, real=("glibc", "jemalloc", "tcmalloc", "mimalloc", "scudo"),
     ),
     "pools": Preset(
         "the pools scenario's set-ups (go:gc; objpool over go:gc, 16 B and power-of-two buckets; region, 8 MiB "

@@ -57,10 +57,13 @@ def alloc_sizes(trace: Trace) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the catalog
+NAMES = tuple(spec.partition(":")[0] for spec in CLASSICS)  # malloc-large:iterations=200 in the preset
+
+
 def test_the_preset_names_every_classic_and_the_catalog_describes_each():
-    assert set(CLASSICS) == set(classics.CLASSICS) | {"glibc-thread"}
-    assert PRESETS["classics"].workloads == CLASSICS
-    for name in (*CLASSICS, "xmalloc"):
+    assert set(NAMES) == set(classics.CLASSICS) | {"glibc-thread"}
+    assert PRESETS["classics"].workloads == CLASSICS and PRESETS["classics"].real
+    for name in (*NAMES, "xmalloc"):
         line = catalog.describe(name)
         assert "\n" not in line and ("mimalloc-bench" in line or "glibc" in line or "alias" in line), name
     for classic in classics.CLASSICS.values():
@@ -74,7 +77,7 @@ def test_the_preset_names_every_classic_and_the_catalog_describes_each():
 def test_bench_list_shows_the_classics(capsys):
     assert main(["list", "--workloads"]) == 0
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
-    assert set(CLASSICS) | {"xmalloc"} <= listed
+    assert set(NAMES) | {"xmalloc"} <= listed
 
 
 # --------------------------------------------------------------------------- each classic's pattern
@@ -346,3 +349,12 @@ def test_a_sweep_over_the_classics_preset(tmp_path, capsys):
     assert all(row["status"] == "ok" for row in rows)
     remote = {row["workload"]: row["remote_free_rate"] for row in rows if row["allocator"] == "tcmalloc"}
     assert remote["xmalloc-test"] == 1.0 and remote["alloc-test"] == 0.0 and remote["rptest"] > 0
+
+
+def test_malloc_large_iterations_end_the_trace_first():
+    short = catalog.make("malloc-large:iterations=7", 10_000, 0)
+    assert int((short.op == OP_ALLOC).sum()) == 7 and len(short) == 3 * 7  # ALLOC, ACCESS, FREE (or drain) each
+    whole = catalog.make("malloc-large", 600, 0)  # 0: as many as the rows allow
+    assert int((whole.op == OP_ALLOC).sum()) == 200
+    with pytest.raises(ValueError, match="iterations"):
+        catalog.make("malloc-large:iterations=-1", 100, 0)

@@ -171,7 +171,7 @@ def test_watchdog_ends_a_wait_that_never_ends():
 @needs_gcc
 def test_cli_real_threads_json_names_os_threads(tmp_path, capsys):
     path = tmp_path / "pc.npz"
-    catalog.make("xmalloc:batch=64", n_ops=4000, seed=0).save(path)
+    catalog.make("producer-consumer", n_ops=4000, seed=0).save(path)
     assert main(["real", "--trace", str(path), "--allocator", "glibc", "--threads", "--repeats", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["os_threads"] == 4 and result["touch"] == "first" and result["live_end"] == 0

@@ -19,17 +19,17 @@ needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not inst
 
 @pytest.mark.parametrize("workload, threads, expected", [
     ("threads4", 3, ("threads4:threads=3", 3)),
-    ("larson:live=100", 2, ("larson:live=100,threads=2", 2)),
+    ("larson:slots=100", 2, ("larson:slots=100,threads=2", 2)),  # a classic with a threads key
     ("producer-consumer", 3, ("producer-consumer:producers=1,consumers=2", 3)),
-    ("xmalloc:producers=2,consumers=2", 2, ("xmalloc:producers=2,consumers=2", 4)),  # its own count stays
+    ("producer-consumer:producers=2,consumers=2", 2, ("producer-consumer:producers=2,consumers=2", 4)),  # kept
 ])
 def test_point_spec(workload, threads, expected):
     assert scaling.point_spec(workload, threads) == expected
 
 
 def test_points_are_not_repeated():
-    found = scaling.points(["xmalloc:producers=2,consumers=2", "larson"], [2, 4])
-    assert found == [("xmalloc:producers=2,consumers=2", "xmalloc:producers=2,consumers=2", 4),
+    found = scaling.points(["xmalloc-test:threads=2", "larson"], [2, 4])
+    assert found == [("xmalloc-test:threads=2", "xmalloc-test:threads=2", 2),
                      ("larson", "larson:threads=2", 2), ("larson", "larson:threads=4", 4)]
 
 

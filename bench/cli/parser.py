@@ -353,8 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
         "scaling.csv, scaling.md and scaling.png.",
     )
     scaling.add_argument("--workloads", "-w", default=None, metavar="SPECS",
-                         help="semicolon-separated workload specs (default threads4;larson;producer-consumer;"
-                         "xmalloc:producers=2,consumers=2; a spec naming its thread count keeps it)")
+                         help="semicolon-separated workload specs (default threads4;larson:rounds=1000000;"
+                         "producer-consumer;xmalloc-test:threads=1; a spec naming its thread count keeps it)")
     scaling.add_argument("--threads", default="2", metavar="T,T,...",
                          help="thread counts, each >= 2 (default 2; the 1-thread side is the same trace on one thread)")
     scaling.add_argument("--ops", type=_positive, default=1_000_000, help="rows per trace (default 1000000)")

@@ -8,7 +8,13 @@ from 1 to T threads stand for an allocator whose throughput scales?
 
 Design.  A *point* is one multi-thread catalog workload at T threads (`points`): an `independent` workload gets
 `threads=T`, a `producer-consumer` one `producers=T//2, consumers=T-T//2`; a spec that names its own thread
-count keeps it (the default `xmalloc:producers=2,consumers=2`, 2+2 as xmalloc-test).  Its trace
+count keeps it (the default `xmalloc-test:threads=1`: one producer, one consumer and the main thread);
+a classic with a `threads` key gets `threads=T` (`larson`: T workers beside its main thread).  The point's
+`threads` is the number of threads its trace runs on, the OS threads of the T side.  The default
+`larson:rounds=1000000` keeps larson's workers for the whole trace: with its thread replacement (every
+`rounds x slots` operations a worker is succeeded by a new thread) a 1M-row trace has ~135 threads, which
+the threaded replayer starts at once and whose waiting successors spin and yield on the 2 cores, which
+measures the replay's waits more than the allocator.  Its trace
 (`workloads.catalog.make(spec, ops, seed)`) is measured twice, with the same rows:
 
 - on T OS threads: the trace as it is, one OS thread per trace thread;
@@ -58,7 +64,7 @@ from workloads import catalog
 MODEL_OF_REAL: dict[str, str | None] = {
     "glibc": "freelist:glibc", "jemalloc": None, "tcmalloc": "tcmalloc", "mimalloc": None, "scudo": None,
 }
-DEFAULT_WORKLOADS = ("threads4", "larson", "producer-consumer", "xmalloc:producers=2,consumers=2")
+DEFAULT_WORKLOADS = ("threads4", "larson:rounds=1000000", "producer-consumer", "xmalloc-test:threads=1")
 DEFAULT_THREADS = (2,)
 DEFAULT_MODELS = ("freelist:glibc", "tcmalloc", "go", "buddy")
 DEFAULT_OPS = 1_000_000
@@ -220,6 +226,7 @@ def run_scaling(config: ScalingConfig | None = None,
     for workload, spec, threads in points(config.workloads, config.threads):
         many = catalog.make(spec, n_ops=config.ops, seed=config.seed)
         one = serialised(many)
+        threads = many.n_threads  # the OS threads of the T side (a classic's main thread, larson's successors)
         point: dict[str, Any] = {"workload": workload, "spec": spec, "threads": threads,
                                  "rows": len(many), "reals": [], "models": []}
         for allocator in config.reals:
