@@ -200,9 +200,10 @@ def _numeric_key(family: str, items: list[str], item: str, key: str) -> bool:
     if value is None:  # a key not recorded at its default (producer-consumer's threads): ask with the first value
         first = item.partition("=")[2].split("/")[0]
         try:
+            float(first)
             value = catalog.parameters(f"{base}{',' if selectors else ':'}{key}={first}").get(key)
         except ValueError:
-            return True
+            return False  # a text (a histogram path) or a key this workload does not take: one workload
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
