@@ -47,10 +47,11 @@ def replayer_binary(source_path: Path = SOURCE, flags: tuple[str, ...] = (), sha
     too, and bench.real.threaded bench/real/threadreplayer.c with flags ("-pthread",).  shared=True builds a
     shared library, lib<stem>.so (`-shared -fPIC`): bench.real.probe's preload probe.
     """
+    gcc_flags = [*(("-shared", "-fPIC") if shared else ()), *flags]
     digest = hashlib.sha256(source_path.read_bytes())
     for header in sorted(source_path.parent.glob("*.h")):  # the headers it may include (bench/real/preload.h)
         digest.update(header.read_bytes())
-    for flag in (*flags, *(("-shared", "-fPIC") if shared else ())):
+    for flag in gcc_flags:
         digest.update(b"\0" + flag.encode())
     directory = CACHE_ROOT / digest.hexdigest()[:16]
     binary = directory / (f"lib{source_path.stem}.so" if shared else source_path.stem)
@@ -62,7 +63,6 @@ def replayer_binary(source_path: Path = SOURCE, flags: tuple[str, ...] = (), sha
                               "apt-get install -y gcc")
     directory.mkdir(parents=True, exist_ok=True)
     partial = directory / f"{binary.name}.{os.getpid()}.tmp"
-    gcc_flags = [*(("-shared", "-fPIC") if shared else ()), *flags]
     command = [compiler, "-O2", "-std=gnu11", *gcc_flags, "-o", str(partial), str(source_path), "-ldl"]
     completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode != 0:
