@@ -7,8 +7,9 @@ shared/reference/production-allocators.md section 1).  Three tiers:
    class, linked through the free objects (allocators.shared.threadcache).
    allocate(size <= 256 KiB): the size class is one table lookup
    (allocators.shared.tcmalloc_sizeclasses: the current google/tcmalloc
-   default table, 49 classes for 8 KiB pages and 8-byte alignment, or
-   `table=legacy`, 85 classes); a non-empty list pops its newest object (a
+   default table, 49 classes for 8 KiB pages and 8-byte alignment,
+   `table=legacy`, 85 classes, or `table=gperftools`, gperftools 2.10's 85
+   classes); a non-empty list pops its newest object (a
    *hit*, no lock).  An empty list is a *miss*: fetch min(max_length,
    num_to_move) objects from the middle end in one lock-taking call
    (central_fetches), hand out one, keep the rest, and grow the list's
@@ -43,18 +44,23 @@ shared/reference/production-allocators.md section 1).  Three tiers:
    heap (spans_released).
 3. Back end: the *page heap* (allocators.shared.pageheap, best fit, 8 KiB
    pages): exact-length free lists with a bitset over lengths, split and
-   coalesce, growth by what is needed rounded up to `grow_bytes` (1 MiB,
-   gperftools' kMinSystemAlloc), address space reserved in 1 GiB units.
+   coalesce, growth by what is needed rounded up to `grow_bytes` (1 MiB), or
+   with `grow_at_least` by max(needed, grow_bytes) (gperftools' GrowHeap,
+   kMinSystemAlloc = 1 MiB), address space reserved in 1 GiB units.
    Requests above 256 KiB (kMaxSize) are *large*: ceil(size / 8 KiB) pages
    straight from the page heap, given back on free (large_allocs,
    large_frees).  Nothing is returned to the OS: the footprint (mapped heap)
    only grows.
 
-Parameters: `table` ("default" | "legacy"; preset `legacy`),
+Parameters: `table` ("default" | "legacy" | "gperftools"; preset `legacy`),
 `thread_cache_bytes` (the overall thread-cache budget, 32 MiB;
 kDefaultOverallThreadCacheSize), `transfer_cache` (true; false models
 gperftools' small-but-slow build without one), `grow_bytes` (1 MiB, a
-multiple of the 8 KiB page).
+multiple of the 8 KiB page), `grow_at_least` (false).  Preset `gperftools`
+(`tcmalloc:gperftools`, the model of the real libtcmalloc_minimal 2.10 on
+Debian): table=gperftools, grow_at_least=true; the thread-cache constants
+above are gperftools 2.10's (allocators.shared.gperftools_sizeclasses lists
+what was checked, and what of gperftools is not modelled).
 
 Granted size: the class size for small objects, whole pages for large ones.
 Alignment: 8 B (the align8 tables: every class size is a multiple of 8 and
@@ -520,8 +526,10 @@ class TCMalloc(Allocator):
         "thread_cache_bytes": DEFAULT_OVERALL_THREAD_CACHE,
         "transfer_cache": True,
         "grow_bytes": DEFAULT_GROW_BYTES,
+        "grow_at_least": False,
     })
-    presets = {"legacy": {"table": "legacy"}, **HARDENING_PRESETS}
+    presets = {"legacy": {"table": "legacy"}, "gperftools": {"table": "gperftools", "grow_at_least": True},
+               **HARDENING_PRESETS}
     configure_instance = harden
     hardening_params = HARDENING_OFF
     variants = ("transfer_cache=false", "thread_cache_bytes=0", "grow_bytes=8KiB")
@@ -540,8 +548,9 @@ class TCMalloc(Allocator):
         overall = p["thread_cache_bytes"]
         if isinstance(overall, bool) or not isinstance(overall, (int, np.integer)) or overall < 0:
             raise BadParameter(f"tcmalloc: thread_cache_bytes must be an integer >= 0, got {overall!r}")
-        if not isinstance(p["transfer_cache"], (bool, np.bool_)):
-            raise BadParameter(f"tcmalloc: transfer_cache must be true or false, got {p['transfer_cache']!r}")
+        for flag in ("transfer_cache", "grow_at_least"):
+            if not isinstance(p[flag], (bool, np.bool_)):
+                raise BadParameter(f"tcmalloc: {flag} must be true or false, got {p[flag]!r}")
         grow = p["grow_bytes"]
         if isinstance(grow, bool) or not isinstance(grow, (int, np.integer)) or grow < PAGE_SIZE or grow % PAGE_SIZE:
             raise BadParameter(f"tcmalloc: grow_bytes must be a positive multiple of {PAGE_SIZE}, got {grow!r}")
@@ -550,6 +559,7 @@ class TCMalloc(Allocator):
         p["thread_cache_bytes"] = int(overall)
         p["grow_bytes"] = int(grow)
         p["transfer_cache"] = bool(p["transfer_cache"])
+        p["grow_at_least"] = bool(p["grow_at_least"])
 
     def make_state(self) -> tuple:
         p = self.params
@@ -561,7 +571,7 @@ class TCMalloc(Allocator):
         init_pageheap(
             words, PH, page_shift=PAGE_SHIFT, capacity_pages=capacity_pages, grow_pages=p["grow_bytes"] >> PAGE_SHIFT,
             arena_pages=RESERVE_BYTES >> PAGE_SHIFT, policy=POLICY_BEST_FIT, span_bytes=SPAN_BYTES,
-            pagemap_entry_bytes=PAGEMAP_ENTRY_BYTES, bitmap_words=bitmap_words,
+            pagemap_entry_bytes=PAGEMAP_ENTRY_BYTES, bitmap_words=bitmap_words, grow_at_least=p["grow_at_least"],
         )
         init_central(words, CB, n_classes)
         moves = table.num_to_move if p["transfer_cache"] else np.zeros_like(table.num_to_move)

@@ -1,7 +1,8 @@
 """`python -m bench fidelity TRACE...`: each model beside the real allocator it models, on the same traces.
 
-Pairs: real glibc <-> `freelist:glibc`, real tcmalloc (gperftools' libtcmalloc_minimal)
-<-> `tcmalloc`.  For every trace and pair it replays the trace through the real
+Pairs (`PAIRS`, from the lab's one pairing table `bench.pairs`): real glibc <-> `freelist:glibc`,
+real tcmalloc (gperftools 2.10's libtcmalloc_minimal) <-> `tcmalloc:gperftools` (gperftools' size
+classes and page-heap growth).  For every trace and pair it replays the trace through the real
 allocator in a child process (`bench.real.replay_real`) and through the model
 (`bench.harness.measure`), and reports peak footprint and overhead factor side
 by side with the model's relative error:
@@ -53,13 +54,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import harness
+from bench import harness, pairs
 from bench.table import format_bytes, render
 from workloads.trace import Trace
 
-PAIRS = (("glibc", "freelist:glibc"), ("tcmalloc", "tcmalloc"))
+PAIRS = pairs.paired()
 #: The real sides `--real` chooses from: the pairs' real allocators and the Go runtime.
-REALS = ("glibc", "tcmalloc", "go")
+REALS = (*(real for real, _ in PAIRS), "go")
 SPEED_MODELS = ("go", "tcmalloc")
 
 

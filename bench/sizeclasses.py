@@ -4,7 +4,7 @@
 `sizeclasses.go` (shared/reference/go_sizeclasses.csv, byte for byte):
 class,bytes_obj,bytes_span,objects,tail_waste,max_waste_pct,min_align.
 
-`render_csv("tcmalloc", table="default"|"legacy")` lists a TCMalloc table:
+`render_csv("tcmalloc", table="default"|"legacy"|"gperftools")` lists a TCMalloc table:
 class,size,pages,span_bytes,objects,num_to_move,max_waste_pct, where max waste
 is the same worst case as Go's column (every object one byte above the previous
 class, plus the span's tail), not TCMalloc's own "fixed" overhead comment.
@@ -38,7 +38,7 @@ def _tcmalloc_rows(table: SizeClassTable) -> list[str]:
 
 
 def render_csv(model: str, **options: str) -> str:
-    """CSV text of `model`'s size classes ('go'; 'tcmalloc' with table='default'|'legacy').
+    """CSV text of `model`'s size classes ('go'; 'tcmalloc' with table='default'|'legacy'|'gperftools').
 
     Raises ValueError for an unknown model, table or option.
     """

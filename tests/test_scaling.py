@@ -52,7 +52,7 @@ def test_every_real_allocator_has_a_pairing_line():
 
     assert set(scaling.MODEL_OF_REAL) == set(ALLOCATORS)
     config = ScalingConfig(reals=["glibc", "jemalloc", "tcmalloc"], models=["go", "tcmalloc"])
-    assert scaling.models_measured(config) == ["freelist:glibc", "tcmalloc", "go"]
+    assert scaling.models_measured(config) == ["freelist:glibc", "tcmalloc:gperftools", "go", "tcmalloc"]
 
 
 def _side(mops: float) -> dict:

@@ -17,8 +17,9 @@ in `pagemap`.
 - grow(n): take `round_up(n, grow_pages)` pages (clamped to the capacity) at
   the heap's end from the "OS" (os_grows), as one free run that coalesces with
   a free run at the old end.  `grow_pages` is a parameter: TCMalloc grows by
-  what is needed rounded to 1 MiB (128 pages, gperftools' kMinSystemAlloc),
-  Go by 4 MiB multiples (512 pages, `mheap.grow`).  The address space behind
+  what is needed rounded to 1 MiB (128 pages), Go by 4 MiB multiples (512
+  pages, `mheap.grow`).  With `grow_at_least` the ask is max(n, grow_pages)
+  instead, not rounded: gperftools' GrowHeap (ask = max(n, kMinSystemAlloc)).  The address space behind
   the heap is *reserved* in `arena_pages` units (Go: 64 MiB arenas, 8192 pages;
   TCMalloc: 1 GiB kMinMmapAlloc), tracked as `reserved_pages` for reporting
   only.  Pages are never returned to the OS (no scavenger/release): the
@@ -115,7 +116,8 @@ PH_POLICY = 13
 PH_SPAN_BYTES = 14
 PH_PAGEMAP_ENTRY_BYTES = 15
 PH_METADATA = 16
-PH_RECORDS = 17
+PH_GROW_AT_LEAST = 17  # 1: grow by max(n, grow_pages); 0: by round_up(n, grow_pages)
+PH_RECORDS = 18
 PH_SLOTS = PH_RECORDS + RECORD_SLOTS
 
 
@@ -150,12 +152,14 @@ def init_pageheap(
     span_bytes: int,
     pagemap_entry_bytes: int,
     bitmap_words: int,
+    grow_at_least: bool = False,
 ) -> None:
     """Write an empty page heap's scalars into words[ph : ph + PH_SLOTS] (Python side)."""
     words[ph : ph + PH_SLOTS] = 0
     words[ph + PH_PAGE_SHIFT] = page_shift
     words[ph + PH_CAPACITY_PAGES] = capacity_pages
     words[ph + PH_GROW_PAGES] = max(1, grow_pages)
+    words[ph + PH_GROW_AT_LEAST] = 1 if grow_at_least else 0
     words[ph + PH_ARENA_PAGES] = max(1, arena_pages)
     words[ph + PH_POLICY] = policy
     words[ph + PH_SPAN_BYTES] = span_bytes
@@ -250,7 +254,10 @@ def _grow(words, ph, spans, pagemap, run_heads, run_bits, run_tree, npages):
     """Take pages from the "OS" so that a run of `npages` can exist; False if the capacity forbids it."""
     heap_pages = words[ph + PH_HEAP_PAGES]
     quantum = words[ph + PH_GROW_PAGES]
-    ask = (npages + quantum - 1) // quantum * quantum
+    if words[ph + PH_GROW_AT_LEAST]:
+        ask = npages if npages > quantum else quantum
+    else:
+        ask = (npages + quantum - 1) // quantum * quantum
     room = words[ph + PH_CAPACITY_PAGES] - heap_pages
     if ask > room:
         ask = room

@@ -12,6 +12,11 @@ two embedded here are, at google/tcmalloc @ fce3f55de93a0dd7611990d9bfcf96db426e
 - "legacy": `kLegacySizeClasses` (tcmalloc/legacy_size_classes.cc), the
   long-standing opt-out table: 85 classes.
 
+and a third, from the other TCMalloc:
+- "gperftools": gperftools 2.10's classes (the real `libtcmalloc_minimal` on
+  Debian), computed by its SizeMap::Init: 85 classes, 16-B steps below 128 B
+  (allocators.shared.gperftools_sizeclasses).
+
 Each row is (size, pages, num_to_move); row 0 is the sentinel.  pages = span
 bytes / 8 KiB.  num_to_move is the batch moved between the front-end caches
 and the transfer cache / central free list.  The rows are checked at import
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from allocators.shared.gperftools_sizeclasses import GPERFTOOLS_ROWS, GPERFTOOLS_TABLE
 from allocators.shared.sizeclasses import SizeClassTable
 from allocators.shared.sizeclasses import size_to_class as tcmalloc_size_to_class
 from labcore.jitcache import holds_kernels
@@ -119,11 +125,12 @@ def _make_table(name: str, rows: tuple[tuple[int, int, int], ...]) -> SizeClassT
 
 DEFAULT_TABLE = _make_table("default", DEFAULT_ROWS)
 LEGACY_TABLE = _make_table("legacy", LEGACY_ROWS)
-TABLES = {"default": DEFAULT_TABLE, "legacy": LEGACY_TABLE}
+check_rows(GPERFTOOLS_ROWS)  # gperftools' classes pass google/tcmalloc's checks too
+TABLES = {"default": DEFAULT_TABLE, "legacy": LEGACY_TABLE, "gperftools": GPERFTOOLS_TABLE}
 
 
 def get_table(name: str = "default") -> SizeClassTable:
-    """The table called `name` ('default' or 'legacy')."""
+    """The table called `name` ('default', 'legacy' or 'gperftools')."""
     try:
         return TABLES[name]
     except KeyError:
@@ -131,7 +138,8 @@ def get_table(name: str = "default") -> SizeClassTable:
 
 
 __all__ = [
-    "ALIGNMENT", "DEFAULT_ROWS", "DEFAULT_TABLE", "LARGE_SIZE", "LARGE_SIZE_ALIGNMENT", "LEGACY_ROWS", "LEGACY_TABLE",
-    "MAX_OBJECTS_TO_MOVE", "MAX_PAGES_PER_SPAN", "MAX_SIZE", "MIN_OBJECTS_TO_MOVE", "PAGE_SHIFT", "PAGE_SIZE",
-    "SOURCE_ARRAYS", "SOURCE_COMMIT", "TABLES", "check_rows", "get_table", "tcmalloc_size_to_class",
+    "ALIGNMENT", "DEFAULT_ROWS", "DEFAULT_TABLE", "GPERFTOOLS_TABLE", "LARGE_SIZE", "LARGE_SIZE_ALIGNMENT",
+    "LEGACY_ROWS", "LEGACY_TABLE", "MAX_OBJECTS_TO_MOVE", "MAX_PAGES_PER_SPAN", "MAX_SIZE", "MIN_OBJECTS_TO_MOVE",
+    "PAGE_SHIFT", "PAGE_SIZE", "SOURCE_ARRAYS", "SOURCE_COMMIT", "TABLES", "check_rows", "get_table",
+    "tcmalloc_size_to_class",
 ]

@@ -171,8 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sizes = commands.add_parser("sizeclasses", help="print a model's size-class table as CSV")
     sizes.add_argument("model", choices=("go", "tcmalloc"), help="go (generated like Go's mksizeclasses) or tcmalloc")
-    sizes.add_argument("--table", choices=("default", "legacy"), default=None,
-                       help="tcmalloc table (default: the current google/tcmalloc default)")
+    sizes.add_argument("--table", choices=("default", "legacy", "gperftools"), default=None,
+                       help="tcmalloc table (default: the current google/tcmalloc default; gperftools: "
+                            "gperftools 2.10's classes)")
     sizes.set_defaults(func=cmd_sizeclasses)
 
     from bench.compare import DEFAULT_SPEED_THRESHOLD, DEFAULT_STATISTIC, STATISTICS
@@ -218,9 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     fidelity = commands.add_parser(
         "fidelity", help="models beside the real allocators they model, on the same traces",
-        description="For each trace: real glibc vs freelist:glibc and real tcmalloc vs the tcmalloc model "
-        "(peak footprint, overhead factor, relative error), real Go 1.19 vs go:gc (peak in-use and mapped heap, GC "
-        "cycles, heap goal; median of 3 or more runs), and the go/tcmalloc models' replay time over real glibc's.",
+        description="For each trace: real glibc vs freelist:glibc and real tcmalloc (gperftools 2.10) vs "
+        "tcmalloc:gperftools (peak footprint, overhead factor, relative error), real Go 1.19 vs go:gc (peak in-use "
+        "and mapped heap, GC cycles, heap goal; median of 3 or more runs), and the go/tcmalloc models' replay "
+        "time over real glibc's.",
     )
     fidelity.add_argument("traces", nargs="+", type=Path, help="trace files (.npz or .csv), e.g. from trace record")
     fidelity.add_argument("--repeats", type=_positive, default=3, help="timed replays per run (default 3)")

@@ -9,8 +9,9 @@ taken from the replay (`bench.metrics.waste.compute`: the lab's `overhead_factor
 requested bytes); the other metric groups (the cache simulation above all) are not computed, which keeps a
 multi-million-row trace at seconds per model.
 
-Which model goes with which real allocator: `MODEL_OF`, one line a pair (jemalloc's and mimalloc's models come
-in a later issue: one line each here).  `default_models()` is the paired models and then every other
+Which model goes with which real allocator: `MODEL_OF`, the pairs of the lab's one pairing table
+(`bench.pairs.MODEL_OF_REAL`: real tcmalloc, gperftools 2.10, with `tcmalloc:gperftools`; a real allocator
+without a model, None there, is left out).  `default_models()` is the paired models and then every other
 general-purpose model of the registry (`objpool` is left out: it wraps another allocator), so the table lists
 every model's prediction beside the pairs.
 
@@ -32,14 +33,12 @@ from typing import Any
 
 from allocators import registry
 from allocators.errors import AllocatorError
+from bench.pairs import paired
 from bench.programs.catalog import Invocation
 from bench.results import failure_reason
 
-#: Real allocator -> the model that imitates it (add a pair here: one line).
-MODEL_OF: dict[str, str] = {
-    "glibc": "freelist:glibc",
-    "tcmalloc": "tcmalloc",
-}
+#: Real allocator -> the model that imitates it (bench.pairs: a new pair is one line there).
+MODEL_OF: dict[str, str] = dict(paired())
 #: General-purpose models left out of `default_models` (objpool is a wrapper around another allocator).
 NOT_LISTED = ("objpool",)
 

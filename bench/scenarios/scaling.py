@@ -31,8 +31,9 @@ by two threads) and at T.  Every installed real allocator is measured (glibc, je
 Scudo: `bench.real.ALLOCATORS`; a missing one is listed as skipped with its package), each one's 1- and
 T-thread runs back to back, so a change of load on the machine touches both.
 
-Pairs (`MODEL_OF_REAL`): the model of each real allocator, shown in its row: freelist:glibc beside glibc,
-tcmalloc beside tcmalloc; jemalloc, mimalloc and Scudo have no model yet (adding one is its line there).
+Pairs (`MODEL_OF_REAL`, the lab's one pairing table `bench.pairs`): the model of each real allocator, shown
+in its row: freelist:glibc beside glibc, tcmalloc:gperftools beside tcmalloc (gperftools 2.10); jemalloc,
+mimalloc and Scudo have no model yet (adding one is its line in bench/pairs.py).
 The paired models of the real allocators measured are always measured; every other model of `models`
 (default DEFAULT_MODELS) gets a row of its own with its proxies.
 
@@ -56,14 +57,11 @@ from typing import Any
 
 import allocators
 from bench import harness
+from bench.pairs import MODEL_OF_REAL
 from bench.scenarios import save_report
 from bench.table import markdown_table, render, wrap_text
 from workloads import catalog
 
-#: Each real allocator's model (None: none yet).  A new model of a real allocator is one line here.
-MODEL_OF_REAL: dict[str, str | None] = {
-    "glibc": "freelist:glibc", "jemalloc": None, "tcmalloc": "tcmalloc", "mimalloc": None, "scudo": None,
-}
 DEFAULT_WORKLOADS = ("threads4", "larson:rounds=1000000", "producer-consumer", "xmalloc-test:threads=1")
 DEFAULT_THREADS = (2,)
 DEFAULT_MODELS = ("freelist:glibc", "tcmalloc", "go", "buddy")

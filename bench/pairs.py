@@ -1,0 +1,44 @@
+"""Which model imitates which real allocator: the one pairing table of the lab.
+
+`MODEL_OF_REAL` maps every real allocator of `bench.real.ALLOCATORS` to the
+model spec built to imitate it, or None while there is none.  Everything that
+puts a model beside its real counterpart reads it from here:
+
+- `bench fidelity` (bench/fidelity.py, `PAIRS`): the model's peak footprint
+  beside the real allocator's clean-heap growth on the same trace;
+- `bench programs` (bench/programs/predict.py, `MODEL_OF`): a recorded
+  program's trace through the model beside the real program's RSS growth;
+- `bench scaling` (bench/scenarios/scaling.py, `MODEL_OF_REAL`): the model's
+  scalability proxies in the real allocator's row;
+- the usable-size test (bench/real/usable.py, tests/test_usable_sizes.py):
+  every request size's granted size beside the real library's answer.
+
+Real tcmalloc is gperftools 2.10's libtcmalloc_minimal (Debian's
+libtcmalloc-minimal4), so its model is the tcmalloc model with gperftools'
+size classes and page-heap growth (`tcmalloc:gperftools`), not the
+google/tcmalloc default table.  A new model of a real allocator is one line
+here.
+"""
+
+from __future__ import annotations
+
+#: Real allocator -> the model spec that imitates it (None: no model yet).
+MODEL_OF_REAL: dict[str, str | None] = {
+    "glibc": "freelist:glibc",
+    "jemalloc": None,
+    "tcmalloc": "tcmalloc:gperftools",
+    "mimalloc": None,
+    "scudo": None,
+}
+
+
+def paired() -> tuple[tuple[str, str], ...]:
+    """(real allocator, model spec) for every real allocator that has a model, in MODEL_OF_REAL's order."""
+    return tuple((real, model) for real, model in MODEL_OF_REAL.items() if model is not None)
+
+
+def model_of(real: str) -> str | None:
+    """The model spec of the real allocator `real` (None: no model); ValueError for an unknown name."""
+    if real not in MODEL_OF_REAL:
+        raise ValueError(f"unknown real allocator {real!r} (known: {', '.join(MODEL_OF_REAL)})")
+    return MODEL_OF_REAL[real]
