@@ -137,6 +137,8 @@ def test_sizeclasses_go_matches_reference(capsys):
     assert out == reference
     code, out, _ = run_cli(capsys, "sizeclasses", "tcmalloc", "--table", "legacy")
     assert code == 0 and len(out.strip().splitlines()) == 86
+    code, out, _ = run_cli(capsys, "sizeclasses", "tcmalloc", "--table", "gperftools")
+    assert code == 0 and out.splitlines()[3].startswith("3,32,1,8192,256,32,") and len(out.splitlines()) == 86
 
 
 def test_perf_table(capsys):

@@ -85,7 +85,7 @@ def audit(heap):
     return len(cached)
 
 
-@pytest.mark.parametrize("table", ["default", "legacy"])
+@pytest.mark.parametrize("table", ["default", "legacy", "gperftools"])
 def test_granted_is_the_class_size(table):
     heap = make(table=table)
     sizes = TABLES[table]
@@ -268,7 +268,8 @@ def test_realloc_keeps_the_block_while_it_is_at_least_half_used():
     assert heap.counters()["reallocs_in_place"] == 1
 
 
-@pytest.mark.parametrize("spec", ["tcmalloc", "tcmalloc:legacy", "tcmalloc:transfer_cache=false,thread_cache_bytes=0"])
+@pytest.mark.parametrize("spec", ["tcmalloc", "tcmalloc:legacy", "tcmalloc:gperftools",
+                                  "tcmalloc:transfer_cache=false,thread_cache_bytes=0"])
 def test_random_operations_brute_force(spec):
     rng = np.random.default_rng(11)
     name, params = allocators.parse_spec(spec)
