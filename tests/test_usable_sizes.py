@@ -67,6 +67,17 @@ def test_model_grants_the_real_usable_size_for_every_request_size(real, sizes):
                       f"first (size, real, model): {diff[:10]}")
 
 
+@pytest.mark.parametrize("order", ["descending", "shuffled"])
+def test_glibc_usable_sizes_in_other_orders(order, sizes):
+    """glibc's answer depends on the sequence (top's size, the mmap threshold raised by freeing a mapped chunk):
+    the model follows it in any order, not only ascending."""
+    spec = model_spec_or_skip("glibc")
+    sequence = sizes[::-1].copy() if order == "descending" else np.random.default_rng(0).permutation(sizes)
+    got = real_or_skip("glibc", sequence)
+    diff = differences(got, model_granted_sizes(spec, sequence), sequence)
+    assert not diff, f"{order}: {len(diff)} sizes differ; first (size, real, model): {diff[:10]}"
+
+
 def test_the_helper_asks_the_library_named():
     """The four answers differ where the libraries do (a preload that did not take would give glibc's)."""
     probe = np.array([1, 24, 100, 131073], dtype=np.int64)  # 131073: glibc from top, the others' own steps
