@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import allocators
+from allocators.errors import BadParameter
 from allocators.shared import gperftools_sizeclasses as gp
 from allocators.shared import tcmalloc_sizeclasses as tc
 from allocators.shared.sizeclasses import classes_of
@@ -111,6 +112,8 @@ def test_preset_selects_the_table_and_gperftools_growth():
     allocator = allocators.create("tcmalloc:gperftools", 64 << 20)
     assert allocator.params["table"] == "gperftools" and allocator.params["grow_at_least"] is True
     assert allocators.create("tcmalloc", 64 << 20).params["table"] == "default"
+    with pytest.raises(BadParameter, match="grow_at_least must be true or false"):
+        allocators.create("tcmalloc:grow_at_least=3", 64 << 20)
 
 
 def test_growth_is_at_least_one_mebibyte_not_rounded_up():
