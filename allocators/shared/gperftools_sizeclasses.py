@@ -51,7 +51,9 @@ constant (src/common.h, thread_cache.cc, page_heap.cc):
   TCMALLOC_RELEASE_RATE 1, and every free span before a growth once free +
   unmapped pages reach a quarter of the heap).  The real heap measure of
   `bench fidelity` (heap_size - unmapped) falls when it does; the model's
-  footprint never does.
+  footprint never does.  Nor the transfer cache's start at 16 batches a class
+  growing on demand (allocators.shared.transfercache gives every class its
+  maximum, min(64, 1 MiB / batch bytes), from the start).
 """
 
 from __future__ import annotations
