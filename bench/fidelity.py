@@ -10,7 +10,8 @@ Pairs (`PAIRS`, one `Pair` per real allocator: the real name and the model spec 
 A pair whose model spec is not registered (`allocators.registry.parse_spec` refuses it: no such
 allocator or preset yet) is a row with status "no model yet" and its reason; its real side is still
 measured, so the table shows what the model will have to match.  A missing real library is a row
-"skipped" with the Debian package to install.
+"skipped" with the Debian package to install; a real replay that fails (malloc returned NULL, a crash, a
+timeout) is a row "real NAME failed: ..." and the other pairs are still measured.
 
 For every trace and pair: the real allocator's peak footprint (`bench.real.cleanheap.clean_heap_footprint`:
 a small C replayer, `bench/real/replayer.c`, replaying the trace from a near-empty heap; one rule per
@@ -103,7 +104,7 @@ def model_spec(pair: Pair) -> tuple[str | None, str]:
 
 def measure_pair(trace: Trace, pair: Pair, repeats: int) -> dict[str, Any]:
     """One row: the real side's clean-heap footprint and replay time, the model's, the error and time ratio."""
-    from bench.real import RealAllocatorMissing, replay_real
+    from bench.real import RealAllocatorMissing, RealOutOfMemory, RealReplayFailed, replay_real
     from bench.real.cleanheap import CompilerMissing, clean_heap_footprint
 
     spec, note = model_spec(pair)
@@ -113,6 +114,9 @@ def measure_pair(trace: Trace, pair: Pair, repeats: int) -> dict[str, Any]:
         real = replay_real(trace, pair.real, repeats=repeats)
     except (RealAllocatorMissing, CompilerMissing) as error:
         entry["status"] = f"skipped: {error}"
+        return entry
+    except (RealOutOfMemory, RealReplayFailed) as error:  # this pair fails, the others are still measured
+        entry["status"] = f"real {pair.real} failed: {str(error)[:300]}"
         return entry
     real_peak = clean["peak_footprint"]
     entry.update(peak_live_requested=clean["peak_live_requested"], real_peak_heap=real_peak,

@@ -58,6 +58,22 @@ def test_unregistered_model_is_no_model_yet(tmp_path, monkeypatch):
     assert "glibc / nosuchmodel (1)" in text and "(1) no model yet: unknown allocator 'nosuchmodel'" in text
 
 
+def test_a_failing_real_replay_is_its_row_only(tmp_path, monkeypatch):
+    from bench.real import RealReplayFailed, cleanheap
+
+    def fails(trace, allocator):
+        raise RealReplayFailed(f"clean-heap replay through {allocator} did not finish within 1 s")
+
+    monkeypatch.setattr(cleanheap, "clean_heap_footprint", fails)
+    path = tmp_path / "t.npz"
+    catalog.make("fifo", n_ops=2_000, seed=0).save(path)
+    results = fidelity.measure_traces([path], repeats=1, reals=("glibc", "tcmalloc"))
+    assert [pair["status"] for pair in results[0]["pairs"]] == [
+        f"real {name} failed: clean-heap replay through {name} did not finish within 1 s" for name in ("glibc",
+                                                                                                    "tcmalloc")]
+    assert "glibc / freelist:glibc (1)" in fidelity.render_tables(results)
+
+
 def test_fidelity_reals_match_the_parser():
     from bench.cli.parser import FIDELITY_REALS
 
