@@ -1,31 +1,37 @@
 """`python -m bench fidelity TRACE...`: each model beside the real allocator it models, on the same traces.
 
-Pairs (`PAIRS`, from the lab's one pairing table `bench.pairs`): real glibc <-> `freelist:glibc`,
-real tcmalloc (gperftools 2.10's libtcmalloc_minimal) <-> `tcmalloc:gperftools` (gperftools' size
-classes and page-heap growth).  For every trace and pair it replays the trace through the real
-allocator in a child process (`bench.real.replay_real`) and through the model
-(`bench.harness.measure`), and reports peak footprint and overhead factor side
-by side with the model's relative error:
+Pairs (`PAIRS`, one `Pair` per real allocator that has a model in the lab's one pairing table, `bench.pairs`):
 
-    error = (model peak footprint - real peak heap growth) / real peak heap growth
+    real glibc      <-> freelist:glibc
+    real tcmalloc   <-> tcmalloc:gperftools   (gperftools 2.10's libtcmalloc_minimal: its size classes and heap growth)
+    real jemalloc   <-> jemalloc
+    real mimalloc   <-> mimalloc
 
-The real figure is the allocator's own measure of heap taken from the OS during
-the replay (glibc: mallinfo2 arena + hblkhd; tcmalloc: heap_size - unmapped;
-jemalloc: stats.mapped; mimalloc: committed bytes), measured by a small C
-replayer (`bench.real.cleanheap`, `bench/real/replayer.c`) from a near-empty heap: inside
-the Python child of `bench.real`, memory that Python and numba freed before the
-loop would cover part of the replay and understate it (tcmalloc on a 192 MiB
-trace: 163 MiB there, 217 MiB clean).  What remains of the start-up heap is
-about 0.1-1 MiB (glibc's first arena, tcmalloc's first 1 MiB; jemalloc starts
-with 6.4 MiB mapped), so traces with less live data than that are not
-meaningful.  Timings still come from `bench.real`.
+A pair whose model spec is not registered (`allocators.registry.parse_spec` refuses it: no such
+allocator or preset yet) is a row with status "no model yet" and its reason; its real side is still
+measured, so the table shows what the model will have to match.  A missing real library is a row
+"skipped" with the Debian package to install; a real replay that fails (malloc returned NULL, a crash, a
+timeout) is a row "real NAME failed: ..." and the other pairs are still measured.
 
-Not here: real jemalloc, mimalloc and Scudo.  Fidelity's rows are model/real
-pairs, and the pairs are the models built to imitate a real allocator; Scudo
-(LLVM's hardened allocator, `bench real --allocator scudo`, `sweep --real`) has
-no model in the lab yet, so there is nothing to put beside it.  Its speed and
-footprint against real glibc on the same trace come from `bench real` (README,
-"Real programs and real allocators").
+For every trace and pair: the real allocator's peak footprint (`bench.real.cleanheap.clean_heap_footprint`:
+a small C replayer, `bench/real/replayer.c`, replaying the trace from a near-empty heap; one rule per
+allocator turns its statistics into the bytes held from the OS at the peak, see that module's
+docstring: glibc and tcmalloc their statistic at the peak minus the bytes in use at start, jemalloc the
+growth of stats.mapped, mimalloc the growth of anonymous RSS, since its commit statistic moves in 32 MiB
+segments), beside it that replay's anonymous RSS growth (one measure for every allocator, a cross-check),
+the model's peak footprint (`bench.harness.measure`), and
+
+    error = (model peak footprint - real peak footprint) / real peak footprint
+
+with the replay times: the real one is `bench.real.replay_real` (a Python child calling the allocator
+from a jitted loop, median of `repeats`), the model's is the harness's median, and the time ratio is
+model seconds / real seconds (<= 1.0: the model replays at least as fast as the allocator it imitates).
+The real footprint is not read inside that Python child: memory Python and numba freed before the loop
+covers part of the replay there (tcmalloc on a 192 MiB trace: 163 MiB there, 217 MiB clean).  Traces with
+less than a few MiB live are not meaningful (start-up reservations and page granularity dominate).
+
+Not here: Scudo (LLVM's hardened allocator, `bench real --allocator scudo`, `sweep --real`) has no model
+in the lab, so there is nothing to put beside it.
 
 Real Go <-> `go:gc` (`bench.real.go`, the trace on the real Go 1.19 heap with GOGC=100 and GOMAXPROCS=1,
 at least three runs, medians): the model's peak in-use heap (its `peak_heap_inuse` counter: pages of
@@ -41,71 +47,95 @@ background mark worker doing such a mark, where assists do the others), at rando
 next goal is set from the larger marked heap; the table counts the runs that had one and gives the median of
 the runs that had none ("paced"), which is what the model, a pacer with no scheduler, predicts.  Skipped,
 with the reason, when Go is not installed.
-
-Speed against reality: the replay time of the `go` and `tcmalloc` models over
-real glibc's replay time on the same trace, measured in the same run
-(ratio <= 1.0: the model replays at least as fast as the real allocator).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from allocators.errors import BadParameter
 from bench import harness, pairs
 from bench.table import format_bytes, render
 from workloads.trace import Trace
 
-PAIRS = pairs.paired()
+
+@dataclass(frozen=True)
+class Pair:
+    """A real allocator and the model spec that imitates it."""
+
+    real: str
+    model: str
+
+
+#: One row per real allocator that has a model (`bench.pairs.MODEL_OF_REAL`; Scudo has none).
+PAIRS = tuple(Pair(real, model) for real, model in pairs.paired())
 #: The real sides `--real` chooses from: the pairs' real allocators and the Go runtime.
-REALS = (*(real for real, _ in PAIRS), "go")
-SPEED_MODELS = ("go", "tcmalloc")
+REALS = (*(pair.real for pair in PAIRS), "go")
+#: The error a model should stay within on traces with a few MiB or more live (issue 14).
+TARGET = 0.10
+
+
+def model_spec(pair: Pair) -> tuple[str | None, str]:
+    """(the spec to run, "") when the pair's model is registered, else (None, "no model yet: REASON")."""
+    import allocators  # noqa: F401  (registration)
+    from allocators import registry
+
+    try:
+        registry.parse_spec(pair.model)
+    except BadParameter as error:
+        return None, f"no model yet: {str(error).split(' (known')[0]}"
+    return pair.model, ""
+
+
+def measure_pair(trace: Trace, pair: Pair, repeats: int) -> dict[str, Any]:
+    """One row: the real side's clean-heap footprint and replay time, the model's, the error and time ratio."""
+    from bench.real import RealAllocatorMissing, RealOutOfMemory, RealReplayFailed, replay_real
+    from bench.real.cleanheap import CompilerMissing, clean_heap_footprint
+
+    spec, note = model_spec(pair)
+    entry: dict[str, Any] = {"real": pair.real, "model": spec or pair.model, "note": note}
+    try:
+        clean = clean_heap_footprint(trace, pair.real)
+        real = replay_real(trace, pair.real, repeats=repeats)
+    except (RealAllocatorMissing, CompilerMissing) as error:
+        entry["status"] = f"skipped: {error}"
+        return entry
+    except (RealOutOfMemory, RealReplayFailed) as error:  # this pair fails, the others are still measured
+        entry["status"] = f"real {pair.real} failed: {str(error)[:300]}"
+        return entry
+    real_peak = clean["peak_footprint"]
+    entry.update(peak_live_requested=clean["peak_live_requested"], real_peak_heap=real_peak,
+                 real_measure=clean["footprint_measure"], real_rss_anon_growth=clean["rss_anon_peak_growth"],
+                 real_statistic_growth=clean["peak_heap_bytes"], real_statistic=clean["measure"],
+                 real_overhead_factor=real_peak / max(1, clean["peak_live_requested"]),
+                 real_seconds=real["seconds_median"])
+    if spec is None:
+        entry["status"] = "no model yet"
+        return entry
+    model, _ = harness.measure(spec, trace, repeats=repeats)
+    entry["status"] = model["status"]
+    if model["status"] != "ok":
+        entry["reason"] = model["reason"]
+        return entry
+    entry.update(model_peak_footprint=model["peak_footprint"], model_overhead_factor=model["overhead_factor"],
+                 model_seconds=model["seconds_median"],
+                 time_ratio=model["seconds_median"] / real["seconds_median"] if real["seconds_median"] else None)
+    if real_peak > 0:
+        entry["relative_error"] = (model["peak_footprint"] - real_peak) / real_peak
+    return entry
 
 
 def measure_trace(path: Path, repeats: int, reals: Sequence[str] = REALS) -> dict[str, Any]:
-    from bench.real import RealAllocatorMissing, replay_real
-    from bench.real.cleanheap import CompilerMissing, clean_heap_footprint
-
+    """Every pair whose real side is in `reals` on the trace at `path`, and real Go when "go" is."""
     trace = Trace.load(path)
-    result: dict[str, Any] = {"trace": str(path), "rows": len(trace), "pairs": [], "speed": []}
-    real_runs: dict[str, dict[str, Any]] = {}
-    for real_name, model_spec in PAIRS:
-        if real_name not in reals:
-            continue
-        try:
-            real = real_runs[real_name] = replay_real(trace, real_name, repeats=repeats)
-            clean = clean_heap_footprint(trace, real_name)
-        except (RealAllocatorMissing, CompilerMissing) as error:
-            result["pairs"].append({"real": real_name, "model": model_spec, "status": f"skipped: {error}"})
-            continue
-        model, _ = harness.measure(model_spec, trace, repeats=repeats)
-        real_peak = clean["peak_heap_bytes"]  # heap growth in the clean C replayer, not in the Python child
-        entry: dict[str, Any] = {"real": real_name, "model": model_spec, "status": model["status"],
-                                 "peak_live_requested": real["peak_live_requested"],
-                                 "real_peak_heap": real_peak, "real_measure": "clean heap: " + clean["measure"],
-                                 "real_peak_heap_in_python": real["peak_heap_bytes"],
-                                 "real_overhead_factor": real_peak / max(1, clean["peak_live_requested"]),
-                                 "real_seconds": real["seconds_median"]}
-        if model["status"] == "ok":
-            entry.update(model_peak_footprint=model["peak_footprint"], model_overhead_factor=model["overhead_factor"],
-                         model_seconds=model["seconds_median"])
-            if real_peak > 0:
-                entry["relative_error"] = (model["peak_footprint"] - real_peak) / real_peak
-        else:
-            entry["reason"] = model["reason"]
-        result["pairs"].append(entry)
+    result: dict[str, Any] = {"trace": str(path), "rows": len(trace),
+                              "pairs": [measure_pair(trace, pair, repeats) for pair in PAIRS if pair.real in reals]}
     if "go" in reals:
         result["go"] = _go_entry(trace, repeats)
-    if "glibc" in real_runs:
-        glibc_seconds = real_runs["glibc"]["seconds_median"]
-        for spec in SPEED_MODELS:
-            model, _ = harness.measure(spec, trace, repeats=repeats)
-            if model["status"] == "ok":
-                result["speed"].append({"model": spec, "model_seconds": model["seconds_median"],
-                                        "glibc_seconds": glibc_seconds,
-                                        "ratio": model["seconds_median"] / glibc_seconds})
     return result
 
 
@@ -153,7 +183,7 @@ def _go_entry(trace: Trace, repeats: int) -> dict[str, Any]:
 def measure_traces(paths: Sequence[Path], repeats: int = 3, out: Path | None = None,
                    progress: Callable[[str], None] | None = None, reals: Sequence[str] = REALS) -> list[dict[str, Any]]:
     """One result per trace file; with `out`, also OUT/fidelity.json and OUT/fidelity.png.  `reals` picks the
-    real sides (REALS; the speed rows need glibc)."""
+    real sides (REALS)."""
     unknown = [name for name in reals if name not in REALS]
     if unknown or not reals:
         raise ValueError(f"fidelity: unknown real side {unknown[0] if unknown else '(none)'!r} "
@@ -176,26 +206,48 @@ def measure_traces(paths: Sequence[Path], repeats: int = 3, out: Path | None = N
 
 
 def render_tables(results: Sequence[dict[str, Any]]) -> str:
-    """The model-vs-real table and, when measured, the speed table."""
-    lines, speed_lines = [], []
+    """The model-vs-real table (one row per trace and pair, notes under it) and, when measured, real Go's."""
+    lines: list[list[str]] = []
+    notes: list[str] = []
+    measures: dict[str, str] = {}
+
+    def mark(note: str) -> str:
+        if not note:
+            return ""
+        if note not in notes:
+            notes.append(note)
+        return f" ({notes.index(note) + 1})"
+
     for result in results:
         name = Path(result["trace"]).name
         for pair in result["pairs"]:
-            if "relative_error" not in pair:
-                lines.append([name, f"{pair['real']} / {pair['model']}", "-", "-", "-", "-", "-",
-                              pair.get("reason") or pair["status"]])
+            label = f"{pair['real']} / {pair['model']}"
+            if "real_peak_heap" not in pair:
+                lines.append([name, label + mark(pair["status"])] + ["-"] * 9)
                 continue
-            lines.append([
-                name, f"{pair['real']} / {pair['model']}", format_bytes(pair["peak_live_requested"]),
-                format_bytes(pair["real_peak_heap"]), format_bytes(pair["model_peak_footprint"]),
-                f"{pair['real_overhead_factor']:.3f} / {pair['model_overhead_factor']:.3f}",
-                f"{100 * pair['relative_error']:+.1f} %", pair["real_measure"].split(" (")[0],
-            ])
-        for entry in result["speed"]:
-            speed_lines.append([name, entry["model"], f"{entry['model_seconds'] * 1e3:.2f}",
-                                f"{entry['glibc_seconds'] * 1e3:.2f}", f"{entry['ratio']:.2f}"])
-    text = render(["trace", "real / model", "peak live", "real peak heap", "model peak", "overhead real / model",
-                   "error", "real measure"], lines, [False, False] + [True] * 5 + [False])
+            measures.setdefault(pair["real"], pair["real_measure"])
+            figures = [format_bytes(pair["peak_live_requested"]), format_bytes(pair["real_peak_heap"]),
+                       format_bytes(pair["real_rss_anon_growth"])]
+            seconds = f"{pair['real_seconds']:.3f}"
+            if "model_peak_footprint" not in pair:
+                why = pair["note"] if pair["status"] == "no model yet" else pair.get("reason") or pair["status"]
+                lines.append([name, label + mark(why), *figures, pair["status"], "-", "-", seconds, "-", "-"])
+                continue
+            error = pair.get("relative_error")
+            verdict = "-" if error is None else ("yes" if abs(error) <= TARGET else "no")
+            lines.append([name, label + mark(pair["note"]), *figures, format_bytes(pair["model_peak_footprint"]),
+                          "-" if error is None else f"{100 * error:+.1f} %", verdict, seconds,
+                          f"{pair['model_seconds']:.3f}",
+                          "-" if pair["time_ratio"] is None else f"{pair['time_ratio']:.2f}"])
+    text = render(["trace", "real / model", "peak\nlive", "real\npeak", "real anon\nRSS growth", "model\npeak",
+                   "error", "within\n10 %", "real\nreplay s", "model\nreplay s", "time\nmodel / real"], lines,
+                  [False, False] + [True] * 9, keep=2)
+    text += "".join(f"\n({number}) {note}" for number, note in enumerate(notes, 1))
+    if measures:
+        text += ("\n\nreal peak (clean-heap C replayer, bench.real.cleanheap): "
+                 + "; ".join(f"{real}: {how}" for real, how in measures.items())
+                 + ".  real anon RSS growth: the same replay's anonymous resident growth (a cross-check).  "
+                 "real replay s: bench.real's timed replay (median).")
     go_lines = []
     for result in results:
         go = result.get("go")
@@ -226,12 +278,11 @@ def render_tables(results: Sequence[dict[str, Any]]) -> str:
                         "vs paced", "real mapped", "go:gc mapped", "GC cycles real / model", "error",
                         "final goal real / model", "error"], go_lines,
                        [False, True, False, True, True, True, True, True, True, True, True, True, True, True])
-    if speed_lines:
-        text += "\n\n" + render(["trace", "model", "model ms", "real glibc ms", "model / glibc time"], speed_lines)
     return text
 
 
 def draw(results: list[dict[str, Any]], path: Path) -> None:
+    """Real peak footprint beside the model's, one pair of bars per trace and pair, the error over the model's."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,18 +291,21 @@ def draw(results: list[dict[str, Any]], path: Path) -> None:
     labels, real, model = [], [], []
     for result in results:
         for pair in result["pairs"]:
-            if "relative_error" in pair:
-                labels.append(f"{Path(result['trace']).stem}\n{pair['model']}")
+            if "real_peak_heap" in pair:
+                labels.append(f"{Path(result['trace']).stem}\n{pair['real']} / {pair['model']}")
                 real.append(pair["real_peak_heap"] / 2**20)
-                model.append(pair["model_peak_footprint"] / 2**20)
+                model.append(pair.get("model_peak_footprint", 0) / 2**20)
     figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(labels)), 4.5))
     positions = range(len(labels))
-    axis.bar([p - 0.2 for p in positions], real, width=0.4, label="real allocator (peak heap growth)")
+    axis.bar([p - 0.2 for p in positions], real, width=0.4, label="real allocator (clean-heap peak footprint)")
     axis.bar([p + 0.2 for p in positions], model, width=0.4, label="model (peak footprint)")
     for position, (real_value, model_value) in enumerate(zip(real, model, strict=True)):
+        if not model_value:
+            axis.annotate("no model yet", (position + 0.2, 0), ha="center", va="bottom", fontsize=7, rotation=90)
+            continue
         error = (model_value - real_value) / real_value if real_value else float("nan")
         axis.annotate(f"{100 * error:+.0f} %", (position + 0.2, model_value), ha="center", va="bottom", fontsize=8)
-    axis.set_xticks(list(positions), labels, fontsize=8)
+    axis.set_xticks(list(positions), labels, fontsize=7)
     axis.set_ylabel("MiB")
     axis.set_title("Model fidelity: peak footprint, model vs the real allocator on the same trace")
     axis.legend(fontsize=8)

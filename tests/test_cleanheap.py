@@ -96,3 +96,32 @@ def test_scudo_clean_heap_counts_its_mapped_bytes():
     assert result["measure"].startswith("Scudo mallinfo2 hblkhd")
     # Scudo maps its size-class regions in 128 KiB steps: at least the live bytes plus the 16 B header per block
     assert result["peak_heap_bytes"] >= result["peak_live_requested"] + 16 * 2000
+
+
+@pytest.mark.parametrize("allocator", ("glibc", "jemalloc", "tcmalloc", "mimalloc"))  # Scudo maps 8 MiB for it
+def test_peak_footprint_of_a_trace_smaller_than_the_start_up_reservations(allocator):
+    """About 1.4 MiB live fits in tcmalloc's first MiB plus one grow and in mimalloc's first 32 MiB segment: the
+    growth of their statistics reads 1 MiB and 0; the peak footprint counts what the trace made them hold."""
+    _library_or_skip(allocator)
+    trace = catalog.make("lognormal:mu=6,live=2000", n_ops=20000, seed=3)
+    result = cleanheap.clean_heap_footprint(trace, allocator)
+    live = result["peak_live_requested"]
+    assert 2**20 < live < 2 * 2**20
+    assert live <= result["peak_footprint"] < 3 * live, result
+    assert live <= result["rss_anon_peak_growth"] < 3 * live, result
+    rule = cleanheap.FOOTPRINT_RULES[allocator]
+    assert result["peak_footprint"] == {"statistic": result["heap_start"] + result["peak_heap_bytes"]
+                                        - result["in_use_start"], "growth": result["peak_heap_bytes"],
+                                        "rss": result["rss_anon_peak_growth"]}[rule]
+    assert result["footprint_measure"]
+
+
+def test_peak_footprint_rules_fall_back_when_a_statistic_is_missing():
+    figures = {"measure": "mallinfo2 arena + hblkhd (sbrk/mmap heap + mmapped chunks)", "heap_start": 100,
+               "peak_heap_bytes": 1000, "in_use_start": 10, "rss_anon_peak_growth": 900}
+    assert cleanheap.peak_footprint(figures, "glibc") == (1090,
+                                                          "mallinfo2 arena + hblkhd at the peak - in use at start")
+    assert cleanheap.peak_footprint(figures, "jemalloc")[0] == 1000
+    assert cleanheap.peak_footprint(figures, "mimalloc")[0] == 900
+    assert cleanheap.peak_footprint({**figures, "in_use_start": -1}, "glibc")[0] == 1000
+    assert cleanheap.peak_footprint({**figures, "measure": "VmRSS (allocator statistic not found)"}, "glibc")[0] == 900

@@ -4,29 +4,81 @@ from __future__ import annotations
 
 import json
 
+from bench import fidelity, sweep
 from bench import real as real_module
-from bench import sweep
 from bench.cli import main
 from workloads import catalog
 
 
-def test_fidelity_reports_pairs_and_speed_ratio(tmp_path, capsys):
+def test_fidelity_reports_pairs_and_time_ratio(tmp_path, capsys):
     path = tmp_path / "t.npz"
     catalog.make("lognormal:mu=9,live=3000", n_ops=20_000, seed=3).save(path)  # ~20 MiB live: a real heap
     assert main(["fidelity", str(path), "--repeats", "1", "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "glibc / freelist:glibc" in out and "model / glibc time" in out
+    assert "glibc / freelist:glibc" in out and "model / real" in out
     results = json.loads((tmp_path / "out" / "fidelity.json").read_text())
-    glibc = next(pair for pair in results[0]["pairs"] if pair["real"] == "glibc")
-    assert glibc["status"] == "ok" and glibc["real_peak_heap"] > 0 and glibc["model_peak_footprint"] > 0
-    assert isinstance(glibc["relative_error"], float)
-    assert {entry["model"] for entry in results[0]["speed"]} == {"go", "tcmalloc"}
+    pairs = {pair["real"]: pair for pair in results[0]["pairs"]}
+    assert list(pairs) == [pair.real for pair in fidelity.PAIRS]  # every pair has its row, in the table's order
+    glibc = pairs["glibc"]
+    assert glibc["status"] == "ok" and glibc["model"] == "freelist:glibc"
+    # a meaningful real peak: at least the live bytes, and close to the same replay's resident growth
+    assert glibc["real_peak_heap"] >= glibc["peak_live_requested"] > 10 * 2**20
+    assert abs(glibc["real_peak_heap"] - glibc["real_rss_anon_growth"]) < 0.1 * glibc["real_peak_heap"]
+    assert isinstance(glibc["relative_error"], float) and glibc["model_peak_footprint"] > 0
+    assert glibc["time_ratio"] == glibc["model_seconds"] / glibc["real_seconds"] > 0
+    for name, pair in pairs.items():
+        spec, _ = fidelity.model_spec(next(p for p in fidelity.PAIRS if p.real == name))
+        if pair["status"].startswith("skipped"):  # the library is not installed
+            continue
+        assert pair["real_peak_heap"] >= pair["peak_live_requested"], name  # no statistic reads 0 growth
+        assert pair["real_peak_heap"] < 2 * pair["peak_live_requested"], name
+        assert (pair["status"] == "no model yet") == (spec is None), name
+        assert ("relative_error" in pair) == (spec is not None), name
     go = results[0]["go"]
     if not go["status"].startswith("skipped"):  # Go installed (.ci/run installs it)
         assert go["real_peak_heap_mapped"] >= go["real_peak_heap_inuse"] > 0 and go["model_peak_footprint"] > 0
         assert isinstance(go["mapped_error"], float) and "GC cycles real / model" in out and "vs paced" in out
         assert len(go["real_mark_overruns_runs"]) == go["real_repeats"] >= 3
     assert (tmp_path / "out" / "fidelity.png").stat().st_size > 10_000
+
+
+def test_unregistered_model_is_no_model_yet(tmp_path, monkeypatch):
+    """A pair whose model is not registered still measures its real side and says why there is no model."""
+    monkeypatch.setattr(fidelity, "PAIRS", (fidelity.Pair("glibc", "nosuchmodel"),
+                                            fidelity.Pair("tcmalloc", "tcmalloc:nosuchpreset")))
+    assert fidelity.model_spec(fidelity.PAIRS[0]) == (None, "no model yet: unknown allocator 'nosuchmodel'")
+    spec, note = fidelity.model_spec(fidelity.PAIRS[1])
+    assert spec is None and note.startswith("no model yet: ") and "nosuchpreset" in note
+    path = tmp_path / "t.npz"
+    catalog.make("lognormal:mu=8,live=2000", n_ops=8_000, seed=1).save(path)
+    results = fidelity.measure_traces([path], repeats=1, reals=("glibc",))
+    (pair,) = results[0]["pairs"]
+    assert pair["status"] == "no model yet" and pair["real_peak_heap"] > 0 and "relative_error" not in pair
+    text = fidelity.render_tables(results)
+    assert "glibc / nosuchmodel (1)" in text and "(1) no model yet: unknown allocator 'nosuchmodel'" in text
+
+
+def test_a_failing_real_replay_is_its_row_only(tmp_path, monkeypatch):
+    from bench.real import RealReplayFailed, cleanheap
+
+    def fails(trace, allocator):
+        raise RealReplayFailed(f"clean-heap replay through {allocator} did not finish within 1 s")
+
+    monkeypatch.setattr(cleanheap, "clean_heap_footprint", fails)
+    path = tmp_path / "t.npz"
+    catalog.make("fifo", n_ops=2_000, seed=0).save(path)
+    results = fidelity.measure_traces([path], repeats=1, reals=("glibc", "tcmalloc"))
+    assert [pair["status"] for pair in results[0]["pairs"]] == [
+        f"real {name} failed: clean-heap replay through {name} did not finish within 1 s" for name in ("glibc",
+                                                                                                    "tcmalloc")]
+    assert "glibc / freelist:glibc (1)" in fidelity.render_tables(results)
+
+
+def test_fidelity_reals_match_the_parser():
+    from bench.cli.parser import FIDELITY_REALS
+
+    assert FIDELITY_REALS == fidelity.REALS
+    assert [pair.real for pair in fidelity.PAIRS] == ["glibc", "tcmalloc", "jemalloc", "mimalloc"]
 
 
 def test_real_command_and_missing_trace(tmp_path, capsys):

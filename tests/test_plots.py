@@ -187,7 +187,8 @@ def test_missing_data_skips_figures_with_reasons(tmp_path):
     (tmp_path / "plots").mkdir()
     (tmp_path / "plots" / "heapmap.png").write_bytes(b"stale")  # from an earlier run: must go
     paths = plots.draw_all(tmp_path)
-    assert {path.stem for path in paths} == {"throughput", "pareto", "normalised", "go_sizeclasses"}
+    # designs: freelist:glibc has its TLB miss rate and scalability proxies, though no hot-reuse rate
+    assert {path.stem for path in paths} == {"throughput", "pareto", "normalised", "designs", "go_sizeclasses"}
     assert not (tmp_path / "plots" / "heapmap.png").exists()
     page = report.write_index(tmp_path).read_text()
     assert page.count('class="skipped">Not drawn') == 4
@@ -294,3 +295,21 @@ def test_heapmap_occupancy_scaling():
     assert plots.heapmap_occupancy(np.array([[0, 255]], dtype=np.uint8)).tolist() == [[0.0, 1.0]]
     assert plots.heapmap_occupancy(np.array([[0, 1]], dtype=np.uint8)).tolist() == [[0.0, 1.0]]
     assert plots.heapmap_occupancy(np.array([[0.25, 2.0]], dtype=np.float32)).tolist() == [[0.25, 1.0]]
+
+
+def test_designs_figure_puts_the_models_of_real_allocators_side_by_side(full_run, tmp_path):
+    from bench.plots.designs import imitating_models
+
+    notes = {entry["name"]: entry["note"] for entry in plots.read_manifest(full_run[0])}
+    # freelist:glibc is the one model of a real allocator in the synthetic sweep; threads4:threads=1 is in neither row
+    assert notes["designs"] == "1 models (freelist:glibc); 5 workloads without threads, 1 multi-thread"
+    # the pair's model wins over its fallback, pair order, other models left out
+    assert imitating_models(["buddy", "tcmalloc", "tcmalloc:gperftools", "mimalloc", "freelist:glibc"]) == [
+        "freelist:glibc", "tcmalloc:gperftools", "mimalloc"]
+    assert imitating_models(["tcmalloc", "buddy"]) == ["tcmalloc"]
+    out = tmp_path / "none"
+    build_results(out, allocators=("linear", "buddy"), workloads=WORKLOADS[:2], seeds=(0,), heapmap=False)
+    plots.draw_all(out)
+    skipped = {entry["name"]: entry["skipped"] for entry in plots.read_manifest(out)}
+    assert skipped["designs"].startswith("none of the models of a real allocator")
+    assert not (out / "plots" / "designs.png").exists()

@@ -111,7 +111,7 @@ def test_page_leads_with_verdicts_and_collapses_the_full_table(synthetic):
     full_table = page.index("<th>allocator</th><th>workload</th><th>seed</th>")
     assert details_at < full_table < page.index("</details>")
     assert page.count('<div class="scroll"><table') == page.count("<table")  # every table scrolls in its box
-    assert page.count("<p class=\"look\"><b>What to look at.</b>") == page.count("<figure ") == 5  # drawn ones
+    assert page.count("<p class=\"look\"><b>What to look at.</b>") == page.count("<figure ") == 6  # drawn ones
     assert "model replay speed" in page and "Throughput" not in page
     assert "Special purpose, kept out of the verdicts" in page and "linear, pool, stack" in page
     assert "scale: real allocators" in page and "real:glibc <span class=fig>202</span>" in page

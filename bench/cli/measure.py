@@ -222,13 +222,13 @@ def _real_go(trace: Trace, args: argparse.Namespace) -> int:
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
-    from bench.fidelity import render_tables
+    from bench.fidelity import REALS, render_tables
 
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out}: not a directory")
 
     results = api.fidelity(args.traces, repeats=args.repeats, out=args.out, progress=say,
-                           reals=tuple(args.real or ("glibc", "tcmalloc", "go")))
+                           reals=tuple(args.real or REALS))
     print(render_tables(results))
     if args.out:
         print(f"\nwrote {args.out / 'fidelity.json'}, {args.out / 'fidelity.png'}")

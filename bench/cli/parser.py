@@ -27,6 +27,8 @@ from workloads.stream import DEFAULT_CHUNK_ROWS
 
 #: `bench.real.ALLOCATORS`, spelled out so that building the parser does not import numba (a test keeps them equal)
 REAL_ALLOCATORS = ("glibc", "jemalloc", "tcmalloc", "mimalloc", "scudo")
+#: `bench.fidelity.REALS` (the real sides of the fidelity pairs and Go), spelled out likewise
+FIDELITY_REALS = ("glibc", "tcmalloc", "jemalloc", "mimalloc", "go")
 
 
 def _positive(text: str) -> int:
@@ -219,16 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     fidelity = commands.add_parser(
         "fidelity", help="models beside the real allocators they model, on the same traces",
-        description="For each trace: real glibc vs freelist:glibc and real tcmalloc (gperftools 2.10) vs "
-        "tcmalloc:gperftools (peak footprint, overhead factor, relative error), real Go 1.19 vs go:gc (peak in-use "
-        "and mapped heap, GC cycles, heap goal; median of 3 or more runs), and the go/tcmalloc models' replay "
-        "time over real glibc's.",
+        description="For each trace, each real allocator beside the model that imitates it (glibc / "
+        "freelist:glibc, tcmalloc / tcmalloc:gperftools, jemalloc / jemalloc, mimalloc / mimalloc; a model not "
+        "registered yet is 'no model yet'): clean-heap real peak footprint, model peak footprint, relative error, "
+        "replay times and their ratio; real Go 1.19 vs go:gc (peak in-use and mapped heap, GC cycles, heap goal; "
+        "median of 3 or more runs).",
     )
     fidelity.add_argument("traces", nargs="+", type=Path, help="trace files (.npz or .csv), e.g. from trace record")
     fidelity.add_argument("--repeats", type=_positive, default=3, help="timed replays per run (default 3)")
     fidelity.add_argument("--out", type=Path, default=None, help="also write fidelity.json and fidelity.png here")
-    fidelity.add_argument("--real", action="append", choices=("glibc", "tcmalloc", "go"), default=None,
-                          help="only this real side (repeatable; default all three; the speed rows need glibc)")
+    fidelity.add_argument("--real", action="append", choices=FIDELITY_REALS, default=None,
+                          help="only this real side (repeatable; default all)")
     fidelity.set_defaults(func=cmd_fidelity)
 
     safety = commands.add_parser(

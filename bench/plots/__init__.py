@@ -38,7 +38,12 @@ Figures (file name, what it needs):
    per 1000 rows, remote-free rate, false-shared lines) against a swept thread
    count (`WORKLOAD:threads=1/2/4/...`), one panel column per family, one line
    per model.  Needs rows with `param` = threads.
-8. `go_sizeclasses.png`: Go's size classes (`allocators.shared.go_sizeclasses`):
+8. `designs.png`: the models of real allocators (the fidelity pairs' models: freelist:glibc, tcmalloc,
+   jemalloc, mimalloc, those in the results) side by side, one panel per proxy: locality (hot-reuse rate,
+   L2 misses per 1000 rows, TLB miss rate) over the workloads without threads, scalability
+   (shared-structure operations, own-thread hot reuse, false-shared lines) over the multi-thread ones
+   (`bench.plots.designs`).  Needs one of those models.
+9. `go_sizeclasses.png`: Go's size classes (`allocators.shared.go_sizeclasses`):
    worst-case waste per class and the tail left over in each span.  Needs no
    results.
 
@@ -63,7 +68,7 @@ Layout: one module per concept, this one gathering them (and re-exporting
 what callers use, `from bench.plots import draw_all, load_report, ...`):
 `data` (loading, orders, medians), `style` (colors, canvas, axis helpers), one
 module per figure (`speed`, `waste`, `locality`, `pareto`, `heapmap`,
-`scalability`, `normalised`, `sizeclasses`), and here the figure list `FIGURES`, `draw_all` and the manifest.
+`scalability`, `designs`, `normalised`, `sizeclasses`), and here the figure list `FIGURES`, `draw_all` and the manifest.
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ from bench.plots.data import (
     ordered_workloads,
     sweep_group,
 )
+from bench.plots.designs import plot_designs
 from bench.plots.heapmap import heapmap_occupancy, plot_heapmap
 from bench.plots.locality import LOCALITY_METRICS, plot_locality
 from bench.plots.normalised import plot_normalised
@@ -216,6 +222,29 @@ FIGURES: tuple[FigureSpec, ...] = (
         plot_scalability,
     ),
     FigureSpec(
+        "designs", "Design differences: the models of real allocators side by side",
+        "The models that imitate a real allocator (freelist:glibc for glibc's arenas and bins; tcmalloc for "
+        "gperftools' per-thread caches over central free lists; jemalloc for its arenas with thread caches; "
+        "mimalloc for its free lists sharded per page; the ones in this sweep), one bar per model (its "
+        "color, and a hatch of its own) per workload, its value at its end, median over seeds. Top row, "
+        "locality, on the workloads without threads: hot-reuse "
+        "rate (% of allocations served by a block among the last 64 frees, whose lines are likely cached), L2 "
+        "misses per 1000 rows (the simulated 1 MiB L2 behind a 32 KiB L1: accesses that would go to memory) and "
+        "TLB miss rate (64-entry TLB, 4 KiB pages: how many pages the blocks spread over). Bottom row, "
+        "scalability, on the multi-thread workloads: shared-structure operations per 1000 rows (operations on "
+        "a structure every thread shares under a lock: a central list, the page heap, an arena after a cache "
+        "miss), own-thread hot reuse (% of allocations served by a block the same thread freed among its last "
+        "64 frees: what a thread cache or a per-page free list keeps local) and the peak number of 64 B lines "
+        "holding live blocks of two or more threads (false sharing). Counts are on a log axis (linear below 1).",
+        "Read each panel across its rows: a model whose bar is on the better side in most rows has the design "
+        "that wins that proxy. The bottom row is where the designs should separate: a model with per-thread "
+        "caches (tcmalloc) should go to a shared structure less often than one whose threads share an arena "
+        "(freelist:glibc); own-thread reuse is high only where threads free their own blocks and is 0 under "
+        "producer-consumer, where every free is remote, so there the shared-structure count says what each "
+        "design does with blocks that come back from another thread.",
+        plot_designs,
+    ),
+    FigureSpec(
         "go_sizeclasses", "Go size classes: waste per class",
         "Go's 67 small-object size classes (port of the runtime's generator). Top: the generator's 'max waste' "
         "column, the worst case share of a span lost when every object is the smallest request that rounds into "
@@ -286,6 +315,7 @@ def read_manifest(results_dir: Path) -> list[dict[str, Any]]:
 __all__ = [
     "FIGURES", "LOCALITY_METRICS", "MANIFEST", "PLOTS_DIR", "FigureSpec", "ReportData", "SkipFigure", "Style",
     "allocator_styles", "cell_medians", "cell_values", "draw_all", "failed_cells", "heapmap_occupancy", "load_report",
-    "number", "ordered_allocators", "ordered_workloads", "pareto_front", "plot_go_sizeclasses", "plot_heapmap",
-    "plot_locality", "plot_pareto", "plot_throughput", "plot_waste_vs_param", "read_manifest", "sweep_group",
+    "number", "ordered_allocators", "ordered_workloads", "pareto_front", "plot_designs", "plot_go_sizeclasses",
+    "plot_heapmap", "plot_locality", "plot_pareto", "plot_throughput", "plot_waste_vs_param", "read_manifest",
+    "sweep_group",
 ]

@@ -8,6 +8,33 @@ allocated almost nothing before the loop (its columns and pointer table are mmap
     peak_heap_bytes = heap taken from the OS, by the allocator's own statistic, at the row where live
                       requested bytes peak (or at the end, whichever is larger) - the same at start.
 
+Peak footprint (`peak_footprint`, what `bench fidelity` puts beside a model's peak footprint: the bytes
+of address space the allocator holds from the OS at its peak, for this trace alone).  The growth above
+is not that for every allocator: each statistic moves in its own steps, and what the allocator took at
+start-up may or may not serve the trace.  Measured on this machine (Debian 12: glibc 2.36, gperftools
+2.10, jemalloc 5.3, mimalloc 2.0.9), one rule per allocator (`FOOTPRINT_RULES`):
+
+- glibc, tcmalloc: "statistic": the statistic at the peak minus the bytes the program had allocated at
+  the baseline (in_use_start: glibc uordblks + hblkhd, tcmalloc generic.current_allocated_bytes).  The
+  start-up reservation is the trace's: glibc's first 132 KiB arena and tcmalloc's first page-heap grow of
+  1 MiB (kMinSystemAlloc) are nearly empty when the replay starts, the replay fills them, and a model
+  starting from an empty heap counts its own first grow too; the growth alone read 0 for a trace that fit
+  in tcmalloc's first MiB.
+- jemalloc: "growth" of stats.mapped (base metadata + active, dirty and muzzy extents; retained virtual
+  space is not counted).  The 6 MiB it reads at start are jemalloc's base metadata (stats.metadata 2.7 MiB)
+  and extents the replay does not reuse: the growth equals the anonymous RSS growth (sqlite3 trace: 43.4
+  vs 43.6 MiB), the statistic minus the start's in-use bytes would count 6 MiB too many.
+- mimalloc: "rss": anonymous resident growth (rss_anon_peak_growth, sampled every 1024 rows).  Its
+  committed statistic moves in whole 32 MiB segments: a single-threaded process commits each segment
+  eagerly (segment.c: eager_delay needs more than one thread), so it read 32 MiB at start and 32 MiB of
+  growth for 1 to 40 MiB of live data; on Linux those pages are overcommitted, and only touched ones
+  are memory.  The replayer touches every page of every block it gets, so resident growth is what the
+  trace made mimalloc use.
+- scudo: "growth" (its StatMapped counter: primary regions and secondary blocks, mapped as needed).
+
+Every result also carries rss_anon_peak_growth, a cross-check of the statistic that is one measure for
+all allocators.
+
 The replayer is compiled with gcc once per source version into
 ~/.cache/allocator-lab/replayer/<sha256 of the source>/replayer.  jemalloc, tcmalloc, mimalloc and Scudo are
 LD_PRELOADed (library found by `bench.real.library_path`); glibc runs without preload.  The replayer
@@ -33,6 +60,27 @@ from bench.real import RealOutOfMemory, RealReplayFailed, allocator_environment,
 
 SOURCE = Path(__file__).with_name("replayer.c")
 CACHE_ROOT = Path.home() / ".cache" / "allocator-lab" / "replayer"
+
+
+#: How each allocator's peak footprint is read from the replayer's figures (module docstring).
+FOOTPRINT_RULES = {"glibc": "statistic", "tcmalloc": "statistic", "jemalloc": "growth", "mimalloc": "rss",
+                   "scudo": "growth"}
+
+
+def peak_footprint(figures: dict[str, Any], allocator: str) -> tuple[int, str]:
+    """(peak footprint in bytes, what it is) from the replayer's JSON figures, by FOOTPRINT_RULES[allocator].
+
+    A statistic that was not found (the replayer fell back to VmRSS) or a missing in-use count falls back to
+    the growth, then to the anonymous RSS growth."""
+    rule = FOOTPRINT_RULES.get(allocator, "growth")
+    found = "VmRSS" not in figures["measure"]
+    in_use = figures.get("in_use_start", -1)
+    if rule == "statistic" and found and in_use >= 0:
+        value = figures["heap_start"] + figures["peak_heap_bytes"] - in_use
+        return max(0, value), f"{figures['measure'].split(' (')[0]} at the peak - in use at start"
+    if rule in ("statistic", "growth") and found:
+        return figures["peak_heap_bytes"], f"growth of {figures['measure'].split(' (')[0]}"
+    return figures["rss_anon_peak_growth"], "anonymous RSS growth (/proc/self/statm)"
 
 
 class CompilerMissing(RuntimeError):
@@ -100,8 +148,9 @@ def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | 
     """Replay `trace` through the real `allocator` in the C replayer; return its JSON figures.
 
     Keys: peak_heap_bytes (heap growth from the pre-replay baseline, module docstring), measure,
-    heap_growth_at_peak_row, heap_growth_at_end, heap_start, rss_growth_bytes (VmRSS growth at the
-    peak-live row), rss_start, peak_live_requested, peak_row, rows; plus allocator and library.
+    heap_growth_at_peak_row, heap_growth_at_end, heap_start, in_use_start, rss_growth_bytes (VmRSS growth at
+    the peak-live row), rss_start, rss_anon_start, rss_anon_peak_growth, peak_live_requested, peak_row, rows;
+    plus allocator, library, peak_footprint and footprint_measure (`peak_footprint`).
     Raises RealAllocatorMissing (library not installed), CompilerMissing (no gcc), RealOutOfMemory
     (malloc/realloc returned NULL; `.row` is the row), RealReplayFailed (crash, timeout, bad output).
     """
@@ -117,5 +166,6 @@ def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | 
     if completed.returncode != 0 or not isinstance(figures, dict) or "peak_heap_bytes" not in figures:
         raise RealReplayFailed(f"clean-heap replay through {allocator} failed (exit status {completed.returncode}): "
                                f"{completed.stderr.strip()[-2000:]}")
-    figures.update(allocator=allocator, library=library)
+    footprint, how = peak_footprint(figures, allocator)
+    figures.update(allocator=allocator, library=library, peak_footprint=footprint, footprint_measure=how)
     return figures

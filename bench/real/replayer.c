@@ -29,9 +29,17 @@
  * last row, and VmRSS at the same points.  Each new block (malloc, realloc) gets one byte written per
  * 4 KiB page so its memory is real; ACCESS writes the block's first byte.
  *
+ * Besides the statistic it reads, at the baseline, the bytes the allocator counts as handed out
+ * (in_use_start: glibc uordblks + hblkhd, jemalloc stats.allocated, tcmalloc
+ * generic.current_allocated_bytes; mimalloc and Scudo: none, -1), and it samples the process's anonymous
+ * resident memory (/proc/self/statm resident - shared: RssAnon, without the file pages of the libraries
+ * that fault in during the replay) every RSS_EVERY rows, at the peak row and at the end: its largest
+ * growth over the baseline is rss_anon_peak_growth.  bench/real/cleanheap.py turns these into one peak
+ * footprint per allocator (its docstring says which and why).
+ *
  * Output (stdout, one JSON object): peak_heap_bytes = max(growth at the peak row, growth at the end),
- * heap_growth_at_peak_row, heap_growth_at_end, heap_start, measure, rss_growth_bytes (VmRSS at the peak
- * row - at start), peak_live_requested, peak_row, rows.  malloc/realloc returning NULL for a non-zero
+ * heap_growth_at_peak_row, heap_growth_at_end, heap_start, in_use_start, measure, rss_growth_bytes (VmRSS
+ * at the peak row - at start), rss_anon_start, rss_anon_peak_growth, peak_live_requested, peak_row, rows.  malloc/realloc returning NULL for a non-zero
  * size: {"error": ..., "row": N} and exit status 1.  Bad usage or unreadable input: exit status 2.
  */
 #define _GNU_SOURCE
@@ -80,6 +88,24 @@ static int64_t vm_rss(void) {
     return strtoll(line + 6, NULL, 10) * 1024;
 }
 
+/* Anonymous resident bytes (statm resident - shared pages), read with plain syscalls. */
+static int64_t rss_anon(void) {
+    char buffer[256];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t length = read(fd, buffer, sizeof buffer - 1);
+    close(fd);
+    if (length <= 0) return -1;
+    buffer[length] = 0;
+    char *cursor = buffer;
+    strtoll(cursor, &cursor, 10); /* total program size */
+    int64_t resident = strtoll(cursor, &cursor, 10);
+    int64_t shared = strtoll(cursor, &cursor, 10);
+    return (resident - shared) * (int64_t)sysconf(_SC_PAGESIZE);
+}
+
+enum { RSS_EVERY = 1024 };
+
 static void setup_stats(void) {
     static const char *symbols[] = {"mallinfo2", "mallctl", "MallocExtension_GetNumericProperty",
                                     "mi_process_info", "mallinfo2"};
@@ -126,6 +152,31 @@ static int64_t heap_bytes(void) {
                                       &values[6], &values[7]);
         return (int64_t)values[5];
     }
+    }
+}
+
+/* Bytes the allocator counts as handed out to the program (-1: no such statistic). */
+static int64_t in_use_bytes(void) {
+    if (!stat_fn) return -1;
+    switch (allocator) {
+    case ALLOC_GLIBC: {
+        struct mallinfo2 info = ((mallinfo2_fn)stat_fn)();
+        return (int64_t)(info.uordblks + info.hblkhd);
+    }
+    case ALLOC_JEMALLOC: {
+        uint64_t epoch = 1;
+        size_t allocated = 0, length = sizeof allocated;
+        ((mallctl_fn)stat_fn)("epoch", NULL, NULL, &epoch, sizeof epoch);
+        if (((mallctl_fn)stat_fn)("stats.allocated", &allocated, &length, NULL, 0) != 0) return -1;
+        return (int64_t)allocated;
+    }
+    case ALLOC_TCMALLOC: {
+        size_t allocated = 0;
+        if (!((tc_property_fn)stat_fn)("generic.current_allocated_bytes", &allocated)) return -1;
+        return (int64_t)allocated;
+    }
+    default:
+        return -1;
     }
 }
 
@@ -198,8 +249,9 @@ int main(int argc, char **argv) {
     char *volatile warm = malloc(16); /* let the allocator initialise itself before the baseline */
     free(warm);
     heap_bytes();
-    int64_t heap_start = heap_bytes(), rss_start = vm_rss();
+    int64_t heap_start = heap_bytes(), rss_start = vm_rss(), in_use_start = in_use_bytes();
     int64_t heap_at_peak = heap_start, rss_at_peak = rss_start;
+    int64_t anon_start = rss_anon(), anon_peak = anon_start;
 
     for (int64_t row = 0; row < rows; row++) {
         int64_t ident = obj[row];
@@ -231,14 +283,21 @@ int main(int argc, char **argv) {
             heap_at_peak = heap_bytes();
             rss_at_peak = vm_rss();
         }
+        if (row == peak_row || row % RSS_EVERY == RSS_EVERY - 1) {
+            int64_t anon = rss_anon();
+            if (anon > anon_peak) anon_peak = anon;
+        }
     }
-    int64_t heap_end = heap_bytes();
+    int64_t heap_end = heap_bytes(), anon_end = rss_anon();
+    if (anon_end > anon_peak) anon_peak = anon_end;
     int64_t growth_peak = heap_at_peak - heap_start, growth_end = heap_end - heap_start;
     printf("{\"peak_heap_bytes\": %lld, \"heap_growth_at_peak_row\": %lld, \"heap_growth_at_end\": %lld, "
-           "\"heap_start\": %lld, \"measure\": \"%s\", \"rss_growth_bytes\": %lld, \"rss_start\": %lld, "
+           "\"heap_start\": %lld, \"in_use_start\": %lld, \"measure\": \"%s\", \"rss_growth_bytes\": %lld, "
+           "\"rss_start\": %lld, \"rss_anon_start\": %lld, \"rss_anon_peak_growth\": %lld, "
            "\"peak_live_requested\": %lld, \"peak_row\": %lld, \"rows\": %lld}\n",
            (long long)(growth_peak > growth_end ? growth_peak : growth_end), (long long)growth_peak,
-           (long long)growth_end, (long long)heap_start, measure, (long long)(rss_at_peak - rss_start),
-           (long long)rss_start, (long long)peak_live, (long long)peak_row, (long long)rows);
+           (long long)growth_end, (long long)heap_start, (long long)in_use_start, measure,
+           (long long)(rss_at_peak - rss_start), (long long)rss_start, (long long)anon_start,
+           (long long)(anon_peak - anon_start), (long long)peak_live, (long long)peak_row, (long long)rows);
     return 0;
 }
