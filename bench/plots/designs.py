@@ -51,16 +51,10 @@ SCALABILITY_PANELS = (
 
 
 def imitating_models(allocators: list[str]) -> list[str]:
-    """The sweep's specs that are a fidelity pair's model (or its fallback when the model is absent), pair order."""
-    from bench.fidelity import PAIRS
+    """The sweep's specs that imitate a real allocator (`bench.pairs`, the lab's one pairing table), in its order."""
+    from bench.pairs import paired
 
-    chosen = []
-    for pair in PAIRS:
-        for spec in (pair.model, pair.fallback):
-            if spec is not None and spec in allocators:
-                chosen.append(spec)
-                break
-    return chosen
+    return [model for _, model in paired() if model in allocators]
 
 
 def _threaded(results: ReportData, workload: str) -> bool:
