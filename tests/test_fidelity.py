@@ -78,7 +78,7 @@ def test_fidelity_reals_match_the_parser():
     from bench.cli.parser import FIDELITY_REALS
 
     assert FIDELITY_REALS == fidelity.REALS
-    assert [pair.real for pair in fidelity.PAIRS] == ["glibc", "tcmalloc", "jemalloc", "mimalloc"]
+    assert [pair.real for pair in fidelity.PAIRS] == ["glibc", "jemalloc", "tcmalloc", "mimalloc"]
 
 
 def test_real_command_and_missing_trace(tmp_path, capsys):

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from bench import api
+from bench.pairs import paired
 from bench.cli.common import Parser
 from bench.cli.escape import cmd_escape
 from bench.cli.measure import cmd_fidelity, cmd_list, cmd_perf, cmd_real, cmd_replay, cmd_run
@@ -27,8 +28,8 @@ from workloads.stream import DEFAULT_CHUNK_ROWS
 
 #: `bench.real.ALLOCATORS`, spelled out so that building the parser does not import numba (a test keeps them equal)
 REAL_ALLOCATORS = ("glibc", "jemalloc", "tcmalloc", "mimalloc", "scudo")
-#: `bench.fidelity.REALS` (the real sides of the fidelity pairs and Go), spelled out likewise
-FIDELITY_REALS = ("glibc", "tcmalloc", "jemalloc", "mimalloc", "go")
+#: `bench.fidelity.REALS`: the real sides of the pairing table's pairs (bench.pairs imports nothing), and Go
+FIDELITY_REALS = (*(real for real, _ in paired()), "go")
 
 
 def _positive(text: str) -> int:
