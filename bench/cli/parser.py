@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from bench import api
-from bench.pairs import paired
 from bench.cli.common import Parser
 from bench.cli.escape import cmd_escape
 from bench.cli.measure import cmd_fidelity, cmd_list, cmd_perf, cmd_real, cmd_replay, cmd_run
@@ -24,6 +23,7 @@ from bench.cli.traces import (
     cmd_trace_inject,
     cmd_trace_record,
 )
+from bench.pairs import paired
 from workloads.stream import DEFAULT_CHUNK_ROWS
 
 #: `bench.real.ALLOCATORS`, spelled out so that building the parser does not import numba (a test keeps them equal)
