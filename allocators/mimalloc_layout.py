@@ -60,12 +60,14 @@ C_GENERIC_ALLOCS, C_COLLECTS, C_EXTENDS, C_PAGES_ALLOCATED = 4, 5, 6, 7
 C_PAGES_FREED, C_PAGES_RETIRED, C_FULL_MOVES, C_DELAYED_FREES = 8, 9, 10, 11
 C_SEGMENTS_ALLOCATED, C_SEGMENTS_FREED, C_LARGE_ALLOCS, C_HUGE_ALLOCS = 12, 13, 14, 15
 C_BORROWED_SPANS, C_COMMITS, C_PURGES, C_REALLOCS_IN_PLACE = 16, 17, 18, 19
+C_RECLAIM_PASSES, C_RECLAIMED_PAGES = 20, 21
 COUNTER_NAMES = (
     "allocs", "frees", "local_frees", "remote_frees",
     "generic_allocs", "collects", "extends", "pages_allocated",
     "pages_freed", "pages_retired", "full_moves", "delayed_frees",
     "segments_allocated", "segments_freed", "large_allocs", "huge_allocs",
     "borrowed_spans", "slice_commits", "slice_purges", "reallocs_in_place",
+    "reclaim_passes", "reclaimed_pages",
 )
 S_BASE = len(COUNTER_NAMES)
 S_N_THREADS = S_BASE + 0

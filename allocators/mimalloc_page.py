@@ -48,7 +48,11 @@ from allocators.mimalloc_layout import (
     C_PAGES_ALLOCATED,
     C_PAGES_FREED,
     C_PAGES_RETIRED,
+    C_RECLAIM_PASSES,
+    C_RECLAIMED_PAGES,
     END,
+    F_NORMAL,
+    FRAME_SHIFT,
     H_DELAYED,
     H_RETIRED_MAX,
     H_RETIRED_MIN,
@@ -57,7 +61,9 @@ from allocators.mimalloc_layout import (
     I_LINKS,
     I_PAGES,
     I_QUEUES,
+    I_SEGS,
     I_WORDS,
+    INFO_SLICES,
     K_LARGE,
     K_PAGE,
     LINK_SHIFT,
@@ -80,17 +86,24 @@ from allocators.mimalloc_layout import (
     PG_RESERVED,
     PG_RETIRE,
     PG_SHIFT,
+    PG_SLICES,
     PG_START,
     PG_THREAD,
     PG_THREAD_N,
     PG_USED,
     RETIRE_CYCLES,
+    S_HEAPS,
+    S_N_FRAMES,
+    SG_END,
+    SG_KIND,
+    SG_OWNER,
+    SG_STRIDE,
     SLICE_SHIFT,
     SMALL_BLOCK_OFFSET,
     SMALL_BLOCK_OFFSET_MAX,
     SMALL_PAGE_SLICES,
 )
-from allocators.mimalloc_segments import span_alloc, span_free
+from allocators.mimalloc_segments import span_alloc, span_borrow, span_find, span_free, span_take
 from allocators.shared.mimalloc_bins import BIN_FULL, N_QUEUES, SMALL_OBJ_SIZE_MAX
 from labcore.jitcache import holds_kernels
 
@@ -199,11 +212,54 @@ def _page_extend(state, page):
 
 
 @njit(cache=True)
+def _reclaim_pass(state, thread):
+    """Free every page of another heap whose blocks have all been freed (thread_free included).
+
+    The model's stand-in for mimalloc's reclaim of abandoned segments (`mi_segment_try_reclaim`), run when a
+    thread needs a new segment: the traces have no thread exits, so a heap that is done is found by its
+    pages, not by its thread; its emptied segments are freed.
+    """
+    words, pages, segs = state[I_WORDS], state[I_PAGES], state[I_SEGS]
+    words[C_RECLAIM_PASSES] += 1
+    for f in range(words[S_N_FRAMES]):
+        g = f * SG_STRIDE
+        if segs[g + SG_KIND] != F_NORMAL or segs[g + SG_OWNER] == thread:
+            continue
+        s = (f << FRAME_SHIFT) + INFO_SLICES
+        end = segs[g + SG_END]
+        while s < end:
+            rec = s << PG_SHIFT
+            n = pages[rec + PG_SLICES]
+            kind = pages[rec + PG_KIND]
+            if (kind == K_PAGE or kind == K_LARGE) and pages[rec + PG_HEAP] != thread:
+                if pages[rec + PG_USED] == pages[rec + PG_THREAD_N]:
+                    _page_free(state, s)
+                    words[C_RECLAIMED_PAGES] += 1
+                    if segs[g + SG_KIND] != F_NORMAL:
+                        break
+            s += n
+
+
+@njit(cache=True)
+def page_span(state, thread, need):
+    """Slices for a new page: the thread's free spans; else, after a reclaim pass, a new segment; else borrowed."""
+    h = span_find(state, thread, need)
+    if h >= 0:
+        return span_take(state, thread, h, need)
+    if state[I_WORDS][S_HEAPS] > 1:
+        _reclaim_pass(state, thread)
+    h = span_alloc(state, thread, need)
+    if h < 0:
+        h = span_borrow(state, thread, need)
+    return h
+
+
+@njit(cache=True)
 def _page_fresh(state, thread, b, bsize):
     """`mi_page_fresh`: a new page for bin b from the thread's segments, extended once, first in its queue."""
     pages = state[I_PAGES]
     need = SMALL_PAGE_SLICES if bsize <= SMALL_OBJ_SIZE_MAX else MEDIUM_PAGE_SLICES
-    page = span_alloc(state, thread, need)
+    page = page_span(state, thread, need)
     if page < 0:
         return page
     rec = page << PG_SHIFT
@@ -232,7 +288,7 @@ def _page_fresh(state, thread, b, bsize):
 def large_page(state, thread, granted):
     """A page of one block of `granted` bytes (whole slices), in no queue; -1 if no memory."""
     pages = state[I_PAGES]
-    page = span_alloc(state, thread, granted >> SLICE_SHIFT)
+    page = page_span(state, thread, granted >> SLICE_SHIFT)
     if page < 0:
         return page
     rec = page << PG_SHIFT

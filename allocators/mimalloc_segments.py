@@ -182,7 +182,7 @@ def _span_remove(state, owner, h):
 
 
 @njit(cache=True)
-def _span_find(state, owner, need):
+def span_find(state, owner, need):
     pages, spanq = state[I_PAGES], state[I_SPANQ]
     for b in range(slice_bin(need), N_SPAN_BINS):
         h = spanq[owner * N_SPAN_BINS + b]
@@ -237,23 +237,9 @@ def _segment_free(state, f):
 
 
 @njit(cache=True)
-def span_alloc(state, thread, need):
-    """`_mi_segment_page_alloc`'s slices: the first slice of a committed run of `need` slices, or -1."""
-    words, pages, slice_page, segs = state[I_WORDS], state[I_PAGES], state[I_SLICE_PAGE], state[I_SEGS]
-    owner = thread
-    h = _span_find(state, thread, need)
-    if h < 0 and _segment_alloc(state, thread):
-        h = _span_find(state, thread, need)
-    if h < 0:
-        for other in range(words[S_N_THREADS]):
-            if other != thread:
-                h = _span_find(state, other, need)
-                if h >= 0:
-                    owner = other
-                    words[C_BORROWED_SPANS] += 1
-                    break
-    if h < 0:
-        return np.int64(-1)
+def span_take(state, owner, h, need):
+    """Take the first `need` slices of `owner`'s free span h for a page (the rest stays a span), committed."""
+    pages, slice_page, segs = state[I_PAGES], state[I_SLICE_PAGE], state[I_SEGS]
     _span_remove(state, owner, h)
     n = pages[(h << PG_SHIFT) + PG_SLICES]
     if n > need:
@@ -264,6 +250,30 @@ def span_alloc(state, thread, need):
     commit_slices(state, h, need)
     segs[(h >> FRAME_SHIFT) * SG_STRIDE + SG_USED] += 1
     return h
+
+
+@njit(cache=True)
+def span_alloc(state, thread, need):
+    """`_mi_segment_page_alloc`'s slices for `thread`: its own free spans, else a new segment (-1: none)."""
+    h = span_find(state, thread, need)
+    if h < 0 and _segment_alloc(state, thread):
+        h = span_find(state, thread, need)
+    if h < 0:
+        return h
+    return span_take(state, thread, h, need)
+
+
+@njit(cache=True)
+def span_borrow(state, thread, need):
+    """No frame left: the first free span of another thread that holds `need` slices (-1: none)."""
+    words = state[I_WORDS]
+    for other in range(words[S_N_THREADS]):
+        if other != thread:
+            h = span_find(state, other, need)
+            if h >= 0:
+                words[C_BORROWED_SPANS] += 1
+                return span_take(state, other, h, need)
+    return np.int64(-1)
 
 
 @njit(cache=True)
