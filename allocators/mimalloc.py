@@ -45,14 +45,19 @@ the direct page pointers, 75 page queues, the rest; and its thread data).
 Free-list links live in the free blocks and cost nothing.
 
 Threads.  A heap is created on a thread's first allocation.  The traces have
-no thread-exit events, so heaps are never abandoned: a later thread reusing a
-thread number continues its heap (as if it had reclaimed its predecessor's
-abandoned segments: mimalloc's `mi_segment_reclaim` on segment allocation).
-Remote frees into a page that nobody allocates from any more stay on its
-thread_free (as in an abandoned segment nobody reclaims).  Each thread gets
-its own segments, so `capacity_for_trace` adds a segment's worth of address
-space per trace thread; when the address space has no free 32 MiB frame
-left, a thread takes its page from another thread's free spans instead
+no thread-exit events, so no heap is ever abandoned as such; mimalloc's
+reclaim of abandoned segments (`mi_segment_try_reclaim`, run when a thread
+needs a segment) is modelled by a *reclaim pass* at that moment: every page
+of another heap whose blocks have all been freed (thread_free included) is
+freed to its segment, and a segment left empty is freed (reclaim_passes,
+reclaimed_pages).  So the memory of a thread that is done comes back once
+its blocks are freed, by whichever threads free them (mstress, larson,
+xmalloc-test); a page of a finished thread that still holds live blocks stays
+with that heap (mimalloc would adopt it into the reclaiming heap and reuse its
+free blocks).  A later thread reusing a thread number continues its heap.
+Each thread gets its own segments, so `capacity_for_trace` adds a segment's
+worth of address space per trace thread; when the address space has no free
+32 MiB frame left, a thread takes its page from another thread's free spans
 (borrowed_spans) rather than fail.
 
 realloc: in place while granted / 2 <= new size <= granted
@@ -63,9 +68,9 @@ the address's slice record.  Collect: O(blocks on thread_free).  Fresh page:
 O(span queue scan + slices).  Segment allocation: O(frames) scan.
 
 Missing from the model: secure mode, aligned allocation, heap abandonment
-at thread exit (no exit events), the segment cache and arenas (a freed
-segment's frame is free at once), and the per-block delayed-free list
-(modelled per page).
+at thread exit (no exit events: the reclaim pass above stands in), the
+segment cache and arenas (a freed segment's frame is free at once), the
+per-block delayed-free list (modelled per page), and hardening options.
 """
 
 from __future__ import annotations

@@ -31,6 +31,12 @@ at the end); a remote free into a full page puts the page on the owner's
 delayed list (`thread_delayed_free`, modelled per page, not per block), so the
 owner's next generic allocation collects it.
 
+Slices for a new page (`page_span`): the thread's free spans; else, when
+other heaps exist, a reclaim pass (every page of another heap whose blocks
+have all been freed is freed, and its segment if that empties it: the model's
+stand-in for reclaiming the abandoned segments of threads that are done),
+then a new segment, then another thread's free spans.
+
 Large pages (one block, > 128 KiB) are in no queue (mimalloc's huge queue is
 never searched): they are full from the start, so their remote frees are
 delayed too; freed to the segment as soon as their block is.

@@ -18,10 +18,13 @@ slices).  A freed page's slices become a span again, coalesced with a free
 span right after and right before it (`mi_segment_span_free_coalesce`); a
 segment whose last page is freed is freed (its frame free again).
 
-When no frame is left (the model's address space is finite, a real process's
-virtual space is not), a thread takes its page from another thread's free
-spans (borrowed_spans): the slices stay in that thread's segment, the page
-belongs to the borrower.
+A thread that needs a new segment first lets allocators.mimalloc_page run its
+reclaim pass (other heaps' emptied pages freed, emptied segments with them:
+the model's stand-in for reclaiming abandoned segments).  When no frame is
+left (the model's address space is finite, a real process's virtual space is
+not), a thread takes its page from another thread's free spans
+(`span_borrow`, borrowed_spans): the slices stay in that thread's segment,
+the page belongs to the borrower.
 
 Commit (footprint).  A slice is committed when a page or the segment info
 first uses it (commit on demand; libmimalloc 2.0.9 commits the first segment

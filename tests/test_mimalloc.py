@@ -233,3 +233,18 @@ def test_replay_reuses_remotely_freed_memory_in_producer_consumer():
 def test_bad_purge_is_refused():
     with pytest.raises(allocators.BadParameter, match="purge"):
         make(purge="sometimes")
+
+
+def test_a_new_segment_first_reclaims_the_emptied_pages_of_other_heaps():
+    heap = make()
+    blocks = [heap.allocate(64, thread=1) for _ in range(10)]
+    for addr in blocks:
+        heap.deallocate(addr, thread=2)  # every block of thread 1's page now on its thread_free
+    assert heap.counters()["segments_freed"] == 0
+    live = heap.allocate(64, thread=3)  # thread 3 needs a segment: the reclaim pass frees thread 1's page and segment
+    counters = heap.counters()
+    assert counters["reclaim_passes"] == 1 and counters["reclaimed_pages"] == 1 and counters["segments_freed"] == 1
+    assert heap.footprint == 2 * SLICE_SIZE  # thread 3's segment info and page
+    heap.allocate(64, thread=0)  # another pass: thread 3's page holds a live block, so it stays
+    assert heap.counters()["reclaim_passes"] == 2 and heap.counters()["reclaimed_pages"] == 1
+    assert live in heap.live_blocks()
