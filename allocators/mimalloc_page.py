@@ -261,6 +261,24 @@ def page_span(state, thread, need):
 
 
 @njit(cache=True)
+def _page_init(pages, rec, kind, thread, bsize, start, reserved, used):
+    """`mi_page_init`: a page of `reserved` blocks of bsize from start, `used` of them handed out, lists empty."""
+    pages[rec + PG_KIND] = kind
+    pages[rec + PG_BSIZE] = bsize
+    pages[rec + PG_START] = start
+    pages[rec + PG_RESERVED] = reserved
+    pages[rec + PG_CAPACITY] = used
+    pages[rec + PG_USED] = used
+    pages[rec + PG_FREE] = END
+    pages[rec + PG_LOCAL] = END
+    pages[rec + PG_THREAD] = END
+    pages[rec + PG_THREAD_N] = 0
+    pages[rec + PG_HEAP] = thread
+    pages[rec + PG_RETIRE] = 0
+    pages[rec + PG_DELAYED] = 0
+
+
+@njit(cache=True)
 def _page_fresh(state, thread, b, bsize):
     """`mi_page_fresh`: a new page for bin b from the thread's segments, extended once, first in its queue."""
     pages = state[I_PAGES]
@@ -270,20 +288,9 @@ def _page_fresh(state, thread, b, bsize):
         return page
     rec = page << PG_SHIFT
     offset = SMALL_BLOCK_OFFSET if bsize <= SMALL_BLOCK_OFFSET_MAX else 0
-    pages[rec + PG_KIND] = K_PAGE
-    pages[rec + PG_BSIZE] = bsize
+    _page_init(pages, rec, K_PAGE, thread, bsize, (page << SLICE_SHIFT) + offset,
+               ((need << SLICE_SHIFT) - offset) // bsize, 0)
     pages[rec + PG_BIN] = b
-    pages[rec + PG_START] = (page << SLICE_SHIFT) + offset
-    pages[rec + PG_RESERVED] = ((need << SLICE_SHIFT) - offset) // bsize
-    pages[rec + PG_CAPACITY] = 0
-    pages[rec + PG_USED] = 0
-    pages[rec + PG_FREE] = END
-    pages[rec + PG_LOCAL] = END
-    pages[rec + PG_THREAD] = END
-    pages[rec + PG_THREAD_N] = 0
-    pages[rec + PG_HEAP] = thread
-    pages[rec + PG_RETIRE] = 0
-    pages[rec + PG_DELAYED] = 0
     _page_extend(state, page)
     _queue_push_front(state, thread, b, page)
     state[I_WORDS][C_PAGES_ALLOCATED] += 1
@@ -298,20 +305,8 @@ def large_page(state, thread, granted):
     if page < 0:
         return page
     rec = page << PG_SHIFT
-    pages[rec + PG_KIND] = K_LARGE
-    pages[rec + PG_BSIZE] = granted
-    pages[rec + PG_START] = page << SLICE_SHIFT
-    pages[rec + PG_RESERVED] = 1
-    pages[rec + PG_CAPACITY] = 1
-    pages[rec + PG_USED] = 1
-    pages[rec + PG_FREE] = END
-    pages[rec + PG_LOCAL] = END
-    pages[rec + PG_THREAD] = END
-    pages[rec + PG_THREAD_N] = 0
-    pages[rec + PG_HEAP] = thread
+    _page_init(pages, rec, K_LARGE, thread, granted, page << SLICE_SHIFT, 1, 1)
     pages[rec + PG_QUEUE] = NO_QUEUE
-    pages[rec + PG_RETIRE] = 0
-    pages[rec + PG_DELAYED] = 0
     state[I_WORDS][C_PAGES_ALLOCATED] += 1
     return page
 
