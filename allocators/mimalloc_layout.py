@@ -26,6 +26,10 @@ thread count in `MiMalloc.make_state`:
 
 from __future__ import annotations
 
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
 #: 64 KiB slices, 32 MiB segments of 512 slices (MI_SEGMENT_SLICE_SHIFT, MI_SEGMENT_SHIFT), one slice of
 #: segment info (sizeof(mi_segment_t) is about 41 KiB: 512 + 1 slice records).
 SLICE_SHIFT = 16
@@ -84,10 +88,11 @@ PURGE_NEVER, PURGE_IMMEDIATE = 0, 1
 PURGE_MODES = {"never": PURGE_NEVER, "immediate": PURGE_IMMEDIATE}
 
 # ----------------------------------------------------------------- pages[] (per first slice)
-PG_FREE, PG_LOCAL, PG_THREAD, PG_THREAD_N = 0, 1, 2, 3
-PG_USED, PG_CAPACITY, PG_RESERVED, PG_BSIZE = 4, 5, 6, 7
-PG_START, PG_NEXT, PG_PREV, PG_HEAP = 8, 9, 10, 11
-PG_QUEUE, PG_SLICES, PG_KIND, PG_RETIRE = 12, 13, 14, 15
+#: The fields the hot paths read (alloc: free, used; free: the rest of the first eight) share one 64 B line.
+PG_FREE, PG_LOCAL, PG_USED, PG_BSIZE = 0, 1, 2, 3
+PG_HEAP, PG_QUEUE, PG_KIND, PG_THREAD = 4, 5, 6, 7
+PG_THREAD_N, PG_CAPACITY, PG_RESERVED, PG_START = 8, 9, 10, 11
+PG_NEXT, PG_PREV, PG_SLICES, PG_RETIRE = 12, 13, 14, 15
 PG_BIN, PG_DELAYED, PG_DNEXT = 16, 17, 18
 PG_SHIFT = 5
 PG_STRIDE = 1 << PG_SHIFT
