@@ -85,8 +85,8 @@ from allocators.mimalloc_layout import (
     C_ALLOCS,
     C_FREES,
     C_GENERIC_ALLOCS,
+    C_HUGE_FREES,
     C_LARGE_ALLOCS,
-    C_LOCAL_FREES,
     C_REALLOCS_IN_PLACE,
     C_REMOTE_FREES,
     COUNTER_NAMES,
@@ -229,6 +229,23 @@ def alloc_large(state, size, thread):
 
 
 @njit(cache=True)
+def free_other(state, page, addr):
+    """A huge block (freed at once, by any thread) or a remote free: onto the page's thread_free."""
+    words, pages, links = state[I_WORDS], state[I_PAGES], state[I_LINKS]
+    rec = page << PG_SHIFT
+    if pages[rec + PG_KIND] == K_HUGE:
+        huge_free(state, page)
+        words[C_HUGE_FREES] += 1
+        return
+    links[addr >> LINK_SHIFT] = pages[rec + PG_THREAD]
+    pages[rec + PG_THREAD] = addr
+    pages[rec + PG_THREAD_N] += 1
+    words[C_REMOTE_FREES] += 1
+    if pages[rec + PG_QUEUE] == BIN_FULL or pages[rec + PG_KIND] == K_LARGE:
+        delay_page(state, page)
+
+
+@njit(cache=True)
 def free_local_slow(state, page, used):
     """A local free that emptied the page (retire) or freed into a full page (unfull)."""
     if used == 0:
@@ -265,24 +282,15 @@ def free_block(state, addr, thread):
     rec = page << PG_SHIFT
     granted = pages[rec + PG_BSIZE]
     words[C_FREES] += 1
-    if pages[rec + PG_KIND] == K_HUGE:
-        huge_free(state, page)
-        return np.int64(ST_OK), granted
-    if pages[rec + PG_HEAP] == thread:
+    if pages[rec + PG_HEAP] == thread and pages[rec + PG_KIND] != K_HUGE:
         links[addr >> LINK_SHIFT] = pages[rec + PG_LOCAL]
         pages[rec + PG_LOCAL] = addr
         used = pages[rec + PG_USED] - 1
         pages[rec + PG_USED] = used
-        words[C_LOCAL_FREES] += 1
         if used == 0 or pages[rec + PG_QUEUE] == BIN_FULL:
             free_local_slow(state, page, used)
     else:
-        links[addr >> LINK_SHIFT] = pages[rec + PG_THREAD]
-        pages[rec + PG_THREAD] = addr
-        pages[rec + PG_THREAD_N] += 1
-        words[C_REMOTE_FREES] += 1
-        if pages[rec + PG_QUEUE] == BIN_FULL or pages[rec + PG_KIND] == K_LARGE:
-            delay_page(state, page)
+        free_other(state, page, addr)
     return np.int64(ST_OK), granted
 
 

@@ -59,14 +59,15 @@ SEGMENT_INFO_BYTES = 160 + (SLICES_PER_SEGMENT + 1) * 80
 HEAP_BYTES = 3072
 
 # ----------------------------------------------------------------- words
-C_ALLOCS, C_FREES, C_LOCAL_FREES, C_REMOTE_FREES = 0, 1, 2, 3
+#: Local frees (by the page's owner) are not counted on the hot path: frees - remote_frees - huge_frees.
+C_ALLOCS, C_FREES, C_HUGE_FREES, C_REMOTE_FREES = 0, 1, 2, 3
 C_GENERIC_ALLOCS, C_COLLECTS, C_EXTENDS, C_PAGES_ALLOCATED = 4, 5, 6, 7
 C_PAGES_FREED, C_PAGES_RETIRED, C_FULL_MOVES, C_DELAYED_FREES = 8, 9, 10, 11
 C_SEGMENTS_ALLOCATED, C_SEGMENTS_FREED, C_LARGE_ALLOCS, C_HUGE_ALLOCS = 12, 13, 14, 15
 C_BORROWED_SPANS, C_COMMITS, C_PURGES, C_REALLOCS_IN_PLACE = 16, 17, 18, 19
 C_RECLAIM_PASSES, C_RECLAIMED_PAGES = 20, 21
 COUNTER_NAMES = (
-    "allocs", "frees", "local_frees", "remote_frees",
+    "allocs", "frees", "huge_frees", "remote_frees",
     "generic_allocs", "collects", "extends", "pages_allocated",
     "pages_freed", "pages_retired", "full_moves", "delayed_frees",
     "segments_allocated", "segments_freed", "large_allocs", "huge_allocs",

@@ -113,7 +113,8 @@ def test_local_frees_wait_on_local_free_until_collect():
     assert a not in page_blocks
     again = heap.allocate(48)  # free empty: collect moves local_free to free
     assert again == a
-    assert heap.counters()["local_frees"] == 1 and heap.counters()["collects"] >= 1
+    counters = heap.counters()
+    assert counters["frees"] == 1 and counters["remote_frees"] == 0 and counters["collects"] >= 1
 
 
 def test_remote_frees_go_to_thread_free_and_are_collected_by_the_owner():
@@ -122,7 +123,7 @@ def test_remote_frees_go_to_thread_free_and_are_collected_by_the_owner():
     for addr in blocks[:10]:
         heap.deallocate(addr, thread=1)
     counters = heap.counters()
-    assert counters["remote_frees"] == 10 and counters["local_frees"] == 0
+    assert counters["remote_frees"] == 10 == counters["frees"]
     again = heap.allocate(64, thread=0)  # free empty: collect takes thread_free
     assert again in blocks[:10]
     other = heap.allocate(64, thread=1)  # thread 1 has its own heap and segment
@@ -192,6 +193,7 @@ def test_huge_requests_get_their_own_segment():
     assert huge % SEGMENT_SIZE == INFO_SLICES * SLICE_SIZE and huge // SEGMENT_SIZE != small // SEGMENT_SIZE
     before = heap.footprint
     heap.deallocate(huge, thread=2)  # any thread frees a huge block at once
+    assert heap.counters()["huge_frees"] == 1 and heap.counters()["remote_frees"] == 0
     assert before - heap.footprint == INFO_SLICES * SLICE_SIZE + 20 * MiB
     assert heap.metadata_bytes == SEGMENT_INFO_BYTES + HEAP_ONLY
 
