@@ -18,7 +18,9 @@ src/page.c, src/page-queue.c, src/segment.c).  Three levels, in three modules:
    (local_free and thread_free back to free), walks the queue, extends a page
    lazily (4 KiB of blocks at a time, at least 4) or takes a fresh page.  A
    freed block goes on local_free or thread_free (`free_block`), so it is
-   not reused before the next collect: the model `delays_reuse`.
+   not reused before the next collect: the model `delays_reuse`.  (The hot
+   path counts frees, not local ones: local = frees - remote_frees -
+   huge_frees.)
 3. Segments (allocators.mimalloc_segments): 32 MiB segments of 64 KiB
    slices, one slice of segment info each, owned by a thread; pages are
    runs of slices taken from the thread's free spans, returned and coalesced
