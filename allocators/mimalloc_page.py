@@ -236,6 +236,8 @@ def _reclaim_pass(state, thread):
         while s < end:
             rec = s << PG_SHIFT
             n = pages[rec + PG_SLICES]
+            if n <= 0:  # cannot happen: every head in a segment has its slice count
+                break
             kind = pages[rec + PG_KIND]
             if (kind == K_PAGE or kind == K_LARGE) and pages[rec + PG_HEAP] != thread:
                 if pages[rec + PG_USED] == pages[rec + PG_THREAD_N]:
