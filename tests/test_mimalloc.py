@@ -250,3 +250,54 @@ def test_a_new_segment_first_reclaims_the_emptied_pages_of_other_heaps():
     heap.allocate(64, thread=0)  # another pass: thread 3's page holds a live block, so it stays
     assert heap.counters()["reclaim_passes"] == 2 and heap.counters()["reclaimed_pages"] == 1
     assert live in heap.live_blocks()
+
+
+def audit(heap):
+    """Walk every segment: each page's used - |thread_free| is its live blocks; free spans and pages tile it."""
+    from allocators import mimalloc_layout as L
+
+    words, pages, segs = heap.state[L.I_WORDS], heap.state[L.I_PAGES], heap.state[L.I_SEGS]
+    live_per_page: dict[int, int] = {}
+    slice_page = heap.state[L.I_SLICE_PAGE]
+    for addr in heap.live_blocks():
+        page = int(slice_page[addr >> L.SLICE_SHIFT])
+        live_per_page[page] = live_per_page.get(page, 0) + 1
+    seen = set()
+    for f in range(int(words[L.S_N_FRAMES])):
+        if segs[f * L.SG_STRIDE + L.SG_KIND] != L.F_NORMAL:
+            continue
+        s = (f << L.FRAME_SHIFT) + L.INFO_SLICES
+        end = int(segs[f * L.SG_STRIDE + L.SG_END])
+        pages_in_use = 0
+        while s < end:
+            rec = s << L.PG_SHIFT
+            n = int(pages[rec + L.PG_SLICES])
+            assert n > 0
+            if pages[rec + L.PG_KIND] != L.K_FREE_SPAN:
+                pages_in_use += 1
+                seen.add(s)
+                assert pages[rec + L.PG_USED] - pages[rec + L.PG_THREAD_N] == live_per_page.get(s, 0), s
+            s += n
+        assert s == end and pages_in_use == segs[f * L.SG_STRIDE + L.SG_USED]
+    assert set(live_per_page) - seen <= {p for p in live_per_page if pages[(p << L.PG_SHIFT) + L.PG_KIND] == L.K_HUGE}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_operations_keep_the_pages_consistent(seed):
+    rng = np.random.default_rng(seed)
+    heap = make(capacity=128 * MiB)
+    live: list[int] = []
+    for step in range(3000):
+        if live and rng.random() < 0.45:
+            addr = live.pop(int(rng.integers(len(live))))
+            heap.deallocate(addr, thread=int(rng.integers(4)))
+        else:
+            size = int(rng.choice([rng.integers(1, 256), rng.integers(1, 20_000), rng.integers(100_000, 600_000)],
+                                  p=[0.7, 0.28, 0.02]))
+            try:
+                live.append(heap.allocate(size, thread=int(rng.integers(4))))
+            except allocators.OutOfMemory:
+                pass
+        if step % 500 == 499:
+            audit(heap)
+    audit(heap)
