@@ -27,7 +27,7 @@ MODEL_OF_REAL: dict[str, str | None] = {
     "glibc": "freelist:glibc",
     "jemalloc": None,
     "tcmalloc": "tcmalloc:gperftools",
-    "mimalloc": None,
+    "mimalloc": "mimalloc",
     "scudo": None,
 }
 

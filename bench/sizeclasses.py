@@ -8,17 +8,39 @@ class,bytes_obj,bytes_span,objects,tail_waste,max_waste_pct,min_align.
 class,size,pages,span_bytes,objects,num_to_move,max_waste_pct, where max waste
 is the same worst case as Go's column (every object one byte above the previous
 class, plus the span's tail), not TCMalloc's own "fixed" overhead comment.
+`render_csv("mimalloc")` lists mimalloc 2.0's bins that hold blocks:
+bin,size,page_kind,page_bytes,blocks,tail_waste,max_waste_pct (page_kind small =
+64 KiB pages, medium = 512 KiB; blocks of at most 1 KiB start 384 B into the
+page; max waste as Go's column, the previous used bin's size + 1 in every block).
 Rows are classes 1..N (the class-0 sentinel is left out), each line ends in "\\n".
 """
 
 from __future__ import annotations
 
-from allocators.shared import go_sizeclasses, tcmalloc_sizeclasses
+from allocators.shared import go_sizeclasses, mimalloc_bins, tcmalloc_sizeclasses
 from allocators.shared.sizeclasses import SizeClassTable
 
-MODELS = ("go", "tcmalloc")
+MODELS = ("go", "tcmalloc", "mimalloc")
 GO_HEADER = "class,bytes_obj,bytes_span,objects,tail_waste,max_waste_pct,min_align"
 TCMALLOC_HEADER = "class,size,pages,span_bytes,objects,num_to_move,max_waste_pct"
+MIMALLOC_HEADER = "bin,size,page_kind,page_bytes,blocks,tail_waste,max_waste_pct"
+
+
+def _mimalloc_rows() -> list[str]:
+    from allocators.mimalloc_layout import SMALL_BLOCK_OFFSET, SMALL_BLOCK_OFFSET_MAX
+
+    rows = []
+    previous = 0
+    for b in mimalloc_bins.USED_BINS:
+        size = int(mimalloc_bins.BIN_SIZE[b])
+        small = size <= mimalloc_bins.SMALL_OBJ_SIZE_MAX
+        page = mimalloc_bins.SLICE_SIZE if small else mimalloc_bins.MEDIUM_PAGE_SIZE
+        usable = page - (SMALL_BLOCK_OFFSET if size <= SMALL_BLOCK_OFFSET_MAX else 0)
+        blocks = usable // size
+        waste = 100.0 * (page - blocks * (previous + 1)) / page
+        rows.append(f"{b},{size},{'small' if small else 'medium'},{page},{blocks},{usable - blocks * size},{waste:.2f}")
+        previous = size
+    return rows
 
 
 def _go_rows(table: SizeClassTable) -> list[str]:
@@ -38,7 +60,7 @@ def _tcmalloc_rows(table: SizeClassTable) -> list[str]:
 
 
 def render_csv(model: str, **options: str) -> str:
-    """CSV text of `model`'s size classes ('go'; 'tcmalloc' with table='default'|'legacy'|'gperftools').
+    """CSV text of `model`'s size classes ('go'; 'tcmalloc' with table='default'|'legacy'|'gperftools'; 'mimalloc').
 
     Raises ValueError for an unknown model, table or option.
     """
@@ -52,6 +74,10 @@ def render_csv(model: str, **options: str) -> str:
             raise ValueError(f"unknown tcmalloc option(s) {', '.join(sorted(unknown))}; the only one is table")
         table = tcmalloc_sizeclasses.get_table(options.get("table", "default"))
         lines = [TCMALLOC_HEADER, *_tcmalloc_rows(table)]
+    elif model == "mimalloc":
+        if options:
+            raise ValueError(f"the mimalloc bins take no options (got {', '.join(sorted(options))})")
+        lines = [MIMALLOC_HEADER, *_mimalloc_rows()]
     else:
         raise ValueError(f"unknown size-class model {model!r}; choose from {', '.join(MODELS)}")
     return "\n".join(lines) + "\n"
