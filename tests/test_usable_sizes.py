@@ -1,9 +1,9 @@
 """Every request size 1 B .. 4 MiB: each model grants what its real allocator reports as the usable size.
 
 The real side is bench/real/usable.c in a child process (malloc_usable_size after malloc for glibc, tc_nallocx,
-nallocx, mi_good_size), the model side one replay of the same malloc/free sequence (bench.real.usable).  Zero
-differences are required.  A pair is skipped when the real library or gcc is missing, or while its model is not
-registered (jemalloc and mimalloc until their models land).
+nallocx, mi_usable_size after malloc for mimalloc, whose mi_good_size agrees up to 128 KiB), the model side one
+replay of the same malloc/free sequence (bench.real.usable).  Zero differences are required.  A pair is skipped
+when the real library or gcc is missing, or while its model is not registered.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from bench.real.cleanheap import CompilerMissing
 from bench.real.usable import (
     DENSE_UP_TO,
     MAX_REQUEST,
+    MIMALLOC_GOOD_SIZE_EXACT_UP_TO,
     USABLE_FUNCTIONS,
     differences,
     model_granted_sizes,
@@ -67,6 +68,26 @@ def test_model_grants_the_real_usable_size_for_every_request_size(real, sizes):
                       f"first (size, real, model): {diff[:10]}")
 
 
+def test_mimalloc_good_size_is_the_model_granted_size_up_to_the_medium_limit(sizes):
+    """mi_good_size is the bin's block size up to 128 KiB (the model grants it); above, it only rounds to 4 KiB."""
+    spec = model_spec_or_skip("mimalloc")
+    good = real_or_skip_good(sizes)
+    model = model_granted_sizes(spec, sizes)
+    exact = sizes <= MIMALLOC_GOOD_SIZE_EXACT_UP_TO
+    diff = differences(good[exact], model[exact], sizes[exact])
+    assert not diff, f"mi_good_size vs {spec}: {len(diff)} sizes differ; first (size, real, model): {diff[:10]}"
+    above = sizes[~exact]
+    assert np.array_equal(good[~exact], (above + 4095) // 4096 * 4096)  # _mi_align_up(size, _mi_os_page_size())
+    assert np.all(model[~exact] >= good[~exact])
+
+
+def real_or_skip_good(sizes: np.ndarray) -> np.ndarray:
+    try:
+        return real_usable_sizes("mimalloc", sizes, good=True)
+    except (RealAllocatorMissing, CompilerMissing) as error:
+        pytest.skip(str(error))
+
+
 @pytest.mark.parametrize("order", ["descending", "shuffled"])
 def test_glibc_usable_sizes_in_other_orders(order, sizes):
     """glibc's answer depends on the sequence (top's size, the mmap threshold raised by freeing a mapped chunk):
@@ -82,7 +103,7 @@ def test_the_helper_asks_the_library_named():
     """The four answers differ where the libraries do (a preload that did not take would give glibc's)."""
     probe = np.array([1, 24, 100, 131073], dtype=np.int64)  # 131073: glibc from top, the others' own steps
     expected = {"glibc": [24, 24, 104, 131080], "tcmalloc": [8, 32, 112, 139264], "jemalloc": [8, 32, 112, 163840],
-                "mimalloc": [8, 32, 112, 135168]}
+                "mimalloc": [8, 32, 112, 196608]}
     answers = {}
     for real in USABLE_FUNCTIONS:
         try:

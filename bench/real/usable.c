@@ -1,6 +1,6 @@
 /* usable: what a real allocator says is the usable size of each request size (bench/real/usable.py).
  *
- *   usable ALLOCATOR SIZES OUT
+ *   usable ALLOCATOR SIZES OUT [good]
  *
  * SIZES is a file of int64 request sizes (native byte order); OUT gets one int64 per size, in the same
  * order: the library's own answer for that request.
@@ -10,7 +10,9 @@
  *             bench/real/usable.py replays the same sequence through the model.
  *   tcmalloc  tc_nallocx(size, 0)   (gperftools)
  *   jemalloc  nallocx(size, 0)
- *   mimalloc  mi_good_size(size)
+ *   mimalloc  mi_usable_size(p) for p = malloc(size), then free(p), like glibc; with `good`: mi_good_size(size),
+ *             which above 128 KiB (MI_MEDIUM_OBJ_SIZE_MAX) only rounds to the OS page while the block
+ *             malloc returns is its whole large page (bench/real/usable.py)
  * jemalloc, tcmalloc and mimalloc are LD_PRELOADed by the caller and their functions looked up with
  * dlsym(RTLD_DEFAULT, ...) (dlopen of libjemalloc fails: "cannot allocate memory in static TLS block");
  * the preload check of preload.h makes sure the library asked for is the one that defines malloc.
@@ -36,6 +38,7 @@
 
 typedef size_t (*nallocx_fn)(size_t, int);
 typedef size_t (*good_size_fn)(size_t);
+typedef size_t (*usable_size_fn)(const void *);
 
 static void *map_bytes(size_t bytes) {
     void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -92,15 +95,16 @@ static void *function_or_exit(const char *name) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: usable glibc|tcmalloc|jemalloc|mimalloc SIZES OUT\n");
+    int good = argc == 5 && strcmp(argv[4], "good") == 0;
+    if (argc != 4 && !good) {
+        fprintf(stderr, "usage: usable glibc|tcmalloc|jemalloc|mimalloc SIZES OUT [good]\n");
         return 2;
     }
     int allocator = -1;
     for (int i = 0; i < (int)(sizeof names_of / sizeof names_of[0]); i++)
         if (strcmp(argv[1], names_of[i]) == 0) allocator = i;
-    static const char *functions[] = {"malloc_usable_size", "nallocx", "tc_nallocx", "mi_good_size", NULL};
-    if (allocator < 0 || functions[allocator] == NULL) {
+    static const char *functions[] = {"malloc_usable_size", "nallocx", "tc_nallocx", "mi_usable_size", NULL};
+    if (allocator < 0 || functions[allocator] == NULL || (good && allocator != 3)) {
         fprintf(stderr, "usable: unknown allocator %s (glibc, tcmalloc, jemalloc or mimalloc)\n", argv[1]);
         return 2;
     }
@@ -108,16 +112,17 @@ int main(int argc, char **argv) {
     size_t count;
     int64_t *sizes = read_sizes(argv[2], &count);
     int64_t *answers = map_bytes(count * 8);
-    void *function = allocator == 0 ? NULL : function_or_exit(functions[allocator]);
+    const char *asked = good ? "mi_good_size" : functions[allocator];
+    void *function = allocator == 0 ? NULL : function_or_exit(asked);
     for (size_t i = 0; i < count; i++) {
         size_t size = (size_t)sizes[i];
-        if (allocator == 0) {
+        if (allocator == 0 || (allocator == 3 && !good)) {
             void *p = malloc(size);
             if (p == NULL) {
                 printf("{\"error\": \"malloc(%zu) returned NULL\", \"row\": %zu}\n", size, i);
                 return 1;
             }
-            answers[i] = (int64_t)malloc_usable_size(p);
+            answers[i] = allocator == 0 ? (int64_t)malloc_usable_size(p) : (int64_t)((usable_size_fn)function)(p);
             free(p);
         } else if (allocator == 3) {
             answers[i] = (int64_t)((good_size_fn)function)(size);
@@ -126,6 +131,6 @@ int main(int argc, char **argv) {
         }
     }
     write_answers(argv[3], answers, count);
-    printf("{\"allocator\": \"%s\", \"function\": \"%s\", \"sizes\": %zu}\n", argv[1], functions[allocator], count);
+    printf("{\"allocator\": \"%s\", \"function\": \"%s\", \"sizes\": %zu}\n", argv[1], asked, count);
     return 0;
 }

@@ -11,12 +11,17 @@ dlsym(RTLD_DEFAULT, ...)):
     glibc      malloc_usable_size(malloc(size)), then free
     tcmalloc   tc_nallocx(size, 0)          (gperftools 2.10)
     jemalloc   nallocx(size, 0)
-    mimalloc   mi_good_size(size)
+    mimalloc   mi_usable_size(malloc(size)), then free
 
 "The same situation": the model replays the trace the helper runs, every size
 malloc'ed and freed at once, in ascending order, from a fresh heap
 (`usable_trace`), and its granted size for each ALLOC row is read from the
-replay's AllocLog (`granted`).  For tcmalloc, jemalloc and mimalloc the answer
+replay's AllocLog (`granted`).  mimalloc is asked after a malloc, not with
+mi_good_size: up to 128 KiB (MI_MEDIUM_OBJ_SIZE_MAX) both are the bin's block
+size, but above it mi_good_size only rounds the request up to the OS page,
+while the block malloc returns is a large page of 64 KiB slices, and its
+usable size is that page (mi_good_size is asked too, `good=True`, and the
+test checks the two agree up to 128 KiB).  For tcmalloc and jemalloc the answer
 is a function of the size alone; for glibc it is not: a request of at least
 the mmap threshold that top cannot serve is mmapped (usable size: the mapping
 less 16 B), and freeing a mapped chunk raises the threshold to its size, so
@@ -50,7 +55,9 @@ from bench.pairs import MODEL_OF_REAL
 SOURCE = Path(__file__).with_name("usable.c")
 #: Real allocator -> the library function the helper asks.
 USABLE_FUNCTIONS = {"glibc": "malloc_usable_size", "tcmalloc": "tc_nallocx", "jemalloc": "nallocx",
-                    "mimalloc": "mi_good_size"}
+                    "mimalloc": "mi_usable_size"}
+#: mimalloc's mi_good_size is its bin's block size up to here (MI_MEDIUM_OBJ_SIZE_MAX), a page rounding above.
+MIMALLOC_GOOD_SIZE_EXACT_UP_TO = 128 << 10
 #: (real allocator, model spec or None while it has no model), in the order of USABLE_FUNCTIONS.
 PAIRS = tuple((real, MODEL_OF_REAL[real]) for real in USABLE_FUNCTIONS)
 DENSE_UP_TO = 64 << 10
@@ -82,8 +89,10 @@ def usable_trace(sizes: np.ndarray):  # -> workloads.trace.Trace
                  meta={"generator": "bench.real.usable", "sizes": n})
 
 
-def real_usable_sizes(allocator: str, sizes: np.ndarray) -> np.ndarray:
+def real_usable_sizes(allocator: str, sizes: np.ndarray, good: bool = False) -> np.ndarray:
     """The real library's usable size for each of `sizes`, in order (int64), from bench/real/usable.c.
+
+    good: ask mimalloc's mi_good_size instead of mi_usable_size after malloc (mimalloc only).
 
     Raises ValueError (no usable-size function for that allocator), RealAllocatorMissing (library not
     installed), CompilerMissing (no gcc), RealReplayFailed (the helper failed).
@@ -93,6 +102,8 @@ def real_usable_sizes(allocator: str, sizes: np.ndarray) -> np.ndarray:
 
     if allocator not in USABLE_FUNCTIONS:
         raise ValueError(f"no usable-size function for {allocator!r} (known: {', '.join(USABLE_FUNCTIONS)})")
+    if good and allocator != "mimalloc":
+        raise ValueError("good=True asks mimalloc's mi_good_size; other allocators have no such function")
     sizes = np.ascontiguousarray(sizes, dtype=np.int64)
     if len(sizes) and int(sizes.min()) < 0:
         raise ValueError("request sizes must be >= 0")
@@ -101,7 +112,8 @@ def real_usable_sizes(allocator: str, sizes: np.ndarray) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="usable-") as scratch:
         request, answer = Path(scratch) / "sizes.bin", Path(scratch) / "usable.bin"
         sizes.tofile(request)
-        completed, figures = run_replayer([str(binary), allocator, str(request), str(answer)], library, TIMEOUT_S,
+        command = [str(binary), allocator, str(request), str(answer), *(["good"] if good else [])]
+        completed, figures = run_replayer(command, library, TIMEOUT_S,
                                           f"usable sizes of {allocator}")
         if completed.returncode != 0 or not isinstance(figures, dict) or figures.get("sizes") != len(sizes):
             raise RealReplayFailed(f"usable sizes of {allocator} failed (exit status {completed.returncode}): "
