@@ -56,8 +56,9 @@ Parameters: `narenas` (8: jemalloc's default is 4 x the CPUs it sees; fixed here
 
 realloc: in place when the new size has the same class (arena_ralloc_no_move for small
 objects; a large object's expansion or shrinking in place is not modelled), otherwise
-allocate, copy, free.  Alignment: 16 B (the quantum; every class from 16 B is a multiple
-of 16, slabs and extents start on pages).
+allocate, copy, free.  Alignment: 8 B, as jemalloc's tiny class (8 B objects, 8 B apart);
+every class from 16 B on is a multiple of the 16 B quantum and slabs and extents start on
+pages, so those objects are 16 B aligned.
 
 Costs.  Hit / push: one lookup, one stack operation, O(1).  Fill: O(objects) plus a slab
 carved (O(pages + bitmap words)) or a nonfull slab found (O(log pages) in the bin's
@@ -265,7 +266,11 @@ def realloc_in_place(state, addr, granted, new_size, thread):
 
 @njit(cache=True)
 def reset_state(state):
-    """Every block free: tcaches and bins empty, threads without arenas, the heap one free run."""
+    """Every block free: tcaches and bins empty, threads without arenas, the heap one free run.
+
+    The footprint is kept as it was (free() gives nothing back); with decay immediate the next extent
+    operation returns the free pages.
+    """
     words, bins, nonfull = state[I_WORDS], state[I_BINS], state[I_NONFULL]
     reset_threads(words, state[I_TC], words[S_N_THREADS], words[S_N_CACHED])
     for b in range(bins.shape[0]):
@@ -277,8 +282,6 @@ def reset_state(state):
                    state[I_RUN_TREE])
     words[S_NEXT_ARENA] = 0
     words[S_METADATA] = words[S_STATIC_METADATA]
-    if words[S_IMMEDIATE] != 0:
-        words[S_MAPPED_PAGES] = 0
     words[C_ARENAS_USED] = 0  # none in use until a thread starts again
 
 
