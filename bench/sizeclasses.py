@@ -8,17 +8,21 @@ class,bytes_obj,bytes_span,objects,tail_waste,max_waste_pct,min_align.
 class,size,pages,span_bytes,objects,num_to_move,max_waste_pct, where max waste
 is the same worst case as Go's column (every object one byte above the previous
 class, plus the span's tail), not TCMalloc's own "fixed" overhead comment.
+`render_csv("jemalloc")` lists jemalloc 5.3's 36 small bins (4 KiB pages, 16 B quantum) with the
+columns of shared/reference/jemalloc_smallbins_derived.csv: bin,size,slab_pages,nregs,
+tcache_ncached_max_default (bin = jemalloc's szind; the rows are the reference file's, byte for byte).
 Rows are classes 1..N (the class-0 sentinel is left out), each line ends in "\\n".
 """
 
 from __future__ import annotations
 
-from allocators.shared import go_sizeclasses, tcmalloc_sizeclasses
+from allocators.shared import go_sizeclasses, jemalloc_sizeclasses, tcmalloc_sizeclasses
 from allocators.shared.sizeclasses import SizeClassTable
 
-MODELS = ("go", "tcmalloc")
+MODELS = ("go", "tcmalloc", "jemalloc")
 GO_HEADER = "class,bytes_obj,bytes_span,objects,tail_waste,max_waste_pct,min_align"
 TCMALLOC_HEADER = "class,size,pages,span_bytes,objects,num_to_move,max_waste_pct"
+JEMALLOC_HEADER = "bin,size,slab_pages,nregs,tcache_ncached_max_default"
 
 
 def _go_rows(table: SizeClassTable) -> list[str]:
@@ -38,7 +42,7 @@ def _tcmalloc_rows(table: SizeClassTable) -> list[str]:
 
 
 def render_csv(model: str, **options: str) -> str:
-    """CSV text of `model`'s size classes ('go'; 'tcmalloc' with table='default'|'legacy').
+    """CSV text of `model`'s size classes ('go'; 'tcmalloc' with table='default'|'legacy'; 'jemalloc').
 
     Raises ValueError for an unknown model, table or option.
     """
@@ -52,6 +56,10 @@ def render_csv(model: str, **options: str) -> str:
             raise ValueError(f"unknown tcmalloc option(s) {', '.join(sorted(unknown))}; the only one is table")
         table = tcmalloc_sizeclasses.get_table(options.get("table", "default"))
         lines = [TCMALLOC_HEADER, *_tcmalloc_rows(table)]
+    elif model == "jemalloc":
+        if options:
+            raise ValueError(f"the jemalloc size-class table takes no options (got {', '.join(sorted(options))})")
+        lines = [JEMALLOC_HEADER, *(",".join(map(str, row)) for row in jemalloc_sizeclasses.small_bins())]
     else:
         raise ValueError(f"unknown size-class model {model!r}; choose from {', '.join(MODELS)}")
     return "\n".join(lines) + "\n"

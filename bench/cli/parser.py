@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_trace_info)
 
     sizes = commands.add_parser("sizeclasses", help="print a model's size-class table as CSV")
-    sizes.add_argument("model", choices=("go", "tcmalloc"), help="go (generated like Go's mksizeclasses) or tcmalloc")
+    sizes.add_argument("model", choices=("go", "tcmalloc", "jemalloc"),
+                       help="go (generated like Go's mksizeclasses), tcmalloc, or jemalloc (its small bins)")
     sizes.add_argument("--table", choices=("default", "legacy"), default=None,
                        help="tcmalloc table (default: the current google/tcmalloc default)")
     sizes.set_defaults(func=cmd_sizeclasses)
