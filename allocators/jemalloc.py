@@ -27,28 +27,29 @@ src/eset.c; facts in shared/reference/production-allocators.md section 2).  Thre
    (slabcur), filled from in bitmap order (lowest free region first), and the nonfull
    slabs, of which the lowest-address one becomes the next slabcur (jemalloc's heap of
    nonfull slabs is ordered oldest / lowest first; full slabs are not tracked).  A slab
-   whose regions are all free leaves its bin and its extent goes back at once.  Extents:
-   page runs of one page heap of 4 KiB pages (allocators.shared.pageheap, address-ordered
-   first fit, coalescing; jemalloc's eset_first_fit takes the oldest / lowest extent of the
-   size classes that fit), grown in `grow_bytes` chunks (2 MiB: jemalloc's first extent
-   growth step, HUGEPAGE).  A large object's extent is its class plus one pad page
-   (sz_large_pad, the cache-oblivious default of the Debian build).
+   whose regions are all free leaves its bin and its extent goes back at once.  Each arena
+   has its own extents (allocators.jemalloc_extents): page runs of 4 KiB pages, free ones in
+   a dirty and a retained set, each first fit by address (jemalloc's eset_first_fit takes the
+   oldest / lowest extent of the size classes that fit), split and merged with free
+   neighbours of the same arena and set; an arena with no free run that fits takes a new
+   chunk of `grow_bytes` (2 MiB: jemalloc's first extent growth step, HUGEPAGE) from the
+   address space, shared by all arenas as the OS's is.  A large object's extent is its class
+   plus one pad page (sz_large_pad, the cache-oblivious default of the Debian build).
 
 Decay (`decay`): jemalloc purges dirty pages (those of free extents) after a delay; the
-model has the two ends.  "never" (dirty_decay_ms = -1): freed pages stay mapped; the
-footprint is every page the extents ever handed out (active + dirty).  "immediate"
-(dirty_decay_ms = muzzy_decay_ms = 0, preset `immediate`): a free extent's pages go back
-at once; the footprint is the pages in use.  Either way the footprint is what
-stats.mapped reports with opt_retain (the Linux default): pages of a grown chunk that no
-extent has used yet are retained (reserved address space, PH_RESERVED in the page heap),
-not mapped.
+model has the two ends.  "never" (dirty_decay_ms = -1): freed extents stay dirty, mapped,
+and are reused first.  "immediate" (dirty_decay_ms = muzzy_decay_ms = 0, preset
+`immediate`): a freed extent is purged at once, retained.  The footprint is what
+stats.mapped reports with opt_retain (the Linux default): active + dirty pages; retained
+pages (of chunks no extent has used yet, or purged) are reserved address space, not mapped.
+free() keeps the footprint: every active extent becomes dirty in its arena.
 
-Known simplifications: the extents are one page heap shared by all arenas (jemalloc keeps
-one set per arena, so arenas fragment each other there less and map more); growth is in
-fixed chunks (jemalloc grows each arena's retained memory by its next page-size class);
-ordering by address stands for jemalloc's (serial number, address) order; the dedicated
-arena above opt_oversize_threshold (8 MiB), the 10 s decay curve, muzzy pages, binshards
-and the cache bins' flush delay (opt_tcache_gc_delay_bytes, 0 by default) are not modelled.
+Known simplifications: growth is in fixed chunks (jemalloc grows each arena's retained
+memory by its next page-size class, 2 MiB, 2.5 MiB, 3 MiB, ...); ordering by address stands
+for jemalloc's (serial number, address) order and opt_lg_extent_max_active_fit's 64:1 limit
+on reusing a larger dirty extent is not applied; the dedicated arena above
+opt_oversize_threshold (8 MiB), the 10 s decay curve, muzzy pages, binshards and the cache
+bins' flush delay (opt_tcache_gc_delay_bytes, 0 by default) are not modelled.
 
 Parameters: `narenas` (8: jemalloc's default is 4 x the CPUs it sees; fixed here as
 4 x 2 CPUs of the lab's machine so that no figure depends on the machine running it),
@@ -65,7 +66,8 @@ carved (O(pages + bitmap words)) or a nonfull slab found (O(log pages) in the bi
 bitset).  Flush: O(objects) plus an extent freed per slab emptied (O(log pages)).
 
 Metadata model (metadata_bytes): 128 B per live extent record (edata_t, whose slab data
-holds the bitmap), free extents included, + 8 B per page of the heap (the rtree's leaves),
+holds the bitmap), free extents included, + 8 B per page of address space taken (the
+rtree's leaves),
 + per arena in use 36 x 192 B of bins and 4 KiB of the rest of arena_t, + per thread
 tcache 128 B + 27 B per bin (cache_bin_t and tcache_slow_t's per-bin bytes) + 8 B per
 stack slot (sum of ncached_max).  The nonfull sets stand in for the pairing-heap links
@@ -81,6 +83,7 @@ from numba import njit
 
 from allocators.errors import ST_OK, BadParameter
 from allocators.jemalloc_arena import large_dalloc
+from allocators.jemalloc_extents import extents_metadata, extents_reset, init_extents, new_trees
 from allocators.jemalloc_layout import (
     B_LOW_WATER,
     B_NCACHED,
@@ -97,12 +100,10 @@ from allocators.jemalloc_layout import (
     I_CLASSES,
     I_NONFULL,
     I_PAGEMAP,
-    I_RUN_BITS,
-    I_RUN_HEADS,
-    I_RUN_TREE,
     I_SPANS,
     I_STACKS,
     I_TC,
+    I_TREES,
     I_WORDS,
     K_NCACHED_MAX,
     K_NREGS,
@@ -111,12 +112,9 @@ from allocators.jemalloc_layout import (
     K_SIZE,
     K_STACK,
     N_WORDS,
-    PH,
     S_ARENA_BYTES,
     S_BITSET_WORDS,
     S_GC_INCR,
-    S_HW_PAGES,
-    S_IMMEDIATE,
     S_LARGE_PAD,
     S_MAPPED_PAGES,
     S_METADATA,
@@ -131,6 +129,7 @@ from allocators.jemalloc_layout import (
     S_TCACHE_BYTES,
     T_UNTIL_DGC,
     T_UNTIL_GC,
+    XB,
 )
 from allocators.jemalloc_tcache import alloc_event, alloc_huge, alloc_miss, dalloc_event, flush_full, reset_threads
 from allocators.protocol import Allocator
@@ -150,21 +149,14 @@ from allocators.shared.jemalloc_sizeclasses import (
     je_large_usize,
     je_size_to_class,
 )
-from allocators.shared.pageheap import (
-    PH_METADATA,
-    POLICY_FIRST_FIT,
-    init_pageheap,
-    new_pageheap_arrays,
-    pageheap_reset,
-)
 from allocators.shared.spanbitmap import bitmap_words_for
-from allocators.shared.spans import NO_SPAN, SP_CLASS, SPAN_SHIFT, new_span_bits
+from allocators.shared.spans import NO_SPAN, SP_CLASS, SPAN_SHIFT, new_pagemap, new_span_bits, new_span_table
 from labcore.jitcache import holds_kernels
 
 holds_kernels(__file__)
 
 DEFAULT_NARENAS = 8  # 4 x 2 CPUs (opt_narenas' default on the lab's 2-core machine)
-MAX_NARENAS = 1024
+MAX_NARENAS = 64  # each arena's tables are sized by the capacity
 DECAYS = ("never", "immediate")
 DEFAULT_GROW_BYTES = 2 << 20  # HUGEPAGE: the first step of jemalloc's extent growth (exp_grow)
 GC_INCR_BYTES = 65536  # opt_tcache_gc_incr_bytes
@@ -248,7 +240,7 @@ def free_block(state, addr, thread):
 @njit(cache=True, inline="always")
 def heap_stats(state):
     words = state[I_WORDS]
-    return words[S_MAPPED_PAGES] << LG_PAGE, words[PH + PH_METADATA] + words[S_METADATA]
+    return words[S_MAPPED_PAGES] << LG_PAGE, extents_metadata(words, XB) + words[S_METADATA]
 
 
 @njit(cache=True, inline="always")
@@ -278,8 +270,7 @@ def reset_state(state):
     width = words[S_BITSET_WORDS]
     for i in range(words[S_NARENAS] * words[S_N_SMALL]):
         bitset_clear_all(nonfull[i * width:(i + 1) * width])
-    pageheap_reset(words, PH, state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS],
-                   state[I_RUN_TREE])
+    extents_reset(words, XB, state[I_SPANS], state[I_PAGEMAP], state[I_TREES], words[S_NARENAS])
     words[S_NEXT_ARENA] = 0
     words[S_METADATA] = words[S_STATIC_METADATA]
     words[C_ARENAS_USED] = 0  # none in use until a thread starts again
@@ -306,7 +297,7 @@ class JEMalloc(Allocator):
     counter_names = COUNTER_NAMES
     #: Lock-taking operations: each fill and each per-arena pass of a flush takes a bin lock, each extent
     #: allocation or free the arena's extent lock.  tcache hits and pushes take none.
-    shared_counters = ("bin_locks", "page_heap_allocs", "page_heap_frees")
+    shared_counters = ("bin_locks", "extent_allocs", "extent_frees")
 
     kernels = Kernels(alloc_block, free_block, heap_stats, reset_state, realloc_in_place)
 
@@ -333,10 +324,9 @@ class JEMalloc(Allocator):
         bitmap_words = bitmap_words_for(int(NREGS[1:N_SMALL + 1].max()))
         words = np.zeros(N_WORDS, np.int64)
         grow_pages = p["grow_bytes"] >> LG_PAGE
-        init_pageheap(
-            words, PH, page_shift=LG_PAGE, capacity_pages=capacity_pages, grow_pages=grow_pages,
-            arena_pages=grow_pages, policy=POLICY_FIRST_FIT, span_bytes=EDATA_BYTES,
-            pagemap_entry_bytes=RTREE_ENTRY_BYTES, bitmap_words=bitmap_words,
+        init_extents(
+            words, XB, capacity_pages=capacity_pages, grow_pages=grow_pages, purge=p["decay"] == "immediate",
+            record_bytes=EDATA_BYTES, rtree_entry_bytes=RTREE_ENTRY_BYTES, bitmap_words=bitmap_words,
         )
         offsets, stack_stride = _stack_offsets()
         classes = np.zeros((N_CACHED + 1) << K_SHIFT, np.int64)
@@ -351,7 +341,6 @@ class JEMalloc(Allocator):
         header = 1 + 2 * int(template[0])
         words[S_N_THREADS] = self.max_threads
         words[S_NARENAS] = narenas
-        words[S_IMMEDIATE] = 1 if p["decay"] == "immediate" else 0
         words[S_TC_STRIDE] = tc_stride
         words[S_STACK_STRIDE] = stack_stride
         words[S_BITSET_WORDS] = width
@@ -363,11 +352,10 @@ class JEMalloc(Allocator):
         words[S_N_CACHED] = N_CACHED
         words[S_STATIC_METADATA] = len(table.class_index)  # the size -> class lookup (sz_size2index_tab)
         words[S_METADATA] = words[S_STATIC_METADATA]
-        words[S_HW_PAGES] = 0
         try:
-            spans, pagemap, run_heads, run_bits, run_tree = new_pageheap_arrays(
-                capacity_pages, POLICY_FIRST_FIT, bitmap_words
-            )
+            spans = new_span_table(capacity_pages + 1)
+            pagemap = new_pagemap(capacity_pages)
+            trees = new_trees(narenas, capacity_pages)
             bits = new_span_bits(capacity_pages + 1, bitmap_words)
             nonfull = np.zeros(narenas * N_SMALL * width, np.int64)
         except (MemoryError, ValueError):
@@ -381,10 +369,10 @@ class JEMalloc(Allocator):
         bins = np.full(narenas * (N_SMALL + 1), NO_SPAN, np.int64)
         arrays = {
             I_WORDS: words, I_CLASS_INDEX: table.class_index, I_CLASSES: classes, I_TC: tc, I_STACKS: stacks,
-            I_BINS: bins, I_NONFULL: nonfull, I_SPANS: spans, I_PAGEMAP: pagemap, I_RUN_HEADS: run_heads,
-            I_RUN_BITS: run_bits, I_RUN_TREE: run_tree, I_BITS: bits,
+            I_BINS: bins, I_NONFULL: nonfull, I_SPANS: spans, I_PAGEMAP: pagemap, I_TREES: trees,
+            I_BITS: bits,
         }
         return tuple(arrays[i] for i in range(len(arrays)))
 
 
-__all__ = ["DECAYS", "DEFAULT_NARENAS", "JEMalloc", "S_HW_PAGES", "S_MAPPED_PAGES", "S_NEXT_ARENA", "S_ARENA_BYTES"]
+__all__ = ["DECAYS", "DEFAULT_NARENAS", "JEMalloc", "S_ARENA_BYTES", "S_MAPPED_PAGES", "S_NEXT_ARENA"]

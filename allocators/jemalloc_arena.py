@@ -16,11 +16,10 @@ The slow paths behind the tcache (see allocators.jemalloc for the whole design):
   goes back (arena_slab_dalloc); a slab that was full and is not slabcur becomes slabcur
   if it lies below the current one (arena_bin_lower_slab: slabcur then goes to the nonfull
   set, or nowhere when full), else joins the nonfull set.
-- Extents: page runs of the page heap (allocators.shared.pageheap, 4 KiB pages, address-
-  ordered first fit: jemalloc's eset_first_fit picks the oldest/lowest extent among the
-  size classes that fit).  A large request takes an extent of its large size class plus
-  the cache-oblivious pad page (sz_large_pad); a slab one of its slab pages.  Every page-heap
-  operation updates the footprint (`_mapped`).
+- Extents (allocators.jemalloc_extents: per arena, dirty and retained, first fit by address):
+  a large request takes an extent of its large size class plus the cache-oblivious pad page
+  (sz_large_pad) from the thread's arena, a slab one of its slab pages from the bin's arena.
+  Every extent operation updates the footprint (S_MAPPED_PAGES).
 """
 
 from __future__ import annotations
@@ -28,6 +27,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from allocators.jemalloc_extents import extent_alloc as x_alloc
+from allocators.jemalloc_extents import extent_dalloc as x_dalloc
+from allocators.jemalloc_extents import extents_mapped_pages
 from allocators.jemalloc_layout import (
     C_BIN_LOCKS,
     C_LARGE_ALLOCS,
@@ -39,27 +41,22 @@ from allocators.jemalloc_layout import (
     I_CLASSES,
     I_NONFULL,
     I_PAGEMAP,
-    I_RUN_BITS,
-    I_RUN_HEADS,
-    I_RUN_TREE,
     I_SPANS,
+    I_TREES,
     I_WORDS,
     K_NREGS,
     K_PAGES,
     K_SHIFT,
     K_SIZE,
-    PH,
     S_BITSET_WORDS,
-    S_HW_PAGES,
-    S_IMMEDIATE,
     S_LARGE_PAD,
     S_MAPPED_PAGES,
     S_N_SMALL,
     SP_ARENA,
+    XB,
 )
 from allocators.shared.bitset import bitset_clear, bitset_next, bitset_set
 from allocators.shared.jemalloc_sizeclasses import LG_PAGE
-from allocators.shared.pageheap import PH_FREE_PAGES, PH_HEAP_PAGES, pageheap_alloc, pageheap_free
 from allocators.shared.spanbitmap import bitmap_init, bitmap_release, bitmap_take_lowest
 from allocators.shared.spans import (
     NO_SPAN,
@@ -80,42 +77,27 @@ holds_kernels(__file__)
 
 
 # ------------------------------------------------------------------ extents
-@njit(cache=True, inline="always")
-def _mapped(words):
-    """stats.mapped in pages: decay never keeps every page ever used (active + dirty), immediate only the active."""
-    if words[S_IMMEDIATE] != 0:
-        words[S_MAPPED_PAGES] = words[PH + PH_HEAP_PAGES] - words[PH + PH_FREE_PAGES]
-    else:
-        words[S_MAPPED_PAGES] = words[S_HW_PAGES]
-
-
 @njit(cache=True)
-def extent_alloc(state, npages):
-    """An extent of `npages` pages (the span id), or NO_SPAN when the address space is exhausted."""
-    words, spans = state[I_WORDS], state[I_SPANS]
-    s = pageheap_alloc(words, PH, spans, state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS],
-                       state[I_RUN_TREE], npages)
-    if s != NO_SPAN:
-        end = spans[(s << SPAN_SHIFT) + SP_START] + npages
-        if end > words[S_HW_PAGES]:
-            words[S_HW_PAGES] = end
-        _mapped(words)
+def extent_alloc(state, arena, npages):
+    """An extent of `npages` pages from `arena` (the span id), or NO_SPAN when the address space is exhausted."""
+    words = state[I_WORDS]
+    s = x_alloc(words, XB, state[I_SPANS], state[I_PAGEMAP], state[I_TREES], arena, npages)
+    words[S_MAPPED_PAGES] = extents_mapped_pages(words, XB)
     return s
 
 
 @njit(cache=True)
 def extent_dalloc(state, s):
     words = state[I_WORDS]
-    pageheap_free(words, PH, state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS],
-                  state[I_RUN_TREE], s)
-    _mapped(words)
+    x_dalloc(words, XB, state[I_SPANS], state[I_PAGEMAP], state[I_TREES], s)
+    words[S_MAPPED_PAGES] = extents_mapped_pages(words, XB)
 
 
 @njit(cache=True)
-def large_alloc(state, usize, cls):
-    """large_malloc: an extent of the large class + the pad page; (address, usize) or (status, 0)."""
+def large_alloc(state, usize, cls, arena):
+    """large_malloc: an extent of the large class + the pad page; (address, usize) or (-1, 0)."""
     words, spans = state[I_WORDS], state[I_SPANS]
-    s = extent_alloc(state, (usize >> LG_PAGE) + words[S_LARGE_PAD])
+    s = extent_alloc(state, arena, (usize >> LG_PAGE) + words[S_LARGE_PAD])
     if s == NO_SPAN:
         return np.int64(-1), np.int64(0)
     spans[(s << SPAN_SHIFT) + SP_CLASS] = cls  # a class the tcache caches (37..41), else 0
@@ -125,7 +107,7 @@ def large_alloc(state, usize, cls):
 
 @njit(cache=True)
 def large_dalloc(state, s):
-    """large_dalloc: the extent goes back; returns its usable size."""
+    """large_dalloc: the extent goes back to its arena; returns its usable size."""
     words, spans = state[I_WORDS], state[I_SPANS]
     usize = (spans[(s << SPAN_SHIFT) + SP_NPAGES] - words[S_LARGE_PAD]) << LG_PAGE
     extent_dalloc(state, s)
@@ -148,7 +130,7 @@ def _slab_alloc(state, arena, cls):
     """arena_slab_alloc: a fresh slab of class `cls` for `arena` (every region free), or NO_SPAN."""
     words, classes, spans = state[I_WORDS], state[I_CLASSES], state[I_SPANS]
     k = cls << K_SHIFT
-    s = extent_alloc(state, classes[k + K_PAGES])
+    s = extent_alloc(state, arena, classes[k + K_PAGES])
     if s == NO_SPAN:
         return s
     base = s << SPAN_SHIFT

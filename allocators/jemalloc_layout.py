@@ -5,7 +5,7 @@ extents) and `jemalloc_tcache` (fill, flush, incremental GC) all read the same s
 its indices, the words layout and the record strides are named here once.
 
 State tuple (`I_*`):
-    words      counters, then the page heap's region (allocators.shared.pageheap, its counters
+    words      counters, then the extents' region at XB (allocators.jemalloc_extents, its counters
                extend ours), then the scalars S_*
     class_index  int16 size -> class for requests <= 32 KiB (jemalloc_sizeclasses)
     classes    per table class c (0 = sentinel, 1..36 small, 37..41 large <= 32 KiB): K_* columns
@@ -16,18 +16,17 @@ State tuple (`I_*`):
     bins       per (arena, small class) the bin's current slab (slabcur) or NO_SPAN
     nonfull    per (arena, small class) a hierarchical bitset over pages (allocators.shared.bitset):
                bit p set = the slab starting at page p is one of the bin's nonfull slabs
-    spans, pagemap, run_heads, run_bits, run_tree   the page heap (4 KiB pages, first fit)
+    spans, pagemap, trees   the extents (4 KiB pages; per arena a dirty and a retained first-fit tree)
     bits       the slabs' region bitmaps (allocators.shared.spanbitmap)
 
-Span fields the model adds to the page heap's records: SP_CLASS (the table class: small for a
+Span fields the model adds to the extent records: SP_CLASS (the table class: small for a
 slab, 37..41 for a large extent the tcache caches, 0 for a larger one), SP_ARENA (the owning
-arena of a slab).
+arena of every extent, jemalloc_extents).
 """
 
 from __future__ import annotations
 
-from allocators.shared.pageheap import PH_COUNTER_NAMES, PH_SLOTS
-from allocators.shared.spans import SP_USER0
+from allocators.jemalloc_extents import SP_ARENA, X_COUNTER_NAMES, X_SLOTS
 
 OWN_COUNTERS = (
     "allocs", "frees", "tcache_hits", "tcache_misses", "tcache_fills", "tcache_flushes", "gc_events",
@@ -36,17 +35,15 @@ OWN_COUNTERS = (
 )
 (C_ALLOCS, C_FREES, C_TC_HITS, C_TC_MISSES, C_TC_FILLS, C_TC_FLUSHES, C_GC_EVENTS, C_GC_FLUSHES, C_BIN_LOCKS,
  C_SLABS_ALLOCATED, C_SLABS_FREED, C_LARGE_ALLOCS, C_LARGE_FREES, C_REALLOCS_IN_PLACE, C_ARENAS_USED) = range(15)
-COUNTER_NAMES = OWN_COUNTERS + PH_COUNTER_NAMES
+COUNTER_NAMES = OWN_COUNTERS + X_COUNTER_NAMES
 
-PH = len(OWN_COUNTERS)  # the page heap's region
-S_BASE = PH + PH_SLOTS
+XB = len(OWN_COUNTERS)  # the extents' region
+S_BASE = XB + X_SLOTS
 S_N_THREADS = S_BASE + 0
 S_NARENAS = S_BASE + 1
 S_NEXT_ARENA = S_BASE + 2  # round-robin assignment of threads to arenas
-S_IMMEDIATE = S_BASE + 3  # decay: 0 never, 1 immediate
-S_HW_PAGES = S_BASE + 4  # pages ever handed out by the page heap (a prefix of the heap)
-S_MAPPED_PAGES = S_BASE + 5  # the footprint in pages (stats.mapped)
-S_METADATA = S_BASE + 6  # tcaches + arenas (the page heap keeps its own)
+S_MAPPED_PAGES = S_BASE + 5  # the footprint in pages (stats.mapped), kept after every extent operation
+S_METADATA = S_BASE + 6  # tcaches + arenas (the extents keep their own)
 S_STATIC_METADATA = S_BASE + 7
 S_TC_STRIDE = S_BASE + 8
 S_STACK_STRIDE = S_BASE + 9
@@ -68,9 +65,8 @@ B_SHIFT = 2
 T_ARENA, T_UNTIL_GC, T_UNTIL_DGC, T_NEXT_GC_BIN = 0, 1, 2, 3
 B_NCACHED, B_LOW_WATER, B_LG_FILL_DIV, B_REFILLED = 0, 1, 2, 3
 
-#: The owning arena of a slab, in its span record.
-SP_ARENA = SP_USER0
+__all__ = ["SP_ARENA"]
 
 # state tuple indices
 I_WORDS, I_CLASS_INDEX, I_CLASSES, I_TC, I_STACKS, I_BINS, I_NONFULL = 0, 1, 2, 3, 4, 5, 6
-I_SPANS, I_PAGEMAP, I_RUN_HEADS, I_RUN_BITS, I_RUN_TREE, I_BITS = 7, 8, 9, 10, 11, 12
+I_SPANS, I_PAGEMAP, I_TREES, I_BITS = 7, 8, 9, 10

@@ -233,7 +233,7 @@ def alloc_miss(state, cls, thread):
         tc[rec + B_NCACHED] = filled - 1
         addr = stacks[base + filled - 1]
     else:
-        addr, usize = large_alloc(state, usize, cls)
+        addr, usize = large_alloc(state, usize, cls, tc[trec + T_ARENA])
         if addr < 0:
             return np.int64(ST_OUT_OF_MEMORY), np.int64(0)
     words[C_ALLOCS] += 1
@@ -245,7 +245,8 @@ def alloc_miss(state, cls, thread):
 def alloc_huge(state, usize, thread):
     """A request above tcache_max (32 KiB): large_malloc of its large class, no tcache."""
     thread_start(state, thread)
-    addr, usize = large_alloc(state, usize, 0)
+    arena = state[I_TC][thread * state[I_WORDS][S_TC_STRIDE] + T_ARENA]
+    addr, usize = large_alloc(state, usize, 0, arena)
     if addr < 0:
         return np.int64(ST_OUT_OF_MEMORY), np.int64(0)
     state[I_WORDS][C_ALLOCS] += 1

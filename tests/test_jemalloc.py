@@ -17,6 +17,7 @@ import allocators
 from allocators import jemalloc
 from allocators.errors import BadParameter, OutOfMemory
 from allocators.jemalloc_arena import bin_dalloc, bin_fill
+from allocators.jemalloc_extents import X_OS_PAGES
 from allocators.jemalloc_layout import (
     B_LG_FILL_DIV,
     B_NCACHED,
@@ -34,6 +35,7 @@ from allocators.jemalloc_layout import (
     S_TC_STRIDE,
     SP_ARENA,
     T_ARENA,
+    XB,
 )
 from allocators.shared import jemalloc_sizeclasses as sc
 from allocators.shared.spans import (
@@ -93,7 +95,7 @@ def audit(heap):
     """Every small region is exactly one of: live, in one tcache stack, free in its slab's bitmap."""
     spans, pagemap, bits = heap.state[I_SPANS], heap.state[I_PAGEMAP], heap.state[I_BITS]
     allocated = set()
-    page, heap_pages = 0, int(heap.state[I_WORDS][jemalloc.PH + 6])  # PH_HEAP_PAGES
+    page, heap_pages = 0, int(heap.state[I_WORDS][XB + X_OS_PAGES])
     while page < heap_pages:
         s = int(pagemap[page])
         base = s << 4
@@ -329,3 +331,15 @@ def test_audit_after_random_traffic_and_reset():
     assert heap.footprint == footprint and audit(heap) == 0
     heap.allocate(64)
     audit(heap)
+
+
+def test_each_arena_has_its_own_extents_dirty_before_retained():
+    heap = make(threads=2, narenas=2)
+    a = heap.allocate(1 << 20, thread=0)  # arena 0 grows a 2 MiB chunk
+    b = heap.allocate(1 << 20, thread=1)  # arena 1 grows its own
+    assert b == a + (2 << 20)
+    heap.deallocate(a, thread=0)  # dirty in arena 0
+    assert heap.footprint == 2 * 257 * PAGE  # active + dirty; the chunks' unused pages are retained
+    c = heap.allocate(1 << 20, thread=1)  # arena 1 cannot use arena 0's extent: it grows (and merges chunks)
+    assert c == b + 257 * PAGE and heap.counters()["os_grows"] == 3 and heap.counters()["extent_merges"] >= 1
+    assert heap.allocate(1 << 20, thread=0) == a  # arena 0 reuses its dirty extent first
