@@ -51,6 +51,9 @@ on reusing a larger dirty extent is not applied; the dedicated arena above
 opt_oversize_threshold (8 MiB), the 10 s decay curve, muzzy pages, binshards and the cache
 bins' flush delay (opt_tcache_gc_delay_bytes, 0 by default) are not modelled.
 
+Hardening: the lab's generic layer (allocators.hardening: slot state, checksums, canaries,
+quarantine, shuffling, guard pages, encoded links) as parameters, presets `hardened`, `scudo`.
+
 Parameters: `narenas` (8: jemalloc's default is 4 x the CPUs it sees; fixed here as
 4 x 2 CPUs of the lab's machine so that no figure depends on the machine running it),
 `decay` ("never" | "immediate"), `grow_bytes` (2 MiB, a multiple of the 4 KiB page).
@@ -82,6 +85,7 @@ import numpy as np
 from numba import njit
 
 from allocators.errors import ST_OK, BadParameter
+from allocators.hardening import HARDENING_OFF, HARDENING_PRESETS, harden, with_hardening
 from allocators.jemalloc_arena import large_dalloc
 from allocators.jemalloc_extents import extents_metadata, extents_reset, init_extents, new_trees
 from allocators.jemalloc_layout import (
@@ -291,8 +295,9 @@ class JEMalloc(Allocator):
         "slab), per-thread tcache with fill / flush-half / incremental GC, round-robin arenas, first-fit extents"
     )
     alignment = ALIGNMENT
-    defaults = {"narenas": DEFAULT_NARENAS, "decay": "never", "grow_bytes": DEFAULT_GROW_BYTES}
-    presets = {"immediate": {"decay": "immediate"}}
+    defaults = with_hardening({"narenas": DEFAULT_NARENAS, "decay": "never", "grow_bytes": DEFAULT_GROW_BYTES})
+    presets = {"immediate": {"decay": "immediate"}, **HARDENING_PRESETS}
+    hardening_params = HARDENING_OFF
     variants = ("narenas=1", "grow_bytes=64KiB")
     counter_names = COUNTER_NAMES
     #: Lock-taking operations: each fill and each per-arena pass of a flush takes a bin lock, each extent
@@ -300,6 +305,18 @@ class JEMalloc(Allocator):
     shared_counters = ("bin_locks", "extent_allocs", "extent_frees")
 
     kernels = Kernels(alloc_block, free_block, heap_stats, reset_state, realloc_in_place)
+
+    @staticmethod
+    def configure_instance(allocator: Allocator) -> None:
+        """The hardening hook (allocators.hardening.harden), then the reuse declaration.
+
+        An object freed by a thread of another arena goes back to its owner's extents (a small one to the
+        freeing thread's tcache), so with several arenas the freeing thread may not get that memory back at
+        once: `delays_reuse`.  With narenas=1 (a variant) the conformance suite checks that freed memory is
+        reused.
+        """
+        harden(allocator)
+        allocator.delays_reuse = allocator.delays_reuse or allocator.params["narenas"] > 1
 
     def check_params(self) -> None:
         p = self.params
@@ -315,10 +332,7 @@ class JEMalloc(Allocator):
             raise BadParameter(f"jemalloc: capacity_bytes {self.capacity} is smaller than one {PAGE_SIZE} B page")
         p["narenas"] = int(narenas)
         p["grow_bytes"] = int(grow)
-        # An object freed by a thread of another arena goes back to its owner's extents (or, small, to the
-        # freeing thread's tcache): with several arenas the freeing thread may not get that memory back at once.
-        # With narenas=1 (a variant) the conformance suite checks that freed memory is reused.
-        self.delays_reuse = p["narenas"] > 1
+
 
     def make_state(self) -> tuple:
         p = self.params
