@@ -56,8 +56,9 @@ from allocators.jemalloc_layout import (
     XB,
 )
 from allocators.shared.bitset import bitset_clear, bitset_next, bitset_set
+from allocators.shared.central import init_small_span
 from allocators.shared.jemalloc_sizeclasses import LG_PAGE
-from allocators.shared.spanbitmap import bitmap_init, bitmap_release, bitmap_take_lowest
+from allocators.shared.spanbitmap import bitmap_release, bitmap_take_lowest
 from allocators.shared.spans import (
     NO_SPAN,
     SP_CLASS,
@@ -66,10 +67,7 @@ from allocators.shared.spans import (
     SP_NPAGES,
     SP_OBJ_SIZE,
     SP_START,
-    SP_STATE,
     SPAN_SHIFT,
-    SPAN_SMALL,
-    pagemap_set_range,
 )
 from labcore.jitcache import holds_kernels
 
@@ -133,16 +131,8 @@ def _slab_alloc(state, arena, cls):
     s = extent_alloc(state, arena, classes[k + K_PAGES])
     if s == NO_SPAN:
         return s
-    base = s << SPAN_SHIFT
-    nregs = classes[k + K_NREGS]
-    spans[base + SP_STATE] = SPAN_SMALL
-    spans[base + SP_CLASS] = cls
-    spans[base + SP_OBJ_SIZE] = classes[k + K_SIZE]
-    spans[base + SP_NOBJ] = nregs
-    spans[base + SP_NFREE] = nregs
-    spans[base + SP_ARENA] = arena
-    pagemap_set_range(state[I_PAGEMAP], s, spans[base + SP_START], spans[base + SP_NPAGES])
-    bitmap_init(spans, state[I_BITS], s, nregs)
+    init_small_span(spans, state[I_BITS], state[I_PAGEMAP], s, cls, classes[k + K_SIZE], classes[k + K_NREGS])
+    spans[(s << SPAN_SHIFT) + SP_ARENA] = arena  # (init_small_span maps every page and clears the bitmap)
     words[C_SLABS_ALLOCATED] += 1
     return s
 

@@ -179,27 +179,27 @@ def tcache_event(state, thread):
 
 
 @njit(cache=True)
-def alloc_event(state, thread):
-    """The allocation ticker ran out: a GC step (or, on the thread's first operation, its set-up)."""
+def _event(state, thread, ticker):
+    """A GC ticker (T_UNTIL_GC or T_UNTIL_DGC) ran out: a GC step, or on the thread's first operation its set-up."""
     words, tc = state[I_WORDS], state[I_TC]
     trec = thread * words[S_TC_STRIDE]
     if tc[trec + T_ARENA] < 0:
         thread_start(state, thread)
         return
-    tc[trec + T_UNTIL_GC] = words[S_GC_INCR]
+    tc[trec + ticker] = words[S_GC_INCR]
     tcache_event(state, thread)
 
 
 @njit(cache=True)
+def alloc_event(state, thread):
+    """64 KiB allocated since the last allocation event (tcache_gc_event_handler)."""
+    _event(state, thread, T_UNTIL_GC)
+
+
+@njit(cache=True)
 def dalloc_event(state, thread):
-    """The deallocation ticker ran out: a GC step (or, on the thread's first operation, its set-up)."""
-    words, tc = state[I_WORDS], state[I_TC]
-    trec = thread * words[S_TC_STRIDE]
-    if tc[trec + T_ARENA] < 0:
-        thread_start(state, thread)
-        return
-    tc[trec + T_UNTIL_DGC] = words[S_GC_INCR]
-    tcache_event(state, thread)
+    """64 KiB freed since the last deallocation event (tcache_gc_dalloc_event_handler)."""
+    _event(state, thread, T_UNTIL_DGC)
 
 
 @njit(cache=True, inline="always")
