@@ -32,9 +32,11 @@ src/eset.c; facts in shared/reference/production-allocators.md section 2).  Thre
    a dirty and a retained set, each first fit by address (jemalloc's eset_first_fit takes the
    oldest / lowest extent of the size classes that fit), split and merged with free
    neighbours of the same arena and set; an arena with no free run that fits takes a new
-   chunk of `grow_bytes` (2 MiB: jemalloc's first extent growth step, HUGEPAGE) from the
-   address space, shared by all arenas as the OS's is.  A large object's extent is its class
-   plus one pad page (sz_large_pad, the cache-oblivious default of the Debian build).
+   chunk from the address space, shared by all arenas as the OS's is, sized as jemalloc's
+   exp_grow sizes it: `grow_bytes` (2 MiB, HUGEPAGE) first, then one page-size class more
+   each time (2.5, 3, 3.5, 4, 5 MiB, ...; a larger request skips to the class that holds it).
+   A large object's extent is its class plus one pad page (sz_large_pad, the cache-oblivious
+   default of the Debian build).
 
 Decay (`decay`): jemalloc purges dirty pages (those of free extents) after a delay; the
 model has the two ends.  "never" (dirty_decay_ms = -1): freed extents stay dirty, mapped,
@@ -44,8 +46,7 @@ stats.mapped reports with opt_retain (the Linux default): active + dirty pages; 
 pages (of chunks no extent has used yet, or purged) are reserved address space, not mapped.
 free() keeps the footprint: every active extent becomes dirty in its arena.
 
-Known simplifications: growth is in fixed chunks (jemalloc grows each arena's retained
-memory by its next page-size class, 2 MiB, 2.5 MiB, 3 MiB, ...); ordering by address stands
+Known simplifications: ordering by address stands
 for jemalloc's (serial number, address) order and opt_lg_extent_max_active_fit's 64:1 limit
 on reusing a larger dirty extent is not applied; the dedicated arena above
 opt_oversize_threshold (8 MiB), the 10 s decay curve, muzzy pages, binshards and the cache
@@ -56,7 +57,8 @@ quarantine, shuffling, guard pages, encoded links) as parameters, presets `harde
 
 Parameters: `narenas` (8: jemalloc's default is 4 x the CPUs it sees; fixed here as
 4 x 2 CPUs of the lab's machine so that no figure depends on the machine running it),
-`decay` ("never" | "immediate"), `grow_bytes` (2 MiB, a multiple of the 4 KiB page).
+`decay` ("never" | "immediate"), `grow_bytes` (an arena's first growth, 2 MiB, a multiple of the
+4 KiB page).
 
 realloc: in place when the new size has the same class (arena_ralloc_no_move for small
 objects; a large object's expansion or shrinking in place is not modelled), otherwise
@@ -340,11 +342,12 @@ class JEMalloc(Allocator):
         narenas = p["narenas"]
         capacity_pages = self.capacity >> LG_PAGE
         bitmap_words = bitmap_words_for(int(NREGS[1:N_SMALL + 1].max()))
-        words = np.zeros(N_WORDS, np.int64)
+        words = np.zeros(N_WORDS + narenas, np.int64)  # + each arena's next extent growth (jemalloc_extents)
         grow_pages = p["grow_bytes"] >> LG_PAGE
         init_extents(
             words, XB, capacity_pages=capacity_pages, grow_pages=grow_pages, purge=p["decay"] == "immediate",
             record_bytes=EDATA_BYTES, rtree_entry_bytes=RTREE_ENTRY_BYTES, bitmap_words=bitmap_words,
+            narenas=narenas, grow_next_at=N_WORDS,
         )
         offsets, stack_stride = _stack_offsets()
         classes = np.zeros((N_CACHED + 1) << K_SHIFT, np.int64)

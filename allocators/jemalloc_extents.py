@@ -9,10 +9,13 @@ This module models that per arena:
 - `extent_alloc(arena, n)`: the lowest-address dirty extent of at least n pages (eset_first_fit
   picks the oldest / lowest among the size classes that fit; the model orders by address and
   does not apply opt_lg_extent_max_active_fit's 64:1 limit), else the lowest retained one, else
-  the arena *grows*: a chunk of max(n, `grow_pages`) pages rounded up to `grow_pages` is taken
-  from the "OS" (one bump pointer over the address space shared by all arenas: os_grows) as a
-  retained extent.  The extent found is split: its first n pages are the allocation, the
-  rest stays free where it was.
+  the arena *grows*: a chunk is taken from the "OS" (one bump pointer over the address space
+  shared by all arenas: os_grows) as a retained extent.  Its size follows jemalloc's exp_grow,
+  per arena: the arena's next growth size (`grow_pages` at first: 2 MiB, HUGEPAGE), or the
+  smallest page-size class above it that holds n pages, after which the next growth is one
+  page-size class larger (page-size classes: four per doubling, 2, 2.5, 3, 3.5, 4, 5 MiB ...).
+  The extent found is split: its first n pages are the allocation, the rest stays free where
+  it was.
 - `extent_dalloc(s)`: the extent becomes dirty (decay never) or retained (decay immediate: its
   pages are purged at once) and merges with free neighbours of the same arena and the same
   cache (extent_coalesce; adjacent chunks of one arena merge too).
@@ -36,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from allocators.shared.bits import floor_log2
 from allocators.shared.maxtree import new_tree, tree_clear_range, tree_first_at_least, tree_set
 from allocators.shared.spans import (
     NO_SPAN,
@@ -74,21 +78,25 @@ X_OS_PAGES = 5  # pages taken from the "OS" (reserved address space)
 X_ACTIVE_PAGES = 6
 X_DIRTY_PAGES = 7
 X_CAPACITY_PAGES = 8
-X_GROW_PAGES = 9
 X_PURGE = 10  # 1: freed extents are purged at once (retained), 0: they stay dirty
 X_TREE_WORDS = 11
 X_RECORD_BYTES = 12
 X_RTREE_ENTRY_BYTES = 13
-X_RECORDS = 14
+X_GROW_NEXT_AT = 14  # index in `words` of the arenas' next growth sizes (pages), one word per arena
+X_RECORDS = 15
 X_SLOTS = X_RECORDS + RECORD_SLOTS
 
 
 def init_extents(words: np.ndarray, xb: int, *, capacity_pages: int, grow_pages: int, purge: bool,
-                 record_bytes: int, rtree_entry_bytes: int, bitmap_words: int) -> None:
-    """Write the scalars of an empty extent space into words[xb : xb + X_SLOTS] (Python side)."""
+                 record_bytes: int, rtree_entry_bytes: int, bitmap_words: int, narenas: int, grow_next_at: int) -> None:
+    """Write the scalars of an empty extent space into words[xb : xb + X_SLOTS] (Python side).
+
+    words[grow_next_at : grow_next_at + narenas] get the arenas' first growth size (`grow_pages`).
+    """
     words[xb:xb + X_SLOTS] = 0
+    words[xb + X_GROW_NEXT_AT] = grow_next_at
+    words[grow_next_at:grow_next_at + narenas] = max(1, grow_pages)
     words[xb + X_CAPACITY_PAGES] = capacity_pages
-    words[xb + X_GROW_PAGES] = max(1, grow_pages)
     words[xb + X_PURGE] = 1 if purge else 0
     words[xb + X_TREE_WORDS] = len(new_tree(max(1, capacity_pages)))
     words[xb + X_RECORD_BYTES] = record_bytes
@@ -181,17 +189,27 @@ def _release(words, xb, spans, pagemap, trees, s, arena, which):
     _index(words, xb, spans, pagemap, trees, s, arena, which, start, npages)
 
 
+@njit(cache=True, inline="always")
+def next_psize_pages(pages):
+    """The page-size class after `pages` (in pages): 1, 2, 3, 4, then four per doubling (5, 6, 7, 8, 10, ...)."""
+    if pages < 4:
+        return pages + 1
+    return pages + (np.int64(1) << (floor_log2(pages) - 2))
+
+
 @njit(cache=True)
 def _grow(words, xb, spans, pagemap, trees, arena, npages):
     """A new chunk for `arena`, retained; False when the address space cannot hold `npages` more."""
-    quantum = words[xb + X_GROW_PAGES]
-    ask = (npages + quantum - 1) // quantum * quantum
+    at = words[xb + X_GROW_NEXT_AT] + arena
+    size = words[at]
+    while size < npages:
+        size = next_psize_pages(size)
     os_pages = words[xb + X_OS_PAGES]
     room = words[xb + X_CAPACITY_PAGES] - os_pages
-    if ask > room:
-        ask = room
+    ask = size if size <= room else room
     if ask < npages:
         return False
+    words[at] = next_psize_pages(size)
     s = span_record_new(words, xb + X_RECORDS, spans)
     base = s << SPAN_SHIFT
     spans[base + SP_START] = os_pages

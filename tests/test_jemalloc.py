@@ -17,7 +17,7 @@ import allocators
 from allocators import jemalloc
 from allocators.errors import BadParameter, OutOfMemory
 from allocators.jemalloc_arena import bin_dalloc, bin_fill
-from allocators.jemalloc_extents import X_OS_PAGES
+from allocators.jemalloc_extents import X_OS_PAGES, next_psize_pages
 from allocators.jemalloc_layout import (
     B_LG_FILL_DIV,
     B_NCACHED,
@@ -343,3 +343,14 @@ def test_each_arena_has_its_own_extents_dirty_before_retained():
     c = heap.allocate(1 << 20, thread=1)  # arena 1 cannot use arena 0's extent: it grows (and merges chunks)
     assert c == b + 257 * PAGE and heap.counters()["os_grows"] == 3 and heap.counters()["extent_merges"] >= 1
     assert heap.allocate(1 << 20, thread=0) == a  # arena 0 reuses its dirty extent first
+
+
+def test_arenas_grow_by_page_size_classes():
+    assert [int(next_psize_pages(p)) for p in (1, 3, 4, 7, 8, 512, 640, 896, 1024, 1280)] == [
+        2, 4, 5, 8, 10, 640, 768, 1024, 1280, 1536]
+    heap = make()
+    words = heap.state[I_WORDS]
+    heap.allocate(5 << 20)  # 1281 pages with the pad: the first class from 2 MiB up that holds them is 6 MiB
+    assert words[XB + X_OS_PAGES] == 1536
+    heap.allocate(6 << 20)  # the next growth starts one class above (7 MiB): 1537 pages fit
+    assert words[XB + X_OS_PAGES] == 1536 + 1792 and heap.counters()["os_grows"] == 2
