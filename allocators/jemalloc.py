@@ -120,6 +120,7 @@ from allocators.jemalloc_layout import (
     N_WORDS,
     S_ARENA_BYTES,
     S_BITSET_WORDS,
+    S_EXT_METADATA,
     S_GC_INCR,
     S_LARGE_PAD,
     S_MAPPED_PAGES,
@@ -133,8 +134,10 @@ from allocators.jemalloc_layout import (
     S_STATIC_METADATA,
     S_TC_STRIDE,
     S_TCACHE_BYTES,
+    STACK_STRIDE,
     T_UNTIL_DGC,
     T_UNTIL_GC,
+    TC_STRIDE,
     XB,
 )
 from allocators.jemalloc_tcache import alloc_event, alloc_huge, alloc_miss, dalloc_event, flush_full, reset_threads
@@ -185,7 +188,7 @@ def alloc_block(state, size, thread):
     if size > TCACHE_MAX:
         return alloc_huge(state, je_large_usize(size), thread)
     cls = je_size_to_class(size, state[I_CLASS_INDEX])
-    trec = thread * words[S_TC_STRIDE]
+    trec = thread * TC_STRIDE
     rec = trec + (cls << B_SHIFT)
     n = tc[rec + B_NCACHED] - 1
     if n < 0:
@@ -195,7 +198,7 @@ def alloc_block(state, size, thread):
     tc[rec + B_NCACHED] = n
     if n < tc[rec + B_LOW_WATER]:
         tc[rec + B_LOW_WATER] = n
-    addr = state[I_STACKS][thread * words[S_STACK_STRIDE] + classes[k + K_STACK] + n]
+    addr = state[I_STACKS][thread * STACK_STRIDE + classes[k + K_STACK] + n]
     usize = classes[k + K_SIZE]
     words[C_TC_HITS] += 1
     words[C_ALLOCS] += 1
@@ -212,7 +215,7 @@ def free_huge(state, s, thread):
     usize = large_dalloc(state, s)
     words, tc = state[I_WORDS], state[I_TC]
     words[C_FREES] += 1
-    at = thread * words[S_TC_STRIDE] + T_UNTIL_DGC
+    at = thread * TC_STRIDE + T_UNTIL_DGC
     tc[at] -= usize
     if tc[at] <= 0:
         dalloc_event(state, thread)
@@ -227,12 +230,12 @@ def free_block(state, addr, thread):
     if cls == 0:
         return free_huge(state, s, thread)
     k = cls << K_SHIFT
-    trec = thread * words[S_TC_STRIDE]
+    trec = thread * TC_STRIDE
     rec = trec + (cls << B_SHIFT)
     n = tc[rec + B_NCACHED]
     if n == classes[k + K_NCACHED_MAX]:
         n = flush_full(state, cls, thread)
-    state[I_STACKS][thread * words[S_STACK_STRIDE] + classes[k + K_STACK] + n] = addr
+    state[I_STACKS][thread * STACK_STRIDE + classes[k + K_STACK] + n] = addr
     tc[rec + B_NCACHED] = n + 1
     usize = classes[k + K_SIZE]
     words[C_FREES] += 1
@@ -246,7 +249,7 @@ def free_block(state, addr, thread):
 @njit(cache=True, inline="always")
 def heap_stats(state):
     words = state[I_WORDS]
-    return words[S_MAPPED_PAGES] << LG_PAGE, extents_metadata(words, XB) + words[S_METADATA]
+    return words[S_MAPPED_PAGES] << LG_PAGE, words[S_EXT_METADATA] + words[S_METADATA]
 
 
 @njit(cache=True, inline="always")
@@ -277,6 +280,7 @@ def reset_state(state):
     for i in range(words[S_NARENAS] * words[S_N_SMALL]):
         bitset_clear_all(nonfull[i * width:(i + 1) * width])
     extents_reset(words, XB, state[I_SPANS], state[I_PAGEMAP], state[I_TREES], words[S_NARENAS])
+    words[S_EXT_METADATA] = extents_metadata(words, XB)
     words[S_NEXT_ARENA] = 0
     words[S_METADATA] = words[S_STATIC_METADATA]
     words[C_ARENAS_USED] = 0  # none in use until a thread starts again
@@ -356,7 +360,7 @@ class JEMalloc(Allocator):
         classes[K_NREGS::1 << K_SHIFT] = NREGS
         classes[K_NCACHED_MAX::1 << K_SHIFT] = NCACHED_MAX
         classes[K_STACK::1 << K_SHIFT] = offsets
-        tc_stride = (N_CACHED + 1) << B_SHIFT
+        tc_stride = TC_STRIDE
         template = new_bitset(capacity_pages)
         width = len(template)
         header = 1 + 2 * int(template[0])

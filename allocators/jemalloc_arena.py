@@ -29,7 +29,7 @@ from numba import njit
 
 from allocators.jemalloc_extents import extent_alloc as x_alloc
 from allocators.jemalloc_extents import extent_dalloc as x_dalloc
-from allocators.jemalloc_extents import extents_mapped_pages
+from allocators.jemalloc_extents import extents_mapped_pages, extents_metadata
 from allocators.jemalloc_layout import (
     C_BIN_LOCKS,
     C_LARGE_ALLOCS,
@@ -49,6 +49,7 @@ from allocators.jemalloc_layout import (
     K_SHIFT,
     K_SIZE,
     S_BITSET_WORDS,
+    S_EXT_METADATA,
     S_LARGE_PAD,
     S_MAPPED_PAGES,
     S_N_SMALL,
@@ -81,6 +82,7 @@ def extent_alloc(state, arena, npages):
     words = state[I_WORDS]
     s = x_alloc(words, XB, state[I_SPANS], state[I_PAGEMAP], state[I_TREES], arena, npages)
     words[S_MAPPED_PAGES] = extents_mapped_pages(words, XB)
+    words[S_EXT_METADATA] = extents_metadata(words, XB)
     return s
 
 
@@ -89,6 +91,7 @@ def extent_dalloc(state, s):
     words = state[I_WORDS]
     x_dalloc(words, XB, state[I_SPANS], state[I_PAGEMAP], state[I_TREES], s)
     words[S_MAPPED_PAGES] = extents_mapped_pages(words, XB)
+    words[S_EXT_METADATA] = extents_metadata(words, XB)
 
 
 @njit(cache=True)

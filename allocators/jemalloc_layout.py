@@ -27,6 +27,7 @@ arena of every extent, jemalloc_extents).
 from __future__ import annotations
 
 from allocators.jemalloc_extents import SP_ARENA, X_COUNTER_NAMES, X_SLOTS
+from allocators.shared.jemalloc_sizeclasses import N_CACHED, NCACHED_MAX
 
 OWN_COUNTERS = (
     "allocs", "frees", "tcache_hits", "tcache_misses", "tcache_fills", "tcache_flushes", "gc_events",
@@ -42,6 +43,7 @@ S_BASE = XB + X_SLOTS
 S_N_THREADS = S_BASE + 0
 S_NARENAS = S_BASE + 1
 S_NEXT_ARENA = S_BASE + 2  # round-robin assignment of threads to arenas
+S_EXT_METADATA = S_BASE + 3  # the extents' metadata (records + rtree), kept after every extent operation
 S_MAPPED_PAGES = S_BASE + 5  # the footprint in pages (stats.mapped), kept after every extent operation
 S_METADATA = S_BASE + 6  # tcaches + arenas (the extents keep their own)
 S_STATIC_METADATA = S_BASE + 7
@@ -64,6 +66,9 @@ K_SIZE, K_PAGES, K_NREGS, K_NCACHED_MAX, K_STACK = 0, 1, 2, 3, 4
 B_SHIFT = 2
 T_ARENA, T_UNTIL_GC, T_UNTIL_DGC, T_NEXT_GC_BIN = 0, 1, 2, 3
 B_NCACHED, B_LOW_WATER, B_LG_FILL_DIV, B_REFILLED = 0, 1, 2, 3
+#: Words of a thread's tc record, slots of its stacks (constants: the hot path multiplies by them).
+TC_STRIDE = (N_CACHED + 1) << B_SHIFT
+STACK_STRIDE = int(NCACHED_MAX[1:].sum())
 
 __all__ = ["SP_ARENA"]
 
