@@ -46,11 +46,11 @@ stats.mapped reports with opt_retain (the Linux default): active + dirty pages; 
 pages (of chunks no extent has used yet, or purged) are reserved address space, not mapped.
 free() keeps the footprint: every active extent becomes dirty in its arena.
 
-Known simplifications: ordering by address stands
-for jemalloc's (serial number, address) order and opt_lg_extent_max_active_fit's 64:1 limit
-on reusing a larger dirty extent is not applied; the dedicated arena above
-opt_oversize_threshold (8 MiB), the 10 s decay curve, muzzy pages, binshards and the cache
-bins' flush delay (opt_tcache_gc_delay_bytes, 0 by default) are not modelled.
+Known simplifications: ordering by address stands for jemalloc's (serial number, address)
+order, and opt_lg_extent_max_active_fit's 64:1 limit on reusing a larger dirty extent is not
+applied; the dedicated arena above opt_oversize_threshold (8 MiB), the 10 s decay curve, muzzy
+pages, binshards and the cache bins' flush delay (opt_tcache_gc_delay_bytes, 0 by default)
+are not modelled.
 
 Hardening: the lab's generic layer (allocators.hardening: slot state, checksums, canaries,
 quarantine, shuffling, guard pages, encoded links) as parameters, presets `hardened`, `scudo`.
@@ -67,16 +67,17 @@ every class from 16 B on is a multiple of the 16 B quantum and slabs and extents
 pages, so those objects are 16 B aligned.
 
 Costs.  Hit / push: one lookup, one stack operation, O(1).  Fill: O(objects) plus a slab
-carved (O(pages + bitmap words)) or a nonfull slab found (O(log pages) in the bin's
-bitset).  Flush: O(objects) plus an extent freed per slab emptied (O(log pages)).
+carved (an extent found, split: O(log pages); its pages mapped and bitmap cleared:
+O(pages + bitmap words)) or a nonfull slab found (O(log pages) in the bin's bitset).
+Flush: O(objects) plus an extent freed and merged per slab emptied (O(log pages)).  A GC
+step: one bin's flush.
 
 Metadata model (metadata_bytes): 128 B per live extent record (edata_t, whose slab data
 holds the bitmap), free extents included, + 8 B per page of address space taken (the
-rtree's leaves),
-+ per arena in use 36 x 192 B of bins and 4 KiB of the rest of arena_t, + per thread
-tcache 128 B + 27 B per bin (cache_bin_t and tcache_slow_t's per-bin bytes) + 8 B per
-stack slot (sum of ncached_max).  The nonfull sets stand in for the pairing-heap links
-inside edata_t and are not counted.
+rtree's leaves), + per arena in use 36 x 192 B of bins and 4 KiB of the rest of arena_t,
++ per thread tcache 128 B + 27 B per bin (cache_bin_t and tcache_slow_t's per-bin bytes)
++ 8 B per stack slot (sum of ncached_max), + the size -> class lookup (2 B per slot).  The
+nonfull sets stand in for the pairing-heap links inside edata_t and are not counted.
 
 State: see allocators.jemalloc_layout (the named slots and strides of every array).
 """
@@ -375,7 +376,7 @@ class JEMalloc(Allocator):
         words[S_LARGE_PAD] = LARGE_PAD_PAGES
         words[S_N_SMALL] = N_SMALL
         words[S_N_CACHED] = N_CACHED
-        words[S_STATIC_METADATA] = len(table.class_index)  # the size -> class lookup (sz_size2index_tab)
+        words[S_STATIC_METADATA] = table.class_index.nbytes  # the size -> class lookup (sz_size2index_tab)
         words[S_METADATA] = words[S_STATIC_METADATA]
         try:
             spans = new_span_table(capacity_pages + 1)
