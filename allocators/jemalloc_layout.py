@@ -26,8 +26,11 @@ arena of every extent, jemalloc_extents).
 
 from __future__ import annotations
 
-from allocators.jemalloc_extents import SP_ARENA, X_COUNTER_NAMES, X_SLOTS
+from allocators.jemalloc_extents import SP_ARENA, X_COUNTER_NAMES, X_SLOTS  # noqa: F401  (SP_ARENA: re-exported)
 from allocators.shared.jemalloc_sizeclasses import N_CACHED, NCACHED_MAX
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 OWN_COUNTERS = (
     "allocs", "frees", "tcache_hits", "tcache_misses", "tcache_fills", "tcache_flushes", "gc_events",
@@ -44,19 +47,19 @@ S_N_THREADS = S_BASE + 0
 S_NARENAS = S_BASE + 1
 S_NEXT_ARENA = S_BASE + 2  # round-robin assignment of threads to arenas
 S_EXT_METADATA = S_BASE + 3  # the extents' metadata (records + rtree), kept after every extent operation
-S_MAPPED_PAGES = S_BASE + 5  # the footprint in pages (stats.mapped), kept after every extent operation
-S_METADATA = S_BASE + 6  # tcaches + arenas (the extents keep their own)
-S_STATIC_METADATA = S_BASE + 7
-S_TC_STRIDE = S_BASE + 8
-S_STACK_STRIDE = S_BASE + 9
-S_BITSET_WORDS = S_BASE + 10  # words of one nonfull bitset
-S_GC_INCR = S_BASE + 11  # opt_tcache_gc_incr_bytes
-S_ARENA_BYTES = S_BASE + 12
-S_TCACHE_BYTES = S_BASE + 13
-S_LARGE_PAD = S_BASE + 14  # pages added to every large extent (cache-oblivious pad)
-S_N_SMALL = S_BASE + 15
-S_N_CACHED = S_BASE + 16
-N_WORDS = S_BASE + 17
+S_MAPPED_PAGES = S_BASE + 4  # the footprint in pages (stats.mapped), kept after every extent operation
+S_METADATA = S_BASE + 5  # tcaches + arenas (the extents keep their own)
+S_STATIC_METADATA = S_BASE + 6
+S_TC_STRIDE = S_BASE + 7
+S_STACK_STRIDE = S_BASE + 8
+S_BITSET_WORDS = S_BASE + 9  # words of one nonfull bitset
+S_GC_INCR = S_BASE + 10  # opt_tcache_gc_incr_bytes
+S_ARENA_BYTES = S_BASE + 11
+S_TCACHE_BYTES = S_BASE + 12
+S_LARGE_PAD = S_BASE + 13  # pages added to every large extent (cache-oblivious pad)
+S_N_SMALL = S_BASE + 14
+S_N_CACHED = S_BASE + 15
+N_WORDS = S_BASE + 16
 
 # classes[] columns
 K_SHIFT = 3
@@ -69,8 +72,6 @@ B_NCACHED, B_LOW_WATER, B_LG_FILL_DIV, B_REFILLED = 0, 1, 2, 3
 #: Words of a thread's tc record, slots of its stacks (constants: the hot path multiplies by them).
 TC_STRIDE = (N_CACHED + 1) << B_SHIFT
 STACK_STRIDE = int(NCACHED_MAX[1:].sum())
-
-__all__ = ["SP_ARENA"]
 
 # state tuple indices
 I_WORDS, I_CLASS_INDEX, I_CLASSES, I_TC, I_STACKS, I_BINS, I_NONFULL = 0, 1, 2, 3, 4, 5, 6
