@@ -4,7 +4,7 @@ Importing this package registers every allocator; see `allocators.registry`.
 """
 
 import labcore  # noqa: F401,I001  (first: points numba's cache before any kernel is defined)
-from allocators import buddy, freelist, go, linear, mimalloc, objpool, pool, region, stack, tcmalloc  # noqa: F401  (registration)
+from allocators import buddy, freelist, go, jemalloc, linear, mimalloc, objpool, pool, region, stack, tcmalloc  # noqa: F401,E501  (registration)
 from allocators.errors import (
     AllocatorError,
     BadParameter,

@@ -25,7 +25,7 @@ from __future__ import annotations
 #: Real allocator -> the model spec that imitates it (None: no model yet).
 MODEL_OF_REAL: dict[str, str | None] = {
     "glibc": "freelist:glibc",
-    "jemalloc": None,
+    "jemalloc": "jemalloc",
     "tcmalloc": "tcmalloc:gperftools",
     "mimalloc": "mimalloc",
     "scudo": None,

@@ -12,17 +12,21 @@ class, plus the span's tail), not TCMalloc's own "fixed" overhead comment.
 bin,size,page_kind,page_bytes,blocks,tail_waste,max_waste_pct (page_kind small =
 64 KiB pages, medium = 512 KiB; blocks of at most 1 KiB start 384 B into the
 page; max waste as Go's column, the previous used bin's size + 1 in every block).
+`render_csv("jemalloc")` lists jemalloc 5.3's 36 small bins (4 KiB pages, 16 B quantum) with the
+columns of shared/reference/jemalloc_smallbins_derived.csv: bin,size,slab_pages,nregs,
+tcache_ncached_max_default (bin = jemalloc's szind; the rows are the reference file's, byte for byte).
 Rows are classes 1..N (the class-0 sentinel is left out), each line ends in "\\n".
 """
 
 from __future__ import annotations
 
-from allocators.shared import go_sizeclasses, mimalloc_bins, tcmalloc_sizeclasses
+from allocators.shared import go_sizeclasses, jemalloc_sizeclasses, mimalloc_bins, tcmalloc_sizeclasses
 from allocators.shared.sizeclasses import SizeClassTable
 
-MODELS = ("go", "tcmalloc", "mimalloc")
+MODELS = ("go", "tcmalloc", "jemalloc", "mimalloc")
 GO_HEADER = "class,bytes_obj,bytes_span,objects,tail_waste,max_waste_pct,min_align"
 TCMALLOC_HEADER = "class,size,pages,span_bytes,objects,num_to_move,max_waste_pct"
+JEMALLOC_HEADER = "bin,size,slab_pages,nregs,tcache_ncached_max_default"
 MIMALLOC_HEADER = "bin,size,page_kind,page_bytes,blocks,tail_waste,max_waste_pct"
 
 
@@ -60,7 +64,8 @@ def _tcmalloc_rows(table: SizeClassTable) -> list[str]:
 
 
 def render_csv(model: str, **options: str) -> str:
-    """CSV text of `model`'s size classes ('go'; 'tcmalloc' with table='default'|'legacy'|'gperftools'; 'mimalloc').
+    """CSV text of `model`'s size classes ('go'; 'tcmalloc' with table='default'|'legacy'|'gperftools'; 'jemalloc';
+    'mimalloc').
 
     Raises ValueError for an unknown model, table or option.
     """
@@ -74,6 +79,10 @@ def render_csv(model: str, **options: str) -> str:
             raise ValueError(f"unknown tcmalloc option(s) {', '.join(sorted(unknown))}; the only one is table")
         table = tcmalloc_sizeclasses.get_table(options.get("table", "default"))
         lines = [TCMALLOC_HEADER, *_tcmalloc_rows(table)]
+    elif model == "jemalloc":
+        if options:
+            raise ValueError(f"the jemalloc size-class table takes no options (got {', '.join(sorted(options))})")
+        lines = [JEMALLOC_HEADER, *(",".join(map(str, row)) for row in jemalloc_sizeclasses.small_bins())]
     elif model == "mimalloc":
         if options:
             raise ValueError(f"the mimalloc bins take no options (got {', '.join(sorted(options))})")

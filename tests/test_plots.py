@@ -304,8 +304,8 @@ def test_designs_figure_puts_the_models_of_real_allocators_side_by_side(full_run
     # freelist:glibc is the one model of a real allocator in the synthetic sweep; threads4:threads=1 is in neither row
     assert notes["designs"] == "1 models (freelist:glibc); 5 workloads without threads, 1 multi-thread"
     # the pairing table's models in its order (glibc, jemalloc, tcmalloc, mimalloc), the other models left out
-    assert imitating_models(["buddy", "tcmalloc", "tcmalloc:gperftools", "freelist:glibc"]) == [
-        "freelist:glibc", "tcmalloc:gperftools"]
+    assert imitating_models(["buddy", "mimalloc", "tcmalloc", "tcmalloc:gperftools", "jemalloc", "freelist:glibc"]) == [
+        "freelist:glibc", "jemalloc", "tcmalloc:gperftools", "mimalloc"]
     assert imitating_models(["tcmalloc", "buddy"]) == []
     out = tmp_path / "none"
     build_results(out, allocators=("linear", "buddy"), workloads=WORKLOADS[:2], seeds=(0,), heapmap=False)

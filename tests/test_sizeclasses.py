@@ -254,7 +254,7 @@ def test_render_tcmalloc_csv(name):
 
 
 def test_render_errors():
-    for call in (lambda: render_csv("jemalloc"), lambda: render_csv("go", table="legacy"),
+    for call in (lambda: render_csv("nope"), lambda: render_csv("go", table="legacy"),
                  lambda: render_csv("tcmalloc", table="nope"), lambda: render_csv("tcmalloc", pages="8")):
         with pytest.raises(ValueError):
             call()

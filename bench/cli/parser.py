@@ -173,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_trace_info)
 
     sizes = commands.add_parser("sizeclasses", help="print a model's size-class table as CSV")
-    sizes.add_argument("model", choices=("go", "tcmalloc", "mimalloc"),
-                       help="go (generated like Go's mksizeclasses), tcmalloc or mimalloc (2.0's bins)")
+    sizes.add_argument("model", choices=("go", "tcmalloc", "jemalloc", "mimalloc"),
+                       help="go (generated like Go's mksizeclasses), tcmalloc, jemalloc (its small bins) or "
+                            "mimalloc (2.0's bins)")
     sizes.add_argument("--table", choices=("default", "legacy", "gperftools"), default=None,
                        help="tcmalloc table (default: the current google/tcmalloc default; gperftools: "
                             "gperftools 2.10's classes)")

@@ -1,0 +1,294 @@
+"""jemalloc model, extents: each arena's page runs, dirty and retained, first fit by address, grown in chunks.
+
+jemalloc 5.3 (src/pac.c, src/extent.c, src/eset.c, src/exp_grow.c) hands out memory in
+*extents*: page-aligned runs of 4 KiB pages, each owned by one arena.  A free extent sits
+in one of the arena's extent caches: *dirty* (freed, still mapped) or *retained* (never
+used, or purged: address space kept, pages given back; opt_retain, the Linux default).
+This module models that per arena:
+
+- `extent_alloc(arena, n)`: the lowest-address dirty extent of at least n pages (eset_first_fit
+  picks the oldest / lowest among the size classes that fit; the model orders by address and
+  does not apply opt_lg_extent_max_active_fit's 64:1 limit), else the lowest retained one, else
+  the arena *grows*: a chunk is taken from the "OS" (one bump pointer over the address space
+  shared by all arenas: os_grows) as a retained extent.  Its size follows jemalloc's exp_grow,
+  per arena: the arena's next growth size (`grow_pages` at first: 2 MiB, HUGEPAGE), or the
+  smallest page-size class above it that holds n pages, after which the next growth is one
+  page-size class larger (page-size classes: four per doubling, 2, 2.5, 3, 3.5, 4, 5 MiB ...).
+  The extent found is split: its first n pages are the allocation, the rest stays free where
+  it was.
+- `extent_dalloc(s)`: the extent becomes dirty (decay never) or retained (decay immediate: its
+  pages are purged at once) and merges with free neighbours of the same arena and the same
+  cache (extent_coalesce; adjacent chunks of one arena merge too).
+- footprint (stats.mapped): the pages of active and dirty extents; retained pages are not
+  mapped.  Nothing is ever unmapped (retain), so the address space taken only grows.
+
+Records: span records of allocators.shared.spans (one table, shared by all arenas; extents
+tile the pages taken so far, so the page map's first and last page of every extent are always
+valid and name its neighbours).  A free extent has state SPAN_FREE_RUN, its cache in SP_LIST
+(DIRTY or RETAINED) and its arena in SP_ARENA; each (arena, cache) indexes its free extents in
+a max segment tree over pages (allocators.shared.maxtree: slot = first page, value = length),
+so first fit is O(log pages), and so are split and merge.
+
+State: scalars in `words` (X_* below, relative to the region base `xb`, with the span-record
+allocator at xb + X_RECORDS); arrays `spans`, `pagemap`, `trees` (2 x narenas trees of
+`X_TREE_WORDS` words, viewed by slicing).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from allocators.shared.bits import floor_log2
+from allocators.shared.maxtree import new_tree, tree_clear_range, tree_first_at_least, tree_set
+from allocators.shared.spans import (
+    NO_SPAN,
+    RECORD_SLOTS,
+    SP_CLASS,
+    SP_LIST,
+    SP_NPAGES,
+    SP_START,
+    SP_STATE,
+    SP_USER0,
+    SPAN_FREE_RUN,
+    SPAN_LARGE,
+    SPAN_SHIFT,
+    SR_DEAD_HEAD,
+    SR_LIVE,
+    SR_TOP,
+    init_records,
+    pagemap_set_bounds,
+    span_record_free,
+    span_record_new,
+)
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
+
+DIRTY = 0
+RETAINED = 1
+
+#: The owning arena of an extent, in its span record.
+SP_ARENA = SP_USER0
+
+# counters first (they extend the owner's counter list), then scalars
+X_C_ALLOCS, X_C_FREES, X_C_SPLITS, X_C_MERGES, X_C_GROWS = 0, 1, 2, 3, 4
+X_COUNTER_NAMES = ("extent_allocs", "extent_frees", "extent_splits", "extent_merges", "os_grows")
+X_OS_PAGES = 5  # pages taken from the "OS" (reserved address space)
+X_ACTIVE_PAGES = 6
+X_DIRTY_PAGES = 7
+X_CAPACITY_PAGES = 8
+X_PURGE = 10  # 1: freed extents are purged at once (retained), 0: they stay dirty
+X_TREE_WORDS = 11
+X_RECORD_BYTES = 12
+X_RTREE_ENTRY_BYTES = 13
+X_GROW_NEXT_AT = 14  # index in `words` of the arenas' next growth sizes (pages), one word per arena
+X_RECORDS = 15
+X_SLOTS = X_RECORDS + RECORD_SLOTS
+
+
+def init_extents(words: np.ndarray, xb: int, *, capacity_pages: int, grow_pages: int, purge: bool,
+                 record_bytes: int, rtree_entry_bytes: int, bitmap_words: int, narenas: int, grow_next_at: int) -> None:
+    """Write the scalars of an empty extent space into words[xb : xb + X_SLOTS] (Python side).
+
+    words[grow_next_at : grow_next_at + narenas] get the arenas' first growth size (`grow_pages`).
+    """
+    words[xb:xb + X_SLOTS] = 0
+    words[xb + X_GROW_NEXT_AT] = grow_next_at
+    words[grow_next_at:grow_next_at + narenas] = max(1, grow_pages)
+    words[xb + X_CAPACITY_PAGES] = capacity_pages
+    words[xb + X_PURGE] = 1 if purge else 0
+    words[xb + X_TREE_WORDS] = len(new_tree(max(1, capacity_pages)))
+    words[xb + X_RECORD_BYTES] = record_bytes
+    words[xb + X_RTREE_ENTRY_BYTES] = rtree_entry_bytes
+    init_records(words, xb + X_RECORDS, bitmap_words)
+
+
+def new_trees(narenas: int, capacity_pages: int) -> np.ndarray:
+    """The dirty and retained trees of every arena, one flat array (np.zeros: untouched pages cost nothing)."""
+    template = new_tree(max(1, capacity_pages))
+    trees = np.zeros(2 * narenas * len(template), np.int64)
+    trees.reshape(2 * narenas, len(template))[:, 0] = template[0]
+    return trees
+
+
+@njit(cache=True, inline="always")
+def _tree(words, xb, trees, arena, which):
+    width = words[xb + X_TREE_WORDS]
+    offset = (2 * arena + which) * width
+    return trees[offset:offset + width]
+
+
+@njit(cache=True, inline="always")
+def extents_mapped_pages(words, xb):
+    """stats.mapped in pages: active + dirty extents."""
+    return words[xb + X_ACTIVE_PAGES] + words[xb + X_DIRTY_PAGES]
+
+
+@njit(cache=True, inline="always")
+def extents_metadata(words, xb):
+    """Live extent records + the rtree's leaves over the pages taken."""
+    return (words[xb + X_RECORDS + SR_LIVE] * words[xb + X_RECORD_BYTES]
+            + words[xb + X_OS_PAGES] * words[xb + X_RTREE_ENTRY_BYTES])
+
+
+@njit(cache=True)
+def _index(words, xb, spans, pagemap, trees, s, arena, which, start, npages):
+    base = s << SPAN_SHIFT
+    spans[base + SP_START] = start
+    spans[base + SP_NPAGES] = npages
+    spans[base + SP_STATE] = SPAN_FREE_RUN
+    spans[base + SP_CLASS] = 0
+    spans[base + SP_LIST] = which
+    spans[base + SP_ARENA] = arena
+    pagemap_set_bounds(pagemap, s, start, npages)
+    tree_set(_tree(words, xb, trees, arena, which), start, npages)
+    if which == DIRTY:
+        words[xb + X_DIRTY_PAGES] += npages
+
+
+@njit(cache=True)
+def _unindex(words, xb, spans, trees, s):
+    base = s << SPAN_SHIFT
+    which = spans[base + SP_LIST]
+    tree_set(_tree(words, xb, trees, spans[base + SP_ARENA], which), spans[base + SP_START], 0)
+    if which == DIRTY:
+        words[xb + X_DIRTY_PAGES] -= spans[base + SP_NPAGES]
+
+
+@njit(cache=True, inline="always")
+def _mergeable(spans, n, arena, which):
+    base = n << SPAN_SHIFT
+    same_owner = spans[base + SP_ARENA] == arena and spans[base + SP_LIST] == which
+    return spans[base + SP_STATE] == SPAN_FREE_RUN and same_owner
+
+
+@njit(cache=True)
+def _release(words, xb, spans, pagemap, trees, s, arena, which):
+    """Make extent `s` a free extent of (arena, which), merged with its free neighbours of the same kind."""
+    base = s << SPAN_SHIFT
+    start = spans[base + SP_START]
+    npages = spans[base + SP_NPAGES]
+    end = start + npages
+    rb = xb + X_RECORDS
+    if start > 0:
+        left = pagemap[start - 1]
+        if _mergeable(spans, left, arena, which):
+            _unindex(words, xb, spans, trees, left)
+            start = spans[(left << SPAN_SHIFT) + SP_START]
+            npages += spans[(left << SPAN_SHIFT) + SP_NPAGES]
+            span_record_free(words, rb, spans, left)
+            words[xb + X_C_MERGES] += 1
+    if end < words[xb + X_OS_PAGES]:
+        right = pagemap[end]
+        if _mergeable(spans, right, arena, which):
+            _unindex(words, xb, spans, trees, right)
+            npages += spans[(right << SPAN_SHIFT) + SP_NPAGES]
+            span_record_free(words, rb, spans, right)
+            words[xb + X_C_MERGES] += 1
+    _index(words, xb, spans, pagemap, trees, s, arena, which, start, npages)
+
+
+@njit(cache=True, inline="always")
+def next_psize_pages(pages):
+    """The page-size class after `pages` (in pages): 1, 2, 3, 4, then four per doubling (5, 6, 7, 8, 10, ...)."""
+    if pages < 4:
+        return pages + 1
+    return pages + (np.int64(1) << (floor_log2(pages) - 2))
+
+
+@njit(cache=True)
+def _grow(words, xb, spans, pagemap, trees, arena, npages):
+    """A new chunk for `arena`, retained; False when the address space cannot hold `npages` more."""
+    at = words[xb + X_GROW_NEXT_AT] + arena
+    size = words[at]
+    while size < npages:
+        size = next_psize_pages(size)
+    os_pages = words[xb + X_OS_PAGES]
+    room = words[xb + X_CAPACITY_PAGES] - os_pages
+    ask = size if size <= room else room
+    if ask < npages:
+        return False
+    words[at] = next_psize_pages(size)
+    s = span_record_new(words, xb + X_RECORDS, spans)
+    base = s << SPAN_SHIFT
+    spans[base + SP_START] = os_pages
+    spans[base + SP_NPAGES] = ask
+    spans[base + SP_STATE] = SPAN_LARGE
+    words[xb + X_OS_PAGES] = os_pages + ask
+    words[xb + X_C_GROWS] += 1
+    _release(words, xb, spans, pagemap, trees, s, arena, RETAINED)
+    return True
+
+
+@njit(cache=True)
+def extent_alloc(words, xb, spans, pagemap, trees, arena, npages):
+    """An active extent of `npages` pages for `arena` (state SPAN_LARGE, class 0), or NO_SPAN."""
+    which = DIRTY
+    start = tree_first_at_least(_tree(words, xb, trees, arena, DIRTY), 0, npages)
+    if start < 0:
+        which = RETAINED
+        start = tree_first_at_least(_tree(words, xb, trees, arena, RETAINED), 0, npages)
+        if start < 0:
+            if not _grow(words, xb, spans, pagemap, trees, arena, npages):
+                return NO_SPAN
+            start = tree_first_at_least(_tree(words, xb, trees, arena, RETAINED), 0, npages)
+    s = pagemap[start]
+    base = s << SPAN_SHIFT
+    have = spans[base + SP_NPAGES]
+    _unindex(words, xb, spans, trees, s)
+    if have > npages:  # split: the tail stays free where it was
+        rest = span_record_new(words, xb + X_RECORDS, spans)
+        _index(words, xb, spans, pagemap, trees, rest, arena, which, start + npages, have - npages)
+        words[xb + X_C_SPLITS] += 1
+    spans[base + SP_NPAGES] = npages
+    spans[base + SP_STATE] = SPAN_LARGE
+    spans[base + SP_CLASS] = 0
+    spans[base + SP_LIST] = NO_SPAN
+    pagemap_set_bounds(pagemap, s, start, npages)
+    words[xb + X_ACTIVE_PAGES] += npages
+    words[xb + X_C_ALLOCS] += 1
+    return s
+
+
+@njit(cache=True)
+def extent_dalloc(words, xb, spans, pagemap, trees, s):
+    """Give active extent `s` back to its arena: dirty, or retained (purged) when X_PURGE is set."""
+    base = s << SPAN_SHIFT
+    words[xb + X_ACTIVE_PAGES] -= spans[base + SP_NPAGES]
+    which = RETAINED if words[xb + X_PURGE] != 0 else DIRTY
+    _release(words, xb, spans, pagemap, trees, s, spans[base + SP_ARENA], which)
+    words[xb + X_C_FREES] += 1
+
+
+@njit(cache=True)
+def extents_reset(words, xb, spans, pagemap, trees, narenas):
+    """Every extent free: active ones become dirty in their arena (nothing is given back), neighbours merged."""
+    os_pages = words[xb + X_OS_PAGES]
+    for arena in range(narenas):
+        for which in (DIRTY, RETAINED):
+            tree_clear_range(_tree(words, xb, trees, arena, which), 0, os_pages)
+    runs = np.empty(3 * (os_pages + 1), np.int64)  # (start, arena, kind) of each merged run, read first:
+    n_runs = 0  # new records reuse the old ids
+    page = 0
+    while page < os_pages:
+        base = pagemap[page] << SPAN_SHIFT
+        arena = spans[base + SP_ARENA]
+        which = spans[base + SP_LIST] if spans[base + SP_STATE] == SPAN_FREE_RUN else DIRTY
+        if n_runs == 0 or runs[3 * n_runs - 2] != arena or runs[3 * n_runs - 1] != which:
+            runs[3 * n_runs] = page
+            runs[3 * n_runs + 1] = arena
+            runs[3 * n_runs + 2] = which
+            n_runs += 1
+        page += spans[base + SP_NPAGES]
+    rb = xb + X_RECORDS
+    words[rb + SR_DEAD_HEAD] = NO_SPAN
+    words[rb + SR_TOP] = 0
+    words[rb + SR_LIVE] = 0
+    words[xb + X_DIRTY_PAGES] = 0
+    words[xb + X_ACTIVE_PAGES] = 0
+    for i in range(n_runs):
+        start = runs[3 * i]
+        end = runs[3 * i + 3] if i + 1 < n_runs else os_pages
+        r = span_record_new(words, rb, spans)
+        _index(words, xb, spans, pagemap, trees, r, runs[3 * i + 1], runs[3 * i + 2], start, end - start)
