@@ -287,7 +287,7 @@ def test_a_paired_models_row_stands_beside_its_real_allocators_rss():
 
 def test_default_models_pair_first_then_every_other_general_purpose_model():
     models = programs.default_models()
-    assert models[:2] == ["freelist:glibc", "tcmalloc:gperftools"]
+    assert models[:4] == ["freelist:glibc", "jemalloc", "tcmalloc:gperftools", "mimalloc"]
     assert "objpool" not in models and "linear" not in models and "buddy" in models
 
 

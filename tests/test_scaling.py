@@ -52,7 +52,7 @@ def test_every_real_allocator_has_a_pairing_line():
 
     assert set(scaling.MODEL_OF_REAL) == set(ALLOCATORS)
     config = ScalingConfig(reals=["glibc", "jemalloc", "tcmalloc"], models=["go", "tcmalloc"])
-    assert scaling.models_measured(config) == ["freelist:glibc", "tcmalloc:gperftools", "go", "tcmalloc"]
+    assert scaling.models_measured(config) == ["freelist:glibc", "jemalloc", "tcmalloc:gperftools", "go", "tcmalloc"]
 
 
 def _side(mops: float) -> dict:
@@ -98,7 +98,7 @@ def test_scaling_command_end_to_end(tmp_path, capsys):
             continue  # jemalloc not installed: listed with its package
         assert entry["status"] == "ok" and entry["one"]["os_threads"] == 1 and entry["many"]["os_threads"] == 2
         assert entry["scaling_lo"] <= entry["scaling"] <= entry["scaling_hi"]
-    assert [model["model"] for model in point["models"]] == ["freelist:glibc", "buddy"]
+    assert [model["model"] for model in point["models"]] == ["freelist:glibc", "jemalloc", "buddy"]
     assert point["models"][0]["many"]["remote_free_rate"] == 1.0 and point["models"][0]["one"]["remote_free_rate"] == 0
     assert document["machine"]["cpu_count"] >= 1 and set(document["machine"]) == {
         "cpu_count", "affinity", "affinity_cores", "loadavg_start", "loadavg_end"}

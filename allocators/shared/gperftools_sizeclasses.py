@@ -61,6 +61,9 @@ from __future__ import annotations
 import numpy as np
 
 from allocators.shared.sizeclasses import SizeClassTable
+from labcore.jitcache import holds_kernels
+
+holds_kernels(__file__)
 
 PAGE_SHIFT = 13  # kPageShift, TCMALLOC_PAGE_SIZE_SHIFT unset (Debian's build)
 MAX_SIZE = 256 << 10  # kMaxSize
