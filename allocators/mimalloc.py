@@ -29,16 +29,23 @@ src/page.c, src/page-queue.c, src/segment.c).  Three levels, in three modules:
    `_mi_os_good_alloc_size` does, then to whole slices, or to 512 KiB above
    512 KiB); above 16 MiB, a huge segment of their own.
 
-Footprint (heap_stats): the bytes committed, counted per 64 KiB slice (what
-mimalloc's `committed` statistic reports, at its commit granularity): a slice
-is committed when the segment info or a page first uses it.  `purge` says
-what happens to free slices: "immediate" (the default) decommits them as
-soon as they are free, the nearest a replay without a clock comes to
+Footprint (heap_stats): the bytes of resident 4 KiB OS pages, what the
+process's resident memory grows by (allocators.mimalloc_segments,
+"Footprint"): the pages of the segment info mimalloc writes (header, slice
+records), of each page the free-list links its lazy extensions write (so a
+64 KiB page with a few small blocks counts only its first 4 KiB pages), and
+the pages of the blocks the program writes (a block is assumed written over
+its requested bytes when first handed out; a large or huge block likewise).
+Slices are committed when the segment info or a page first uses them (the
+slice_commits counter; mimalloc's `committed` statistic, at its 64 KiB
+commit granularity).  `purge` says what happens to free slices: "immediate"
+(the default) decommits them as soon as they are free, which makes their
+pages non-resident: the nearest a replay without a clock comes to
 libmimalloc 2.0.9's defaults (allow_decommit on, decommit_delay 25 ms, so
 free spans are decommitted shortly after they are freed; its eager commit of
-a thread's second and later segments is undone by the same purge); "never"
-keeps every slice committed once touched (preset `purge_never`, as
-mi_option_allow_decommit = 0).
+a thread's second and later segments is undone by the same purge, and
+commits alone are not resident); "never" keeps every page resident once
+written (preset `purge_never`, as mi_option_allow_decommit = 0).
 
 Metadata model (metadata_bytes): per live segment its info, a 160 B header
 and one 80 B slice record for each of its 513 slices (the part of the
@@ -106,6 +113,7 @@ from allocators.mimalloc_layout import (
     I_LINKS,
     I_PAGES,
     I_QUEUES,
+    I_RESIDENT,
     I_SEGS,
     I_SLICE_PAGE,
     I_SPANQ,
@@ -116,6 +124,7 @@ from allocators.mimalloc_layout import (
     N_SPAN_BINS,
     N_STATE,
     N_WORDS,
+    OS_PAGE_SHIFT,
     PG_BSIZE,
     PG_FREE,
     PG_HEAP,
@@ -126,15 +135,16 @@ from allocators.mimalloc_layout import (
     PG_STRIDE,
     PG_THREAD,
     PG_THREAD_N,
+    PG_TOUCHED,
     PG_USED,
     PURGE_MODES,
-    S_COMMITTED,
     S_HEAPS,
     S_METADATA,
     S_N_FRAMES,
     S_N_SLICES,
     S_N_THREADS,
     S_PURGE,
+    S_RESIDENT,
     S_SEGMENTS,
     SEGMENT_SHIFT,
     SEGMENT_SIZE,
@@ -145,12 +155,13 @@ from allocators.mimalloc_layout import (
 from allocators.mimalloc_page import (
     delay_page,
     find_free_page,
+    first_touch,
     heap_delayed_free,
     large_page,
     page_retire,
     page_unfull,
 )
-from allocators.mimalloc_segments import huge_alloc, huge_free
+from allocators.mimalloc_segments import huge_alloc, huge_free, touch
 from allocators.protocol import Allocator, default_capacity
 from allocators.registry import register
 from allocators.replay import Kernels
@@ -187,7 +198,7 @@ def _activate_heap(state, thread):
 
 
 @njit(cache=True)
-def alloc_generic(state, b, thread):
+def alloc_generic(state, b, size, thread):
     """`_mi_malloc_generic`: delayed frees, then a page of bin b with a free block (collect, walk, fresh)."""
     words, bin_size, pages, links, heaps = (
         state[I_WORDS], state[I_BIN_SIZE], state[I_PAGES], state[I_LINKS], state[I_HEAPS]
@@ -206,6 +217,8 @@ def alloc_generic(state, b, thread):
     block = pages[rec + PG_FREE]
     pages[rec + PG_FREE] = links[block >> LINK_SHIFT]
     pages[rec + PG_USED] += 1
+    if block >= pages[rec + PG_TOUCHED]:
+        first_touch(state, rec, block, size)
     words[C_ALLOCS] += 1
     return block, bsize
 
@@ -226,6 +239,7 @@ def alloc_large(state, size, thread):
         words[C_LARGE_ALLOCS] += 1
     if page < 0:
         return np.int64(ST_OUT_OF_MEMORY), np.int64(0)
+    touch(state, page << SLICE_SHIFT, size)
     words[C_ALLOCS] += 1
     return page << SLICE_SHIFT, granted
 
@@ -272,9 +286,11 @@ def alloc_block(state, size, thread):
         if block != END:
             pages[rec + PG_FREE] = links[block >> LINK_SHIFT]
             pages[rec + PG_USED] += 1
+            if block >= pages[rec + PG_TOUCHED]:
+                first_touch(state, rec, block, size)
             words[C_ALLOCS] += 1
             return block, bin_size[b]
-    return alloc_generic(state, b, thread)
+    return alloc_generic(state, b, size, thread)
 
 
 @njit(cache=True, inline="always")
@@ -299,21 +315,22 @@ def free_block(state, addr, thread):
 @njit(cache=True, inline="always")
 def heap_stats(state):
     words = state[I_WORDS]
-    return words[S_COMMITTED], words[S_METADATA]
+    return words[S_RESIDENT], words[S_METADATA]
 
 
 @njit(cache=True, inline="always")
 def realloc_in_place(state, addr, granted, new_size, thread):
-    """`_mi_heap_realloc_zero`: keep the block while granted / 2 <= new_size <= granted."""
+    """`_mi_heap_realloc_zero`: keep the block while granted / 2 <= new_size <= granted (its new bytes written)."""
     if new_size <= granted and new_size >= granted >> 1:
         state[I_WORDS][C_REALLOCS_IN_PLACE] += 1
+        touch(state, addr, new_size)
         return addr, granted
     return np.int64(-1), np.int64(0)
 
 
 @njit(cache=True)
 def reset_state(state):
-    """Every block free: heaps, queues and segments gone, the committed slices kept (footprint kept)."""
+    """Every block free: heaps, queues and segments gone, the committed slices and resident pages kept."""
     words, queues, spanq, segs, heaps = (
         state[I_WORDS], state[I_QUEUES], state[I_SPANQ], state[I_SEGS], state[I_HEAPS]
     )
@@ -375,6 +392,7 @@ class MiMalloc(Allocator):
             pages = np.zeros(max(1, n_slices) * PG_STRIDE, np.int64)
             slice_page = np.zeros(max(1, n_slices), np.int32)
             committed = np.zeros(max(1, n_slices), np.uint8)
+            resident = np.zeros(max(1, self.capacity >> OS_PAGE_SHIFT), np.uint8)
             links = np.empty(max(1, self.capacity >> LINK_SHIFT), np.int64)
         except (MemoryError, ValueError):
             raise BadParameter(
@@ -387,6 +405,7 @@ class MiMalloc(Allocator):
         arrays = {
             I_WORDS: words, I_BIN_INDEX: BIN_INDEX, I_BIN_SIZE: BIN_SIZE, I_PAGES: pages, I_SLICE_PAGE: slice_page,
             I_COMMITTED: committed, I_LINKS: links, I_QUEUES: queues, I_SPANQ: spanq, I_SEGS: segs, I_HEAPS: heaps,
+            I_RESIDENT: resident,
         }
         assert len(arrays) == N_STATE
         return tuple(arrays[i] for i in range(N_STATE))

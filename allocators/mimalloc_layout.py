@@ -14,6 +14,8 @@ thread count in `MiMalloc.make_state`:
   slice.  Kept exact for every slice of a page and for the first and last slice
   of a free span (what coalescing reads).
 - `committed` (uint8, one per slice): 1 while the slice is committed.
+- `resident` (uint8, one per 4 KiB OS page): 1 while the page is resident (written since it was last
+  purged): the footprint, S_RESIDENT (allocators.mimalloc_segments, "Footprint").
 - `links` (int64, one per 8 B granule, np.empty): the next block of whatever
   list (free, local_free, thread_free) a free block is on.
 - `queues` (int64, per thread x N_QUEUES bins: first, last page): the heap's
@@ -45,6 +47,13 @@ MEDIUM_PAGE_SLICES = 8  # 512 KiB
 #: fresh page of 8 .. 1024 B blocks is at page + 0x180; of 1025 B and up at the page start).
 SMALL_BLOCK_OFFSET = 384
 SMALL_BLOCK_OFFSET_MAX = 1024
+#: The OS page: the unit of resident memory (the footprint), 4 KiB on Linux x86-64.
+OS_PAGE_SHIFT = 12
+OS_PAGE_SIZE = 1 << OS_PAGE_SHIFT
+OS_PAGES_PER_SLICE = SLICE_SIZE >> OS_PAGE_SHIFT
+#: The segment info's layout (mi_segment_t): a header, then one mi_slice_t (mi_page_t) record per slice.
+SEGMENT_HEADER_BYTES = 160
+SLICE_RECORD_BYTES = 80
 #: page.c: MI_MAX_EXTEND_SIZE, MI_MIN_EXTEND, MI_RETIRE_CYCLES.
 MAX_EXTEND_SIZE = 4096
 MIN_EXTEND = 4
@@ -55,7 +64,7 @@ NO_PAGE = -2
 
 #: Metadata model (bytes): a segment's info (its header + one 80 B mi_page_t per slice, 513 of them), a heap
 #: (mi_heap_t: 130 direct page pointers + 75 page queues of 24 B + the rest, and its tld).
-SEGMENT_INFO_BYTES = 160 + (SLICES_PER_SEGMENT + 1) * 80
+SEGMENT_INFO_BYTES = SEGMENT_HEADER_BYTES + (SLICES_PER_SEGMENT + 1) * SLICE_RECORD_BYTES
 HEAP_BYTES = 3072
 
 # ----------------------------------------------------------------- words
@@ -79,22 +88,25 @@ S_N_THREADS = S_BASE + 0
 S_N_FRAMES = S_BASE + 1
 S_N_SLICES = S_BASE + 2
 S_PURGE = S_BASE + 3  # PURGE_NEVER | PURGE_IMMEDIATE
-S_COMMITTED = S_BASE + 4  # bytes
+S_COMMITTED = S_BASE + 4  # bytes of committed slices (mimalloc's commit statistic, at slice granularity)
 S_SEGMENTS = S_BASE + 5  # live segments (normal and huge)
 S_HEAPS = S_BASE + 6  # heaps created
 S_METADATA = S_BASE + 7  # bytes
-N_WORDS = S_BASE + 8
+S_RESIDENT = S_BASE + 8  # bytes of resident OS pages: the footprint
+N_WORDS = S_BASE + 9
 
 PURGE_NEVER, PURGE_IMMEDIATE = 0, 1
 PURGE_MODES = {"never": PURGE_NEVER, "immediate": PURGE_IMMEDIATE}
 
 # ----------------------------------------------------------------- pages[] (per first slice)
-#: The fields the hot paths read (alloc: free, used; free: the rest of the first eight) share one 64 B line.
+#: The fields the hot paths read (alloc: free, used, touched; free: free's neighbours) share one 64 B line.
+#: PG_TOUCHED: the address below which the page's blocks have been written (a block handed out there for the
+#: first time is not; see mimalloc_page, "Footprint").
 PG_FREE, PG_LOCAL, PG_USED, PG_BSIZE = 0, 1, 2, 3
-PG_HEAP, PG_QUEUE, PG_KIND, PG_THREAD = 4, 5, 6, 7
+PG_HEAP, PG_QUEUE, PG_KIND, PG_TOUCHED = 4, 5, 6, 7
 PG_THREAD_N, PG_CAPACITY, PG_RESERVED, PG_START = 8, 9, 10, 11
 PG_NEXT, PG_PREV, PG_SLICES, PG_RETIRE = 12, 13, 14, 15
-PG_BIN, PG_DELAYED, PG_DNEXT = 16, 17, 18
+PG_BIN, PG_DELAYED, PG_DNEXT, PG_THREAD = 16, 17, 18, 19
 PG_SHIFT = 5
 PG_STRIDE = 1 << PG_SHIFT
 #: PG_KIND values
@@ -115,5 +127,5 @@ N_SPAN_BINS = 36
 
 # ----------------------------------------------------------------- state tuple
 I_WORDS, I_BIN_INDEX, I_BIN_SIZE, I_PAGES, I_SLICE_PAGE, I_COMMITTED = 0, 1, 2, 3, 4, 5
-I_LINKS, I_QUEUES, I_SPANQ, I_SEGS, I_HEAPS = 6, 7, 8, 9, 10
-N_STATE = 11
+I_LINKS, I_QUEUES, I_SPANQ, I_SEGS, I_HEAPS, I_RESIDENT = 6, 7, 8, 9, 10, 11
+N_STATE = 12

@@ -23,6 +23,18 @@ Extension (`mi_page_extend_free`): a page's blocks are threaded onto `free`
 lazily, at most max(4, 4 KiB / block size) at a time, in address order, up to
 the page's reserved count.
 
+Footprint (resident 4 KiB pages, mimalloc_segments `touch`).  An extension
+writes each new block's free-list link (its first word): for blocks of up to
+4 KiB that writes every OS page the new blocks start in, so the pages they
+cover are counted resident then; a block above 4 KiB has only its first page
+written then.  A program writes the blocks it gets: the first time a block
+above 4 KiB is handed out (at or above the page's PG_TOUCHED mark: a page's
+fresh blocks go out in address order) the pages of its requested bytes become
+resident (`first_touch`, from the allocation paths), and the mark moves past
+the block.  So a page with a few small blocks in use counts its first 4 KiB
+pages, not its 64 KiB slice.  (A block above 4 KiB reused later for a larger
+request than its first is not touched again.)
+
 Frees by the owner that empty a page retire it (`_mi_page_retire`): the only
 page of its queue is kept for 16 generic allocations (4 for blocks above
 16 KiB), any other page is freed to its segment (mimalloc_segments).  A free
@@ -96,6 +108,7 @@ from allocators.mimalloc_layout import (
     PG_START,
     PG_THREAD,
     PG_THREAD_N,
+    PG_TOUCHED,
     PG_USED,
     RETIRE_CYCLES,
     S_HEAPS,
@@ -109,7 +122,7 @@ from allocators.mimalloc_layout import (
     SMALL_BLOCK_OFFSET_MAX,
     SMALL_PAGE_SLICES,
 )
-from allocators.mimalloc_segments import span_alloc, span_borrow, span_find, span_free, span_take
+from allocators.mimalloc_segments import span_alloc, span_borrow, span_find, span_free, span_take, touch
 from allocators.shared.mimalloc_bins import BIN_FULL, N_QUEUES, SMALL_OBJ_SIZE_MAX
 from labcore.jitcache import holds_kernels
 
@@ -207,10 +220,17 @@ def _page_extend(state, page):
     if extend > most:
         extend = most
     start = pages[rec + PG_START] + capacity * bsize
+    if bsize <= MAX_EXTEND_SIZE:  # the links write every page the new blocks start in
+        touch(state, start, extend * bsize)
+        pages[rec + PG_TOUCHED] = start + extend * bsize
     addr = start
     for _ in range(extend - 1):
         links[addr >> LINK_SHIFT] = addr + bsize
+        if bsize > MAX_EXTEND_SIZE:
+            touch(state, addr, 8)
         addr += bsize
+    if bsize > MAX_EXTEND_SIZE:
+        touch(state, addr, 8)
     links[addr >> LINK_SHIFT] = pages[rec + PG_FREE]
     pages[rec + PG_FREE] = start
     pages[rec + PG_CAPACITY] = capacity + extend
@@ -278,6 +298,15 @@ def _page_init(pages, rec, kind, thread, bsize, start, reserved, used):
     pages[rec + PG_HEAP] = thread
     pages[rec + PG_RETIRE] = 0
     pages[rec + PG_DELAYED] = 0
+    pages[rec + PG_TOUCHED] = start
+
+
+@njit(cache=True)
+def first_touch(state, rec, block, size):
+    """A block at or above its page's PG_TOUCHED mark handed out: the pages of its `size` bytes written."""
+    pages = state[I_PAGES]
+    touch(state, block, size)
+    pages[rec + PG_TOUCHED] = block + pages[rec + PG_BSIZE]
 
 
 @njit(cache=True)

@@ -35,10 +35,24 @@ span's slices when it becomes free and the info slice when its segment is
 freed (mi_option_decommit_delay = 0); "never" keeps every slice committed
 once touched, also after its segment is freed (the frame keeps its commit).
 
+Footprint: resident OS pages (S_RESIDENT, the `resident` page map).  The
+commit statistic above moves in 64 KiB slices, but Linux makes memory
+resident one 4 KiB page at a time, when it is first written, and a page of
+mimalloc that holds a few small blocks has written only its first 4 KiB
+pages (mimalloc_page: lazy extension).  So the footprint is the bytes of the
+OS pages written since they were last purged: in a segment's info slice the
+header and the slice records mimalloc writes (a span's first and last
+record, every record of a page's slices: `mi_segment_span_free`,
+`mi_segment_span_allocate`); in a page the free-list links an extension
+writes and the blocks the program writes (allocators.mimalloc_page).  A purge
+(decommit) makes the purged slices' pages non-resident again; with purge
+"never" they stay resident, as their commit does.
+
 Huge segments: a request whose rounded size is above 16 MiB gets a segment of
 its own, as many frames as its info slice + block need; the block starts
 after the info slice, and the info and ceil(block / 64 KiB) slices are
-committed.  Freed at once by whichever thread frees it (2.0 abandons huge
+committed; resident: the info's header and two records, and the block's pages
+the program writes.  Freed at once by whichever thread frees it (2.0 abandons huge
 pages at allocation, so any thread may free them).
 """
 
@@ -61,6 +75,7 @@ from allocators.mimalloc_layout import (
     FRAME_SHIFT,
     I_COMMITTED,
     I_PAGES,
+    I_RESIDENT,
     I_SEGS,
     I_SLICE_PAGE,
     I_SPANQ,
@@ -71,6 +86,9 @@ from allocators.mimalloc_layout import (
     N_SPAN_BINS,
     NO_PAGE,
     NO_QUEUE,
+    OS_PAGE_SHIFT,
+    OS_PAGE_SIZE,
+    OS_PAGES_PER_SLICE,
     PG_BSIZE,
     PG_CAPACITY,
     PG_HEAP,
@@ -90,7 +108,9 @@ from allocators.mimalloc_layout import (
     S_N_SLICES,
     S_N_THREADS,
     S_PURGE,
+    S_RESIDENT,
     S_SEGMENTS,
+    SEGMENT_HEADER_BYTES,
     SEGMENT_INFO_BYTES,
     SG_END,
     SG_FRAMES,
@@ -98,6 +118,7 @@ from allocators.mimalloc_layout import (
     SG_OWNER,
     SG_STRIDE,
     SG_USED,
+    SLICE_RECORD_BYTES,
     SLICE_SHIFT,
     SLICE_SIZE,
     SLICES_PER_SEGMENT,
@@ -123,6 +144,27 @@ def slice_bin(n):
     return ((s << 2) | ((n >> (s - 2)) & 0x03)) - 4
 
 
+# ------------------------------------------------------------------ resident pages
+@njit(cache=True)
+def touch(state, addr, n):
+    """The OS pages of bytes [addr, addr + n) written: resident from now on (nothing for n <= 0)."""
+    if n <= 0:
+        return
+    words, resident = state[I_WORDS], state[I_RESIDENT]
+    for p in range(addr >> OS_PAGE_SHIFT, ((addr + n - 1) >> OS_PAGE_SHIFT) + 1):
+        if resident[p] == 0:
+            resident[p] = 1
+            words[S_RESIDENT] += OS_PAGE_SIZE
+
+
+@njit(cache=True)
+def touch_records(state, first, n):
+    """The segment info's records of slices [first, first + n) written (`mi_slice_t`, in the info slice)."""
+    base = (first >> FRAME_SHIFT) << FRAME_SHIFT
+    addr = (base << SLICE_SHIFT) + SEGMENT_HEADER_BYTES + (first - base) * SLICE_RECORD_BYTES
+    touch(state, addr, n * SLICE_RECORD_BYTES)
+
+
 # ------------------------------------------------------------------ commit
 @njit(cache=True)
 def commit_slices(state, first, n):
@@ -140,11 +182,16 @@ def purge_slices(state, first, n):
     words, committed = state[I_WORDS], state[I_COMMITTED]
     if words[S_PURGE] != PURGE_IMMEDIATE:
         return
+    resident = state[I_RESIDENT]
     for i in range(first, first + n):
         if committed[i] != 0:
             committed[i] = 0
             words[S_COMMITTED] -= SLICE_SIZE
             words[C_PURGES] += 1
+        for p in range(i * OS_PAGES_PER_SLICE, (i + 1) * OS_PAGES_PER_SLICE):
+            if resident[p] != 0:
+                resident[p] = 0
+                words[S_RESIDENT] -= OS_PAGE_SIZE
 
 
 # --------------------------------------------------------------- span queues
@@ -167,6 +214,8 @@ def _span_push(state, owner, h, n):
     spanq[q] = h
     slice_page[h] = h
     slice_page[h + n - 1] = h
+    touch_records(state, h, 1)
+    touch_records(state, h + n - 1, 1)
 
 
 @njit(cache=True)
@@ -218,6 +267,8 @@ def _segment_alloc(state, thread):
         for i in range(first, first + INFO_SLICES):
             slice_page[i] = NO_PAGE
         commit_slices(state, first, INFO_SLICES)
+        touch(state, first << SLICE_SHIFT, SEGMENT_HEADER_BYTES)
+        touch_records(state, first, INFO_SLICES)
         _span_push(state, thread, first + INFO_SLICES, end - first - INFO_SLICES)
         words[S_SEGMENTS] += 1
         words[S_METADATA] += SEGMENT_INFO_BYTES
@@ -251,6 +302,7 @@ def span_take(state, owner, h, need):
         slice_page[i] = h
     pages[(h << PG_SHIFT) + PG_SLICES] = need
     commit_slices(state, h, need)
+    touch_records(state, h, need)
     segs[(h >> FRAME_SHIFT) * SG_STRIDE + SG_USED] += 1
     return h
 
@@ -346,6 +398,8 @@ def huge_alloc(state, thread, granted):
         pages[rec + PG_RESERVED] = 1
         pages[rec + PG_QUEUE] = NO_QUEUE
         commit_slices(state, first, INFO_SLICES + block_slices)
+        touch(state, first << SLICE_SHIFT, SEGMENT_HEADER_BYTES)
+        touch_records(state, first, INFO_SLICES + 1)
         words[S_SEGMENTS] += 1
         words[S_METADATA] += SEGMENT_INFO_BYTES
         words[C_SEGMENTS_ALLOCATED] += 1

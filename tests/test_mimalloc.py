@@ -9,6 +9,7 @@ import allocators
 from allocators import mimalloc
 from allocators.mimalloc_layout import (
     INFO_SLICES,
+    OS_PAGE_SIZE,
     SEGMENT_INFO_BYTES,
     SEGMENT_SIZE,
     SLICE_SIZE,
@@ -21,6 +22,11 @@ from workloads.trace import OP_ALLOC, OP_FREE, from_rows
 CAPACITY = 256 << 20
 KiB = 1024
 MiB = 1024 * KiB
+#: The resident pages of a normal segment's info: the header with the first slice records, and the page of
+#: the last slice's record (a free span writes its first and last record).
+SEGMENT_INFO_RESIDENT = 2 * OS_PAGE_SIZE
+#: A huge segment's: the header and its two records.
+HUGE_INFO_RESIDENT = OS_PAGE_SIZE
 
 
 def make(threads=4, capacity=CAPACITY, **params):
@@ -156,12 +162,29 @@ def test_an_emptied_page_is_retired_if_alone_else_freed_and_segments_go_back():
     assert heap.footprint == footprint
 
 
+def test_footprint_counts_the_os_pages_written_not_whole_slices():
+    heap = make()
+    heap.allocate(64)  # one extension: 64 blocks of 64 B from 384 B into the slice, so its first two OS pages
+    assert heap.footprint == SEGMENT_INFO_RESIDENT + 2 * OS_PAGE_SIZE
+    assert heap.counters()["slice_commits"] == INFO_SLICES + 1
+    heap = make()
+    # 16 KiB blocks: an extension of 4 writes each block's first OS page; the program writes the block it got
+    # over its requested bytes (four OS pages, the first already resident)
+    heap.allocate(16 * KiB - 100)
+    links = 4 * OS_PAGE_SIZE
+    assert heap.footprint == SEGMENT_INFO_RESIDENT + links + 3 * OS_PAGE_SIZE
+    heap.allocate(16 * KiB - 100)
+    assert heap.footprint == SEGMENT_INFO_RESIDENT + links + 2 * 3 * OS_PAGE_SIZE
+    heap.allocate(100)  # a block of up to 4 KiB: its pages were resident from its extension
+    assert heap.footprint == SEGMENT_INFO_RESIDENT + links + 2 * 3 * OS_PAGE_SIZE + 2 * OS_PAGE_SIZE
+
+
 def test_purge_never_keeps_freed_slices_committed():
     for purge, kept in (("immediate", False), ("never", True)):
         heap = make(purge=purge)
         addr = heap.allocate(1 * MiB)
         peak = heap.footprint
-        assert peak == (INFO_SLICES * SLICE_SIZE) + 1 * MiB
+        assert peak == SEGMENT_INFO_RESIDENT + 1 * MiB
         heap.deallocate(addr)
         assert heap.counters()["segments_freed"] == 1  # its only page gone: the segment is freed
         assert (heap.footprint == peak) is kept
@@ -194,7 +217,7 @@ def test_huge_requests_get_their_own_segment():
     before = heap.footprint
     heap.deallocate(huge, thread=2)  # any thread frees a huge block at once
     assert heap.counters()["huge_frees"] == 1 and heap.counters()["remote_frees"] == 0
-    assert before - heap.footprint == INFO_SLICES * SLICE_SIZE + 20 * MiB
+    assert before - heap.footprint == HUGE_INFO_RESIDENT + 20 * MiB
     assert heap.metadata_bytes == SEGMENT_INFO_BYTES + HEAP_ONLY
 
 
@@ -246,7 +269,8 @@ def test_a_new_segment_first_reclaims_the_emptied_pages_of_other_heaps():
     live = heap.allocate(64, thread=3)  # thread 3 needs a segment: the reclaim pass frees thread 1's page and segment
     counters = heap.counters()
     assert counters["reclaim_passes"] == 1 and counters["reclaimed_pages"] == 1 and counters["segments_freed"] == 1
-    assert heap.footprint == 2 * SLICE_SIZE  # thread 3's segment info and page
+    # thread 3's segment info and its page's first extension (64 blocks of 64 B from 384 B in: two OS pages)
+    assert heap.footprint == SEGMENT_INFO_RESIDENT + 2 * OS_PAGE_SIZE
     heap.allocate(64, thread=0)  # another pass: thread 3's page holds a live block, so it stays
     assert heap.counters()["reclaim_passes"] == 2 and heap.counters()["reclaimed_pages"] == 1
     assert live in heap.live_blocks()
