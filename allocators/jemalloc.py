@@ -352,7 +352,7 @@ class JEMalloc(Allocator):
         init_extents(
             words, XB, capacity_pages=capacity_pages, grow_pages=grow_pages, purge=p["decay"] == "immediate",
             record_bytes=EDATA_BYTES, rtree_entry_bytes=RTREE_ENTRY_BYTES, bitmap_words=bitmap_words,
-            narenas=narenas, grow_next_at=N_WORDS,
+            narenas=narenas, grow_next_at=N_WORDS, large_pad=LARGE_PAD_PAGES,
         )
         offsets, stack_stride = _stack_offsets()
         classes = np.zeros((N_CACHED + 1) << K_SHIFT, np.int64)
