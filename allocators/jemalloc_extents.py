@@ -6,19 +6,27 @@ in one of the arena's extent caches: *dirty* (freed, still mapped) or *retained*
 used, or purged: address space kept, pages given back; opt_retain, the Linux default).
 This module models that per arena:
 
-- `extent_alloc(arena, n)`: the lowest-address dirty extent of at least n pages (eset_first_fit
-  picks the oldest / lowest among the size classes that fit; the model orders by address and
-  does not apply opt_lg_extent_max_active_fit's 64:1 limit), else the lowest retained one, else
-  the arena *grows*: a chunk is taken from the "OS" (one bump pointer over the address space
-  shared by all arenas: os_grows) as a retained extent.  Its size follows jemalloc's exp_grow,
+- `extent_alloc(arena, n)`: eset_fit on the dirty cache, else on the retained one, else the arena
+  *grows*.  eset_fit reads the eset bins an extent of n pages can come from: a free extent of L
+  pages is in the bin of sz_psz_quantize_floor(L) (page-size class + the large pad page), and the
+  bins read start at sz_psz_quantize_ceil(n), so an extent serves n pages when L >= that; in
+  the dirty cache the bins stop where the class passes 64 x n pages (opt_lg_extent_max_active_fit
+  = 6: a large dirty extent is not split for a much smaller request).  Among the extents that
+  qualify eset_first_fit takes the oldest / lowest (serial number, address); the model takes the
+  lowest address (`_fit`).  Growing: a chunk is taken from the "OS" (one bump pointer over the
+  address space shared by all arenas: os_grows) as a retained extent.  Its size follows jemalloc's exp_grow,
   per arena: the arena's next growth size (`grow_pages` at first: 2 MiB, HUGEPAGE), or the
   smallest page-size class above it that holds n pages, after which the next growth is one
   page-size class larger (page-size classes: four per doubling, 2, 2.5, 3, 3.5, 4, 5 MiB ...).
   The extent found is split: its first n pages are the allocation, the rest stays free where
-  it was.
+  it was (not coalesced: extent_recycle_split).  A grown chunk's first page is a *head*
+  (EXTENT_IS_HEAD, marked in the heads region of `trees`).
 - `extent_dalloc(s)`: the extent becomes dirty (decay never) or retained (decay immediate: its
-  pages are purged at once) and merges with free neighbours of the same arena and the same
-  cache (extent_coalesce; adjacent chunks of one arena merge too).
+  pages are purged at once) and is coalesced as extent_record does (`_release`): the dirty cache
+  delays coalescing, so an extent under 16 KiB (SC_LARGE_MINCLASS) goes in unmerged and a larger
+  one merges eagerly, repeatedly, with its free dirty neighbours (the small unmerged ones too);
+  the retained cache always merges.  Only neighbours of the same arena and cache merge, and with
+  opt_retain never across a head: chunks taken by separate grows stay apart.
 - footprint (stats.mapped): the pages of active and dirty extents; retained pages are not
   mapped.  Nothing is ever unmapped (retain), so the address space taken only grows.
 
@@ -31,7 +39,12 @@ so first fit is O(log pages), and so are split and merge.
 
 State: scalars in `words` (X_* below, relative to the region base `xb`, with the span-record
 allocator at xb + X_RECORDS); arrays `spans`, `pagemap`, `trees` (2 x narenas trees of
-`X_TREE_WORDS` words, viewed by slicing).
+`X_TREE_WORDS` words, viewed by slicing, then at X_HEADS_AT one word per page: 1 = a chunk's
+first page).
+
+Not modelled: the decay of dirty pages (10 s curve) and with it the delayed coalescing done on
+eviction (ecache_evict) and the eager purge of dirty extents of 8 MiB and more
+(oversize_threshold) that extent_record does when decay is on.
 """
 
 from __future__ import annotations
