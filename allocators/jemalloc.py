@@ -29,9 +29,12 @@ src/eset.c; facts in shared/reference/production-allocators.md section 2).  Thre
    nonfull slabs is ordered oldest / lowest first; full slabs are not tracked).  A slab
    whose regions are all free leaves its bin and its extent goes back at once.  Each arena
    has its own extents (allocators.jemalloc_extents): page runs of 4 KiB pages, free ones in
-   a dirty and a retained set, each first fit by address (jemalloc's eset_first_fit takes the
-   oldest / lowest extent of the size classes that fit), split and merged with free
-   neighbours of the same arena and set; an arena with no free run that fits takes a new
+   a dirty and a retained set, each first fit by address over the page-size-class bins that
+   serve the request (jemalloc's eset_first_fit takes the oldest / lowest extent of those
+   bins; in the dirty set only bins up to 64 x the request, opt_lg_extent_max_active_fit),
+   split, and merged with free neighbours of the same arena and set (the dirty set merges
+   extents under 16 KiB only when decay evicts them, so never in the model, larger ones
+   eagerly; no merge crosses the boundary of a chunk, opt_retain's head extents); an arena with no free run that fits takes a new
    chunk from the address space, shared by all arenas as the OS's is, sized as jemalloc's
    exp_grow sizes it: `grow_bytes` (2 MiB, HUGEPAGE) first, then one page-size class more
    each time (2.5, 3, 3.5, 4, 5 MiB, ...; a larger request skips to the class that holds it).
@@ -47,10 +50,10 @@ pages (of chunks no extent has used yet, or purged) are reserved address space, 
 free() keeps the footprint: every active extent becomes dirty in its arena.
 
 Known simplifications: ordering by address stands for jemalloc's (serial number, address)
-order, and opt_lg_extent_max_active_fit's 64:1 limit on reusing a larger dirty extent is not
-applied; the dedicated arena above opt_oversize_threshold (8 MiB), the 10 s decay curve, muzzy
-pages, binshards and the cache bins' flush delay (opt_tcache_gc_delay_bytes, 0 by default)
-are not modelled.
+order; the dedicated arena above opt_oversize_threshold (8 MiB) and the eager purge of dirty
+extents of that size, the 10 s decay curve (and the coalescing of small dirty extents it does
+on eviction), muzzy pages, binshards and the cache bins' flush delay
+(opt_tcache_gc_delay_bytes, 0 by default) are not modelled.
 
 Hardening: the lab's generic layer (allocators.hardening: slot state, checksums, canaries,
 quarantine, shuffling, guard pages, encoded links) as parameters, presets `hardened`, `scudo`.
@@ -352,7 +355,7 @@ class JEMalloc(Allocator):
         init_extents(
             words, XB, capacity_pages=capacity_pages, grow_pages=grow_pages, purge=p["decay"] == "immediate",
             record_bytes=EDATA_BYTES, rtree_entry_bytes=RTREE_ENTRY_BYTES, bitmap_words=bitmap_words,
-            narenas=narenas, grow_next_at=N_WORDS,
+            narenas=narenas, grow_next_at=N_WORDS, large_pad=LARGE_PAD_PAGES,
         )
         offsets, stack_stride = _stack_offsets()
         classes = np.zeros((N_CACHED + 1) << K_SHIFT, np.int64)

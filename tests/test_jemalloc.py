@@ -16,8 +16,8 @@ import pytest
 import allocators
 from allocators import jemalloc
 from allocators.errors import BadParameter, OutOfMemory
-from allocators.jemalloc_arena import bin_dalloc, bin_fill
-from allocators.jemalloc_extents import X_OS_PAGES, next_psize_pages
+from allocators.jemalloc_arena import bin_dalloc, bin_fill, extent_alloc, extent_dalloc
+from allocators.jemalloc_extents import X_OS_PAGES, next_psize_pages, quantize_ceil, quantize_floor
 from allocators.jemalloc_layout import (
     B_LG_FILL_DIV,
     B_NCACHED,
@@ -46,6 +46,7 @@ from allocators.shared.spans import (
     SP_OBJ_SIZE,
     SP_START,
     SP_STATE,
+    SPAN_SHIFT,
     SPAN_SMALL,
 )
 from bench.sizeclasses import render_csv
@@ -340,9 +341,45 @@ def test_each_arena_has_its_own_extents_dirty_before_retained():
     assert b == a + (2 << 20)
     heap.deallocate(a, thread=0)  # dirty in arena 0
     assert heap.footprint == 2 * 257 * PAGE  # active + dirty; the chunks' unused pages are retained
-    c = heap.allocate(1 << 20, thread=1)  # arena 1 cannot use arena 0's extent: it grows (and merges chunks)
-    assert c == b + 257 * PAGE and heap.counters()["os_grows"] == 3 and heap.counters()["extent_merges"] >= 1
+    c = heap.allocate(1 << 20, thread=1)  # arena 1 cannot use arena 0's extent: it grows; its old chunk's
+    # 255 retained pages do not merge with the new chunk (a head extent: no merge across mmap regions)
+    assert c == a + (4 << 20) and heap.counters()["os_grows"] == 3 and heap.counters()["extent_merges"] == 0
     assert heap.allocate(1 << 20, thread=0) == a  # arena 0 reuses its dirty extent first
+
+
+def test_extent_lengths_are_quantized_with_the_pad():
+    # sz_psz_quantize_floor / _ceil with sz_large_pad = 1 page: page-size class + 1 page (lengths <= pad as they are)
+    assert [int(quantize_floor(n, 1)) for n in (1, 2, 5, 6, 9, 10, 11, 29, 30)] == [1, 2, 5, 6, 9, 9, 11, 29, 29]
+    assert [int(quantize_ceil(n, 1)) for n in (1, 2, 5, 6, 9, 10, 11, 29, 30)] == [1, 2, 5, 6, 9, 11, 11, 29, 33]
+
+
+def test_dirty_extents_are_not_split_for_requests_64_times_smaller():
+    heap = make(threads=1)
+    a = heap.allocate(4 << 20)  # 1025 pages (with the pad) of a 1280-page chunk
+    heap.deallocate(a)  # dirty; its eset bin is the 1280-page class
+    b = heap.allocate(40 << 10)  # 11 pages: 1280 > 64 x 11, so the dirty extent is not split for it
+    assert b == a + 1025 * PAGE  # from the chunk's retained rest
+    assert heap.allocate(80 << 10) == a  # 21 pages: 1280 <= 64 x 21, the dirty extent is used
+
+
+def test_small_dirty_extents_coalesce_lazily_large_ones_eagerly():
+    heap = make(threads=1)
+    state = heap.state
+    spans = state[I_SPANS]
+
+    def page(s):
+        return int(spans[(s << SPAN_SHIFT) + SP_START])
+
+    s1, s2, s3 = extent_alloc(state, 0, 1), extent_alloc(state, 0, 1), extent_alloc(state, 0, 4)
+    assert page(s2) == page(s1) + 1 and page(s3) == page(s1) + 2
+    extent_dalloc(state, s1)
+    extent_dalloc(state, s2)  # below SC_LARGE_MINCLASS (16 KiB): dirty as they are, not merged
+    assert heap.counters()["extent_merges"] == 0
+    s4 = extent_alloc(state, 0, 2)  # neither 1-page extent holds 2 pages: from the retained rest
+    assert page(s4) == page(s1) + 6
+    extent_dalloc(state, s3)  # 4 pages (16 KiB): coalesced eagerly with both dirty neighbours below
+    assert heap.counters()["extent_merges"] == 2
+    assert page(extent_alloc(state, 0, 6)) == page(s1)
 
 
 def test_arenas_grow_by_page_size_classes():
