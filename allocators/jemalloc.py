@@ -34,7 +34,8 @@ src/eset.c; facts in shared/reference/production-allocators.md section 2).  Thre
    bins; in the dirty set only bins up to 64 x the request, opt_lg_extent_max_active_fit),
    split, and merged with free neighbours of the same arena and set (the dirty set merges
    extents under 16 KiB only when decay evicts them, so never in the model, larger ones
-   eagerly; no merge crosses the boundary of a chunk, opt_retain's head extents); an arena with no free run that fits takes a new
+   eagerly; no merge crosses the boundary of a chunk, opt_retain's head extents); an arena
+   with no free run that fits takes a new
    chunk from the address space, shared by all arenas as the OS's is, sized as jemalloc's
    exp_grow sizes it: `grow_bytes` (2 MiB, HUGEPAGE) first, then one page-size class more
    each time (2.5, 3, 3.5, 4, 5 MiB, ...; a larger request skips to the class that holds it).

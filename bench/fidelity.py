@@ -18,7 +18,9 @@ a small C replayer, `bench/real/replayer.c`, replaying the trace from a near-emp
 allocator turns its statistics into the bytes held from the OS at the peak, see that module's
 docstring: glibc and tcmalloc their statistic at the peak minus the bytes in use at start, jemalloc the
 growth of stats.mapped, mimalloc the growth of anonymous RSS, since its commit statistic moves in 32 MiB
-segments), beside it that replay's anonymous RSS growth (one measure for every allocator, a cross-check),
+segments; the median of `repeats` such replays, with their range: real jemalloc's peak moves by several
+MiB between identical runs, as its 10 s decay timer fires or not and the kernel places its mappings),
+beside it that replay's anonymous RSS growth (one measure for every allocator, a cross-check),
 the model's peak footprint (`bench.harness.measure`), and
 
     error = (model peak footprint - real peak footprint) / real peak footprint
@@ -99,7 +101,8 @@ def measure_pair(trace: Trace, pair: Pair, repeats: int) -> dict[str, Any]:
     spec, note = model_spec(pair)
     entry: dict[str, Any] = {"real": pair.real, "model": spec or pair.model, "note": note}
     try:
-        clean = clean_heap_footprint(trace, pair.real)
+        cleans = sorted((clean_heap_footprint(trace, pair.real) for _ in range(max(1, repeats))),
+                        key=lambda run: run["peak_footprint"])
         real = replay_real(trace, pair.real, repeats=repeats)
     except (RealAllocatorMissing, CompilerMissing) as error:
         entry["status"] = f"skipped: {error}"
@@ -107,8 +110,11 @@ def measure_pair(trace: Trace, pair: Pair, repeats: int) -> dict[str, Any]:
     except (RealOutOfMemory, RealReplayFailed) as error:  # this pair fails, the others are still measured
         entry["status"] = f"real {pair.real} failed: {str(error)[:300]}"
         return entry
+    clean = cleans[(len(cleans) - 1) // 2]  # the median run (the lower middle of an even count)
     real_peak = clean["peak_footprint"]
     entry.update(peak_live_requested=clean["peak_live_requested"], real_peak_heap=real_peak,
+                 real_peak_heap_min=cleans[0]["peak_footprint"], real_peak_heap_max=cleans[-1]["peak_footprint"],
+                 real_clean_runs=len(cleans),
                  real_measure=clean["footprint_measure"], real_rss_anon_growth=clean["rss_anon_peak_growth"],
                  real_statistic_growth=clean["peak_heap_bytes"], real_statistic=clean["measure"],
                  real_overhead_factor=real_peak / max(1, clean["peak_live_requested"]),
@@ -223,10 +229,11 @@ def render_tables(results: Sequence[dict[str, Any]]) -> str:
         for pair in result["pairs"]:
             label = f"{pair['real']} / {pair['model']}"
             if "real_peak_heap" not in pair:
-                lines.append([name, label + mark(pair["status"])] + ["-"] * 9)
+                lines.append([name, label + mark(pair["status"])] + ["-"] * 10)
                 continue
             measures.setdefault(pair["real"], pair["real_measure"])
-            figures = [format_bytes(pair["peak_live_requested"]), format_bytes(pair["real_peak_heap"]),
+            spread = f"{format_bytes(pair['real_peak_heap_min'])}..{format_bytes(pair['real_peak_heap_max'])}"
+            figures = [format_bytes(pair["peak_live_requested"]), format_bytes(pair["real_peak_heap"]), spread,
                        format_bytes(pair["real_rss_anon_growth"])]
             seconds = f"{pair['real_seconds']:.3f}"
             if "model_peak_footprint" not in pair:
@@ -239,12 +246,13 @@ def render_tables(results: Sequence[dict[str, Any]]) -> str:
                           "-" if error is None else f"{100 * error:+.1f} %", verdict, seconds,
                           f"{pair['model_seconds']:.3f}",
                           "-" if pair["time_ratio"] is None else f"{pair['time_ratio']:.2f}"])
-    text = render(["trace", "real / model", "peak\nlive", "real\npeak", "real anon\nRSS growth", "model\npeak",
-                   "error", "within\n10 %", "real\nreplay s", "model\nreplay s", "time\nmodel / real"], lines,
-                  [False, False] + [True] * 9, keep=2)
+    text = render(["trace", "real / model", "peak\nlive", "real\npeak", "real peak\nmin..max", "real anon\nRSS growth",
+                   "model\npeak", "error", "within\n10 %", "real\nreplay s", "model\nreplay s", "time\nmodel / real"],
+                  lines, [False, False] + [True] * 10, keep=2)
     text += "".join(f"\n({number}) {note}" for number, note in enumerate(notes, 1))
     if measures:
-        text += ("\n\nreal peak (clean-heap C replayer, bench.real.cleanheap): "
+        text += ("\n\nreal peak (clean-heap C replayer, bench.real.cleanheap; the median of --repeats runs, their "
+                 "range beside it): "
                  + "; ".join(f"{real}: {how}" for real, how in measures.items())
                  + ".  real anon RSS growth: the same replay's anonymous resident growth (a cross-check).  "
                  "real replay s: bench.real's timed replay (median).")
