@@ -164,7 +164,7 @@ from allocators.mimalloc_page import (
 from allocators.mimalloc_segments import huge_alloc, huge_free, touch
 from allocators.protocol import Allocator, default_capacity
 from allocators.registry import register
-from allocators.replay import Kernels
+from allocators.replay import Kernels, within_half_of_block
 from allocators.shared.mimalloc_bins import (
     BIN_FULL,
     BIN_INDEX,
@@ -321,7 +321,7 @@ def heap_stats(state):
 @njit(cache=True, inline="always")
 def realloc_in_place(state, addr, granted, new_size, thread):
     """`_mi_heap_realloc_zero`: keep the block while granted / 2 <= new_size <= granted (its new bytes written)."""
-    if new_size <= granted and new_size >= granted >> 1:
+    if within_half_of_block(granted, new_size):
         state[I_WORDS][C_REALLOCS_IN_PLACE] += 1
         touch(state, addr, new_size)
         return addr, granted

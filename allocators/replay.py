@@ -127,6 +127,12 @@ def resize_within_block(state, addr, granted, new_size, thread):
     return -1, 0
 
 
+@njit(cache=True, inline="always")
+def within_half_of_block(granted, new_size):
+    """In place while granted / 2 <= new <= granted: tcmalloc's do_realloc, mimalloc's `_mi_heap_realloc_zero`."""
+    return new_size <= granted and new_size >= granted >> 1
+
+
 def _replay_template(
     state, op, obj, size, thread, objects, sample_every, addr_out, granted_out, timeline, totals, failures,
 ):

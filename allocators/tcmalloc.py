@@ -101,16 +101,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from allocators.errors import ST_OK, ST_OUT_OF_MEMORY, BadParameter
+from allocators.errors import ST_OK, BadParameter
 from allocators.hardening import HARDENING_OFF, HARDENING_PRESETS, harden, with_hardening
 from allocators.protocol import Allocator
 from allocators.registry import register
-from allocators.replay import Kernels
+from allocators.replay import Kernels, within_half_of_block
 from allocators.shared.central import (
-    central_add_span,
-    central_return_object,
-    central_slots,
-    central_take_object,
     init_central,
     reset_central,
 )
@@ -118,324 +114,85 @@ from allocators.shared.pageheap import (
     PH_COUNTER_NAMES,
     PH_HEAP_PAGES,
     PH_METADATA,
-    PH_SLOTS,
     POLICY_BEST_FIT,
     init_pageheap,
     new_pageheap_arrays,
-    pageheap_alloc,
-    pageheap_free,
     pageheap_reset,
 )
 from allocators.shared.spanbitmap import bitmap_words_for
-from allocators.shared.spans import NO_SPAN, SP_CLASS, SP_NPAGES, SP_START, SPAN_SHIFT, new_span_bits
+from allocators.shared.spans import SP_CLASS, SPAN_SHIFT, new_span_bits
 from allocators.shared.tcmalloc_sizeclasses import ALIGNMENT, MAX_SIZE, PAGE_SHIFT, TABLES, tcmalloc_size_to_class
 from allocators.shared.threadcache import (
-    END,
-    LINK_SHIFT,
     LIST_SHIFT,
-    LIST_STRIDE,
     TL_LENGTH,
     TL_MAX_LENGTH,
-    TT_ACTIVE,
     TT_MAX_SIZE,
     TT_SIZE,
-    fetch_grow_max_length,
     list_pop,
-    list_pop_chain,
     list_push,
-    list_push_chain,
     new_links,
     new_lists,
     reset_lists,
-    scavenge_amount,
     thread_record,
-    too_long_adjust,
 )
 from allocators.shared.transfercache import (
     init_transfer,
     new_transfer_slots,
     reset_transfer,
-    transfer_insert,
-    transfer_remove,
-    transfer_slots,
 )
+from allocators.tcmalloc_layout import (
+    C_ALLOCS,
+    C_FREES,
+    C_REALLOCS_IN_PLACE,
+    C_TC_HITS,
+    CB,
+    CENTRAL_LIST_BYTES,
+    DEFAULT_GROW_BYTES,
+    DEFAULT_OVERALL_THREAD_CACHE,
+    FREE_LIST_BYTES,
+    I_BITS,
+    I_CLASS_INDEX,
+    I_CLASSES,
+    I_LINKS,
+    I_LISTS,
+    I_PAGEMAP,
+    I_RUN_BITS,
+    I_RUN_HEADS,
+    I_RUN_TREE,
+    I_SLOTS,
+    I_SPANS,
+    I_WORDS,
+    K_BATCH,
+    K_NOBJ,
+    K_PAGES,
+    K_SIZE,
+    K_STRIDE,
+    OWN_COUNTERS,
+    PAGE_SIZE,
+    PAGEMAP_ENTRY_BYTES,
+    PH,
+    RESERVE_BYTES,
+    S_METADATA,
+    S_N_CLASSES,
+    S_N_THREADS,
+    S_NEXT_STEAL,
+    S_OVERALL,
+    S_STATIC_METADATA,
+    S_THREAD_BYTES,
+    S_THREADS_ACTIVE,
+    S_UNCLAIMED,
+    S_XB,
+    SPAN_BYTES,
+    THREAD_CACHE_HEADER_BYTES,
+    TRANSFER_ENTRIES,
+    TRANSFER_ENTRY_BYTES,
+    n_words,
+    transfer_base,
+)
+from allocators.tcmalloc_slow import alloc_large, alloc_miss, free_large, free_overflow
 from labcore.jitcache import holds_kernels
 
 holds_kernels(__file__)
-
-PAGE_SIZE = 1 << PAGE_SHIFT
-
-#: gperftools common.h (8 KiB pages).
-STEAL_AMOUNT = 64 << 10  # kStealAmount
-MIN_THREAD_CACHE_SIZE = 2 * MAX_SIZE  # kMinThreadCacheSize = 512 KiB
-DEFAULT_OVERALL_THREAD_CACHE = 32 << 20  # kDefaultOverallThreadCacheSize = 8 x 4 MiB
-STEAL_TRIES = 10
-DEFAULT_GROW_BYTES = 1 << 20  # kMinSystemAlloc
-RESERVE_BYTES = 1 << 30  # kMinMmapAlloc
-
-#: Metadata model (bytes).
-SPAN_BYTES = 48
-PAGEMAP_ENTRY_BYTES = 8
-THREAD_CACHE_HEADER_BYTES = 64
-FREE_LIST_BYTES = 24
-CENTRAL_LIST_BYTES = 64
-TRANSFER_ENTRY_BYTES = 16
-TRANSFER_ENTRIES = 64
-
-# ----------------------------------------------------------- words layout
-C_ALLOCS, C_FREES, C_TC_HITS, C_TC_MISSES = 0, 1, 2, 3
-C_CENTRAL_FETCHES, C_CENTRAL_RELEASES, C_TRANSFER_HITS, C_TRANSFER_INSERTS = 4, 5, 6, 7
-C_SPANS_ALLOCATED, C_SPANS_RELEASED, C_LARGE_ALLOCS, C_LARGE_FREES = 8, 9, 10, 11
-C_LIST_OVERFLOWS, C_SCAVENGES, C_REALLOCS_IN_PLACE = 12, 13, 14
-OWN_COUNTERS = (
-    "allocs", "frees", "thread_cache_hits", "thread_cache_misses",
-    "central_fetches", "central_releases", "transfer_hits", "transfer_inserts",
-    "spans_allocated", "spans_released", "large_allocs", "large_frees",
-    "list_overflows", "scavenges", "reallocs_in_place",
-)
-PH = len(OWN_COUNTERS)  # the page heap's region: its counters extend ours
-S_BASE = PH + PH_SLOTS
-S_N_CLASSES = S_BASE + 0
-S_N_THREADS = S_BASE + 1
-S_METADATA = S_BASE + 2  # thread caches + static middle end (the page heap keeps its own)
-S_STATIC_METADATA = S_BASE + 3
-S_UNCLAIMED = S_BASE + 4  # unclaimed thread-cache budget (may go negative, as in gperftools)
-S_NEXT_STEAL = S_BASE + 5
-S_OVERALL = S_BASE + 6
-S_THREADS_ACTIVE = S_BASE + 7
-S_THREAD_BYTES = S_BASE + 8  # metadata of one thread cache
-S_XB = S_BASE + 9  # where the transfer-cache counts start (after the central lists)
-CB = S_BASE + 16  # central lists: central_slots(n_classes) words
-
-
-def transfer_base(n_classes: int) -> int:
-    return CB + central_slots(n_classes)
-
-
-def n_words(n_classes: int) -> int:
-    return transfer_base(n_classes) + transfer_slots(n_classes)
-
-
-# classes[] columns
-K_SIZE, K_PAGES, K_BATCH, K_NOBJ = 0, 1, 2, 3
-K_STRIDE = 4
-
-# state tuple indices
-I_WORDS, I_CLASS_INDEX, I_CLASSES, I_LISTS, I_LINKS, I_SLOTS = 0, 1, 2, 3, 4, 5
-I_SPANS, I_PAGEMAP, I_RUN_HEADS, I_RUN_BITS, I_RUN_TREE, I_BITS = 6, 7, 8, 9, 10, 11
-
-
-# --------------------------------------------------------------- slow paths
-@njit(cache=True)
-def _activate_thread(state, thread):
-    """Create the thread's cache: a 64 KiB budget from the unclaimed space, or the 512 KiB minimum."""
-    words, lists = state[I_WORDS], state[I_LISTS]
-    trec = thread_record(thread, words[S_N_CLASSES])
-    lists[trec + TT_ACTIVE] = 1
-    _increase_cache_limit(state, thread)
-    if lists[trec + TT_MAX_SIZE] == 0:
-        lists[trec + TT_MAX_SIZE] = MIN_THREAD_CACHE_SIZE
-        words[S_UNCLAIMED] -= MIN_THREAD_CACHE_SIZE
-    words[S_THREADS_ACTIVE] += 1
-    words[S_METADATA] += words[S_THREAD_BYTES]
-
-
-@njit(cache=True)
-def _increase_cache_limit(state, thread):
-    """gperftools IncreaseCacheLimitLocked: claim 64 KiB, or steal it from another thread."""
-    words, lists = state[I_WORDS], state[I_LISTS]
-    n_classes = words[S_N_CLASSES]
-    n_threads = words[S_N_THREADS]
-    mine = thread_record(thread, n_classes)
-    if words[S_UNCLAIMED] > 0:
-        words[S_UNCLAIMED] -= STEAL_AMOUNT
-        lists[mine + TT_MAX_SIZE] += STEAL_AMOUNT
-        return
-    for _ in range(STEAL_TRIES):
-        victim = words[S_NEXT_STEAL]
-        words[S_NEXT_STEAL] = victim + 1 if victim + 1 < n_threads else 0
-        other = thread_record(victim, n_classes)
-        if victim == thread or lists[other + TT_ACTIVE] == 0 or lists[other + TT_MAX_SIZE] <= MIN_THREAD_CACHE_SIZE:
-            continue
-        lists[other + TT_MAX_SIZE] -= STEAL_AMOUNT
-        lists[mine + TT_MAX_SIZE] += STEAL_AMOUNT
-        return
-
-
-@njit(cache=True)
-def _release_to_spans(state, first, n):
-    """Give a chain of n objects back to their spans; wholly free spans go back to the page heap."""
-    words, links, spans, pagemap = state[I_WORDS], state[I_LINKS], state[I_SPANS], state[I_PAGEMAP]
-    run_heads, run_bits, run_tree, bits = state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE], state[I_BITS]
-    addr = first
-    for _ in range(n):
-        after = links[addr >> LINK_SHIFT]
-        s = pagemap[addr >> PAGE_SHIFT]
-        if central_return_object(words, CB, spans, bits, s, addr, PAGE_SHIFT):
-            pageheap_free(words, PH, spans, pagemap, run_heads, run_bits, run_tree, s)
-            words[C_SPANS_RELEASED] += 1
-        addr = after
-
-
-@njit(cache=True)
-def _insert_range(state, cls, first, last, n):
-    """CentralFreeList::InsertRange: park a full batch in the transfer cache, else back to the spans."""
-    words, classes, slots = state[I_WORDS], state[I_CLASSES], state[I_SLOTS]
-    words[C_CENTRAL_RELEASES] += 1
-    xb = words[S_XB]
-    if n == classes[cls * K_STRIDE + K_BATCH] and transfer_insert(words, xb, slots, cls, first, last):
-        words[C_TRANSFER_INSERTS] += 1
-        return
-    _release_to_spans(state, first, n)
-
-
-@njit(cache=True)
-def _release_from_list(state, rec, cls, n):
-    """ThreadCache::ReleaseToCentralCache: move n objects of a list to the middle end, a batch at a time."""
-    classes, lists, links = state[I_CLASSES], state[I_LISTS], state[I_LINKS]
-    length = lists[rec + TL_LENGTH]
-    if n > length:
-        n = length
-    if n <= 0:
-        return 0
-    batch = classes[cls * K_STRIDE + K_BATCH]
-    left = n
-    while left > batch:
-        first, last = list_pop_chain(lists, links, rec, batch)
-        _insert_range(state, cls, first, last, batch)
-        left -= batch
-    first, last = list_pop_chain(lists, links, rec, left)
-    _insert_range(state, cls, first, last, left)
-    return n
-
-
-@njit(cache=True)
-def _fetch(state, cls, want):
-    """CentralFreeList::RemoveRange: up to `want` objects as a chain (first, last, count); count 0 = no memory."""
-    words, classes, links, slots = state[I_WORDS], state[I_CLASSES], state[I_LINKS], state[I_SLOTS]
-    spans, pagemap, run_heads, run_bits, run_tree, bits = (
-        state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE], state[I_BITS]
-    )
-    words[C_CENTRAL_FETCHES] += 1
-    base = cls * K_STRIDE
-    batch = classes[base + K_BATCH]
-    if want == batch:
-        first, last = transfer_remove(words, words[S_XB], slots, cls)
-        if first >= 0:
-            words[C_TRANSFER_HITS] += 1
-            return first, last, batch
-    first = -1
-    last = -1
-    count = 0
-    while count < want:  # one call site of the inlined take: it is big
-        addr = central_take_object(words, CB, cls, spans, bits, PAGE_SHIFT)
-        if addr < 0:
-            if count > 0:  # the rest of a batch only comes from spans that already exist
-                break
-            # Populate: a new span for the class
-            s = pageheap_alloc(words, PH, spans, pagemap, run_heads, run_bits, run_tree, classes[base + K_PAGES])
-            if s == NO_SPAN:
-                break
-            central_add_span(words, CB, cls, spans, bits, pagemap, s, classes[base + K_SIZE], classes[base + K_NOBJ])
-            words[C_SPANS_ALLOCATED] += 1
-            continue
-        if count == 0:
-            links[addr >> LINK_SHIFT] = END
-            last = addr
-        else:
-            links[addr >> LINK_SHIFT] = first  # pushed in front, as SLL_Push
-        first = addr
-        count += 1
-    return first, last, count
-
-
-@njit(cache=True)
-def alloc_miss(state, cls, thread):
-    """ThreadCache::FetchFromCentralCache for an empty list: one object out, the rest of the batch kept."""
-    words, classes, lists, links = state[I_WORDS], state[I_CLASSES], state[I_LISTS], state[I_LINKS]
-    n_classes = words[S_N_CLASSES]
-    trec = thread_record(thread, n_classes)
-    if lists[trec + TT_ACTIVE] == 0:
-        _activate_thread(state, thread)
-    rec = (thread * n_classes + cls) * LIST_STRIDE
-    batch = classes[cls * K_STRIDE + K_BATCH]
-    want = lists[rec + TL_MAX_LENGTH]
-    if want > batch:
-        want = batch
-    first, last, count = _fetch(state, cls, want)
-    fetch_grow_max_length(lists, rec, batch)
-    if count == 0:
-        return np.int64(ST_OUT_OF_MEMORY), np.int64(0)
-    size = classes[cls * K_STRIDE + K_SIZE]
-    if count > 1:
-        list_push_chain(lists, links, rec, links[first >> LINK_SHIFT], last, count - 1)
-        lists[trec + TT_SIZE] += size * (count - 1)
-    words[C_TC_MISSES] += 1
-    words[C_ALLOCS] += 1
-    return first, size
-
-
-@njit(cache=True)
-def _scavenge(state, thread):
-    """ThreadCache::Scavenge: each list gives back half its low-water mark; then the budget grows."""
-    words, classes, lists = state[I_WORDS], state[I_CLASSES], state[I_LISTS]
-    n_classes = words[S_N_CLASSES]
-    trec = thread_record(thread, n_classes)
-    for cls in range(1, n_classes):
-        rec = (thread * n_classes + cls) * LIST_STRIDE
-        drop = scavenge_amount(lists, rec, classes[cls * K_STRIDE + K_BATCH])
-        if drop > 0:
-            released = _release_from_list(state, rec, cls, drop)
-            lists[trec + TT_SIZE] -= released * classes[cls * K_STRIDE + K_SIZE]
-    words[C_SCAVENGES] += 1
-    _increase_cache_limit(state, thread)
-
-
-@njit(cache=True)
-def free_overflow(state, cls, thread):
-    """The slow half of ThreadCache::Deallocate: list too long and/or thread cache over budget."""
-    words, classes, lists = state[I_WORDS], state[I_CLASSES], state[I_LISTS]
-    n_classes = words[S_N_CLASSES]
-    trec = thread_record(thread, n_classes)
-    if lists[trec + TT_ACTIVE] == 0:
-        _activate_thread(state, thread)
-    rec = (thread * n_classes + cls) * LIST_STRIDE
-    if lists[rec + TL_LENGTH] > lists[rec + TL_MAX_LENGTH]:
-        batch = classes[cls * K_STRIDE + K_BATCH]
-        released = _release_from_list(state, rec, cls, batch)
-        lists[trec + TT_SIZE] -= released * classes[cls * K_STRIDE + K_SIZE]
-        too_long_adjust(lists, rec, batch)
-        words[C_LIST_OVERFLOWS] += 1
-    if lists[trec + TT_SIZE] >= lists[trec + TT_MAX_SIZE]:
-        _scavenge(state, thread)
-
-
-@njit(cache=True)
-def alloc_large(state, size):
-    """A request above kMaxSize: whole pages straight from the page heap."""
-    words, spans, pagemap, run_heads, run_bits, run_tree = (
-        state[I_WORDS], state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE]
-    )
-    npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
-    s = pageheap_alloc(words, PH, spans, pagemap, run_heads, run_bits, run_tree, npages)
-    if s == NO_SPAN:
-        return np.int64(ST_OUT_OF_MEMORY), np.int64(0)
-    words[C_LARGE_ALLOCS] += 1
-    words[C_ALLOCS] += 1
-    return spans[(s << SPAN_SHIFT) + SP_START] << PAGE_SHIFT, npages << PAGE_SHIFT
-
-
-@njit(cache=True)
-def free_large(state, s):
-    words, spans, pagemap, run_heads, run_bits, run_tree = (
-        state[I_WORDS], state[I_SPANS], state[I_PAGEMAP], state[I_RUN_HEADS], state[I_RUN_BITS], state[I_RUN_TREE]
-    )
-    granted = spans[(s << SPAN_SHIFT) + SP_NPAGES] << PAGE_SHIFT
-    pageheap_free(words, PH, spans, pagemap, run_heads, run_bits, run_tree, s)
-    words[C_LARGE_FREES] += 1
-    words[C_FREES] += 1
-    return np.int64(ST_OK), granted
-
 
 # ------------------------------------------------------------------ kernels
 @njit(cache=True, inline="always")
@@ -488,7 +245,7 @@ def heap_stats(state):
 @njit(cache=True, inline="always")
 def realloc_in_place(state, addr, granted, new_size, thread):
     """do_realloc: keep the block while granted / 2 <= new_size <= granted."""
-    if new_size <= granted and new_size >= granted >> 1:
+    if within_half_of_block(granted, new_size):
         state[I_WORDS][C_REALLOCS_IN_PLACE] += 1
         return addr, granted
     return np.int64(-1), np.int64(0)

@@ -39,17 +39,15 @@ from allocators.jemalloc_layout import (
 )
 from allocators.shared import jemalloc_sizeclasses as sc
 from allocators.shared.spans import (
-    SP_ALLOC_BITS,
     SP_CLASS,
     SP_NOBJ,
     SP_NPAGES,
     SP_OBJ_SIZE,
     SP_START,
-    SP_STATE,
     SPAN_SHIFT,
-    SPAN_SMALL,
 )
 from bench.sizeclasses import render_csv
+from tests.spanwalk import small_spans
 from workloads.trace import OP_ALLOC, OP_FREE, OP_REALLOC, from_rows
 
 DATA = Path(__file__).parent / "data"
@@ -96,21 +94,10 @@ def audit(heap):
     """Every small region is exactly one of: live, in one tcache stack, free in its slab's bitmap."""
     spans, pagemap, bits = heap.state[I_SPANS], heap.state[I_PAGEMAP], heap.state[I_BITS]
     allocated = set()
-    page, heap_pages = 0, int(heap.state[I_WORDS][XB + X_OS_PAGES])
-    while page < heap_pages:
-        s = int(pagemap[page])
-        base = s << 4
-        start, npages = int(spans[base + SP_START]), int(spans[base + SP_NPAGES])
-        assert start == page
-        if spans[base + SP_STATE] == SPAN_SMALL:
-            size, nobj = int(spans[base + SP_OBJ_SIZE]), int(spans[base + SP_NOBJ])
-            region = int(spans[base + SP_ALLOC_BITS])
-            assert (npages * PAGE) % size == 0 and nobj == npages * PAGE // size
-            assert all(pagemap[start:start + npages] == s)
-            for i in range(nobj):
-                if (int(bits[region + (i >> 6)]) >> (i & 63)) & 1:
-                    allocated.add(start * PAGE + i * size)
-        page += npages
+    for base, addresses in small_spans(spans, pagemap, bits, int(heap.state[I_WORDS][XB + X_OS_PAGES]), PAGE):
+        size, nobj, npages = int(spans[base + SP_OBJ_SIZE]), int(spans[base + SP_NOBJ]), int(spans[base + SP_NPAGES])
+        assert (npages * PAGE) % size == 0 and nobj == npages * PAGE // size
+        allocated.update(addresses)
     cached = [a for t in range(heap.max_threads) for cls in range(1, sc.N_SMALL + 1) for a in stack(heap, t, cls)]
     live = {a for a, g in heap.live_blocks().items() if g <= sc.SMALL_MAXCLASS}
     assert len(cached) == len(set(cached)), "an object is cached twice"

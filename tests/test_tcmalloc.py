@@ -9,10 +9,11 @@ import allocators
 from allocators import tcmalloc
 from allocators.conformance import HeapChecker
 from allocators.shared.pageheap import PH_FREE_PAGES, PH_HEAP_PAGES
-from allocators.shared.spans import SP_CLASS, SP_NOBJ, SP_NPAGES, SP_OBJ_SIZE, SP_START, SP_STATE, SPAN_SMALL
+from allocators.shared.spans import SP_CLASS, SP_OBJ_SIZE
 from allocators.shared.tcmalloc_sizeclasses import TABLES
 from allocators.shared.threadcache import END, LIST_STRIDE, TL_LENGTH, TL_MAX_LENGTH, TT_SIZE
 from allocators.shared.transfercache import MAX_SLOTS, XC_STRIDE, XC_USED
+from tests.spanwalk import small_spans
 from workloads.trace import OP_ALLOC, OP_FREE, OP_REALLOC, from_rows
 
 CAPACITY = 32 << 20
@@ -40,21 +41,10 @@ def audit(heap):
     """Every small object is exactly one of: live, in a thread cache, in the transfer cache, free in its span."""
     words, _, classes, lists, links, slots, spans, pagemap, *_, bits = heap.state
     allocated = set()
-    page, heap_pages = 0, int(words[tcmalloc.PH + PH_HEAP_PAGES])
-    while page < heap_pages:
-        s = int(pagemap[page])
-        base = s << 4
-        start, npages = int(spans[base + SP_START]), int(spans[base + SP_NPAGES])
-        assert start == page
-        if spans[base + SP_STATE] == SPAN_SMALL:
-            size, nobj = int(spans[base + SP_OBJ_SIZE]), int(spans[base + SP_NOBJ])
-            cls = int(spans[base + SP_CLASS])
-            assert size == classes[cls * 4] and all(pagemap[start:start + npages] == s)
-            region = int(spans[base + 9])  # SP_ALLOC_BITS
-            for i in range(nobj):
-                if (int(bits[region + (i >> 6)]) >> (i & 63)) & 1:
-                    allocated.add((start * PAGE + i * size, cls))
-        page += npages
+    for base, addresses in small_spans(spans, pagemap, bits, int(words[tcmalloc.PH + PH_HEAP_PAGES]), PAGE):
+        cls = int(spans[base + SP_CLASS])
+        assert spans[base + SP_OBJ_SIZE] == classes[cls * 4]
+        allocated.update((addr, cls) for addr in addresses)
     cached = []
     n_classes, n_threads = int(words[tcmalloc.S_N_CLASSES]), int(words[tcmalloc.S_N_THREADS])
     for t in range(n_threads):
