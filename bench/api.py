@@ -243,15 +243,15 @@ def perf_vs_real(allocators: Sequence[str] | None = None, real: str = "glibc", t
 
 def fidelity(traces: Sequence[str | Path], repeats: int = 3, out: str | Path | None = None,
              progress: Callable[[str], None] | None = None,
-             reals: Sequence[str] | None = None) -> list[dict[str, Any]]:
+             reals: Sequence[str] | None = None, settings: bool = False) -> list[dict[str, Any]]:
     """Each model beside the real allocator it models, per trace file (`bench.fidelity.measure_traces`);
     `reals` picks the real sides (default all of `bench.fidelity.REALS`: glibc, tcmalloc, jemalloc, mimalloc,
-    go)."""
+    go); `settings` adds each model parameter beside the real option it stands for (`bench.pairs.SETTING_PAIRS`)."""
     from bench import fidelity as fidelity_module
 
     return fidelity_module.measure_traces([Path(path) for path in traces], repeats=repeats,
                                           out=Path(out) if out is not None else None, progress=progress,
-                                          reals=tuple(reals or fidelity_module.REALS))
+                                          reals=tuple(reals or fidelity_module.REALS), settings=settings)
 
 
 def real(trace: Trace | str | Path, allocator: str = "glibc", repeats: int = 3, touch: str | None = None,

@@ -7,6 +7,19 @@ Pairs (`PAIRS`, one `Pair` per real allocator that has a model in the lab's one 
     real jemalloc   <-> jemalloc
     real mimalloc   <-> mimalloc
 
+Settings (`--settings`, `SETTING_PAIRS` from `bench.pairs.SETTING_PAIRS`): each model parameter that
+stands for a real option beside the real allocator run with that option in its environment:
+
+    real jemalloc, MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1  <-> jemalloc             (decay=never)
+    real jemalloc, MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0    <-> jemalloc:immediate
+    real mimalloc, MIMALLOC_DECOMMIT_DELAY=0                        <-> mimalloc             (purge=immediate)
+    real mimalloc, MIMALLOC_ALLOW_DECOMMIT=0                        <-> mimalloc:purge_never
+
+The real defaults purge on a timer (jemalloc's 10 s decay, mimalloc's 25 ms decommit delay) that a replay
+without a clock cannot follow: how much a default real run purged depends on how long the replay took.
+With the timer at 0 or off, the real allocator does what the model's setting does, and the error
+measures the rest of the model.
+
 A pair whose model spec is not registered (`allocators.registry.parse_spec` refuses it: no such
 allocator or preset yet) is a row with status "no model yet" and its reason; its real side is still
 measured, so the table shows what the model will have to match.  A missing real library is a row
@@ -17,9 +30,9 @@ For every trace and pair: the real allocator's peak footprint (`bench.real.clean
 a small C replayer, `bench/real/replayer.c`, replaying the trace from a near-empty heap; one rule per
 allocator turns its statistics into the bytes held from the OS at the peak, see that module's
 docstring: glibc and tcmalloc their statistic at the peak minus the bytes in use at start, jemalloc the
-growth of stats.mapped, mimalloc the growth of anonymous RSS, since its commit statistic moves in 32 MiB
-segments; the median of `repeats` such replays, with their range: real jemalloc's peak moves by several
-MiB between identical runs, as its 10 s decay timer fires or not and the kernel places its mappings),
+growth of its active and dirty pages, mimalloc the growth of anonymous RSS, since its commit statistic
+moves in 32 MiB segments; the median of `repeats` such replays, with their range: real jemalloc's peak
+moves by MiB between identical runs, as its 10 s decay curve purges some dirty pages or none before the peak),
 beside it that replay's anonymous RSS growth (one measure for every allocator, a cross-check),
 the model's peak footprint (`bench.harness.measure`), and
 
@@ -67,14 +80,25 @@ from workloads.trace import Trace
 
 @dataclass(frozen=True)
 class Pair:
-    """A real allocator and the model spec that imitates it."""
+    """A real allocator and the model spec that imitates it; a setting pair also sets an option (`setting`, its
+    short name) in the real allocator's `environment`."""
 
     real: str
     model: str
+    setting: str = ""
+    environment: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def real_label(self) -> str:
+        """The real side as the table shows it: `mimalloc (decommit 0 ms)` for a setting pair."""
+        return f"{self.real} ({self.setting})" if self.setting else self.real
 
 
 #: One row per real allocator that has a model (`bench.pairs.MODEL_OF_REAL`; Scudo has none).
 PAIRS = tuple(Pair(real, model) for real, model in pairs.paired())
+#: `--settings`: each model parameter beside the real option it stands for (`bench.pairs.SETTING_PAIRS`).
+SETTING_PAIRS = tuple(Pair(real, model, setting, environment)
+                      for real, setting, environment, model in pairs.SETTING_PAIRS)
 #: The real sides `--real` chooses from: the pairs' real allocators and the Go runtime.
 REALS = (*(pair.real for pair in PAIRS), "go")
 #: The error a model should stay within on traces with a few MiB or more live (issue 14).
@@ -99,11 +123,13 @@ def measure_pair(trace: Trace, pair: Pair, repeats: int) -> dict[str, Any]:
     from bench.real.cleanheap import CompilerMissing, clean_heap_footprint
 
     spec, note = model_spec(pair)
-    entry: dict[str, Any] = {"real": pair.real, "model": spec or pair.model, "note": note}
+    environment = dict(pair.environment)
+    entry: dict[str, Any] = {"real": pair.real, "real_label": pair.real_label, "real_environment": environment,
+                             "model": spec or pair.model, "note": note}
     try:
-        cleans = sorted((clean_heap_footprint(trace, pair.real) for _ in range(max(1, repeats))),
-                        key=lambda run: run["peak_footprint"])
-        real = replay_real(trace, pair.real, repeats=repeats)
+        cleans = sorted((clean_heap_footprint(trace, pair.real, environment=environment)
+                         for _ in range(max(1, repeats))), key=lambda run: run["peak_footprint"])
+        real = replay_real(trace, pair.real, repeats=repeats, environment=environment)
     except (RealAllocatorMissing, CompilerMissing) as error:
         entry["status"] = f"skipped: {error}"
         return entry
@@ -135,11 +161,13 @@ def measure_pair(trace: Trace, pair: Pair, repeats: int) -> dict[str, Any]:
     return entry
 
 
-def measure_trace(path: Path, repeats: int, reals: Sequence[str] = REALS) -> dict[str, Any]:
-    """Every pair whose real side is in `reals` on the trace at `path`, and real Go when "go" is."""
+def measure_trace(path: Path, repeats: int, reals: Sequence[str] = REALS, settings: bool = False) -> dict[str, Any]:
+    """Every pair whose real side is in `reals` on the trace at `path` (with `settings`, the SETTING_PAIRS too),
+    and real Go when "go" is."""
     trace = Trace.load(path)
+    chosen = [pair for pair in (*PAIRS, *(SETTING_PAIRS if settings else ())) if pair.real in reals]
     result: dict[str, Any] = {"trace": str(path), "rows": len(trace),
-                              "pairs": [measure_pair(trace, pair, repeats) for pair in PAIRS if pair.real in reals]}
+                              "pairs": [measure_pair(trace, pair, repeats) for pair in chosen]}
     if "go" in reals:
         result["go"] = _go_entry(trace, repeats)
     return result
@@ -187,9 +215,10 @@ def _go_entry(trace: Trace, repeats: int) -> dict[str, Any]:
 
 
 def measure_traces(paths: Sequence[Path], repeats: int = 3, out: Path | None = None,
-                   progress: Callable[[str], None] | None = None, reals: Sequence[str] = REALS) -> list[dict[str, Any]]:
+                   progress: Callable[[str], None] | None = None, reals: Sequence[str] = REALS,
+                   settings: bool = False) -> list[dict[str, Any]]:
     """One result per trace file; with `out`, also OUT/fidelity.json and OUT/fidelity.png.  `reals` picks the
-    real sides (REALS)."""
+    real sides (REALS); `settings` adds the SETTING_PAIRS (each model parameter beside the real option)."""
     unknown = [name for name in reals if name not in REALS]
     if unknown or not reals:
         raise ValueError(f"fidelity: unknown real side {unknown[0] if unknown else '(none)'!r} "
@@ -201,7 +230,7 @@ def measure_traces(paths: Sequence[Path], repeats: int = 3, out: Path | None = N
     for path in paths:
         if progress is not None:
             progress(f"fidelity: {path} ...")
-        results.append(measure_trace(Path(path), repeats, reals))
+        results.append(measure_trace(Path(path), repeats, reals, settings))
     if out is not None:
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out}: not a directory")
@@ -216,6 +245,7 @@ def render_tables(results: Sequence[dict[str, Any]]) -> str:
     lines: list[list[str]] = []
     notes: list[str] = []
     measures: dict[str, str] = {}
+    settings: dict[str, str] = {}
 
     def mark(note: str) -> str:
         if not note:
@@ -227,28 +257,33 @@ def render_tables(results: Sequence[dict[str, Any]]) -> str:
     for result in results:
         name = Path(result["trace"]).name
         for pair in result["pairs"]:
-            label = f"{pair['real']} / {pair['model']}"
+            real_label, model = pair.get("real_label", pair["real"]), pair["model"]
             if "real_peak_heap" not in pair:
-                lines.append([name, label + mark(pair["status"])] + ["-"] * 10)
+                lines.append([name, real_label, model + mark(pair["status"])] + ["-"] * 10)
                 continue
             measures.setdefault(pair["real"], pair["real_measure"])
+            if pair.get("real_environment"):
+                settings.setdefault(pair["real_label"], " ".join(f"{key}={value}"
+                                                                 for key, value in pair["real_environment"].items()))
             spread = f"{format_bytes(pair['real_peak_heap_min'])}..{format_bytes(pair['real_peak_heap_max'])}"
             figures = [format_bytes(pair["peak_live_requested"]), format_bytes(pair["real_peak_heap"]), spread,
                        format_bytes(pair["real_rss_anon_growth"])]
             seconds = f"{pair['real_seconds']:.3f}"
             if "model_peak_footprint" not in pair:
                 why = pair["note"] if pair["status"] == "no model yet" else pair.get("reason") or pair["status"]
-                lines.append([name, label + mark(why), *figures, pair["status"], "-", "-", seconds, "-", "-"])
+                lines.append([name, real_label, model + mark(why), *figures, pair["status"], "-", "-", seconds, "-",
+                              "-"])
                 continue
             error = pair.get("relative_error")
             verdict = "-" if error is None else ("yes" if abs(error) <= TARGET else "no")
-            lines.append([name, label + mark(pair["note"]), *figures, format_bytes(pair["model_peak_footprint"]),
+            lines.append([name, real_label, model + mark(pair["note"]), *figures,
+                          format_bytes(pair["model_peak_footprint"]),
                           "-" if error is None else f"{100 * error:+.1f} %", verdict, seconds,
                           f"{pair['model_seconds']:.3f}",
                           "-" if pair["time_ratio"] is None else f"{pair['time_ratio']:.2f}"])
-    text = render(["trace", "real / model", "peak\nlive", "real\npeak", "real peak\nmin..max", "real anon\nRSS growth",
+    text = render(["trace", "real", "model", "peak\nlive", "real\npeak", "real peak\nmin..max", "real anon\nRSS growth",
                    "model\npeak", "error", "within\n10 %", "real\nreplay s", "model\nreplay s", "time\nmodel / real"],
-                  lines, [False, False] + [True] * 10, keep=2)
+                  lines, [False, False, False] + [True] * 10, keep=3)
     text += "".join(f"\n({number}) {note}" for number, note in enumerate(notes, 1))
     if measures:
         text += ("\n\nreal peak (clean-heap C replayer, bench.real.cleanheap; the median of --repeats runs, their "
@@ -256,6 +291,10 @@ def render_tables(results: Sequence[dict[str, Any]]) -> str:
                  + "; ".join(f"{real}: {how}" for real, how in measures.items())
                  + ".  real anon RSS growth: the same replay's anonymous resident growth (a cross-check).  "
                  "real replay s: bench.real's timed replay (median).")
+    if settings:
+        text += ("\n\nsettings (--settings: the real allocator with an option set in its environment, beside the "
+                 "model parameter that stands for it): "
+                 + "; ".join(f"{label}: {how}" for label, how in settings.items()) + ".")
     go_lines = []
     for result in results:
         go = result.get("go")
@@ -300,7 +339,7 @@ def draw(results: list[dict[str, Any]], path: Path) -> None:
     for result in results:
         for pair in result["pairs"]:
             if "real_peak_heap" in pair:
-                labels.append(f"{Path(result['trace']).stem}\n{pair['real']} / {pair['model']}")
+                labels.append(f"{Path(result['trace']).stem}\n{pair.get('real_label', pair['real'])}\n{pair['model']}")
                 real.append(pair["real_peak_heap"] / 2**20)
                 model.append(pair.get("model_peak_footprint", 0) / 2**20)
     figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(labels)), 4.5))

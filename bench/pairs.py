@@ -18,6 +18,15 @@ libtcmalloc-minimal4), so its model is the tcmalloc model with gperftools'
 size classes and page-heap growth (`tcmalloc:gperftools`), not the
 google/tcmalloc default table.  A new model of a real allocator is one line
 here.
+
+`SETTING_PAIRS` puts a model's parameter beside the real allocator's option
+it stands for, the option set in the real allocator's environment: decay
+(jemalloc `decay`, `MALLOC_CONF` dirty_decay_ms/muzzy_decay_ms) and purge
+(mimalloc `purge`, `MIMALLOC_DECOMMIT_DELAY` / `MIMALLOC_ALLOW_DECOMMIT`).
+The real defaults purge on a timer (jemalloc 10 s, mimalloc 25 ms after a
+free) that a replay without a clock cannot follow; with the timer set to 0
+or off, the real allocator does what the model's setting does, so the pair
+measures the rest of the model (`bench fidelity --settings`).
 """
 
 from __future__ import annotations
@@ -42,3 +51,13 @@ def model_of(real: str) -> str | None:
     if real not in MODEL_OF_REAL:
         raise ValueError(f"unknown real allocator {real!r} (known: {', '.join(MODEL_OF_REAL)})")
     return MODEL_OF_REAL[real]
+
+
+#: (real allocator, the option's short name, the option as environment variables, the model spec whose
+#: parameter stands for that option).
+SETTING_PAIRS: tuple[tuple[str, str, tuple[tuple[str, str], ...], str], ...] = (
+    ("jemalloc", "decay off", (("MALLOC_CONF", "dirty_decay_ms:-1,muzzy_decay_ms:-1"),), "jemalloc"),  # decay=never
+    ("jemalloc", "decay 0 ms", (("MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0"),), "jemalloc:immediate"),
+    ("mimalloc", "decommit 0 ms", (("MIMALLOC_DECOMMIT_DELAY", "0"),), "mimalloc"),  # purge=immediate
+    ("mimalloc", "decommit off", (("MIMALLOC_ALLOW_DECOMMIT", "0"),), "mimalloc:purge_never"),
+)

@@ -228,7 +228,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out}: not a directory")
 
     results = api.fidelity(args.traces, repeats=args.repeats, out=args.out, progress=say,
-                           reals=tuple(args.real or REALS))
+                           reals=tuple(args.real or REALS), settings=args.settings)
     print(render_tables(results))
     if args.out:
         print(f"\nwrote {args.out / 'fidelity.json'}, {args.out / 'fidelity.png'}")

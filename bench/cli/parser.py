@@ -235,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     fidelity.add_argument("--out", type=Path, default=None, help="also write fidelity.json and fidelity.png here")
     fidelity.add_argument("--real", action="append", choices=FIDELITY_REALS, default=None,
                           help="only this real side (repeatable; default all)")
+    fidelity.add_argument("--settings", action="store_true",
+                          help="also each model parameter beside the real option it stands for: jemalloc decay "
+                          "off / 0 ms (MALLOC_CONF) beside jemalloc / jemalloc:immediate, mimalloc decommit delay "
+                          "0 ms / decommit off beside mimalloc / mimalloc:purge_never")
     fidelity.set_defaults(func=cmd_fidelity)
 
     safety = commands.add_parser(

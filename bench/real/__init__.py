@@ -219,6 +219,7 @@ def replay_real(
     touch: str = "page",
     memory_limit_bytes: int | str | None = "auto",
     timeout: float | None = 1800.0,
+    environment: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Replay `trace` through a real allocator in a child process; return its figures (module docstring).
 
@@ -228,6 +229,8 @@ def replay_real(
     one, grants a 1 TiB malloc under Linux overcommit and the page touches then get the child
     killed).  "auto" (default): the machine's MemTotal.  None: no cap.
     timeout: seconds before the child is killed (RealReplayFailed).
+    environment: variables set for the child after the inherited allocator variables are dropped (an option of
+    the allocator's: `bench.pairs.SETTING_PAIRS`).
     """
     if not hasattr(trace, "slots") or not hasattr(trace, "op"):
         raise TypeError(f"replay_real() needs a Trace, got {type(trace).__name__}")
@@ -243,6 +246,7 @@ def replay_real(
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     library = library_path(allocator)
     env = allocator_environment()
+    env.update(environment or {})
     if library:
         env["LD_PRELOAD"] = library
     root = str(Path(__file__).resolve().parents[2])  # the directory holding the bench package

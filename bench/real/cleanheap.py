@@ -20,10 +20,13 @@ start-up may or may not serve the trace.  Measured on this machine (Debian 12: g
   1 MiB (kMinSystemAlloc) are nearly empty when the replay starts, the replay fills them, and a model
   starting from an empty heap counts its own first grow too; the growth alone read 0 for a trace that fit
   in tcmalloc's first MiB.
-- jemalloc: "growth" of stats.mapped (base metadata + active, dirty and muzzy extents; retained virtual
-  space is not counted).  The 6 MiB it reads at start are jemalloc's base metadata (stats.metadata 2.7 MiB)
-  and extents the replay does not reuse: the growth equals the anonymous RSS growth (sqlite3 trace: 43.4
-  vs 43.6 MiB), the statistic minus the start's in-use bytes would count 6 MiB too many.
+- jemalloc: "growth" of its active and dirty pages (stats.active + (stats.arenas.<all>.pdirty + pmuzzy) x
+  page: what stats.mapped counts but the base allocator's metadata blocks; retained virtual space is not
+  counted either).  stats.mapped itself moved by exactly 6 MiB between identical replays (cc1 trace: 5.0
+  MiB growth in 7 of 8 runs, 11.0 in one, the anonymous RSS growth 4.9 MiB in all): jemalloc's base
+  allocator maps its metadata in blocks, and whether the replay's extents need one more radix-tree leaf,
+  hence one more 6 MiB base block, mostly untouched, depends on where the kernel placed them.  The
+  models count no allocator metadata in their footprint (tcmalloc's generic.heap_size does not either).
 - mimalloc: "rss": anonymous resident growth (rss_anon_peak_growth, sampled every 1024 rows).  Its
   committed statistic moves in whole 32 MiB segments: a single-threaded process commits each segment
   eagerly (segment.c: eager_delay needs more than one thread), so it read 32 MiB at start and 32 MiB of
@@ -144,8 +147,12 @@ def run_replayer(command: list[str], library: str | None, timeout: float | None,
     return completed, figures
 
 
-def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | None = 1800.0) -> dict[str, Any]:
+def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | None = 1800.0,
+                         environment: dict[str, str] | None = None) -> dict[str, Any]:
     """Replay `trace` through the real `allocator` in the C replayer; return its JSON figures.
+
+    environment: variables set for the replayer after the inherited allocator variables are dropped (an
+    option of the allocator's, e.g. {"MALLOC_CONF": "dirty_decay_ms:0"}; `bench.pairs.SETTING_PAIRS`).
 
     Keys: peak_heap_bytes (heap growth from the pre-replay baseline, module docstring), measure,
     heap_growth_at_peak_row, heap_growth_at_end, heap_start, in_use_start, rss_growth_bytes (VmRSS growth at
@@ -162,7 +169,8 @@ def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | 
         np.ascontiguousarray(trace.slots, dtype=np.int64).tofile(paths[1])
         np.ascontiguousarray(trace.size, dtype=np.int64).tofile(paths[2])
         command = [str(binary), allocator, *map(str, paths), str(max(trace.n_slots, 1))]
-        completed, figures = run_replayer(command, library, timeout, f"clean-heap replay through {allocator}")
+        completed, figures = run_replayer(command, library, timeout, f"clean-heap replay through {allocator}",
+                                          environment)
     if completed.returncode != 0 or not isinstance(figures, dict) or "peak_heap_bytes" not in figures:
         raise RealReplayFailed(f"clean-heap replay through {allocator} failed (exit status {completed.returncode}): "
                                f"{completed.stderr.strip()[-2000:]}")

@@ -10,7 +10,8 @@
  *   (0..N_IDS-1) per row; SIZE_FILE: int64 per row.  ALLOCATOR (glibc|jemalloc|tcmalloc|mimalloc|scudo)
  *   picks the statistic read through dlsym(RTLD_DEFAULT, ...):
  *     glibc     mallinfo2() arena + hblkhd
- *     jemalloc  mallctl("epoch") then mallctl("stats.mapped")
+ *     jemalloc  mallctl("epoch") then stats.active + (stats.arenas.<all>.pdirty + pmuzzy) x page: the pages
+ *               of active and dirty extents (stats.mapped less the base allocator's metadata blocks)
  *     tcmalloc  MallocExtension_GetNumericProperty generic.heap_size - tcmalloc.pageheap_unmapped_bytes
  *     mimalloc  mi_process_info current_commit
  *     scudo     Scudo's own mallinfo2() hblkhd (its StatMapped counter: primary regions + secondary blocks)
@@ -111,7 +112,7 @@ static void setup_stats(void) {
                                     "mi_process_info", "mallinfo2"};
     static const char *measures[] = {
         "mallinfo2 arena + hblkhd (sbrk/mmap heap + mmapped chunks)",
-        "mallctl stats.mapped (bytes in extents jemalloc has mapped and not returned)",
+        "mallctl stats.active + (pdirty + pmuzzy) x page (active and dirty extents, base metadata not counted)",
         "generic.heap_size - tcmalloc.pageheap_unmapped_bytes (page heap mapped from the OS)",
         "mi_process_info current_commit (memory mimalloc has committed)",
         "Scudo mallinfo2 hblkhd (StatMapped: bytes mapped for the primary's size-class regions and the "
@@ -133,12 +134,15 @@ static int64_t heap_bytes(void) {
         struct mallinfo2 info = ((mallinfo2_fn)stat_fn)();
         return (int64_t)info.hblkhd;
     }
-    case ALLOC_JEMALLOC: {
+    case ALLOC_JEMALLOC: { /* 4096 = MALLCTL_ARENAS_ALL: the sum over all arenas */
         uint64_t epoch = 1;
-        size_t mapped = 0, length = sizeof mapped;
+        size_t active = 0, dirty = 0, muzzy = 0, page = 0, length = sizeof active;
         ((mallctl_fn)stat_fn)("epoch", NULL, NULL, &epoch, sizeof epoch);
-        if (((mallctl_fn)stat_fn)("stats.mapped", &mapped, &length, NULL, 0) != 0) return -1;
-        return (int64_t)mapped;
+        if (((mallctl_fn)stat_fn)("stats.active", &active, &length, NULL, 0) != 0) return -1;
+        if (((mallctl_fn)stat_fn)("stats.arenas.4096.pdirty", &dirty, &length, NULL, 0) != 0) return -1;
+        if (((mallctl_fn)stat_fn)("stats.arenas.4096.pmuzzy", &muzzy, &length, NULL, 0) != 0) return -1;
+        if (((mallctl_fn)stat_fn)("arenas.page", &page, &length, NULL, 0) != 0) return -1;
+        return (int64_t)(active + (dirty + muzzy) * page);
     }
     case ALLOC_TCMALLOC: {
         size_t heap = 0, unmapped = 0;
