@@ -38,14 +38,15 @@ the pages of the blocks the program writes (a block is assumed written over
 its requested bytes when first handed out; a large or huge block likewise).
 Slices are committed when the segment info or a page first uses them (the
 slice_commits counter; mimalloc's `committed` statistic, at its 64 KiB
-commit granularity).  `purge` says what happens to free slices: "immediate"
-(the default) decommits them as soon as they are free, which makes their
-pages non-resident: the nearest a replay without a clock comes to
-libmimalloc 2.0.9's defaults (allow_decommit on, decommit_delay 25 ms, so
-free spans are decommitted shortly after they are freed; its eager commit of
-a thread's second and later segments is undone by the same purge, and
-commits alone are not resident); "never" keeps every page resident once
-written (preset `purge_never`, as mi_option_allow_decommit = 0).
+commit granularity).  `purge` says what happens to free slices: "never"
+(the default) keeps every page resident once written, as libmimalloc 2.0.9
+does in a replay: its decommit of free spans waits 25 ms (decommit_delay),
+and on every recorded program of `bench fidelity` its peak equals the peak
+with mi_option_allow_decommit = 0 (measured: sqlite3, python3, cc1, xz); "immediate"
+(preset `immediate`, as mi_option_decommit_delay = 0) decommits free slices
+as soon as they are free, which makes their pages non-resident again (the
+eager commit of a thread's second and later segments is undone by the same
+purge, and commits alone are not resident).
 
 Metadata model (metadata_bytes): per live segment its info, a 160 B header
 and one 80 B slice record for each of its 513 slices (the part of the
@@ -353,8 +354,8 @@ class MiMalloc(Allocator):
         "lazy 4 KiB extension, 32 MiB segments of 64 KiB slices, large pages and huge segments"
     )
     alignment = 8
-    defaults = {"purge": "immediate"}
-    presets = {"purge_never": {"purge": "never"}}
+    defaults = {"purge": "never"}
+    presets = {"immediate": {"purge": "immediate"}}
     variants = ()
     delays_reuse = True
     counter_names = COUNTER_NAMES

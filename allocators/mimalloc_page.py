@@ -36,8 +36,12 @@ pages, not its 64 KiB slice.  (A block above 4 KiB reused later for a larger
 request than its first is not touched again.)
 
 Frees by the owner that empty a page retire it (`_mi_page_retire`): the only
-page of its queue is kept for 16 generic allocations (4 for blocks above
-16 KiB), any other page is freed to its segment (mimalloc_segments).  A free
+page of its queue is kept (retire_expire = 1 + 8, or 1 + 2 for blocks above
+16 KiB) and counted down each time the heap needs a fresh page
+(`_mi_heap_collect_retired`), so it is freed by the 9th (3rd) such page unless
+it is used again (measured on libmimalloc 2.0.9: the 9th fresh page of a heap
+reuses the slice of a lone emptied 16 B page); any other emptied page is freed
+to its segment (mimalloc_segments).  A free
 into a full page by its owner moves it back to its bin queue (`_mi_page_unfull`,
 at the end); a remote free into a full page puts the page on the owner's
 delayed list (`thread_delayed_free`, modelled per page, not per block), so the
@@ -374,7 +378,7 @@ def page_retire(state, page):
         qi = (thread * N_QUEUES + q) << 1
         if queues[qi] == page and queues[qi + 1] == page:
             small = pages[rec + PG_BSIZE] <= SMALL_OBJ_SIZE_MAX
-            pages[rec + PG_RETIRE] = RETIRE_CYCLES if small else RETIRE_CYCLES // 4
+            pages[rec + PG_RETIRE] = 1 + (RETIRE_CYCLES if small else RETIRE_CYCLES // 4)
             h = thread * H_STRIDE
             if q < heaps[h + H_RETIRED_MIN]:
                 heaps[h + H_RETIRED_MIN] = q

@@ -29,11 +29,12 @@ the page belongs to the borrower.
 Commit (footprint).  A slice is committed when a page or the segment info
 first uses it (commit on demand; libmimalloc 2.0.9 commits the first segment
 of a thread on demand, mi_option_eager_commit_delay = 1, and later ones
-eagerly, but its default purge, allow_decommit = 1 with a 25 ms decommit
-delay, takes free spans back soon after).  `purge`: "immediate" decommits a
-span's slices when it becomes free and the info slice when its segment is
-freed (mi_option_decommit_delay = 0); "never" keeps every slice committed
-once touched, also after its segment is freed (the frame keeps its commit).
+eagerly; its default purge, allow_decommit = 1 with a 25 ms decommit delay,
+had taken nothing back by the peak of any recorded program the lab replays).
+`purge`: "never" (the default) keeps every slice committed once touched,
+also after its segment is freed (the frame keeps its commit); "immediate"
+decommits a span's slices when it becomes free and the info slice when its
+segment is freed (mi_option_decommit_delay = 0).
 
 Footprint: resident OS pages (S_RESIDENT, the `resident` page map).  The
 commit statistic above moves in 64 KiB slices, but Linux makes memory

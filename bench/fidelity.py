@@ -12,8 +12,8 @@ stands for a real option beside the real allocator run with that option in its e
 
     real jemalloc, MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1  <-> jemalloc             (decay=never)
     real jemalloc, MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0    <-> jemalloc:immediate
-    real mimalloc, MIMALLOC_DECOMMIT_DELAY=0                        <-> mimalloc             (purge=immediate)
-    real mimalloc, MIMALLOC_ALLOW_DECOMMIT=0                        <-> mimalloc:purge_never
+    real mimalloc, MIMALLOC_ALLOW_DECOMMIT=0                        <-> mimalloc             (purge=never)
+    real mimalloc, MIMALLOC_DECOMMIT_DELAY=0                        <-> mimalloc:immediate
 
 The real defaults purge on a timer (jemalloc's 10 s decay, mimalloc's 25 ms decommit delay) that a replay
 without a clock cannot follow: how much a default real run purged depends on how long the replay took.

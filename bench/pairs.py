@@ -22,7 +22,7 @@ here.
 `SETTING_PAIRS` puts a model's parameter beside the real allocator's option
 it stands for, the option set in the real allocator's environment: decay
 (jemalloc `decay`, `MALLOC_CONF` dirty_decay_ms/muzzy_decay_ms) and purge
-(mimalloc `purge`, `MIMALLOC_DECOMMIT_DELAY` / `MIMALLOC_ALLOW_DECOMMIT`).
+(mimalloc `purge`, `MIMALLOC_ALLOW_DECOMMIT` / `MIMALLOC_DECOMMIT_DELAY`).
 The real defaults purge on a timer (jemalloc 10 s, mimalloc 25 ms after a
 free) that a replay without a clock cannot follow; with the timer set to 0
 or off, the real allocator does what the model's setting does, so the pair
@@ -58,6 +58,6 @@ def model_of(real: str) -> str | None:
 SETTING_PAIRS: tuple[tuple[str, str, tuple[tuple[str, str], ...], str], ...] = (
     ("jemalloc", "decay off", (("MALLOC_CONF", "dirty_decay_ms:-1,muzzy_decay_ms:-1"),), "jemalloc"),  # decay=never
     ("jemalloc", "decay 0 ms", (("MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0"),), "jemalloc:immediate"),
-    ("mimalloc", "decommit 0 ms", (("MIMALLOC_DECOMMIT_DELAY", "0"),), "mimalloc"),  # purge=immediate
-    ("mimalloc", "decommit off", (("MIMALLOC_ALLOW_DECOMMIT", "0"),), "mimalloc:purge_never"),
+    ("mimalloc", "decommit off", (("MIMALLOC_ALLOW_DECOMMIT", "0"),), "mimalloc"),  # purge=never
+    ("mimalloc", "decommit 0 ms", (("MIMALLOC_DECOMMIT_DELAY", "0"),), "mimalloc:immediate"),
 )

@@ -237,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="only this real side (repeatable; default all)")
     fidelity.add_argument("--settings", action="store_true",
                           help="also each model parameter beside the real option it stands for: jemalloc decay "
-                          "off / 0 ms (MALLOC_CONF) beside jemalloc / jemalloc:immediate, mimalloc decommit delay "
-                          "0 ms / decommit off beside mimalloc / mimalloc:purge_never")
+                          "off / 0 ms (MALLOC_CONF) beside jemalloc / jemalloc:immediate, mimalloc decommit off / "
+                          "decommit delay 0 ms beside mimalloc / mimalloc:immediate")
     fidelity.set_defaults(func=cmd_fidelity)
 
     safety = commands.add_parser(
