@@ -148,11 +148,13 @@ def run_replayer(command: list[str], library: str | None, timeout: float | None,
 
 
 def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | None = 1800.0,
-                         environment: dict[str, str] | None = None) -> dict[str, Any]:
+                         environment: dict[str, str] | None = None, addresses: bool = False) -> dict[str, Any]:
     """Replay `trace` through the real `allocator` in the C replayer; return its JSON figures.
 
     environment: variables set for the replayer after the inherited allocator variables are dropped (an
     option of the allocator's, e.g. {"MALLOC_CONF": "dirty_decay_ms:0"}; `bench.pairs.SETTING_PAIRS`).
+    addresses: also return, as "addresses", the address each ALLOC / REALLOC row got (int64 per row, 0 for
+    the other rows; `bench.real.placement`), with "warm_address", where the warm-up malloc(16) was.
 
     Keys: peak_heap_bytes (heap growth from the pre-replay baseline, module docstring), measure,
     heap_growth_at_peak_row, heap_growth_at_end, heap_start, in_use_start, rss_growth_bytes (VmRSS growth at
@@ -169,8 +171,13 @@ def clean_heap_footprint(trace: Any, allocator: str = "glibc", timeout: float | 
         np.ascontiguousarray(trace.slots, dtype=np.int64).tofile(paths[1])
         np.ascontiguousarray(trace.size, dtype=np.int64).tofile(paths[2])
         command = [str(binary), allocator, *map(str, paths), str(max(trace.n_slots, 1))]
+        extra = dict(environment or {})
+        if addresses:
+            extra["ALLOCLAB_ADDRESSES"] = str(Path(scratch) / "addresses.bin")
         completed, figures = run_replayer(command, library, timeout, f"clean-heap replay through {allocator}",
-                                          environment)
+                                          extra)
+        if addresses and isinstance(figures, dict):
+            figures["addresses"] = np.fromfile(Path(scratch) / "addresses.bin", dtype=np.int64)[:len(trace)]
     if completed.returncode != 0 or not isinstance(figures, dict) or "peak_heap_bytes" not in figures:
         raise RealReplayFailed(f"clean-heap replay through {allocator} failed (exit status {completed.returncode}): "
                                f"{completed.stderr.strip()[-2000:]}")

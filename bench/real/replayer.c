@@ -38,6 +38,11 @@
  * growth over the baseline is rss_anon_peak_growth.  bench/real/cleanheap.py turns these into one peak
  * footprint per allocator (its docstring says which and why).
  *
+ * Placement (bench/real/placement.py): with ALLOCLAB_ADDRESSES=PATH in the environment, the address each
+ * ALLOC / REALLOC row got is written to PATH (int64 per row, 0 for the other rows; the file is mmap'ed
+ * before the baseline, never malloc'ed) and the JSON says where the warm-up malloc(16) block was
+ * (warm_address), which a model replaying the same warm-up puts at its own first address.
+ *
  * Output (stdout, one JSON object): peak_heap_bytes = max(growth at the peak row, growth at the end),
  * heap_growth_at_peak_row, heap_growth_at_end, heap_start, in_use_start, measure, rss_growth_bytes (VmRSS
  * at the peak row - at start), rss_anon_start, rss_anon_peak_growth, peak_live_requested, peak_row, rows.  malloc/realloc returning NULL for a non-zero
@@ -230,6 +235,15 @@ int main(int argc, char **argv) {
         if (obj[row] < 0 || obj[row] >= n_ids) fail("object id out of range");
     char **pointers = map_zeroed((size_t)n_ids * sizeof(char *));
     int64_t *current = map_zeroed((size_t)n_ids * sizeof(int64_t));
+    int64_t *addresses = NULL;
+    const char *addresses_path = getenv("ALLOCLAB_ADDRESSES");
+    if (addresses_path && *addresses_path) {
+        int fd = open(addresses_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || ftruncate(fd, (off_t)(rows ? rows : 1) * 8) != 0) fail("cannot create the addresses file");
+        addresses = mmap(NULL, (size_t)(rows ? rows : 1) * 8, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        if (addresses == MAP_FAILED) fail("cannot map the addresses file");
+    }
 
     /* First pass: peak live requested bytes and the first row reaching it (no allocation). */
     int64_t live = 0, peak_live = 0, peak_row = -1;
@@ -251,6 +265,7 @@ int main(int argc, char **argv) {
 
     setup_stats();
     char *volatile warm = malloc(16); /* let the allocator initialise itself before the baseline */
+    int64_t warm_address = (int64_t)(intptr_t)warm;
     free(warm);
     heap_bytes();
     int64_t heap_start = heap_bytes(), rss_start = vm_rss(), in_use_start = in_use_bytes();
@@ -272,6 +287,7 @@ int main(int argc, char **argv) {
             if (op[row] == OP_ALLOC && pointers[ident]) free(pointers[ident]);
             pointers[ident] = block;
             current[ident] = request;
+            if (addresses) addresses[row] = (int64_t)(intptr_t)block;
             touch_pages(block, request);
             break;
         }
@@ -298,10 +314,11 @@ int main(int argc, char **argv) {
     printf("{\"peak_heap_bytes\": %lld, \"heap_growth_at_peak_row\": %lld, \"heap_growth_at_end\": %lld, "
            "\"heap_start\": %lld, \"in_use_start\": %lld, \"measure\": \"%s\", \"rss_growth_bytes\": %lld, "
            "\"rss_start\": %lld, \"rss_anon_start\": %lld, \"rss_anon_peak_growth\": %lld, "
-           "\"peak_live_requested\": %lld, \"peak_row\": %lld, \"rows\": %lld}\n",
+           "\"peak_live_requested\": %lld, \"peak_row\": %lld, \"rows\": %lld, \"warm_address\": %lld}\n",
            (long long)(growth_peak > growth_end ? growth_peak : growth_end), (long long)growth_peak,
            (long long)growth_end, (long long)heap_start, (long long)in_use_start, measure,
            (long long)(rss_at_peak - rss_start), (long long)rss_start, (long long)anon_start,
-           (long long)(anon_peak - anon_start), (long long)peak_live, (long long)peak_row, (long long)rows);
+           (long long)(anon_peak - anon_start), (long long)peak_live, (long long)peak_row, (long long)rows,
+           (long long)warm_address);
     return 0;
 }
