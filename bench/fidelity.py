@@ -329,33 +329,59 @@ def render_tables(results: Sequence[dict[str, Any]]) -> str:
 
 
 def draw(results: list[dict[str, Any]], path: Path) -> None:
-    """Real peak footprint beside the model's, one pair of bars per trace and pair, the error over the model's."""
+    """One panel per trace: per pair, the real peak footprint beside the model's (horizontal bars), the
+    error at the model's bar, the 10 % target band around the real value."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels, real, model = [], [], []
+    panels = []
     for result in results:
-        for pair in result["pairs"]:
-            if "real_peak_heap" in pair:
-                labels.append(f"{Path(result['trace']).stem}\n{pair.get('real_label', pair['real'])}\n{pair['model']}")
-                real.append(pair["real_peak_heap"] / 2**20)
-                model.append(pair.get("model_peak_footprint", 0) / 2**20)
-    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(labels)), 4.5))
-    positions = range(len(labels))
-    axis.bar([p - 0.2 for p in positions], real, width=0.4, label="real allocator (clean-heap peak footprint)")
-    axis.bar([p + 0.2 for p in positions], model, width=0.4, label="model (peak footprint)")
-    for position, (real_value, model_value) in enumerate(zip(real, model, strict=True)):
-        if not model_value:
-            axis.annotate("no model yet", (position + 0.2, 0), ha="center", va="bottom", fontsize=7, rotation=90)
-            continue
-        error = (model_value - real_value) / real_value if real_value else float("nan")
-        axis.annotate(f"{100 * error:+.0f} %", (position + 0.2, model_value), ha="center", va="bottom", fontsize=8)
-    axis.set_xticks(list(positions), labels, fontsize=7)
-    axis.set_ylabel("MiB")
-    axis.set_title("Model fidelity: peak footprint, model vs the real allocator on the same trace")
-    axis.legend(fontsize=8)
-    figure.tight_layout()
+        rows = [(f"{pair.get('real_label', pair['real'])} / {pair['model']}", pair["real_peak_heap"] / 2**20,
+                 pair.get("model_peak_footprint", 0) / 2**20) for pair in result["pairs"] if "real_peak_heap" in pair]
+        if rows:
+            panels.append((Path(result["trace"]).stem, rows))
+    if not panels:  # every pair skipped or failed: say so rather than draw empty axes
+        figure, axis = plt.subplots(figsize=(6, 1.5))
+        axis.axis("off")
+        axis.text(0.5, 0.5, "no pair measured (see fidelity.json for why)", ha="center", va="center", fontsize=9)
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        return
+    heights = [max(1, len(rows)) for _, rows in panels]
+    figure, axes = plt.subplots(len(panels), 1, figsize=(9, 1.0 + 0.42 * sum(heights) + 0.5 * len(panels)),
+                                gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for axis, (name, rows) in zip(axes[:, 0], panels, strict=True):
+        positions = range(len(rows))
+        real = [real_value for _, real_value, _ in rows]
+        model = [model_value for _, _, model_value in rows]
+        for position, real_value in enumerate(real):  # the 10 % target band around the real value
+            axis.fill_betweenx([position - 0.42, position + 0.42], real_value * (1 - TARGET), real_value * (1 + TARGET),
+                               color="#eeeeee", zorder=0)
+        axis.barh([p - 0.19 for p in positions], real, height=0.38, color="#555555",
+                  label="real allocator (clean-heap peak footprint, median)")
+        axis.barh([p + 0.19 for p in positions], model, height=0.38, color="#1f77b4", label="model (peak footprint)")
+        for position, (real_value, model_value) in enumerate(zip(real, model, strict=True)):
+            if not model_value:
+                axis.text(0, position + 0.19, " no model yet", va="center", fontsize=7)
+                continue
+            error = (model_value - real_value) / real_value if real_value else float("nan")
+            axis.text(max(real_value, model_value) * 1.01, position + 0.19, f"{100 * error:+.1f} %", va="center",
+                      fontsize=7.5, color="#aa0000" if abs(error) > TARGET else "#333333")
+        axis.set_yticks(list(positions), [label for label, _, _ in rows], fontsize=7.5)
+        axis.invert_yaxis()
+        axis.set_xlim(0, max(real + model + [1e-9]) * 1.18)
+        axis.set_title(name, fontsize=9, loc="left")
+        axis.tick_params(axis="x", labelsize=7)
+        axis.grid(axis="x", color="#dddddd", linewidth=0.6)
+    axes[-1, 0].set_xlabel("peak footprint (MiB); grey band: within 10 % of the real value")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    top = 1 - 0.9 / figure.get_figheight()  # room for the title and the legend, in inches
+    figure.suptitle("Model fidelity: peak footprint, model beside the real allocator on the same trace", fontsize=10,
+                    y=1 - 0.15 / figure.get_figheight())
+    figure.legend(handles, labels, loc="upper center", ncol=2, fontsize=7.5, frameon=False,
+                  bbox_to_anchor=(0.5, 1 - 0.4 / figure.get_figheight()))
+    figure.tight_layout(rect=(0, 0, 1, top))
     figure.savefig(path, dpi=110)
     plt.close(figure)
