@@ -40,7 +40,12 @@ src/eset.c; facts in shared/reference/production-allocators.md section 2).  Thre
    exp_grow sizes it: `grow_bytes` (2 MiB, HUGEPAGE) first, then one page-size class more
    each time (2.5, 3, 3.5, 4, 5 MiB, ...; a larger request skips to the class that holds it).
    A large object's extent is its class plus one pad page (sz_large_pad, the cache-oblivious
-   default of the Debian build).
+   default of the Debian build).  Arena 0's first chunk starts with the *startup extents*
+   (jemalloc_arena.STARTUP_EXTENT_PAGES: the first thread's tcache bin stacks, 28 KiB + pad, and
+   libstdc++'s emergency exception pool, 80 KiB + pad, both live before a program's first malloc
+   returns under LD_PRELOAD), then the 16 B slab of the replayer's warm-up malloc(16) / free as
+   arena 0's current 16 B slab: 117 KiB outside the footprint and the counters, as they are in
+   the real replayer's baseline (jemalloc_arena.startup).
 
 Decay (`decay`): jemalloc purges dirty pages (those of free extents) after a delay; the
 model has the two ends.  "never" (dirty_decay_ms = -1): freed extents stay dirty, mapped,
@@ -54,7 +59,13 @@ Known simplifications: ordering by address stands for jemalloc's (serial number,
 order; the dedicated arena above opt_oversize_threshold (8 MiB) and the eager purge of dirty
 extents of that size, the 10 s decay curve (and the coalescing of small dirty extents it does
 on eviction), muzzy pages, binshards and the cache bins' flush delay
-(opt_tcache_gc_delay_bytes, 0 by default) are not modelled.
+(opt_tcache_gc_delay_bytes, 0 by default) are not modelled.  The model's chunks follow one another
+upwards (so address order is the chunks' serial-number order); real ones are mmaps the kernel
+places (downwards, among the process's other mappings), so past the first chunk a block's real
+address differs from the model's by that chunk's own shift (measured 2026-12-02, decay off: with
+one shift per model chunk every allocation of cc1, cc1-x6, sqlite3, python3 and xz agrees, large
+ones to the page: real large extents start at a random cache line of their pad page).  Other
+threads' tcache bin stacks (carved from arena 0 in real jemalloc) are not modelled.
 
 Hardening: the lab's generic layer (allocators.hardening: slot state, checksums, canaries,
 quarantine, shuffling, guard pages, encoded links) as parameters, presets `hardened`, `scudo`.
@@ -93,8 +104,8 @@ from numba import njit
 
 from allocators.errors import ST_OK, BadParameter
 from allocators.hardening import HARDENING_OFF, HARDENING_PRESETS, harden, with_hardening
-from allocators.jemalloc_arena import large_dalloc
-from allocators.jemalloc_extents import extents_metadata, extents_reset, init_extents, new_trees
+from allocators.jemalloc_arena import large_dalloc, startup
+from allocators.jemalloc_extents import X_ACTIVE_PAGES, extents_reset, init_extents, new_trees
 from allocators.jemalloc_layout import (
     B_LOW_WATER,
     B_NCACHED,
@@ -285,7 +296,10 @@ def reset_state(state):
     for i in range(words[S_NARENAS] * words[S_N_SMALL]):
         bitset_clear_all(nonfull[i * width:(i + 1) * width])
     extents_reset(words, XB, state[I_SPANS], state[I_PAGEMAP], state[I_TREES], words[S_NARENAS])
-    words[S_EXT_METADATA] = extents_metadata(words, XB)
+    mapped = words[S_MAPPED_PAGES]
+    startup(state)
+    words[XB + X_ACTIVE_PAGES] += mapped - words[S_MAPPED_PAGES]  # (a startup extent taken from retained pages)
+    words[S_MAPPED_PAGES] = mapped
     words[S_NEXT_ARENA] = 0
     words[S_METADATA] = words[S_STATIC_METADATA]
     words[C_ARENAS_USED] = 0  # none in use until a thread starts again
@@ -402,7 +416,9 @@ class JEMalloc(Allocator):
             I_BINS: bins, I_NONFULL: nonfull, I_SPANS: spans, I_PAGEMAP: pagemap, I_TREES: trees,
             I_BITS: bits,
         }
-        return tuple(arrays[i] for i in range(len(arrays)))
+        state = tuple(arrays[i] for i in range(len(arrays)))
+        startup(state)
+        return state
 
 
 __all__ = ["DECAYS", "DEFAULT_NARENAS", "JEMalloc", "S_ARENA_BYTES", "S_MAPPED_PAGES", "S_NEXT_ARENA"]

@@ -21,7 +21,9 @@ ncached_max pointers (`stacks`, bottom = oldest); the hot path pops and pushes i
   L - L / 4 of its oldest objects and a small bin halves its next fill (lg_fill_div + 1, while
   the fill stays >= 1); with L = 0 a small bin refilled since the last pass doubles its
   next fill again (lg_fill_div - 1, not below 1).  The low-water mark is then reset to the
-  bin's count.  (opt_tcache_gc_delay_bytes is 0 by default: no delay is modelled.)
+  bin's count.  (opt_tcache_gc_delay_bytes is 0 by default: no delay is modelled.)  Thread 0
+  (the process's first, whose startup malloc of libstdc++'s exception pool already fired one event on
+  szind 0) starts at the next bin (STARTUP_NEXT_GC_BIN).
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ from labcore.jitcache import holds_kernels
 holds_kernels(__file__)
 
 
+#: Thread 0's first GC bin.  Real jemalloc's first malloc in the process (libstdc++'s 72704 B exception pool,
+#: before main) counts 80 KiB against the 64 KiB tcache_gc wait: one GC event has then visited szind 0
+#: (empty, nothing to flush) and the next one goes to szind 1 (the model's class 2).  Other threads start at 1.
+STARTUP_NEXT_GC_BIN = 2
+
+
 @njit(cache=True)
 def reset_threads(words, tc, n_threads, n_cached):
     """Every thread without a tcache or arena; every bin empty, lg_fill_div 1."""
@@ -90,6 +98,8 @@ def reset_threads(words, tc, n_threads, n_cached):
         tc[trec + T_NEXT_GC_BIN] = 1
         for cls in range(1, n_cached + 1):
             tc[trec + (cls << B_SHIFT) + B_LG_FILL_DIV] = 1
+    if n_threads > 0:
+        tc[T_NEXT_GC_BIN] = STARTUP_NEXT_GC_BIN
 
 
 @njit(cache=True)

@@ -35,6 +35,7 @@ from allocators.jemalloc_layout import (
     S_TC_STRIDE,
     SP_ARENA,
     T_ARENA,
+    T_NEXT_GC_BIN,
     XB,
 )
 from allocators.shared import jemalloc_sizeclasses as sc
@@ -53,6 +54,7 @@ from workloads.trace import OP_ALLOC, OP_FREE, OP_REALLOC, from_rows
 DATA = Path(__file__).parent / "data"
 CAPACITY = 64 << 20
 PAGE = 4096
+STARTUP = 29 * PAGE  # the tcache stacks and libstdc++'s exception pool (jemalloc_arena.STARTUP_EXTENT_PAGES)
 
 
 def reference_rows() -> list[dict[str, int]]:
@@ -157,11 +159,11 @@ def test_granted_sizes_in_the_model():
 # ------------------------------------------------------------------ slabs and bins
 def test_a_fill_takes_half_the_slots_lowest_regions_first():
     heap = make()
-    first = heap.allocate(16)
-    cls = cls_of(16)
+    first = heap.allocate(32)
+    cls = cls_of(32)
     assert ncached(heap, 0, cls) == 100 - 1  # ncached_max 200 >> lg_fill_div 1
-    following = [heap.allocate(16) for _ in range(5)]
-    assert following == [first + 16 * k for k in range(1, 6)]  # the fill's order: lowest region first
+    following = [heap.allocate(32) for _ in range(5)]
+    assert following == [first + 32 * k for k in range(1, 6)]  # the fill's order: lowest region first
     assert heap.counters()["tcache_fills"] == 1 and heap.counters()["slabs_allocated"] == 1
     audit(heap)
 
@@ -325,13 +327,41 @@ def test_each_arena_has_its_own_extents_dirty_before_retained():
     heap = make(threads=2, narenas=2)
     a = heap.allocate(1 << 20, thread=0)  # arena 0 grows a 2 MiB chunk
     b = heap.allocate(1 << 20, thread=1)  # arena 1 grows its own
-    assert b == a + (2 << 20)
+    assert a == STARTUP + PAGE and b == 2 << 20  # arena 0's chunk starts with the startup extents, the 16 B slab
     heap.deallocate(a, thread=0)  # dirty in arena 0
     assert heap.footprint == 2 * 257 * PAGE  # active + dirty; the chunks' unused pages are retained
     c = heap.allocate(1 << 20, thread=1)  # arena 1 cannot use arena 0's extent: it grows; its old chunk's
     # 255 retained pages do not merge with the new chunk (a head extent: no merge across mmap regions)
-    assert c == a + (4 << 20) and heap.counters()["os_grows"] == 3 and heap.counters()["extent_merges"] == 0
+    # (arena 0's first grow was at startup, before the counters)
+    assert c == 4 << 20 and heap.counters()["os_grows"] == 2 and heap.counters()["extent_merges"] == 0
     assert heap.allocate(1 << 20, thread=0) == a  # arena 0 reuses its dirty extent first
+
+
+def test_the_first_chunk_starts_with_the_startup_extents_outside_the_footprint():
+    # real jemalloc 5.3 (LD_PRELOADed libjemalloc2): the warm-up malloc(16) lands 116 KiB into the first
+    # 2 MiB chunk, after the tcache bin stacks (28 KiB + pad) and libstdc++'s exception pool (80 KiB + pad)
+    heap = make(threads=1)
+    assert heap.allocate(16) == STARTUP
+    # the startup extents and the warm-up's 16 B slab are in the real replayer's baseline: not counted
+    assert heap.footprint == 0 and heap.counters()["os_grows"] == 0 and heap.counters()["slabs_allocated"] == 0
+    assert heap.allocate(1792 << 10) == STARTUP + PAGE  # 449 pages with the pad
+    assert heap.allocate(128 << 10) == STARTUP + 450 * PAGE  # 33: the chunk's last page used
+    assert heap.counters()["os_grows"] == 0
+    assert heap.allocate(16 << 10) == 2 << 20  # the chunk is full: the next grow
+
+
+def test_thread_0s_first_gc_event_goes_to_the_16_byte_bin():
+    # the startup malloc of libstdc++'s 80 KiB exception pool fired one GC event (szind 0, empty) before main
+    heap = make(threads=2)
+    tc, stride = heap.state[I_TC], int(heap.state[I_WORDS][S_TC_STRIDE])
+    assert tc[T_NEXT_GC_BIN] == cls_of(16)
+    for thread in (0, 1):
+        heap.allocate(8, thread=thread)  # the thread's set-up
+        for _ in range(4):
+            heap.allocate(16 << 10, thread=thread)  # 64 KiB allocated: one GC event
+    assert heap.counters()["gc_events"] == 2
+    assert tc[T_NEXT_GC_BIN] == cls_of(16) + 1  # thread 0 collected the 16 B bin
+    assert tc[stride + T_NEXT_GC_BIN] == cls_of(8) + 1  # another thread starts at szind 0
 
 
 def test_extent_lengths_are_quantized_with_the_pad():
@@ -345,7 +375,7 @@ def test_dirty_extents_are_not_split_for_requests_64_times_smaller():
     a = heap.allocate(4 << 20)  # 1025 pages (with the pad) of a 1280-page chunk
     heap.deallocate(a)  # dirty; its eset bin is the 1280-page class
     b = heap.allocate(40 << 10)  # 11 pages: 1280 > 64 x 11, so the dirty extent is not split for it
-    assert b == a + 1025 * PAGE  # from the chunk's retained rest
+    assert a == 512 * PAGE and b == STARTUP + PAGE  # from the first chunk's retained rest
     assert heap.allocate(80 << 10) == a  # 21 pages: 1280 <= 64 x 21, the dirty extent is used
 
 
@@ -374,7 +404,7 @@ def test_arenas_grow_by_page_size_classes():
         2, 4, 5, 8, 10, 640, 768, 1024, 1280, 1536]
     heap = make()
     words = heap.state[I_WORDS]
-    heap.allocate(5 << 20)  # 1281 pages with the pad: the first class from 2 MiB up that holds them is 6 MiB
-    assert words[XB + X_OS_PAGES] == 1536
+    heap.allocate(5 << 20)  # 1281 pages with the pad: the first class from 2.5 MiB up that holds them is 6 MiB
+    assert words[XB + X_OS_PAGES] == 512 + 1536  # (the 2 MiB chunk was grown at startup)
     heap.allocate(6 << 20)  # the next growth starts one class above (7 MiB): 1537 pages fit
-    assert words[XB + X_OS_PAGES] == 1536 + 1792 and heap.counters()["os_grows"] == 2
+    assert words[XB + X_OS_PAGES] == 512 + 1536 + 1792 and heap.counters()["os_grows"] == 2

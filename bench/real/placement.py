@@ -16,7 +16,11 @@ on 2026-12-02: `mimalloc` (1 + 8 fresh pages of retire countdown) agrees with li
 every allocation of the five recorded programs of `bench fidelity` (17.1 million), and
 tests/test_placement.py checks it on a generated trace.  `freelist:glibc` agrees with glibc 2.36 on
 every allocation but its mmapped chunks (4-6 per trace, 128 KiB and more), whose place the kernel picks
-among the process's other mappings.  Other pairs are not claimed:
+among the process's other mappings.  `jemalloc` (with the startup extents and the startup GC step of
+libjemalloc2 5.3 under LD_PRELOAD) agrees on every allocation of generated traces whose blocks are small
+and fit in arena 0's first 2 MiB chunk (tests/test_placement.py); past it, real jemalloc's next chunks sit
+wherever the kernel puts their mmap (below the first, among the replayer's and jemalloc's base mappings)
+and its large extents start at a random cache line of their pad page.  Other pairs are not claimed:
 `python -m bench.real.placement TRACE --allocator NAME` prints what they give.  Multi-thread traces
 run on one OS thread in the replayer while the model gives each trace thread a heap, so only
 single-thread traces are compared like with like.
