@@ -94,34 +94,6 @@ def extent_dalloc(state, s):
     words[S_EXT_METADATA] = extents_metadata(words, XB)
 
 
-#: The class of the replayer's warm-up malloc(16) (model class 2): its slab is in the real baseline.
-WARM_UP_CLASS = 2
-
-#: The extents real jemalloc 5.3 (Debian libjemalloc2, LD_PRELOADed) has active in arena 0 before a program's
-#: first malloc returns, in pages, in the order they are carved from the first chunk: the thread's tcache bin
-#: stacks (tsd_tcache_data_init: 8 x (2 + sum of ncached_max) = 24784 B, PAGE aligned, class 28 KiB + the pad
-#: page) and libstdc++'s emergency exception pool (libjemalloc2 links libstdc++; eh_alloc.cc mallocs
-#: 64 x 1024 + 64 x 112 = 72704 B at load: class 80 KiB + the pad page).  Measured: the warm-up malloc(16)
-#: lands 116 KiB into the first 2 MiB chunk.  They live as long as the process and are in the replayer's
-#: baseline, so they take address space but are not counted in the footprint or the counters.
-STARTUP_EXTENT_PAGES = np.array([8, 21], np.int64)
-N_X_COUNTERS = len(X_COUNTER_NAMES)
-
-
-@njit(cache=True)
-def startup_extents(words, spans, pagemap, trees, pages):
-    """Carve the startup extents (`pages`) from arena 0, outside the footprint and the counters."""
-    saved = words[XB:XB + N_X_COUNTERS].copy()
-    for n in pages:
-        s = x_alloc(words, XB, spans, pagemap, trees, 0, n)
-        if s == NO_SPAN:
-            break
-        words[XB + X_ACTIVE_PAGES] -= n
-    words[XB:XB + N_X_COUNTERS] = saved
-    words[S_MAPPED_PAGES] = extents_mapped_pages(words, XB)
-    words[S_EXT_METADATA] = extents_metadata(words, XB)
-
-
 @njit(cache=True)
 def large_alloc(state, usize, cls, arena):
     """large_malloc: an extent of the large class + the pad page; (address, usize) or (-1, 0)."""
@@ -144,16 +116,34 @@ def large_dalloc(state, s):
     return usize
 
 
+#: The class of the replayer's warm-up malloc(16) (model class 2): its slab is in the real baseline.
+WARM_UP_CLASS = 2
+
+#: The extents real jemalloc 5.3 (Debian libjemalloc2, LD_PRELOADed) has active in arena 0 before a program's
+#: first malloc returns, in pages, in the order they are carved from the first chunk: the thread's tcache bin
+#: stacks (tsd_tcache_data_init: 8 x (2 + sum of ncached_max) = 24784 B, PAGE aligned, class 28 KiB + the pad
+#: page) and libstdc++'s emergency exception pool (libjemalloc2 links libstdc++; eh_alloc.cc mallocs
+#: 64 x 1024 + 64 x 112 = 72704 B at load: class 80 KiB + the pad page).  Measured: the warm-up malloc(16)
+#: lands 116 KiB into the first 2 MiB chunk.  They live as long as the process and are in the replayer's
+#: baseline, so they take address space but are not counted in the footprint or the counters.
+STARTUP_EXTENT_PAGES = np.array([8, 21], np.int64)
+N_X_COUNTERS = len(X_COUNTER_NAMES)
+
+
 @njit(cache=True)
 def startup(state):
     """The heap as the real replayer's baseline finds it, outside the footprint and the counters: the startup
     extents, then the slab of the warm-up malloc(16) (freed since, its region back in the tcache) as arena 0's
     current 16 B slab.  The model's own trace may replay that warm-up (bench.real.placement): it then fills from
     this slab, as real jemalloc did."""
-    words, spans, pagemap, trees = state[I_WORDS], state[I_SPANS], state[I_PAGEMAP], state[I_TREES]
-    startup_extents(words, spans, pagemap, trees, STARTUP_EXTENT_PAGES)
+    words, spans = state[I_WORDS], state[I_SPANS]
     saved = words[XB:XB + N_X_COUNTERS].copy()
     slabs = words[C_SLABS_ALLOCATED]
+    for n in STARTUP_EXTENT_PAGES:
+        s = x_alloc(words, XB, spans, state[I_PAGEMAP], state[I_TREES], 0, n)
+        if s == NO_SPAN:
+            break
+        words[XB + X_ACTIVE_PAGES] -= n
     s = _slab_alloc(state, 0, WARM_UP_CLASS)
     if s != NO_SPAN:
         state[I_BINS][WARM_UP_CLASS] = s  # arena 0's bin
